@@ -1,0 +1,50 @@
+# Two commands do all set-up: `make run` (devnet + API + page) and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+PY_OK  := $(VENV)/.installed
+JS_OK  := node_modules/.installed
+
+.PHONY: setup run test lint fmt contracts bench clean
+
+setup: $(PY_OK) $(JS_OK)
+
+$(PY_OK): requirements.lock pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --require-hashes -r requirements.lock
+	$(BIN)/python -m pip install -q --no-deps -e .
+	touch $@
+
+$(JS_OK): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+run: setup
+	$(BIN)/crossmargin up
+
+lint: $(PY_OK)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+test: setup lint
+	$(BIN)/pytest
+
+fmt: $(PY_OK)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+# Recompile contracts/artifacts from sources (solcjs, offline but for the npm registry).
+contracts: $(JS_OK)
+	node contracts/build.mjs
+
+bench: setup
+	$(BIN)/python bench/aggregator.py
+
+# Regenerate the Python lock after editing pyproject.toml dependencies.
+lock: $(PY_OK)
+	$(BIN)/python -m pip install -q uv
+	$(BIN)/uv pip compile pyproject.toml --extra dev --generate-hashes -o requirements.lock -q
+
+clean:
+	rm -rf $(VENV) node_modules .devnet build .mypy_cache .ruff_cache .pytest_cache

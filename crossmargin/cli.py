@@ -1,0 +1,117 @@
+"""`crossmargin` console script: config check, devnet, serve, margin.
+
+Bad input is one line on stderr and a non-zero exit; no traceback for a user's mistake.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+
+from crossmargin.config import Config, load_config
+from crossmargin.errors import ConfigError, CrossmarginError
+
+DEFAULT_CONFIG = Path(".devnet/crossmargin.toml")
+
+
+def _config(path: str | None) -> Config:
+    p = Path(path) if path else DEFAULT_CONFIG
+    if path is None and not p.exists():
+        raise CrossmarginError(
+            f"no --config given and {p} does not exist (start the devnet: crossmargin devnet)"
+        )
+    return load_config(p)
+
+
+def _cmd_config_check(args: argparse.Namespace) -> int:
+    try:
+        cfg = load_config(args.file)
+    except ConfigError as exc:  # a report of every problem, one per line, each with its path
+        print(str(exc), file=sys.stderr)
+        return 1
+    print(
+        f"{args.file}: ok ({len(cfg.chains)} chains, {len(cfg.assets)} assets, "
+        f"{len(cfg.representations)} representations)"
+    )
+    return 0
+
+
+def _cmd_margin(args: argparse.Namespace) -> int:
+    from crossmargin.engine import Engine
+    from crossmargin.render import render_margin
+
+    config = _config(args.config)
+
+    async def run() -> str:
+        async with Engine(config) as engine:
+            report = await engine.margin(args.address, args.target_chain)
+        return report.model_dump_json(indent=2) if args.json else render_margin(report)
+
+    print(asyncio.run(run()))
+    return 0
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from aiohttp import web
+
+    from api.app import create_app
+
+    config = _config(args.config)
+    host = args.host or config.api.host
+    port = args.port if args.port is not None else config.api.port
+    web.run_app(create_app(config), host=host, port=port, print=None)
+    return 0
+
+
+def _cmd_devnet(args: argparse.Namespace) -> int:
+    from crossmargin.devnet import main as devnet_main
+
+    return devnet_main(args.rest)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="crossmargin", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    config = sub.add_parser("config", help="configuration files")
+    config_sub = config.add_subparsers(dest="config_command", required=True)
+    check = config_sub.add_parser("check", help="validate a config file")
+    check.add_argument("file")
+    check.set_defaults(func=_cmd_config_check)
+
+    margin = sub.add_parser("margin", help="unified margin account of one address")
+    margin.add_argument("address")
+    margin.add_argument("--target-chain", help="chain name or id (default: settlement chain)")
+    margin.add_argument("--config", help=f"config file (default: {DEFAULT_CONFIG})")
+    margin.add_argument("--json", action="store_true", help="print the API's JSON")
+    margin.set_defaults(func=_cmd_margin)
+
+    serve = sub.add_parser("serve", help="run the HTTP API")
+    serve.add_argument("--config", help=f"config file (default: {DEFAULT_CONFIG})")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.set_defaults(func=_cmd_serve)
+
+    devnet = sub.add_parser("devnet", help="run local chains with demo accounts", add_help=False)
+    devnet.add_argument("rest", nargs=argparse.REMAINDER)
+    devnet.set_defaults(func=_cmd_devnet)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except CrossmarginError as exc:
+        message = "; ".join(str(exc).splitlines()) or type(exc).__name__
+        print(f"crossmargin: error: {message}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,291 @@
+"""Configuration schema: frozen pydantic models built once from a TOML file in configs/.
+
+Every risk number METHOD.md calls "config" lives here and nowhere in code. Environment
+variables may fill secrets only (RPC URLs), written `${NAME}` or `${NAME:-default}`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal, Self
+
+from eth_utils import is_checksum_address, is_hex_address, to_checksum_address
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
+
+from crossmargin.errors import ConfigError
+
+NATIVE = "native"
+
+
+def _checksummed(value: str) -> str:
+    """Reject bad mixed case (a typo guard EIP-55 gives for free); emit checksummed."""
+    if not is_hex_address(value):
+        raise ValueError(f"not a 20-byte hex address: {value!r}")
+    body = value[2:]
+    if body not in (body.lower(), body.upper()) and not is_checksum_address(value):
+        raise ValueError(f"bad EIP-55 checksum: {value!r}")
+    return to_checksum_address(value)
+
+
+Address = Annotated[str, AfterValidator(_checksummed)]
+Name = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]*$", max_length=40)]
+Fraction01 = Annotated[float, Field(ge=0.0, le=1.0)]
+NonNeg = Annotated[float, Field(ge=0.0, allow_inf_nan=False)]
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ChainConfig(Frozen):
+    """A chain is data: a new network is a config entry, not a subclass."""
+
+    name: Name
+    chain_id: int = Field(gt=0)
+    rpc_urls: list[str] = Field(min_length=1)
+    confirmations: int = Field(default=0, ge=0)
+    block_tag: Literal["latest", "safe", "finalized"] = "latest"
+    sequencer_uptime_feed: Address | None = None
+    sequencer_grace_period_s: int = Field(default=3600, ge=0)
+    to_hub_days: NonNeg = 0.0
+    from_hub_days: NonNeg = 0.0
+    rate_limit_rps: float = Field(default=50.0, gt=0)
+    max_calls_per_batch: int = Field(default=1000, ge=1, le=5000)
+    timeout_s: float = Field(default=10.0, gt=0)
+    retries: int = Field(default=3, ge=0, le=10)
+
+
+class FeedConfig(Frozen):
+    """One price source. Bounds are in the feed's raw answer units, as Chainlink's own."""
+
+    chain: Name
+    address: Address
+    kind: Literal["chainlink"] = "chainlink"
+    decimals: int = Field(default=8, ge=0, le=36)
+    heartbeat_s: int = Field(gt=0)
+    min_answer: int | None = None
+    max_answer: int | None = None
+
+    @model_validator(mode="after")
+    def _bounds(self) -> Self:
+        if self.min_answer is not None and self.max_answer is not None:
+            if self.min_answer > self.max_answer:
+                raise ValueError("min_answer is above max_answer")
+        return self
+
+
+class AssetConfig(Frozen):
+    """Risk parameters of one economic asset (METHOD.md §5-§7); vols are daily."""
+
+    symbol: Annotated[str, Field(pattern=r"^[A-Z0-9.]{1,16}$")]
+    liquidation_horizon_days: NonNeg
+    sigma_default: NonNeg
+    sigma_floor: NonNeg = 0.0
+    sigma: NonNeg | None = None
+    h_min: Fraction01 = 0.0
+    concentration_k: NonNeg = 0.0
+    liquidity_depth_usd: NonNeg = 0.0
+    feeds: list[FeedConfig] = Field(min_length=1)
+
+
+class RepresentationConfig(Frozen):
+    """A token on one chain standing for an asset (METHOD.md §1)."""
+
+    chain: Name
+    asset: str
+    symbol: str = Field(min_length=1, max_length=32)
+    address: Address | Literal["native"]
+    decimals: int = Field(ge=0, le=77)
+    kind: Literal["collateral", "debt"] = "collateral"
+    bridged: bool = False
+    bridge_addon: Fraction01 = 0.0
+
+    @property
+    def is_native(self) -> bool:
+        return self.address == NATIVE
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if self.bridge_addon and not self.bridged:
+            raise ValueError("bridge_addon is only for bridged representations")
+        if self.is_native and self.kind == "debt":
+            raise ValueError("a native coin cannot be a debt representation")
+        return self
+
+
+class LatencyConfig(Frozen):
+    from_chain: Name = Field(alias="from")
+    to_chain: Name = Field(alias="to")
+    days: NonNeg
+
+
+class BridgeConfig(Frozen):
+    """Pairs given here win; others are derived as to_hub(c) + from_hub(t) (METHOD.md §5)."""
+
+    hub: Name
+    latency: list[LatencyConfig] = Field(default_factory=list)
+
+
+class CorrelationConfig(Frozen):
+    a: str
+    b: str
+    rho: float = Field(ge=-1.0, le=1.0)
+
+
+class RiskConfig(Frozen):
+    alpha: float = Field(default=0.99, gt=0.5, lt=1.0)
+    method: Literal["var", "es"] = "var"
+    alpha_es: float = Field(default=0.975, gt=0.5, lt=1.0)
+    kappa: Fraction01 = 0.5
+    ewma_lambda: float = Field(default=0.94, gt=0.0, lt=1.0)
+    min_observations: int = Field(default=30, ge=2)
+    default_correlation: float = Field(ge=-1.0, le=1.0)
+    max_deviation: NonNeg = 0.02
+    max_time_skew_s: int = Field(default=300, ge=0)
+    correlations: list[CorrelationConfig] = Field(default_factory=list)
+
+
+class ApiConfig(Frozen):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    anonymous: bool = False
+
+
+class Config(Frozen):
+    """The whole service configuration; cross-references are checked here, once."""
+
+    settlement_chain: Name
+    chains: list[ChainConfig] = Field(min_length=1)
+    assets: list[AssetConfig] = Field(min_length=1)
+    representations: list[RepresentationConfig] = Field(min_length=1)
+    risk: RiskConfig
+    bridges: BridgeConfig
+    api: ApiConfig = ApiConfig()
+
+    @model_validator(mode="after")
+    def _references(self) -> Self:
+        chains = _unique([c.name for c in self.chains], "chains", "name")
+        _unique([str(c.chain_id) for c in self.chains], "chains", "chain_id")
+        assets = _unique([a.symbol for a in self.assets], "assets", "symbol")
+        _need(self.settlement_chain, chains, "settlement_chain", "chain")
+        _need(self.bridges.hub, chains, "bridges.hub", "chain")
+        for i, pair in enumerate(self.bridges.latency):
+            _need(pair.from_chain, chains, f"bridges.latency.{i}.from", "chain")
+            _need(pair.to_chain, chains, f"bridges.latency.{i}.to", "chain")
+        for i, asset in enumerate(self.assets):
+            for j, feed in enumerate(asset.feeds):
+                _need(feed.chain, chains, f"assets.{i}.feeds.{j}.chain", "chain")
+        for i, corr in enumerate(self.risk.correlations):
+            _need(corr.a, assets, f"risk.correlations.{i}.a", "asset")
+            _need(corr.b, assets, f"risk.correlations.{i}.b", "asset")
+        seen: dict[tuple[str, str], int] = {}
+        for i, rep in enumerate(self.representations):
+            _need(rep.chain, chains, f"representations.{i}.chain", "chain")
+            _need(rep.asset, assets, f"representations.{i}.asset", "asset")
+            key = (rep.chain, rep.address.lower())
+            if key in seen:
+                raise ValueError(
+                    f"representations.{i}: {rep.address} on {rep.chain} is already "
+                    f"representations.{seen[key]}"
+                )
+            seen[key] = i
+        return self
+
+    def chain(self, key: str | int) -> ChainConfig:
+        """Look a chain up by name or chain id (as users type either)."""
+        for c in self.chains:
+            if c.name == key or str(c.chain_id) == str(key):
+                return c
+        raise KeyError(key)
+
+    def asset(self, symbol: str) -> AssetConfig:
+        for a in self.assets:
+            if a.symbol == symbol:
+                return a
+        raise KeyError(symbol)
+
+
+def _unique(values: list[str], where: str, field: str) -> set[str]:
+    seen: set[str] = set()
+    for i, v in enumerate(values):
+        if v in seen:
+            raise ValueError(f"{where}.{i}.{field}: duplicate {v!r}")
+        seen.add(v)
+    return seen
+
+
+def _need(value: str, known: set[str], path: str, what: str) -> None:
+    if value not in known:
+        raise ValueError(f"{path}: unknown {what} {value!r} (known: {', '.join(sorted(known))})")
+
+
+_ENV = re.compile(r"\$\{([A-Z_][A-Z0-9_]*)(?::-([^}]*))?\}")
+
+
+def _expand(value: str, env: Mapping[str, str], path: str, source: str) -> str:
+    def sub(m: re.Match[str]) -> str:
+        name, default = m.group(1), m.group(2)
+        if name in env:
+            return env[name]
+        if default is not None:
+            return default
+        raise ConfigError(f"{source}: {path}: environment variable {name} is not set")
+
+    return _ENV.sub(sub, value)
+
+
+def _fill_secrets(raw: dict[str, Any], env: Mapping[str, str], source: str) -> dict[str, Any]:
+    """Expand ${VAR} only in rpc_urls: env vars fill secrets, never risk numbers."""
+    for i, chain in enumerate(raw.get("chains", [])):
+        if isinstance(chain, dict) and isinstance(chain.get("rpc_urls"), list):
+            chain["rpc_urls"] = [
+                _expand(u, env, f"chains.{i}.rpc_urls.{j}", source) if isinstance(u, str) else u
+                for j, u in enumerate(chain["rpc_urls"])
+            ]
+    return raw
+
+
+def parse_config(
+    text: str, env: Mapping[str, str] | None = None, source: str = "<config>"
+) -> Config:
+    """Parse and validate; every problem is reported with its path inside the file."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: not valid TOML: {exc}") from exc
+    raw = _fill_secrets(raw, os.environ if env is None else env, source)
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+            msg = err["msg"].removeprefix("Value error, ")
+            lines.append(f"{source}: {loc}: {msg}")
+        raise ConfigError("\n".join(lines)) from exc
+
+
+def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Config:
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read: {exc.strerror}") from exc
+    return parse_config(text, env, source=str(p))
+
+
+def config_hash(config: Config) -> str:
+    """sha256 of the validated config, recorded in every snapshot (METHOD.md §10)."""
+    return hashlib.sha256(config.model_dump_json(by_alias=True).encode()).hexdigest()

@@ -1,0 +1,75 @@
+"""The service's one I/O object: it owns the HTTP session and one adapter per chain.
+
+Open it with `async with Engine(config) as engine:`; every computation pins each chain
+once, reads all chains concurrently, and hands the states to the pure valuation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from types import TracebackType
+from typing import Self
+
+import aiohttp
+from eth_utils import is_checksum_address, is_hex_address, to_checksum_address
+
+from adapters.evm import EvmAdapter
+from crossmargin.config import Config
+from crossmargin.errors import InputError
+from crossmargin.reading import ChainState, read_chain
+from crossmargin.report import MarginReport
+from crossmargin.valuation import value_account
+
+
+def parse_account(address: str) -> str:
+    """Accept lower/upper-case hex or a correct EIP-55 checksum; return checksummed."""
+    if not is_hex_address(address):
+        raise InputError(f"not an address: {address!r}")
+    body = address[2:]
+    if body not in (body.lower(), body.upper()) and not is_checksum_address(address):
+        raise InputError(f"bad EIP-55 checksum: {address!r}")
+    return str(to_checksum_address(address))
+
+
+class Engine:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self._session: aiohttp.ClientSession | None = None
+        self.adapters: dict[str, EvmAdapter] = {}
+
+    async def __aenter__(self) -> Self:
+        self._session = aiohttp.ClientSession()
+        self.adapters = {c.name: EvmAdapter(c, self._session) for c in self.config.chains}
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def target(self, target: str | int | None) -> str:
+        key = self.config.settlement_chain if target in (None, "") else target
+        try:
+            return self.config.chain(str(key)).name
+        except KeyError:
+            known = ", ".join(f"{c.name} ({c.chain_id})" for c in self.config.chains)
+            raise InputError(f"unknown target chain {key!r}; known: {known}") from None
+
+    async def read(self, account: str) -> list[ChainState]:
+        return list(
+            await asyncio.gather(
+                *(read_chain(self.config, a, account) for a in self.adapters.values())
+            )
+        )
+
+    async def margin(self, address: str, target: str | int | None = None) -> MarginReport:
+        """METHOD.md §2-§7 for one account, every chain pinned once and read in one batch."""
+        account = parse_account(address)
+        name = self.target(target)
+        states = await self.read(account)
+        return value_account(self.config, states, account, name)

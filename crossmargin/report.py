@@ -1,0 +1,127 @@
+"""The margin report: what the API serves and the CLI prints (METHOD.md §11 output rules).
+
+Raw amounts are decimal integer strings; USD figures are decimal strings rounded
+half-even to 6 decimals; anything that could not be computed is null with a warning.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+
+def fixed6(value: Fraction | float | int | None) -> str | None:
+    """USD figures and ratios: exact half-even rounding to 6 decimals, as a string."""
+    if value is None:
+        return None
+    scaled = Fraction(value) * 1_000_000  # Fraction(float) is exact: no double rounding
+    q, r = divmod(scaled.numerator, scaled.denominator)
+    if 2 * r > scaled.denominator or (2 * r == scaled.denominator and q % 2 == 1):
+        q += 1
+    sign, q = ("-" if q < 0 else ""), abs(q)
+    return f"{sign}{q // 1_000_000}.{q % 1_000_000:06d}"
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Warning_(Model):
+    code: str
+    detail: str
+
+
+class ChainRef(Model):
+    chain_id: int
+    name: str
+
+
+class BlockRef(Model):
+    chain_id: int
+    name: str
+    block_number: int
+    block_hash: str
+    timestamp: int
+
+
+class Totals(Model):
+    collateral_usd: str
+    debt_usd: str
+    equity_usd: str
+    margin_requirement_usd: str | None
+    free_margin_usd: str | None
+    health: str | None
+    liquidatable: bool | None
+
+
+class Haircuts(Model):
+    market: str | None
+    bridge_latency: str | None
+    correlation: str | None
+    bridge_risk: str | None
+    concentration: str | None
+    floor: str | None
+
+
+class ChainSummary(Model):
+    chain_id: int
+    name: str
+    status: Literal["ok", "unavailable"]
+    reason: str | None = None
+    collateral_usd: str | None
+    debt_usd: str | None
+    margin_usd: str | None = None
+
+
+class Position(Model):
+    chain_id: int
+    asset: str
+    token: str
+    symbol: str
+    kind: Literal["collateral", "debt"]
+    bridged: bool
+    status: Literal["ok", "error", "unavailable", "unpriced"]
+    reason: str | None = None
+    raw_amount: str | None
+    decimals: int
+    price_usd: str | None
+    value_usd: str | None
+    horizon_days: str | None = None
+    haircut: str | None = None
+    margin_usd: str | None = None
+
+
+class PriceSource(Model):
+    chain_id: int
+    feed: str
+    round_id: str | None
+    answer: str | None
+    decimals: int
+    updated_at: int | None
+    valid: bool
+    reason: str | None
+
+
+class Price(Model):
+    asset: str
+    collateral_usd: str | None
+    debt_usd: str | None
+    deviation: str | None
+    sources: list[PriceSource]
+
+
+class MarginReport(Model):
+    account: str
+    target_chain: ChainRef
+    status: Literal["ok", "partial"]
+    method: Literal["var", "es"]
+    as_of: list[BlockRef]
+    max_time_skew_s: int | None
+    totals: Totals
+    haircuts: Haircuts
+    chains: list[ChainSummary]
+    positions: list[Position]
+    prices: list[Price]
+    warnings: list[Warning_]

@@ -1,0 +1,283 @@
+"""From what was read to the margin report: prices (§3), exposures (§4), risk (§5-§7).
+
+No I/O: the same chain states always give the same report, which is what lets an
+auditor replay a figure. Money stays exact (`Fraction` of integers) up to the single
+place where exposures become float64 for the risk math (`_risk_inputs`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+
+from crossmargin.config import Config, RepresentationConfig
+from crossmargin.reading import ChainState
+from crossmargin.report import (
+    BlockRef,
+    ChainRef,
+    ChainSummary,
+    Haircuts,
+    MarginReport,
+    Position,
+    Price,
+    PriceSource,
+    Totals,
+    Warning_,
+    fixed6,
+)
+from crossmargin.risk import RiskOutcome, run_risk
+from oracle.validity import CHAIN_UNAVAILABLE, AssetPrice, FeedReading, aggregate_price
+
+
+@dataclass(frozen=True, slots=True)
+class Valued:
+    """A readable, non-zero position with its exact USD value (signed: debt < 0)."""
+
+    chain_id: int
+    rep: RepresentationConfig
+    raw_amount: int
+    price: Fraction
+    value: Fraction
+
+
+def _prices(config: Config, states: list[ChainState]) -> dict[str, AssetPrice]:
+    readings: dict[str, list[FeedReading]] = {a.symbol: [] for a in config.assets}
+    for state in states:
+        if state.available:
+            for r in state.feeds:
+                readings[r.asset].append(r)
+            continue
+        for asset in config.assets:  # list the sources we could not read, with why
+            for feed in asset.feeds:
+                if feed.chain == state.chain.name:
+                    readings[asset.symbol].append(
+                        FeedReading(
+                            asset.symbol,
+                            state.chain.chain_id,
+                            feed.address,
+                            feed.decimals,
+                            0,
+                            None,
+                            CHAIN_UNAVAILABLE,
+                        )
+                    )
+    return {
+        sym: aggregate_price(sym, rs, config.risk.max_deviation) for sym, rs in readings.items()
+    }
+
+
+def _price_model(p: AssetPrice) -> Price:
+    return Price(
+        asset=p.asset,
+        collateral_usd=fixed6(p.collateral),
+        debt_usd=fixed6(p.debt),
+        deviation=fixed6(p.deviation),
+        sources=[
+            PriceSource(
+                chain_id=r.chain_id,
+                feed=r.address,
+                round_id=str(r.round.round_id) if r.round else None,
+                answer=str(r.round.answer) if r.round else None,
+                decimals=r.decimals,
+                updated_at=r.round.updated_at if r.round else None,
+                valid=r.valid,
+                reason=r.reason,
+            )
+            for r in p.sources
+        ],
+    )
+
+
+def value_account(
+    config: Config, states: list[ChainState], account: str, target: str
+) -> MarginReport:
+    """METHOD.md §2-§7 for one account at the pinned blocks recorded in `states`."""
+    target_chain = config.chain(target)
+    warnings: list[Warning_] = []
+    blind_to_debt = False  # debt we could not see or price: capacity 0, health unknown
+
+    def warn(code: str, detail: str) -> None:
+        warnings.append(Warning_(code=code, detail=detail))
+
+    prices = _prices(config, states)
+    for p in prices.values():
+        if not p.priced:
+            why = sorted({r.reason or "" for r in p.sources})
+            warn("unpriced", f"{p.asset}: no valid price reading ({', '.join(why)})")
+        if p.deviation_flag:
+            warn("price_deviation", f"{p.asset}: sources deviate by {fixed6(p.deviation)}")
+        for r in p.sources:
+            if r.reason and r.reason != CHAIN_UNAVAILABLE:
+                warn(r.reason, f"{p.asset} feed {r.address} on chain {r.chain_id}")
+
+    positions: list[Position] = []
+    valued: list[Valued] = []
+    as_of: list[BlockRef] = []
+    chain_rows: list[ChainSummary] = []
+    for state in states:
+        chain = state.chain
+        if not state.available or state.pin is None:
+            warn("chain_unavailable", f"{chain.name} ({chain.chain_id}): {state.error}")
+            reps = [r for r in config.representations if r.chain == chain.name]
+            if any(r.kind == "debt" for r in reps):
+                blind_to_debt = True
+            positions += [_position(chain.chain_id, r, "unavailable", state.error) for r in reps]
+            chain_rows.append(
+                ChainSummary(
+                    chain_id=chain.chain_id,
+                    name=chain.name,
+                    status="unavailable",
+                    reason=state.error,
+                    collateral_usd=None,
+                    debt_usd=None,
+                )
+            )
+            continue
+        pin = state.pin
+        as_of.append(
+            BlockRef(
+                chain_id=pin.chain_id,
+                name=chain.name,
+                block_number=pin.number,
+                block_hash=pin.hash,
+                timestamp=pin.timestamp,
+            )
+        )
+        for b in state.balances:
+            rep = b.rep
+            if b.raw_amount is None:
+                warn("read_error", f"{rep.symbol} on {chain.name}: {b.error}")
+                blind_to_debt |= rep.kind == "debt"
+                positions.append(_position(chain.chain_id, rep, "error", b.error))
+                continue
+            if b.raw_amount == 0:
+                continue
+            ap = prices[rep.asset]
+            price = ap.collateral if rep.kind == "collateral" else ap.debt
+            if price is None:
+                blind_to_debt |= rep.kind == "debt"
+                positions.append(
+                    _position(chain.chain_id, rep, "unpriced", "no valid price", b.raw_amount)
+                )
+                continue
+            value = Fraction(b.raw_amount, 10**rep.decimals) * price
+            valued.append(
+                Valued(
+                    chain.chain_id,
+                    rep,
+                    b.raw_amount,
+                    price,
+                    value if rep.kind == "collateral" else -value,
+                )
+            )
+        chain_rows.append(
+            ChainSummary(
+                chain_id=chain.chain_id,
+                name=chain.name,
+                status="ok",
+                collateral_usd=None,
+                debt_usd=None,
+            )
+        )
+
+    collateral = sum((v.value for v in valued if v.value > 0), Fraction(0))
+    debt = sum((-v.value for v in valued if v.value < 0), Fraction(0))
+    equity = collateral - debt
+    risk = run_risk(config, valued, target_chain.name, collateral, debt)
+    positions = _valued_positions(valued, risk) + positions
+    chain_rows = [_chain_totals(row, valued, risk) for row in chain_rows]
+
+    skew = max(b.timestamp for b in as_of) - min(b.timestamp for b in as_of) if as_of else None
+    if skew is not None and skew > config.risk.max_time_skew_s:
+        warn("time_skew", f"pinned blocks are {skew} s apart")
+
+    m = risk.requirement
+    free = equity - m
+    health: Fraction | None = (collateral - m) / debt if debt > 0 else None
+    if blind_to_debt:
+        warn("health_unknown", "debt on an unreadable chain or unpriced: health not computed")
+        health = None
+    status = "partial" if any(not s.available for s in states) or blind_to_debt else "ok"
+    return MarginReport(
+        account=account,
+        target_chain=ChainRef(chain_id=target_chain.chain_id, name=target_chain.name),
+        status=status,
+        method=config.risk.method,
+        as_of=as_of,
+        max_time_skew_s=skew,
+        totals=Totals(
+            collateral_usd=fixed6(collateral) or "0",
+            debt_usd=fixed6(debt) or "0",
+            equity_usd=fixed6(equity) or "0",
+            margin_requirement_usd=fixed6(m),
+            free_margin_usd=None if blind_to_debt else fixed6(free),
+            health=fixed6(health),
+            liquidatable=None if blind_to_debt else free < 0,
+        ),
+        haircuts=Haircuts(**{k: fixed6(v) for k, v in risk.components.items()}),
+        chains=chain_rows,
+        positions=positions,
+        prices=[_price_model(p) for p in prices.values()],
+        warnings=warnings,
+    )
+
+
+def _position(
+    chain_id: int,
+    rep: RepresentationConfig,
+    status: str,
+    reason: str | None,
+    raw: int | None = None,
+) -> Position:
+    return Position(
+        chain_id=chain_id,
+        asset=rep.asset,
+        token=rep.address,
+        symbol=rep.symbol,
+        kind=rep.kind,
+        bridged=rep.bridged,
+        status=status,
+        reason=reason,  # type: ignore[arg-type]
+        raw_amount=None if raw is None else str(raw),
+        decimals=rep.decimals,
+        price_usd=None,
+        value_usd=None,
+    )
+
+
+def _valued_positions(valued: list[Valued], risk: RiskOutcome) -> list[Position]:
+    return [
+        Position(
+            chain_id=v.chain_id,
+            asset=v.rep.asset,
+            token=v.rep.address,
+            symbol=v.rep.symbol,
+            kind=v.rep.kind,
+            bridged=v.rep.bridged,
+            status="ok",
+            raw_amount=str(v.raw_amount),
+            decimals=v.rep.decimals,
+            price_usd=fixed6(v.price),
+            value_usd=fixed6(v.value),
+            horizon_days=fixed6(risk.horizon_days[i]),
+            haircut=fixed6(risk.haircut[i]),
+            margin_usd=fixed6(risk.position_margin[i]),
+        )
+        for i, v in enumerate(valued)
+    ]
+
+
+def _chain_totals(row: ChainSummary, valued: list[Valued], risk: RiskOutcome) -> ChainSummary:
+    if row.status != "ok":
+        return row
+    mine = [i for i, v in enumerate(valued) if v.chain_id == row.chain_id]
+    coll = sum((valued[i].value for i in mine if valued[i].value > 0), Fraction(0))
+    debt = sum((-valued[i].value for i in mine if valued[i].value < 0), Fraction(0))
+    margin = sum(risk.position_margin[i] for i in mine)
+    return row.model_copy(
+        update={
+            "collateral_usd": fixed6(coll),
+            "debt_usd": fixed6(debt),
+            "margin_usd": fixed6(margin),
+        }
+    )

@@ -1,0 +1,65 @@
+"""The hand codec for aggregate3 agrees with eth_abi (the reference), and never reads
+malformed data as a number."""
+
+from __future__ import annotations
+
+import pytest
+from eth_abi import decode, encode
+from hypothesis import given
+from hypothesis import strategies as st
+
+from adapters import calls as c
+from crossmargin.errors import DecodeError
+
+addresses = st.binary(min_size=20, max_size=20).map(lambda b: c.checksum("0x" + b.hex()))
+
+
+@given(st.lists(st.tuples(addresses, st.binary(max_size=100)), max_size=20))
+def test_encode_matches_eth_abi(items: list[tuple[str, bytes]]) -> None:
+    calls = [c.Call(t, d) for t, d in items]
+    ours = c.encode_aggregate3(calls)
+    ref = c.SEL_AGGREGATE3 + encode(["(address,bool,bytes)[]"], [[(t, True, d) for t, d in items]])
+    assert ours == ref
+
+
+@given(st.lists(st.tuples(st.booleans(), st.binary(max_size=200)), max_size=20))
+def test_decode_matches_eth_abi(results: list[tuple[bool, bytes]]) -> None:
+    payload = encode(["(bool,bytes)[]"], [results])
+    decoded = c.decode_aggregate3(payload, len(results))
+    assert [(r.success, r.data) for r in decoded] == results
+    assert decode(["(bool,bytes)[]"], payload)[0] == tuple(results)
+
+
+def test_decode_rejects_count_mismatch_and_truncation() -> None:
+    payload = encode(["(bool,bytes)[]"], [[(True, b"\x01" * 32), (True, b"\x02" * 32)]])
+    with pytest.raises(DecodeError, match="2 results for 3 calls"):
+        c.decode_aggregate3(payload, 3)
+    with pytest.raises(DecodeError):
+        c.decode_aggregate3(payload[:-40], 2)
+    with pytest.raises(DecodeError):
+        c.decode_aggregate3(b"", 0)
+
+
+def test_uint_decoding_never_reads_empty_as_zero() -> None:
+    with pytest.raises(DecodeError, match="expected 32 bytes"):
+        c.decode_uint(c.CallResult(True, b""), "balanceOf")
+    with pytest.raises(DecodeError, match="reverted"):
+        c.decode_uint(c.CallResult(False, b"\x00" * 32), "balanceOf")
+    huge = (1 << 256) - 1
+    assert c.decode_uint(c.CallResult(True, huge.to_bytes(32, "big")), "balanceOf") == huge
+    with pytest.raises(DecodeError, match="above 77"):
+        c.decode_decimals(c.CallResult(True, (78).to_bytes(32, "big")))
+
+
+def test_round_data_signed_answer() -> None:
+    data = encode(["uint80", "int256", "uint256", "uint256", "uint80"], [7, -5, 1, 2, 7])
+    rd = c.decode_round_data(c.CallResult(True, data))
+    assert (rd.round_id, rd.answer, rd.started_at, rd.updated_at, rd.answered_in_round) == (
+        7,
+        -5,
+        1,
+        2,
+        7,
+    )
+    with pytest.raises(DecodeError):
+        c.decode_round_data(c.CallResult(True, data[:-1]))
