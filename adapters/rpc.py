@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
-from asyncio_throttle import Throttler
+from asyncio_throttle.throttler import Throttler
 
 from crossmargin.config import ChainConfig
 from crossmargin.errors import ChainError, RpcError, TransportError

@@ -65,12 +65,6 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_devnet(args: argparse.Namespace) -> int:
-    from crossmargin.devnet import main as devnet_main
-
-    return devnet_main(args.rest)
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="crossmargin", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -94,13 +88,16 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int)
     serve.set_defaults(func=_cmd_serve)
 
-    devnet = sub.add_parser("devnet", help="run local chains with demo accounts", add_help=False)
-    devnet.add_argument("rest", nargs=argparse.REMAINDER)
-    devnet.set_defaults(func=_cmd_devnet)
+    sub.add_parser("devnet", help="run local chains with demo accounts (see devnet --help)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["devnet"]:  # its own parser: options pass through untouched
+        from crossmargin.devnet import main as devnet_main
+
+        return devnet_main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         code: int = args.func(args)

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 
-from eth_utils import is_checksum_address, is_hex_address, to_checksum_address
+from eth_utils.address import is_checksum_address, is_hex_address, to_checksum_address
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -29,7 +29,7 @@ from crossmargin.errors import ConfigError
 NATIVE = "native"
 
 
-def _checksummed(value: str) -> str:
+def checksummed(value: str) -> str:
     """Reject bad mixed case (a typo guard EIP-55 gives for free); emit checksummed."""
     if not is_hex_address(value):
         raise ValueError(f"not a 20-byte hex address: {value!r}")
@@ -39,7 +39,7 @@ def _checksummed(value: str) -> str:
     return to_checksum_address(value)
 
 
-Address = Annotated[str, AfterValidator(_checksummed)]
+Address = Annotated[str, AfterValidator(checksummed)]
 Name = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]*$", max_length=40)]
 Fraction01 = Annotated[float, Field(ge=0.0, le=1.0)]
 NonNeg = Annotated[float, Field(ge=0.0, allow_inf_nan=False)]

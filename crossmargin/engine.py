@@ -11,10 +11,9 @@ from types import TracebackType
 from typing import Self
 
 import aiohttp
-from eth_utils import is_checksum_address, is_hex_address, to_checksum_address
 
 from adapters.evm import EvmAdapter
-from crossmargin.config import Config
+from crossmargin.config import Config, checksummed
 from crossmargin.errors import InputError
 from crossmargin.reading import ChainState, read_chain
 from crossmargin.report import MarginReport
@@ -23,12 +22,10 @@ from crossmargin.valuation import value_account
 
 def parse_account(address: str) -> str:
     """Accept lower/upper-case hex or a correct EIP-55 checksum; return checksummed."""
-    if not is_hex_address(address):
-        raise InputError(f"not an address: {address!r}")
-    body = address[2:]
-    if body not in (body.lower(), body.upper()) and not is_checksum_address(address):
-        raise InputError(f"bad EIP-55 checksum: {address!r}")
-    return str(to_checksum_address(address))
+    try:
+        return checksummed(address)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
 
 
 class Engine:

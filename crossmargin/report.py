@@ -75,6 +75,9 @@ class ChainSummary(Model):
     margin_usd: str | None = None
 
 
+PositionStatus = Literal["ok", "error", "unavailable", "unpriced"]
+
+
 class Position(Model):
     chain_id: int
     asset: str
@@ -82,7 +85,7 @@ class Position(Model):
     symbol: str
     kind: Literal["collateral", "debt"]
     bridged: bool
-    status: Literal["ok", "error", "unavailable", "unpriced"]
+    status: PositionStatus
     reason: str | None = None
     raw_amount: str | None
     decimals: int
@@ -112,6 +115,17 @@ class Price(Model):
     sources: list[PriceSource]
 
 
+class Parameters(Model):
+    """The risk inputs used, so an auditor can redo any figure (METHOD.md §6-§7)."""
+
+    z: str
+    kappa: str
+    sigma: dict[str, str]
+    correlation: dict[str, dict[str, str]]
+    latency_days: dict[str, str]
+    config_hash: str
+
+
 class MarginReport(Model):
     account: str
     target_chain: ChainRef
@@ -124,4 +138,5 @@ class MarginReport(Model):
     chains: list[ChainSummary]
     positions: list[Position]
     prices: list[Price]
+    parameters: Parameters
     warnings: list[Warning_]

@@ -7,10 +7,11 @@ place where exposures become float64 for the risk math (`_risk_inputs`).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from fractions import Fraction
 
-from crossmargin.config import Config, RepresentationConfig
+from crossmargin.config import Config, RepresentationConfig, config_hash
 from crossmargin.reading import ChainState
 from crossmargin.report import (
     BlockRef,
@@ -18,6 +19,7 @@ from crossmargin.report import (
     ChainSummary,
     Haircuts,
     MarginReport,
+    Parameters,
     Position,
     Price,
     PriceSource,
@@ -183,7 +185,7 @@ def value_account(
     collateral = sum((v.value for v in valued if v.value > 0), Fraction(0))
     debt = sum((-v.value for v in valued if v.value < 0), Fraction(0))
     equity = collateral - debt
-    risk = run_risk(config, valued, target_chain.name, collateral, debt)
+    risk = run_risk(config, valued, target_chain.name)
     positions = _valued_positions(valued, risk) + positions
     chain_rows = [_chain_totals(row, valued, risk) for row in chain_rows]
 
@@ -214,7 +216,8 @@ def value_account(
             health=fixed6(health),
             liquidatable=None if blind_to_debt else free < 0,
         ),
-        haircuts=Haircuts(**{k: fixed6(v) for k, v in risk.components.items()}),
+        haircuts=Haircuts(**{k: fixed6(v) for k, v in risk.result.components.as_dict().items()}),
+        parameters=_parameters(config, risk),
         chains=chain_rows,
         positions=positions,
         prices=[_price_model(p) for p in prices.values()],
@@ -237,7 +240,7 @@ def _position(
         kind=rep.kind,
         bridged=rep.bridged,
         status=status,
-        reason=reason,  # type: ignore[arg-type]
+        reason=reason,
         raw_amount=None if raw is None else str(raw),
         decimals=rep.decimals,
         price_usd=None,
@@ -245,7 +248,26 @@ def _position(
     )
 
 
+def _finite(value: float) -> str | None:
+    return fixed6(float(value)) if math.isfinite(value) else None
+
+
+def _parameters(config: Config, risk: RiskOutcome) -> Parameters:
+    p = risk.parameters
+    return Parameters(
+        z=fixed6(p.z) or "0",
+        kappa=fixed6(p.kappa) or "0",
+        sigma={k: fixed6(v) or "0" for k, v in p.sigma.items()},
+        correlation={
+            a: {b: fixed6(v) or "0" for b, v in row.items()} for a, row in p.correlation.items()
+        },
+        latency_days={k: fixed6(v) or "0" for k, v in p.latency_days.items()},
+        config_hash=config_hash(config),
+    )
+
+
 def _valued_positions(valued: list[Valued], risk: RiskOutcome) -> list[Position]:
+    margins = risk.result.positions.total
     return [
         Position(
             chain_id=v.chain_id,
@@ -259,9 +281,9 @@ def _valued_positions(valued: list[Valued], risk: RiskOutcome) -> list[Position]
             decimals=v.rep.decimals,
             price_usd=fixed6(v.price),
             value_usd=fixed6(v.value),
-            horizon_days=fixed6(risk.horizon_days[i]),
-            haircut=fixed6(risk.haircut[i]),
-            margin_usd=fixed6(risk.position_margin[i]),
+            horizon_days=fixed6(float(risk.result.horizon[i])),
+            haircut=_finite(float(risk.result.haircut[i])),
+            margin_usd=fixed6(float(margins[i])),
         )
         for i, v in enumerate(valued)
     ]
@@ -273,7 +295,7 @@ def _chain_totals(row: ChainSummary, valued: list[Valued], risk: RiskOutcome) ->
     mine = [i for i, v in enumerate(valued) if v.chain_id == row.chain_id]
     coll = sum((valued[i].value for i in mine if valued[i].value > 0), Fraction(0))
     debt = sum((-valued[i].value for i in mine if valued[i].value < 0), Fraction(0))
-    margin = sum(risk.position_margin[i] for i in mine)
+    margin = float(risk.result.positions.total[mine].sum())
     return row.model_copy(
         update={
             "collateral_usd": fixed6(coll),
