@@ -1,0 +1,100 @@
+"""Frozen outputs of the portfolio margin (METHOD.md §7)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from aggregator._types import FloatArray
+
+COMPONENT_NAMES = (
+    "market",
+    "bridge_latency",
+    "correlation",
+    "bridge_risk",
+    "concentration",
+    "floor",
+)
+
+
+@dataclass(frozen=True)
+class Components:
+    """The six margin components of §7, USD, each >= 0; M is their sum (before the cap)."""
+
+    market: float
+    bridge_latency: float
+    correlation: float
+    bridge_risk: float
+    concentration: float
+    floor: float
+
+    @property
+    def total(self) -> float:
+        return (
+            self.market
+            + self.bridge_latency
+            + self.correlation
+            + self.bridge_risk
+            + self.concentration
+            + self.floor
+        )
+
+    def as_dict(self) -> dict[str, float]:
+        """Component name -> USD, in the order of the §7 table."""
+        return {name: float(getattr(self, name)) for name in COMPONENT_NAMES}
+
+
+@dataclass(frozen=True)
+class Attribution:
+    """Who carries the requirement (§7 attribution), one entry per position or per chain.
+
+    euler: share of max(VaR(T, R^s), VaR(T, R)); bridge_risk, concentration: the
+    position's own terms; floor: the floor allocated pro rata to h_min(a) * x_p.
+    """
+
+    euler: FloatArray
+    bridge_risk: FloatArray
+    concentration: FloatArray
+    floor: FloatArray
+
+    @property
+    def total(self) -> FloatArray:
+        total: FloatArray = self.euler + self.bridge_risk + self.concentration + self.floor
+        return total
+
+
+@dataclass(frozen=True)
+class MarginResult:
+    """One account's portfolio margin (§4, §7).
+
+    requirement: M after the no-debt cap (`capped` says whether it bit); health is
+    (collateral - M) / debt, None without debt. var_base = VaR(T, R), var_stressed =
+    VaR(T, R^s). horizon: T_p per position; haircut: standalone h_p per position
+    (NaN for positions that are not collateral). attribution_residual =
+    requirement - sum(positions.total): non-zero only when the clipped bridge_latency
+    (latency lowered the VaR) or the cap makes M differ from the attributed sum.
+    """
+
+    components: Components
+    requirement: float
+    capped: bool
+    collateral: float
+    debt: float
+    equity: float
+    free_margin: float
+    health: float | None
+    liquidatable: bool
+    var_base: float
+    var_stressed: float
+    horizon: FloatArray
+    haircut: FloatArray
+    positions: Attribution
+    chains: Attribution
+    attribution_residual: float
+
+
+def empty_attribution(n: int) -> Attribution:
+    """All-zero attribution for n positions or chains."""
+    zeros = np.zeros(n, dtype=np.float64)
+    return Attribution(zeros, zeros, zeros, zeros)
