@@ -14,7 +14,7 @@ from aiohttp import web
 
 from crossmargin.config import Config
 from crossmargin.engine import Engine
-from crossmargin.errors import InputError
+from crossmargin.errors import InputError, Refused
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +34,8 @@ async def problems(request: web.Request, handler: Handler) -> web.StreamResponse
         return await handler(request)
     except InputError as exc:
         return problem(400, "Bad request", str(exc), "/problems/bad-input")
+    except Refused as exc:
+        return problem(422, "Not computed", str(exc), "/problems/refused")
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -49,6 +51,21 @@ async def margin(request: web.Request) -> web.Response:
     return web.json_response(text=report.model_dump_json())
 
 
+async def capacity(request: web.Request) -> web.Response:
+    engine = request.app[ENGINE]
+    report = await engine.capacity(
+        request.match_info["address"],
+        request.query.get("target_chain"),
+        request.query.get("asset") or None,
+    )
+    return web.json_response(text=report.model_dump_json())
+
+
+async def stress(request: web.Request) -> web.Response:
+    report = await request.app[ENGINE].stress(request.match_info["address"])
+    return web.json_response(text=report.model_dump_json())
+
+
 def create_app(config: Config) -> web.Application:
     app = web.Application(middlewares=[problems])
 
@@ -59,6 +76,8 @@ def create_app(config: Config) -> web.Application:
 
     app.cleanup_ctx.append(lifecycle)
     app.router.add_get("/v1/accounts/{address}/margin", margin)
+    app.router.add_get("/v1/accounts/{address}/capacity", capacity)
+    app.router.add_get("/v1/accounts/{address}/stress", stress)
     static = Path(__file__).parent / "static"
     if static.is_dir():
         app.router.add_static("/static", static)

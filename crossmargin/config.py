@@ -157,6 +157,17 @@ class RiskConfig(Frozen):
     correlations: list[CorrelationConfig] = Field(default_factory=list)
 
 
+class ScenarioConfig(Frozen):
+    """A named stress (METHOD.md §9): price shocks, a bridged depeg, halted chains."""
+
+    name: str = Field(min_length=1, max_length=64)
+    shocks: dict[str, Annotated[float, Field(ge=-1.0, allow_inf_nan=False)]] = Field(
+        default_factory=dict
+    )
+    bridged_depeg: Fraction01 = 0.0
+    halted_chains: list[Name] = Field(default_factory=list)
+
+
 class ApiConfig(Frozen):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
@@ -172,6 +183,7 @@ class Config(Frozen):
     representations: list[RepresentationConfig] = Field(min_length=1)
     risk: RiskConfig
     bridges: BridgeConfig
+    scenarios: list[ScenarioConfig] = Field(default_factory=list)
     api: ApiConfig = ApiConfig()
 
     @model_validator(mode="after")
@@ -190,6 +202,12 @@ class Config(Frozen):
         for i, corr in enumerate(self.risk.correlations):
             _need(corr.a, assets, f"risk.correlations.{i}.a", "asset")
             _need(corr.b, assets, f"risk.correlations.{i}.b", "asset")
+        _unique([s.name for s in self.scenarios], "scenarios", "name")
+        for i, sc in enumerate(self.scenarios):
+            for shocked in sc.shocks:
+                _need(shocked, assets, f"scenarios.{i}.shocks", "asset")
+            for chain in sc.halted_chains:
+                _need(chain, chains, f"scenarios.{i}.halted_chains", "chain")
         seen: dict[tuple[str, str], int] = {}
         for i, rep in enumerate(self.representations):
             _need(rep.chain, chains, f"representations.{i}.chain", "chain")

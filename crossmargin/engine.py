@@ -16,8 +16,9 @@ from adapters.evm import EvmAdapter
 from crossmargin.config import Config, checksummed
 from crossmargin.errors import InputError
 from crossmargin.reading import ChainState, read_chain
-from crossmargin.report import MarginReport
-from crossmargin.valuation import value_account
+from crossmargin.report import CapacityReport, MarginReport, StressReport
+from crossmargin.valuation import Assessment, assess, margin_report
+from crossmargin.whatif import capacity_report, stress_report
 
 
 def parse_account(address: str) -> str:
@@ -64,9 +65,20 @@ class Engine:
             )
         )
 
-    async def margin(self, address: str, target: str | int | None = None) -> MarginReport:
-        """METHOD.md §2-§7 for one account, every chain pinned once and read in one batch."""
+    async def assess(self, address: str) -> Assessment:
+        """Every chain pinned once and read in one batch, then valued (METHOD.md §2-§4)."""
         account = parse_account(address)
+        return assess(self.config, await self.read(account), account)
+
+    async def margin(self, address: str, target: str | int | None = None) -> MarginReport:
         name = self.target(target)
-        states = await self.read(account)
-        return value_account(self.config, states, account, name)
+        return margin_report(await self.assess(address), name)
+
+    async def capacity(
+        self, address: str, target: str | int | None = None, asset: str | None = None
+    ) -> CapacityReport:
+        name = self.target(target)
+        return capacity_report(await self.assess(address), name, asset)
+
+    async def stress(self, address: str) -> StressReport:
+        return stress_report(await self.assess(address))

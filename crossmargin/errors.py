@@ -49,3 +49,7 @@ class ChainIdMismatch(ChainError):
     def __init__(self, chain_id: int, got: int) -> None:
         super().__init__(chain_id, f"endpoint serves chain id {got}")
         self.got = got
+
+
+class Refused(CrossmarginError):
+    """The inputs are fine but the method's assumptions fail: no number beats a wrong one."""

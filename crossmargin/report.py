@@ -140,3 +140,43 @@ class MarginReport(Model):
     prices: list[Price]
     parameters: Parameters
     warnings: list[Warning_]
+
+
+class Capacity(Model):
+    asset: str
+    capacity_usd: str | None
+    amount: str | None
+    price_usd: str | None
+    reason: str | None = None
+
+
+class CapacityReport(Model):
+    """METHOD.md §8: how much more can be borrowed on the target chain, per asset."""
+
+    account: str
+    target_chain: ChainRef
+    status: Literal["ok", "partial"]
+    as_of: list[BlockRef]
+    free_margin_usd: str | None
+    capacities: list[Capacity]
+    warnings: list[Warning_]
+
+
+class ScenarioOutcome(Model):
+    name: str
+    collateral_usd: str
+    debt_usd: str
+    equity_usd: str
+    solvent: bool
+
+
+class StressReport(Model):
+    """METHOD.md §9: equity and solvency after each configured scenario; the worst named."""
+
+    account: str
+    status: Literal["ok", "partial"]
+    as_of: list[BlockRef]
+    equity_usd: str
+    scenarios: list[ScenarioOutcome]
+    worst: str | None
+    warnings: list[Warning_]

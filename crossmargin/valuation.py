@@ -90,13 +90,40 @@ def _price_model(p: AssetPrice) -> Price:
     )
 
 
-def value_account(
-    config: Config, states: list[ChainState], account: str, target: str
-) -> MarginReport:
-    """METHOD.md §2-§7 for one account at the pinned blocks recorded in `states`."""
-    target_chain = config.chain(target)
+@dataclass
+class Assessment:
+    """What one account holds at the pinned blocks, valued exactly (§2-§4); target-free,
+    so margin, capacity and stress for any target chain share one read."""
+
+    config: Config
+    account: str
+    prices: dict[str, AssetPrice]
+    valued: list[Valued]
+    unvalued: list[Position]
+    as_of: list[BlockRef]
+    chain_rows: list[ChainSummary]
+    warnings: list[Warning_]
+    blind_to_debt: bool  # debt we could not see or price: capacity 0, health unknown
+    partial: bool
+
+    @property
+    def collateral(self) -> Fraction:
+        return sum((v.value for v in self.valued if v.value > 0), Fraction(0))
+
+    @property
+    def debt(self) -> Fraction:
+        return sum((-v.value for v in self.valued if v.value < 0), Fraction(0))
+
+    @property
+    def max_time_skew_s(self) -> int | None:
+        ts = [b.timestamp for b in self.as_of]
+        return max(ts) - min(ts) if ts else None
+
+
+def assess(config: Config, states: list[ChainState], account: str) -> Assessment:
+    """METHOD.md §2-§4: prices from valid readings, exact exposures, what could not be read."""
     warnings: list[Warning_] = []
-    blind_to_debt = False  # debt we could not see or price: capacity 0, health unknown
+    blind_to_debt = False
 
     def warn(code: str, detail: str) -> None:
         warnings.append(Warning_(code=code, detail=detail))
@@ -182,31 +209,64 @@ def value_account(
             )
         )
 
-    collateral = sum((v.value for v in valued if v.value > 0), Fraction(0))
-    debt = sum((-v.value for v in valued if v.value < 0), Fraction(0))
+    skew = max((b.timestamp for b in as_of), default=0) - min(
+        (b.timestamp for b in as_of), default=0
+    )
+    if skew > config.risk.max_time_skew_s:
+        warn("time_skew", f"pinned blocks are {skew} s apart")
+    partial = any(not st.available for st in states) or blind_to_debt
+    return Assessment(
+        config,
+        account,
+        prices,
+        valued,
+        positions,
+        as_of,
+        chain_rows,
+        warnings,
+        blind_to_debt,
+        partial,
+    )
+
+
+def value_account(
+    config: Config, states: list[ChainState], account: str, target: str
+) -> MarginReport:
+    """METHOD.md §2-§7 for one account at the pinned blocks recorded in `states`."""
+    return margin_report(assess(config, states, account), target)
+
+
+def margin_report(a: Assessment, target: str) -> MarginReport:
+    """METHOD.md §5-§7 on an assessment, for one target chain."""
+    config = a.config
+    target_chain = config.chain(target)
+    warnings = list(a.warnings)
+    valued = a.valued
+    collateral, debt = a.collateral, a.debt
     equity = collateral - debt
     risk = run_risk(config, valued, target_chain.name)
-    positions = _valued_positions(valued, risk) + positions
-    chain_rows = [_chain_totals(row, valued, risk) for row in chain_rows]
-
-    skew = max(b.timestamp for b in as_of) - min(b.timestamp for b in as_of) if as_of else None
-    if skew is not None and skew > config.risk.max_time_skew_s:
-        warn("time_skew", f"pinned blocks are {skew} s apart")
-
+    positions = _valued_positions(valued, risk) + a.unvalued
+    chain_rows = [_chain_totals(row, valued, risk) for row in a.chain_rows]
     m = risk.requirement
     free = equity - m
     health: Fraction | None = (collateral - m) / debt if debt > 0 else None
+    blind_to_debt = a.blind_to_debt
     if blind_to_debt:
-        warn("health_unknown", "debt on an unreadable chain or unpriced: health not computed")
+        warnings.append(
+            Warning_(
+                code="health_unknown",
+                detail="debt on an unreadable chain or unpriced: health not computed",
+            )
+        )
         health = None
-    status = "partial" if any(not s.available for s in states) or blind_to_debt else "ok"
+    status = "partial" if a.partial else "ok"
     return MarginReport(
-        account=account,
+        account=a.account,
         target_chain=ChainRef(chain_id=target_chain.chain_id, name=target_chain.name),
         status=status,
         method=config.risk.method,
-        as_of=as_of,
-        max_time_skew_s=skew,
+        as_of=a.as_of,
+        max_time_skew_s=a.max_time_skew_s,
         totals=Totals(
             collateral_usd=fixed6(collateral) or "0",
             debt_usd=fixed6(debt) or "0",
@@ -220,7 +280,7 @@ def value_account(
         parameters=_parameters(config, risk),
         chains=chain_rows,
         positions=positions,
-        prices=[_price_model(p) for p in prices.values()],
+        prices=[_price_model(p) for p in a.prices.values()],
         warnings=warnings,
     )
 

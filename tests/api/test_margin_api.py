@@ -111,3 +111,23 @@ async def test_problems(client: TestClient[Any, Any], path: str, status: int, ne
     assert body["status"] == status
     assert needle in body["detail"] or needle in body["title"]
     assert "Traceback" not in str(body)
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_capacity_and_stress_endpoints(client: TestClient[Any, Any], devnet: Any) -> None:
+    bob = devnet.demo_accounts["bob"]
+    resp = await client.get(f"/v1/accounts/{bob}/capacity?target_chain=base&asset=USDC")
+    assert resp.status == 200
+    cap = await resp.json()
+    assert cap["target_chain"]["name"] == "base"
+    assert [c["asset"] for c in cap["capacities"]] == ["USDC"]
+    assert float(cap["capacities"][0]["capacity_usd"]) > 0
+    resp = await client.get(f"/v1/accounts/{bob}/capacity?asset=DOGE")
+    assert resp.status == 400
+    assert resp.content_type == "application/problem+json"
+
+    resp = await client.get(f"/v1/accounts/{bob}/stress")
+    assert resp.status == 200
+    stress = await resp.json()
+    assert {s["name"] for s in stress["scenarios"]} == {s.name for s in devnet.config.scenarios}
+    assert stress["worst"] in {s["name"] for s in stress["scenarios"]}

@@ -1,0 +1,112 @@
+"""What-if figures on an assessment: borrowing capacity (§8) and stress scenarios (§9)."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+from aggregator import CapacityNotMonotone, Scenario, borrowing_capacity, run_stress
+from crossmargin.config import Config
+from crossmargin.errors import InputError, Refused
+from crossmargin.report import (
+    Capacity,
+    CapacityReport,
+    ChainRef,
+    ScenarioOutcome,
+    StressReport,
+    Warning_,
+    fixed6,
+)
+from crossmargin.risk import asset_params, margin_params, positions_of
+from crossmargin.valuation import Assessment, margin_report
+
+
+def _asset_index(config: Config, symbol: str) -> int:
+    symbols = [a.symbol for a in config.assets]
+    if symbol not in symbols:
+        raise InputError(f"unknown asset {symbol!r}; known: {', '.join(symbols)}")
+    return symbols.index(symbol)
+
+
+def capacity_report(a: Assessment, target: str, asset: str | None = None) -> CapacityReport:
+    """§8 for one borrow asset, or for every configured asset when none is named.
+
+    Capacity is 0 when debt may be hidden (an unavailable chain that can hold debt,
+    unpriced or unreadable debt); null with a reason when the borrow asset is unpriced.
+    """
+    config = a.config
+    chain = config.chain(target)
+    symbols = [asset] if asset else [x.symbol for x in config.assets]
+    indices = [_asset_index(config, s) for s in symbols]
+    positions = positions_of(config, a.valued)
+    params = margin_params(config, chain.name)
+    assets = asset_params(config)
+    warnings = list(a.warnings)
+    rows: list[Capacity] = []
+    free: str | None = None
+    for symbol, index in zip(symbols, indices, strict=True):
+        price = a.prices[symbol].debt
+        if price is None:
+            rows.append(Capacity(asset=symbol, capacity_usd=None, amount=None, price_usd=None,
+                                 reason=f"{symbol} has no valid price"))  # fmt: skip
+            continue
+        if a.blind_to_debt:
+            rows.append(Capacity(asset=symbol, capacity_usd=fixed6(0), amount=fixed6(0),
+                                 price_usd=fixed6(price), reason="debt may be hidden"))  # fmt: skip
+            continue
+        try:
+            cap = borrowing_capacity(positions, assets, params, index)
+        except CapacityNotMonotone as exc:
+            raise Refused(
+                f"free margin is not decreasing in new {symbol} debt for these parameters; "
+                "capacity is not defined"
+            ) from exc
+        usd = Fraction(cap.usd)
+        rows.append(Capacity(asset=symbol, capacity_usd=fixed6(usd), amount=fixed6(usd / price),
+                             price_usd=fixed6(price)))  # fmt: skip
+    if a.blind_to_debt:
+        warnings.append(Warning_(code="capacity_zero", detail="debt may be hidden: capacity 0"))
+    else:
+        free = margin_report(a, chain.name).totals.free_margin_usd
+    return CapacityReport(
+        account=a.account,
+        target_chain=ChainRef(chain_id=chain.chain_id, name=chain.name),
+        status="partial" if a.partial else "ok",
+        as_of=a.as_of,
+        free_margin_usd=free,
+        capacities=rows,
+        warnings=warnings,
+    )
+
+
+def stress_report(a: Assessment) -> StressReport:
+    """§9: every configured scenario on the account's exposures; the worst by equity."""
+    config = a.config
+    chains = [c.name for c in config.chains]
+    scenarios = [
+        Scenario(
+            name=s.name,
+            asset_shocks={_asset_index(config, k): v for k, v in s.shocks.items()},
+            bridged_shock=-s.bridged_depeg,
+            halted_chains=frozenset(chains.index(c) for c in s.halted_chains),
+        )
+        for s in config.scenarios
+    ]
+    result = run_stress(positions_of(config, a.valued), scenarios)
+    return StressReport(
+        account=a.account,
+        status="partial" if a.partial else "ok",
+        as_of=a.as_of,
+        equity_usd=fixed6(a.collateral - a.debt) or "0",
+        scenarios=[
+            ScenarioOutcome(
+                name=r.name,
+                collateral_usd=fixed6(r.collateral) or "0",
+                debt_usd=fixed6(r.debt) or "0",
+                equity_usd=fixed6(r.equity) or "0",
+                solvent=r.solvent,
+            )
+            for r in result.results
+        ],
+        worst=result.worst.name if result.worst else None,
+        warnings=list(a.warnings),
+    )
