@@ -89,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=_cmd_serve)
 
     sub.add_parser("devnet", help="run local chains with demo accounts (see devnet --help)")
+    sub.add_parser("up", help="devnet + API + web page in one process (make run)")
     return parser
 
 
@@ -98,6 +99,10 @@ def main(argv: list[str] | None = None) -> int:
         from crossmargin.devnet import main as devnet_main
 
         return devnet_main(argv[1:])
+    if argv[:1] == ["up"]:
+        from crossmargin.up import main as up_main
+
+        return up_main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         code: int = args.func(args)
