@@ -78,7 +78,7 @@ async def _serve(args: argparse.Namespace) -> int:
             scenario_path=args.scenario,
         ) as net:
             ready = True
-            _print_summary(net)
+            print_summary(net)
             waiter = asyncio.create_task(net.wait())
             stopper = asyncio.create_task(stop.wait())
             done, _ = await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
@@ -94,7 +94,7 @@ async def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_summary(net: Devnet) -> None:
+def print_summary(net: Devnet) -> None:
     m = net.manifest
     out = [f"crossmargin devnet ready in {m.ready_after_s:.2f} s (seed {m.seed})", ""]
     for c in m.chains:
