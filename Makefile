@@ -4,6 +4,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PY_OK  := $(VENV)/.installed
 JS_OK  := node_modules/.installed
+# Browser tests drive Debian's chromium (Playwright's own browser download cannot work here).
+BROWSER := /usr/bin/chromium
 
 .PHONY: setup run test lint fmt contracts bench clean
 
@@ -19,6 +21,10 @@ $(JS_OK): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
+$(BROWSER):
+	@if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium; \
+	 else sudo apt-get update -qq && sudo apt-get install -y -qq chromium; fi
+
 run: setup
 	$(BIN)/crossmargin up
 
@@ -27,7 +33,7 @@ lint: $(PY_OK)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: setup lint
+test: setup lint $(BROWSER)
 	$(BIN)/pytest
 
 fmt: $(PY_OK)
