@@ -3,10 +3,27 @@
 The seam the rest of the system sees is `ChainReader`: pin a block, then read a list of
 calls at exactly that block. Reads name the block by hash (EIP-1898, requireCanonical),
 so a reorg between pinning and reading is an error, never a silent mix of two states.
+
+Pinning: `latest` minus `confirmations`, or the `safe`/`finalized` tag. The adapter
+remembers the highest head it has seen; an endpoint reporting a lower one is lagging
+(or serving a shorter fork) and is passed over for another (`HeadWentBackwards`), so a
+computation never goes back in time. The first request to an endpoint is a JSON-RPC
+batch of `eth_chainId` and the head block: the chain id is checked per endpoint
+without costing a round trip.
+
+Reading: calls go out as Multicall3 `aggregate3` (allowFailure=true, explicit `gas`),
+in chunks of the endpoint's adaptive size, `max_concurrency` chunks in flight. A chunk
+the node refuses as too large, out of gas or too slow is split in two and both halves
+are re-sent (timeouts count against `retries`); the endpoint's chunk size is halved
+and grows back after successes. Concurrent requests beat JSON-RPC batches here: anvil
+(and most nodes) execute a batch's calls one after another.
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections import deque
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -19,9 +36,16 @@ from adapters.calls import (
     decode_aggregate3,
     encode_aggregate3,
 )
-from adapters.rpc import JsonRpcClient
+from adapters.rpc import Endpoint, JsonRpcClient
 from crossmargin.config import ChainConfig
-from crossmargin.errors import ChainIdMismatch, TransportError
+from crossmargin.errors import (
+    BadResponse,
+    ChainError,
+    DecodeError,
+    HeadWentBackwards,
+    PayloadTooLarge,
+    RequestTimeout,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,52 +68,163 @@ class ChainReader(Protocol):
     async def read(self, calls: list[Call], pin: BlockPin) -> list[CallResult]: ...
 
 
+def _hex_int(value: Any) -> int:
+    if not isinstance(value, str) or not value.startswith("0x"):
+        raise ValueError(f"not a hex quantity: {value!r}")
+    return int(value, 16)
+
+
 class EvmAdapter:
     """Reads calls through Multicall3 `aggregate3`, chunked, at a pinned block."""
 
     def __init__(self, chain: ChainConfig, session: aiohttp.ClientSession) -> None:
         self.chain = chain
         self.rpc = JsonRpcClient(chain, session)
-        self._verified = False
+        self._high = -1  # highest head (or safe/finalized block) seen on any endpoint
 
     async def verify_chain_id(self) -> None:
-        """An endpoint serving another chain is refused before any number is read."""
-        got = int(await self.rpc.request("eth_chainId", []), 16)
-        if got != self.chain.chain_id:
-            raise ChainIdMismatch(self.chain.chain_id, got)
-        self._verified = True
+        """Check the chain id of the endpoint reads would go to now."""
+        await self.rpc.attempt(self.rpc.verify, verify=False)
+
+    # ------------------------------------------------------------------ pinning
 
     async def pin(self) -> BlockPin:
-        if not self._verified:
-            await self.verify_chain_id()
-        if self.chain.block_tag != "latest":
-            tag: str = self.chain.block_tag
-        elif self.chain.confirmations:
-            head = int(await self.rpc.request("eth_blockNumber", []), 16)
-            tag = hex(max(0, head - self.chain.confirmations))
-        else:
-            tag = "latest"
-        block = await self.rpc.request("eth_getBlockByNumber", [tag, False])
-        if not isinstance(block, dict):
-            raise TransportError(self.chain.chain_id, f"no block for {tag}")
-        return BlockPin(
-            chain_id=self.chain.chain_id,
-            number=int(block["number"], 16),
-            hash=str(block["hash"]),
-            timestamp=int(block["timestamp"], 16),
+        return await self.rpc.attempt(self._pin_on, verify=False)
+
+    async def _pin_on(self, ep: Endpoint) -> BlockPin:
+        verified = ep.verified
+        requests: list[tuple[str, list[Any]]] = [
+            ("eth_getBlockByNumber", [self.chain.block_tag, False])
+        ]
+        if not verified:
+            requests.insert(0, ("eth_chainId", []))
+        replies = await self.rpc.send_batch(ep, requests)
+        if not verified:
+            self.rpc.check_chain_id(ep, replies[0])
+        head = self._block(ep, replies[-1])
+        if head.number < self._high:
+            raise HeadWentBackwards(self.chain.chain_id, self._high, head.number, endpoint=ep.url)
+        self._high = head.number
+        if self.chain.block_tag != "latest" or not self.chain.confirmations:
+            return head
+        number = max(0, head.number - self.chain.confirmations)
+        pinned = self._block(
+            ep, await self.rpc.send(ep, "eth_getBlockByNumber", [hex(number), False])
         )
+        if pinned.number != number:
+            raise BadResponse(
+                self.chain.chain_id,
+                f"asked for block {number}, got {pinned.number}",
+                endpoint=ep.url,
+            )
+        return pinned
+
+    def _block(self, ep: Endpoint, block: Any) -> BlockPin:
+        if not isinstance(block, dict):
+            raise BadResponse(
+                self.chain.chain_id, f"no block in reply: {block!r}"[:200], endpoint=ep.url
+            )
+        try:
+            number = _hex_int(block["number"])
+            timestamp = _hex_int(block["timestamp"])
+            block_hash = str(block["hash"])
+            ok_hash = len(block_hash) == 66 and len(bytes.fromhex(block_hash[2:])) == 32
+        except (KeyError, ValueError) as exc:
+            raise BadResponse(
+                self.chain.chain_id, f"malformed block: {exc}", endpoint=ep.url
+            ) from exc
+        if not ok_hash:
+            raise BadResponse(
+                self.chain.chain_id, f"bad block hash {block_hash!r}", endpoint=ep.url
+            )
+        return BlockPin(self.chain.chain_id, number, block_hash, timestamp)
+
+    # ------------------------------------------------------------------ reading
 
     async def read(self, calls: list[Call], pin: BlockPin) -> list[CallResult]:
-        size = self.chain.max_calls_per_batch
-        out: list[CallResult] = []
-        for start in range(0, len(calls), size):
-            out.extend(await self._aggregate3(calls[start : start + size], pin))
-        return out
+        """Results in call order, all at `pin`; any chunk that cannot be read fails it all."""
+        if pin.chain_id != self.chain.chain_id:
+            raise ValueError(f"pin of chain {pin.chain_id} used on chain {self.chain.chain_id}")
+        n = len(calls)
+        out: list[CallResult | None] = [None] * n
+        if not n:
+            return []
+        deadline = time.monotonic() + self.chain.retry_budget_s
+        todo: deque[tuple[int, int, int]] = deque([(0, n, 0)])  # lo, hi, timeouts so far
 
-    async def _aggregate3(self, calls: list[Call], pin: BlockPin) -> list[CallResult]:
-        tx: dict[str, Any] = {"to": MULTICALL3, "data": "0x" + encode_aggregate3(calls).hex()}
-        block = {"blockHash": pin.hash, "requireCanonical": True}
-        raw = await self.rpc.request("eth_call", [tx, block])
-        if not isinstance(raw, str) or not raw.startswith("0x"):
-            raise TransportError(self.chain.chain_id, "eth_call result is not hex data")
-        return decode_aggregate3(bytes.fromhex(raw[2:]), len(calls))
+        async def worker() -> None:
+            while todo:
+                lo, hi, timeouts = todo.popleft()
+                size = self.rpc.chunk_size()
+                if hi - lo > size:
+                    todo.appendleft((lo + size, hi, timeouts))
+                    hi = lo + size
+                try:
+                    out[lo:hi] = await self._aggregate3(calls[lo:hi], pin, deadline)
+                except PayloadTooLarge:
+                    if hi - lo == 1:
+                        raise
+                    mid = (lo + hi) // 2
+                    todo.extendleft([(mid, hi, timeouts), (lo, mid, timeouts)])
+                except RequestTimeout:
+                    if timeouts >= self.chain.retries or time.monotonic() >= deadline:
+                        raise
+                    mid = (lo + hi) // 2
+                    if mid == lo:
+                        todo.appendleft((lo, hi, timeouts + 1))
+                    else:
+                        todo.extendleft([(mid, hi, timeouts + 1), (lo, mid, timeouts + 1)])
+
+        size = self.rpc.chunk_size()
+        workers = min(self.chain.max_concurrency * len(self.rpc.endpoints), -(-n // size))
+        if workers <= 1:
+            await worker()
+        else:
+            await _all([worker() for _ in range(workers)])
+        if any(r is None for r in out):  # pragma: no cover - every range is read or raises
+            raise AssertionError("multicall read left calls unanswered")
+        return out  # type: ignore[return-value]
+
+    async def _aggregate3(
+        self, calls: list[Call], pin: BlockPin, deadline: float
+    ) -> list[CallResult]:
+        tx = {
+            "to": MULTICALL3,
+            "data": "0x" + encode_aggregate3(calls).hex(),
+            "gas": hex(self.chain.call_gas),
+        }
+        params: list[Any] = [tx, {"blockHash": pin.hash, "requireCanonical": True}]
+        cid = self.chain.chain_id
+
+        async def op(ep: Endpoint) -> list[CallResult]:
+            raw = await self.rpc.send(ep, "eth_call", params, len(calls))
+            if not isinstance(raw, str) or not raw.startswith("0x"):
+                raise BadResponse(cid, "eth_call result is not hex data", endpoint=ep.url)
+            try:
+                return decode_aggregate3(bytes.fromhex(raw[2:]), len(calls))
+            except (DecodeError, ValueError) as exc:
+                # The envelope is Multicall3's own encoding: if it does not decode, the
+                # reply was damaged on the way (or the node lies). Retried elsewhere.
+                raise BadResponse(cid, f"aggregate3 reply: {exc}", endpoint=ep.url) from exc
+
+        return await self.rpc.attempt(op, n_calls=len(calls), deadline=deadline)
+
+
+async def _all(coros: list[Any]) -> None:
+    """Run concurrently; on failure cancel the rest and raise the first error itself (a
+    bug before a chain error), not an ExceptionGroup."""
+    try:
+        async with asyncio.TaskGroup() as tg:
+            for c in coros:
+                tg.create_task(c)
+    except ExceptionGroup as group:
+        flat: list[BaseException] = []
+        stack: list[BaseException] = [group]
+        while stack:
+            e = stack.pop()
+            if isinstance(e, BaseExceptionGroup):
+                stack.extend(reversed(e.exceptions))
+            else:
+                flat.append(e)
+        bugs = [e for e in flat if not isinstance(e, ChainError)]
+        raise (bugs or flat)[0] from None

@@ -1,90 +1,409 @@
 """JSON-RPC over aiohttp: the one place where bytes leave the process.
 
-Transport faults (connection, timeout, 5xx, 429, malformed bodies) are retried with
-jittered exponential back-off across the chain's endpoints; a JSON-RPC error that is not
-a rate limit is the node's answer and is raised at once. Library exceptions are mapped
-here, once, into the project's tree.
+A chain's endpoints (its `rpc_urls`, in failover order) each carry their own state: a
+throttle (`rate_limit_rps`), a concurrency bound (`max_concurrency`), a verified chain
+id, a rate-limit back-off, a cool-down after faults, and the adaptive chunk size the
+multicall reader uses. Library exceptions and node answers are mapped here, once, into
+the project's error tree (`classify`); `attempt` then decides what is retried:
+
+- RateLimited: that endpoint waits `retry_after` (Retry-After, `backoff_seconds`) or a
+  jittered exponential back-off while another endpoint is tried; a wait longer than
+  the remaining budget gives up at once.
+- TransportError, PinUnavailable, HeadWentBackwards: the endpoint cools down
+  (`cooldown_s`) and the next one is tried; with none healthy, jittered exponential
+  back-off first.
+- ChainIdMismatch: the endpoint is refused for the life of the client.
+- PayloadTooLarge, or RequestTimeout of a multi-call request: the endpoint's chunk size
+  is halved and the error goes to the caller, which splits the batch.
+- Any other RpcError: raised at once (the node answered). Anything outside the tree is
+  a bug: raised at once, never retried.
+
+All of it within `retries` retries and the `retry_budget_s` deadline of the operation.
 """
 
 from __future__ import annotations
 
 import asyncio
+import io
 import itertools
 import json
+import math
 import random
+import time
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from email.utils import parsedate_to_datetime
+from typing import Any, TypeVar
 
 import aiohttp
 from asyncio_throttle.throttler import Throttler
 
 from crossmargin.config import ChainConfig
-from crossmargin.errors import ChainError, RpcError, TransportError
+from crossmargin.errors import (
+    BadResponse,
+    ChainError,
+    ChainIdMismatch,
+    HeadWentBackwards,
+    PayloadTooLarge,
+    PinUnavailable,
+    RateLimited,
+    RequestTimeout,
+    RpcError,
+    TransportError,
+)
 
-RATE_LIMIT_CODES = frozenset({-32005, 429})
+T = TypeVar("T")
+
+# anvil answers a body over 2 MiB with HTTP 200 and a non-array -32600 (and then drops
+# the connection); hosted providers cap lower or higher. Requests stay under this.
+MAX_BODY_BYTES = 1_500_000
+GROW_AFTER = 4  # full-size successes before a shrunk chunk size doubles again
+BACKOFF_BASE_S = 0.05
+BACKOFF_CAP_S = 2.0
+
+_RATE_LIMIT_CODES = frozenset({429, -32005, -32029, -32090})
+_RATE_LIMIT_WORDS = ("rate limit", "too many requests", "request limit", "exceeded the quota")
+_TOO_LARGE_WORDS = (
+    "too large",
+    "too big",
+    "size exceeded",
+    "size limit",
+    "out of gas",
+    "gas required exceeds",
+)
+_PIN_WORDS = (
+    "header not found",
+    "unknown block",
+    "block not found",
+    "not canonical",
+    "missing trie node",
+    "resource not found",
+)
+_PIN_CODES = frozenset({-32001})
+
+Request = tuple[str, list[Any]]
 
 
 @dataclass
 class EndpointStats:
     """Counted per endpoint so benchmarks and /metrics can report RPC use honestly."""
 
-    requests: int = 0
+    requests: int = 0  # HTTP requests sent
+    calls: int = 0  # JSON-RPC calls in them (a batch counts each)
     failures: int = 0
+    rate_limited: int = 0
+    shrinks: int = 0
+
+
+class Endpoint:
+    """One RPC URL of a chain and everything learned about it."""
+
+    def __init__(self, url: str, chain: ChainConfig) -> None:
+        self.url = url
+        rps = chain.rate_limit_rps
+        self.throttle = Throttler(rate_limit=max(1, math.floor(rps)), period=max(1.0, 1.0 / rps))
+        self.slots = asyncio.Semaphore(chain.max_concurrency)
+        self.max_chunk = chain.max_calls_per_batch
+        self.chunk = self.max_chunk
+        self.verified = False
+        self.refused: str | None = None  # why it is never used again
+        self.not_before = 0.0  # hard: a rate limit asked us to wait until then
+        self.cooldown_until = 0.0  # soft: passed over while another endpoint is healthy
+        self.stats = EndpointStats()
+        self._streak = 0
+
+    def shrink(self, n_calls: int) -> None:
+        """Halve the chunk size below a request of `n_calls` that was too much."""
+        self.chunk = max(1, min(self.chunk, n_calls // 2))
+        self._streak = 0
+        self.stats.shrinks += 1
+
+    def succeeded(self, n_calls: int) -> None:
+        """Grow a shrunk chunk size back once requests of its full size keep succeeding."""
+        self.cooldown_until = 0.0
+        if self.chunk < self.max_chunk and n_calls >= self.chunk:
+            self._streak += 1
+            if self._streak >= GROW_AFTER:
+                self.chunk = min(self.max_chunk, self.chunk * 2)
+                self._streak = 0
+
+
+def backoff(attempt: int) -> float:
+    """Jittered exponential back-off: 0.5x..1.5x of base * 2^attempt, capped."""
+    base: float = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2.0**attempt)
+    return base * (0.5 + random.random())
+
+
+def retry_after_header(value: str | None) -> float | None:
+    """Retry-After as delta-seconds or an HTTP-date (RFC 9110 §10.2.3)."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value).timestamp()
+        return max(0.0, float(when) - time.time())
+    except (TypeError, ValueError):
+        return None
+
+
+def classify(
+    chain_id: int,
+    endpoint: str,
+    error: Any,
+    n_calls: int,
+    retry_after: float | None = None,
+) -> ChainError:
+    """A JSON-RPC error object -> the project's error. Codes are not standard across
+    nodes (-32000 means anything), so a few message phrases decide, here and only here."""
+    err = error if isinstance(error, dict) else {"message": str(error)}
+    raw_code = err.get("code", 0)
+    code = raw_code if isinstance(raw_code, int) else 0
+    message = str(err.get("message", ""))[:300]
+    data = err.get("data")
+    lower = message.lower()
+    if code in _RATE_LIMIT_CODES or any(w in lower for w in _RATE_LIMIT_WORDS):
+        if isinstance(data, dict):
+            for key in ("backoff_seconds", "retry_after", "retryAfter"):
+                if isinstance(data.get(key), int | float):
+                    retry_after = max(0.0, float(data[key]))
+                    break
+        return RateLimited(
+            chain_id, f"{code} {message}", retry_after=retry_after, endpoint=endpoint
+        )
+    if any(w in lower for w in _TOO_LARGE_WORDS) or (code == -32600 and n_calls > 1):
+        # -32600 for a request we built ourselves means the node refused its size.
+        return PayloadTooLarge(chain_id, n_calls, f"{code} {message}", endpoint=endpoint)
+    if code in _PIN_CODES or any(w in lower for w in _PIN_WORDS):
+        return PinUnavailable(chain_id, code, message, endpoint=endpoint)
+    return RpcError(chain_id, code, message, endpoint=endpoint)
 
 
 class JsonRpcClient:
-    """Throttled, retrying JSON-RPC client for one chain's endpoints (in config order)."""
+    """Throttled, retrying, failing-over JSON-RPC client for one chain's endpoints."""
 
     def __init__(self, chain: ChainConfig, session: aiohttp.ClientSession) -> None:
         self.chain = chain
         self._session = session
-        self._throttle = Throttler(rate_limit=max(1, int(chain.rate_limit_rps)), period=1.0)
         self._ids = itertools.count(1)
-        self.stats = {url: EndpointStats() for url in chain.rpc_urls}
+        self._timeout = aiohttp.ClientTimeout(total=chain.timeout_s)
+        self.endpoints = [Endpoint(url, chain) for url in chain.rpc_urls]
+
+    @property
+    def stats(self) -> dict[str, EndpointStats]:
+        return {ep.url: ep.stats for ep in self.endpoints}
+
+    @property
+    def requests(self) -> int:
+        return sum(ep.stats.requests for ep in self.endpoints)
+
+    @property
+    def calls(self) -> int:
+        return sum(ep.stats.calls for ep in self.endpoints)
+
+    def chunk_size(self) -> int:
+        """The chunk size of the endpoint the next request would most likely go to."""
+        ep = self._choose(time.monotonic())
+        return ep.chunk if ep is not None else self.chain.max_calls_per_batch
+
+    # ------------------------------------------------------------------ retrying
 
     async def request(self, method: str, params: list[Any]) -> Any:
-        """One call; retried over endpoints on transport faults and rate limits."""
+        """One call, retried and failed over as the table in the module docstring says."""
+        return await self.attempt(lambda ep: self.send(ep, method, params))
+
+    async def attempt(
+        self,
+        op: Callable[[Endpoint], Awaitable[T]],
+        *,
+        n_calls: int = 1,
+        deadline: float | None = None,
+        verify: bool = True,
+    ) -> T:
+        """Run `op` on an endpoint until it succeeds, retries or the deadline run out."""
+        chain = self.chain
+        deadline = deadline if deadline is not None else time.monotonic() + chain.retry_budget_s
         last: ChainError | None = None
-        for attempt in range(self.chain.retries + 1):
-            url = self.chain.rpc_urls[attempt % len(self.chain.rpc_urls)]
+        for attempt in range(chain.retries + 1):
+            now = time.monotonic()
+            ep = self._choose(now)
+            if ep is None:
+                raise last or ChainError(chain.chain_id, self._refusals())
+            wait = ep.not_before - now
+            if wait > 0:
+                if now + wait > deadline:
+                    raise last or RateLimited(
+                        chain.chain_id, "back-off outlasts the retry budget", endpoint=ep.url
+                    )
+                await asyncio.sleep(wait)
             try:
-                return await self._send(url, method, params)
-            except RpcError as exc:
-                if exc.code not in RATE_LIMIT_CODES:
+                if verify and not ep.verified:
+                    await self.verify(ep)
+                result = await op(ep)
+            except PayloadTooLarge as exc:
+                ep.shrink(exc.n_calls)
+                raise
+            except RequestTimeout as exc:
+                self._fault(ep)
+                if n_calls > 1:
+                    ep.shrink(n_calls)
                     raise
                 last = exc
-            except TransportError as exc:
+            except RateLimited as exc:
+                ep.stats.rate_limited += 1
+                delay = exc.retry_after if exc.retry_after is not None else backoff(attempt)
+                ep.not_before = time.monotonic() + delay
                 last = exc
-            self.stats[url].failures += 1
-            await asyncio.sleep(min(2.0, 0.05 * 2**attempt) * (0.5 + random.random()))
+            except ChainIdMismatch as exc:
+                ep.refused = str(exc)
+                last = exc
+            except (TransportError, PinUnavailable, HeadWentBackwards) as exc:
+                self._fault(ep)
+                last = exc
+            else:
+                ep.succeeded(n_calls)
+                return result
+            if attempt == chain.retries or time.monotonic() >= deadline:
+                break
+            nxt = self._choose(time.monotonic())
+            if nxt is not None and nxt.cooldown_until > time.monotonic():
+                # nothing healthy to fail over to: back off before trying again
+                await asyncio.sleep(min(backoff(attempt), max(0.0, deadline - time.monotonic())))
         assert last is not None
         raise last
 
-    async def _send(self, url: str, method: str, params: list[Any]) -> Any:
-        body = {"jsonrpc": "2.0", "id": next(self._ids), "method": method, "params": params}
-        timeout = aiohttp.ClientTimeout(total=self.chain.timeout_s)
-        cid = self.chain.chain_id
-        async with self._throttle:
-            self.stats[url].requests += 1
-            try:
-                async with self._session.post(url, json=body, timeout=timeout) as resp:
-                    text = await resp.text()
-                    status = resp.status
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                raise TransportError(cid, f"{type(exc).__name__} talking to endpoint") from exc
-        if status == 429:
-            raise RpcError(cid, 429, "rate limited (HTTP 429)")
-        if status != 200:
-            raise TransportError(cid, f"HTTP {status}")
+    def _fault(self, ep: Endpoint) -> None:
+        ep.stats.failures += 1
+        ep.cooldown_until = time.monotonic() + self.chain.cooldown_s
+
+    def _choose(self, now: float) -> Endpoint | None:
+        """Config order among the healthy; else the soonest out of cool-down; else the
+        soonest out of rate-limit back-off. None if every endpoint is refused."""
+        usable = [ep for ep in self.endpoints if ep.refused is None]
+        if not usable:
+            return None
+        for ep in usable:
+            if ep.not_before <= now and ep.cooldown_until <= now:
+                return ep
+        free = [ep for ep in usable if ep.not_before <= now]
+        if free:
+            return min(free, key=lambda ep: ep.cooldown_until)
+        return min(usable, key=lambda ep: ep.not_before)
+
+    def _refusals(self) -> str:
+        return "no usable endpoint: " + "; ".join(
+            f"{ep.url}: {ep.refused}" for ep in self.endpoints
+        )
+
+    async def verify(self, ep: Endpoint) -> None:
+        """An endpoint serving another chain is refused before any number is read."""
+        self.check_chain_id(ep, await self.send(ep, "eth_chainId", []))
+
+    def check_chain_id(self, ep: Endpoint, reply: Any) -> None:
         try:
-            reply = json.loads(text)
-        except ValueError as exc:
-            raise TransportError(cid, "response body is not JSON") from exc
+            got = int(reply, 16)
+        except (TypeError, ValueError) as exc:
+            raise BadResponse(
+                self.chain.chain_id, f"eth_chainId answered {reply!r}", endpoint=ep.url
+            ) from exc
+        if got != self.chain.chain_id:
+            raise ChainIdMismatch(self.chain.chain_id, got, endpoint=ep.url)
+        ep.verified = True
+
+    # ------------------------------------------------------------------ one HTTP request
+
+    async def send(self, ep: Endpoint, method: str, params: list[Any], n_calls: int = 1) -> Any:
+        """One JSON-RPC call in one HTTP request on `ep`; no retry."""
+        rid = next(self._ids)
+        body = {"jsonrpc": "2.0", "id": rid, "method": method, "params": params}
+        reply = await self._post(ep, body, 1, n_calls)
         if not isinstance(reply, dict):
-            raise TransportError(cid, "response is not a JSON-RPC object")
+            raise self._bad(ep, "reply is not a JSON-RPC object")
+        return self._result(ep, reply, rid, n_calls)
+
+    async def send_batch(self, ep: Endpoint, requests: Sequence[Request]) -> list[Any]:
+        """A JSON-RPC batch in one HTTP request on `ep`, results in request order; replies
+        are matched by id, so any order is fine but a missing or unknown id is not."""
+        ids = [next(self._ids) for _ in requests]
+        body = [
+            {"jsonrpc": "2.0", "id": rid, "method": m, "params": p}
+            for rid, (m, p) in zip(ids, requests, strict=True)
+        ]
+        reply = await self._post(ep, body, len(body), len(body))
+        if isinstance(reply, dict) and "error" in reply:  # the whole batch was refused
+            raise classify(self.chain.chain_id, ep.url, reply["error"], len(body))
+        if not isinstance(reply, list):
+            raise self._bad(ep, "batch reply is not an array")
+        by_id: dict[Any, dict[str, Any]] = {}
+        for item in reply:
+            if not isinstance(item, dict) or item.get("id") not in ids or item["id"] in by_id:
+                raise self._bad(ep, "batch reply has an unknown or repeated id")
+            by_id[item["id"]] = item
+        if len(by_id) != len(ids):
+            raise self._bad(ep, f"batch reply has {len(by_id)} of {len(ids)} answers")
+        return [self._result(ep, by_id[rid], rid, 1) for rid in ids]
+
+    def _result(self, ep: Endpoint, reply: dict[str, Any], rid: int, n_calls: int) -> Any:
         if "error" in reply:
-            err = reply["error"] if isinstance(reply["error"], dict) else {}
-            raise RpcError(cid, int(err.get("code", 0)), str(err.get("message", "")))
-        if reply.get("id") != body["id"] or "result" not in reply:
-            raise TransportError(cid, "response id or result missing")
+            raise classify(self.chain.chain_id, ep.url, reply["error"], n_calls)
+        if reply.get("id") != rid:
+            raise self._bad(ep, f"reply id {reply.get('id')!r} for request {rid}")
+        if "result" not in reply:
+            raise self._bad(ep, "reply has neither result nor error")
         return reply["result"]
+
+    def _bad(self, ep: Endpoint, message: str) -> BadResponse:
+        return BadResponse(self.chain.chain_id, message, endpoint=ep.url)
+
+    async def _post(self, ep: Endpoint, body: Any, n_rpc: int, n_calls: int) -> Any:
+        cid = self.chain.chain_id
+        payload = json.dumps(body, separators=(",", ":")).encode()
+        if len(payload) > MAX_BODY_BYTES and n_calls > 1:
+            raise PayloadTooLarge(cid, n_calls, f"{len(payload)} byte body", endpoint=ep.url)
+        headers = {"Content-Type": "application/json"}
+        async with ep.slots, ep.throttle:
+            ep.stats.requests += 1
+            ep.stats.calls += n_rpc
+            try:
+                # aiohttp wants bodies over 1 MiB as a stream (it warns otherwise)
+                data = payload if len(payload) <= 1 << 20 else io.BytesIO(payload)
+                async with self._session.post(
+                    ep.url, data=data, headers=headers, timeout=self._timeout
+                ) as resp:
+                    status = resp.status
+                    retry_after = retry_after_header(resp.headers.get("Retry-After"))
+                    raw = await resp.read()
+            except TimeoutError as exc:
+                raise RequestTimeout(
+                    cid, f"no answer in {self.chain.timeout_s} s", endpoint=ep.url
+                ) from exc
+            except aiohttp.ClientPayloadError as exc:
+                raise BadResponse(cid, f"truncated body: {exc}", endpoint=ep.url) from exc
+            except aiohttp.ClientError as exc:
+                raise TransportError(cid, f"{type(exc).__name__}: {exc}", endpoint=ep.url) from exc
+        try:
+            reply = json.loads(raw)
+        except ValueError:
+            reply = None
+        if status == 429:
+            if isinstance(reply, dict) and "error" in reply:
+                err = classify(cid, ep.url, reply["error"], n_calls, retry_after)
+                if isinstance(err, RateLimited):
+                    raise err
+            raise RateLimited(cid, "HTTP 429", retry_after=retry_after, endpoint=ep.url)
+        if status == 413:
+            raise PayloadTooLarge(cid, n_calls, "HTTP 413", endpoint=ep.url)
+        if status != 200:
+            if isinstance(reply, dict) and "error" in reply:
+                err = classify(cid, ep.url, reply["error"], n_calls, retry_after)
+                if isinstance(err, RateLimited | PayloadTooLarge):
+                    raise err
+            raise TransportError(cid, f"HTTP {status}", endpoint=ep.url)
+        if reply is None:
+            text = raw[:200].decode("utf-8", "replace").lower()
+            if any(w in text for w in _RATE_LIMIT_WORDS):
+                raise RateLimited(cid, "rate limit in a non-JSON body", endpoint=ep.url)
+            raise BadResponse(cid, "response body is not JSON", endpoint=ep.url)
+        return reply

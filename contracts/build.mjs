@@ -42,6 +42,17 @@ const SETTINGS = {
 const TARGETS = [
   ["contracts/src/DevToken.sol", "DevToken"],
   ["contracts/src/DevDebtToken.sol", "DevDebtToken"],
+  // Tokens that misbehave in the ways real ones do (tests/adapters deploy them).
+  ["contracts/src/weird/Bytes32Token.sol", "Bytes32Token"],
+  ["contracts/src/weird/NoDecimalsToken.sol", "NoDecimalsToken"],
+  ["contracts/src/weird/BrokenToken.sol", "BrokenToken"],
+  ["contracts/src/weird/ProxiedToken.sol", "ProxiedToken"],
+  ["contracts/src/weird/DevVault.sol", "DevVault"],
+  ["contracts/src/weird/NativeAliasToken.sol", "NativeAliasToken"],
+  ["@openzeppelin/contracts/proxy/ERC1967/ERC1967Proxy.sol", "ERC1967Proxy"],
+  // Price feeds beyond MockV3Aggregator (tests/oracle deploy them).
+  ["contracts/src/oracle/DevAggregator.sol", "DevAggregator"],
+  ["contracts/src/oracle/DevPyth.sol", "DevPyth"],
   ["@chainlink/contracts/src/v0.8/shared/mocks/MockV3Aggregator.sol", "MockV3Aggregator"],
   ["@chainlink/contracts/src/v0.8/vendor/multicall/ebd8b64/src/Multicall3.sol", "Multicall3"],
 ];

@@ -63,3 +63,37 @@ def test_round_data_signed_answer() -> None:
     )
     with pytest.raises(DecodeError):
         c.decode_round_data(c.CallResult(True, data[:-1]))
+
+
+@given(st.lists(st.integers(min_value=0, max_value=(1 << 256) - 1), min_size=1, max_size=50))
+def test_uniform_fast_path_matches_eth_abi(values: list[int]) -> None:
+    """The fast path (every call one 32-byte word) decodes exactly as the general one."""
+    payload = encode(["(bool,bytes)[]"], [[(True, v.to_bytes(32, "big")) for v in values]])
+    decoded = c.decode_aggregate3(payload, len(values))
+    assert [c.decode_uint(r, "x") for r in decoded] == values
+    # one failure among them sends the whole payload down the general path, still exact
+    mixed = encode(
+        ["(bool,bytes)[]"], [[(True, v.to_bytes(32, "big")) for v in values] + [(False, b"")]]
+    )
+    assert c.decode_aggregate3(mixed, len(values) + 1)[-1] == c.CallResult(False, b"")
+
+
+def test_text_decoding_bytes32_and_strings() -> None:
+    bytes32 = c.CallResult(True, b"MKR".ljust(32, b"\0"))
+    assert c.decode_text(bytes32, "symbol()") == "MKR"
+    assert (
+        c.decode_text(c.CallResult(True, encode(["string"], ["USD Coin"])), "name()") == "USD Coin"
+    )
+    for bad in (b"", b"\x00" * 31, encode(["string"], ["x"])[:-1], b"\xff".ljust(32, b"\0")):
+        with pytest.raises(DecodeError):
+            c.decode_text(c.CallResult(True, bad), "symbol()")
+    with pytest.raises(DecodeError, match="reverted"):
+        c.decode_text(c.CallResult(False, b""), "symbol()")
+
+
+def test_address_decoding_rejects_dirty_words() -> None:
+    token = "0x" + "11" * 20
+    word = bytes(12) + bytes.fromhex(token[2:])
+    assert c.decode_address(c.CallResult(True, word), "asset()") == c.checksum(token)
+    with pytest.raises(DecodeError, match="high bytes"):
+        c.decode_address(c.CallResult(True, b"\x01" + word[1:]), "asset()")

@@ -1,0 +1,289 @@
+"""Balances of many accounts on one chain at one pinned block, decoded so they never lie.
+
+    plan = BalancePlan(reps, accounts)          # pure: the calls, token-level ones once
+    results = await reader.read(plan.calls + other_calls, pin)
+    reads = await plan.finish(reader, results[: len(plan.calls)], pin)
+    reads["0xabc..."]                           # list[BalanceRead], one per rep read
+
+Every (account, representation) slot decodes on its own: a revert, empty return data
+(an EOA or a contract without the function), short or long data, or `decimals()` above
+77 or different from config make that one position an error, never a 0. A token with
+no `decimals()` at all is read with the configured decimals and flagged (`warning`).
+
+Standards (RepresentationConfig.standard):
+- `native`: Multicall3.getEthBalance(account), in the same multicall.
+- `erc20`: balanceOf(account) and the token's decimals() (once per token).
+- `erc4626`: balanceOf(account) gives shares, then convertToAssets(shares) in a second,
+  dependent multicall at the same pinned block hash, for the accounts holding shares
+  only. convertToAssets is the vault's own rounding (down, per the standard), so the
+  amount is exactly what the vault reports, whatever its virtual-share arithmetic;
+  `decimals` are those of the underlying asset (vault.asset().decimals(), read in that
+  second multicall). Recomputing shares * totalAssets / totalSupply ourselves would
+  disagree with OpenZeppelin's virtual shares and assets, so we do not.
+- `native_alias` ERC-20s are not read where the chain's native coin is configured:
+  the native balance already counts that money.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import NamedTuple
+
+from adapters import calls as c
+from adapters.calls import Call, CallResult
+from adapters.evm import BlockPin, ChainReader
+from crossmargin.config import RepresentationConfig
+from crossmargin.errors import DecodeError
+
+
+class BalanceRead(NamedTuple):
+    """A representation's raw balance, or why it could not be read (never a silent 0).
+
+    For erc4626, `raw_amount` is the underlying amount convertToAssets gives for `shares`.
+    `warning` flags a figure that is read but rests on config (no decimals() on-chain).
+    An immutable NamedTuple: a batch of many accounts builds one per position."""
+
+    rep: RepresentationConfig
+    raw_amount: int | None
+    error: str | None = None
+    onchain_decimals: int | None = None
+    warning: str | None = None
+    shares: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Token:
+    """What one token contributes once per batch: decimals (or why not), vault asset."""
+
+    decimals: int | None
+    error: str | None
+    warning: str | None
+    asset: str | None = None  # erc4626: the underlying token
+
+
+def counted(reps: Sequence[RepresentationConfig]) -> list[RepresentationConfig]:
+    """The representations whose balances are read: native aliases are dropped where the
+    chain's native coin is configured (the same money, counted once)."""
+    native_chains = {r.chain for r in reps if r.standard == "native"}
+    return [r for r in reps if not (r.native_alias and r.chain in native_chains)]
+
+
+class BalancePlan:
+    """Calls for accounts x representations of one chain; token-level calls come first,
+    then one call per (account, representation), account-major."""
+
+    def __init__(self, reps: Sequence[RepresentationConfig], accounts: Sequence[str]) -> None:
+        self.reps = counted(reps)
+        self.accounts = list(accounts)
+        tokens = [r for r in self.reps if r.standard != "native"]
+        calls: list[Call] = []
+        self._token_slots: dict[str, tuple[int, int | None]] = {}  # decimals, asset slots
+        for rep in tokens:
+            if rep.address in self._token_slots:
+                continue
+            dec = len(calls)
+            calls.append(c.decimals(rep.address))
+            asset_slot = None
+            if rep.standard == "erc4626":
+                asset_slot = len(calls)
+                calls.append(c.asset(rep.address))
+            self._token_slots[rep.address] = (dec, asset_slot)
+        self._base = len(calls)
+        targets = [c.MULTICALL3 if r.standard == "native" else r.address for r in self.reps]
+        native = [r.standard == "native" for r in self.reps]
+        for account in self.accounts:
+            by_eth, by_token = c.eth_balance(account).data, c.balance_of(account, account).data
+            calls += [
+                Call(t, by_eth if n else by_token) for t, n in zip(targets, native, strict=True)
+            ]
+        self.calls = calls
+
+    def _tokens(self, results: Sequence[CallResult]) -> dict[str, _Token]:
+        out: dict[str, _Token] = {}
+        for rep in self.reps:
+            if rep.standard == "native" or rep.address in out:
+                continue
+            dec_slot, asset_slot = self._token_slots[rep.address]
+            asset = None
+            if asset_slot is not None:
+                try:
+                    asset = c.decode_address(results[asset_slot], f"{rep.symbol} asset()")
+                except DecodeError as exc:
+                    out[rep.address] = _Token(None, str(exc), None)
+                    continue
+                out[rep.address] = _Token(None, None, None, asset)  # decimals: the asset's
+                continue
+            out[rep.address] = _decimals_of(rep, results[dec_slot])
+        return out
+
+    def decode(self, results: Sequence[CallResult]) -> dict[str, list[BalanceRead]]:
+        """Decode without the erc4626 conversion (a vault holding is an error "shares not
+        converted" until `finish` converts it)."""
+        if len(results) != len(self.calls):
+            raise ValueError(f"{len(results)} results for {len(self.calls)} calls")
+        tokens = self._tokens(results)
+        reps = self.reps
+        width = len(reps)
+        row_tokens = [tokens.get(r.address) for r in reps]
+        # The common case inline (a token with good decimals, one 32-byte word back);
+        # everything else through _balance, which explains what is wrong.
+        plain = [
+            t is not None and t.error is None and r.standard == "erc20"
+            for r, t in zip(reps, row_tokens, strict=True)
+        ]
+        frm = int.from_bytes
+        out: dict[str, list[BalanceRead]] = {}
+        pos = self._base
+        for account in self.accounts:
+            row: list[BalanceRead] = []
+            for rep, token, fast, r in zip(
+                reps, row_tokens, plain, results[pos : pos + width], strict=True
+            ):
+                if fast and r.success and len(r.data) == 32 and token is not None:
+                    row.append(
+                        BalanceRead(rep, frm(r.data, "big"), None, token.decimals, token.warning)
+                    )
+                else:
+                    row.append(_balance(rep, r, token))
+            pos += width
+            out[account] = row
+        return out
+
+    async def finish(
+        self, reader: ChainReader, results: Sequence[CallResult], pin: BlockPin
+    ) -> dict[str, list[BalanceRead]]:
+        """Decode, then convert vault shares to assets in one more multicall at `pin`."""
+        out = self.decode(results)
+        tokens = self._tokens(results)
+        vaults = {r.address: tokens[r.address].asset for r in self.reps if r.standard == "erc4626"}
+        pending = [
+            (account, i, b)
+            for account, row in out.items()
+            for i, b in enumerate(row)
+            if b.rep.standard == "erc4626" and b.shares and b.raw_amount is None
+        ]
+        if not pending:
+            return out
+        calls: list[Call] = []
+        asset_slots: dict[str, int] = {}
+        for vault, underlying in vaults.items():
+            if underlying is not None:
+                asset_slots[vault] = len(calls)
+                calls.append(c.decimals(underlying))
+        conv_base = len(calls)
+        calls += [c.convert_to_assets(b.rep.address, b.shares or 0) for _, _, b in pending]
+        second = await reader.read(calls, pin)
+        underlying_dec: dict[str, _Token | str] = {
+            vault: _decimals_of_underlying(vault, second[slot])
+            for vault, slot in asset_slots.items()
+        }
+        for k, (account, i, b) in enumerate(pending):
+            out[account][i] = _converted(
+                b, second[conv_base + k], underlying_dec.get(b.rep.address)
+            )
+        return out
+
+
+def _decimals_of(rep: RepresentationConfig, result: CallResult) -> _Token:
+    """decimals(): a revert with no data means the optional function is absent (EIP-20):
+    use config and flag it. Empty data from a "successful" call means no code at all."""
+    if not result.success and not result.data:
+        return _Token(
+            rep.decimals,
+            None,
+            f"{rep.symbol}: no decimals() on-chain, config's {rep.decimals} used",
+        )
+    if result.success and not result.data:
+        return _Token(None, f"{rep.symbol}: no contract code at {rep.address}", None)
+    try:
+        onchain = c.decode_decimals(result)
+    except DecodeError as exc:
+        return _Token(None, f"{rep.symbol}: {exc}", None)
+    if onchain != rep.decimals:
+        return _Token(
+            onchain, f"{rep.symbol}: decimals() is {onchain}, config says {rep.decimals}", None
+        )
+    return _Token(onchain, None, None)
+
+
+def _decimals_of_underlying(vault: str, result: CallResult) -> _Token | str:
+    try:
+        return _Token(c.decode_decimals(result), None, None)
+    except DecodeError as exc:
+        return f"vault {vault} asset: {exc}"
+
+
+def _balance(rep: RepresentationConfig, result: CallResult, token: _Token | None) -> BalanceRead:
+    if token is not None and token.error is not None:
+        return BalanceRead(rep, None, token.error, token.decimals)
+    try:
+        raw = c.decode_uint(result, f"{rep.symbol} balance")
+    except DecodeError as exc:
+        return BalanceRead(rep, None, str(exc))
+    if token is None:  # native
+        return BalanceRead(rep, raw, None, rep.decimals)
+    if rep.standard == "erc4626":
+        # shares; the amount comes from convertToAssets in `finish` (0 shares: 0 assets)
+        if raw == 0:
+            return BalanceRead(rep, 0, None, None, None, 0)
+        return BalanceRead(rep, None, f"{rep.symbol}: shares not converted", None, None, raw)
+    return BalanceRead(rep, raw, None, token.decimals, token.warning)
+
+
+def _converted(b: BalanceRead, result: CallResult, underlying: _Token | str | None) -> BalanceRead:
+    rep = b.rep
+    if underlying is None:
+        return BalanceRead(rep, None, f"{rep.symbol}: vault asset() unreadable", shares=b.shares)
+    if isinstance(underlying, str):
+        return BalanceRead(rep, None, underlying, shares=b.shares)
+    if underlying.decimals != rep.decimals:
+        return BalanceRead(
+            rep,
+            None,
+            f"{rep.symbol}: underlying decimals() is {underlying.decimals}, "
+            f"config says {rep.decimals}",
+            underlying.decimals,
+            shares=b.shares,
+        )
+    try:
+        amount = c.decode_uint(result, f"{rep.symbol} convertToAssets")
+    except DecodeError as exc:
+        return BalanceRead(rep, None, str(exc), underlying.decimals, shares=b.shares)
+    return BalanceRead(rep, amount, None, underlying.decimals, None, b.shares)
+
+
+class TokenMeta(NamedTuple):
+    """name(), symbol() (ABI string or bytes32) and decimals() of a token; each None with
+    a line in `errors` when it cannot be read."""
+
+    address: str
+    name: str | None
+    symbol: str | None
+    decimals: int | None
+    errors: tuple[str, ...] = ()
+
+
+async def read_token_meta(
+    reader: ChainReader, tokens: Sequence[str], pin: BlockPin
+) -> list[TokenMeta]:
+    """Metadata of many tokens in one multicall at `pin` (for config checks and display)."""
+    calls = [f(t) for t in tokens for f in (c.name, c.symbol, c.decimals)]
+    results = await reader.read(calls, pin)
+    out: list[TokenMeta] = []
+    for i, token in enumerate(tokens):
+        errors: list[str] = []
+        texts: list[str | None] = []
+        for what, result in zip(("name()", "symbol()"), results[3 * i : 3 * i + 2], strict=True):
+            try:
+                texts.append(c.decode_text(result, what))
+            except DecodeError as exc:
+                texts.append(None)
+                errors.append(str(exc))
+        try:
+            dec: int | None = c.decode_decimals(results[3 * i + 2])
+        except DecodeError as exc:
+            dec = None
+            errors.append(str(exc))
+        out.append(TokenMeta(token, texts[0], texts[1], dec, tuple(errors)))
+    return out

@@ -1,0 +1,76 @@
+"""Shared by the adapter tests: fast chain configs and reads compared with a clean path."""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+import aiohttp
+
+from adapters.evm import BlockPin, EvmAdapter
+from crossmargin.config import ChainConfig, Config
+from crossmargin.reading import ChainState, read_chain_many
+
+# Short everything: a fault test fails over or gives up in well under a second.
+FAST: dict[str, Any] = {
+    "timeout_s": 0.5,
+    "retries": 3,
+    "retry_budget_s": 5.0,
+    "cooldown_s": 0.5,
+}
+
+
+def fast_chain(chain: ChainConfig, urls: list[str], **update: Any) -> ChainConfig:
+    return chain.model_copy(update={"rpc_urls": urls, **FAST, **update})
+
+
+def dead_url() -> str:
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{s.getsockname()[1]}"
+
+
+async def read_states(
+    config: Config,
+    chain: ChainConfig,
+    accounts: list[str],
+    pin: BlockPin | None = None,
+    adapter: EvmAdapter | None = None,
+) -> list[ChainState]:
+    """One computation on one chain (own session unless an adapter is given)."""
+    if adapter is not None:
+        return await read_chain_many(config, adapter, accounts, pin)
+    async with aiohttp.ClientSession() as session:
+        return await read_chain_many(config, EvmAdapter(chain, session), accounts, pin)
+
+
+def figures(states: list[ChainState]) -> list[Any]:
+    """Everything a valuation would use: pin, every balance (or its error), every feed."""
+    return [
+        (
+            s.pin,
+            s.error,
+            [(b.rep.symbol, b.raw_amount, b.error, b.onchain_decimals) for b in s.balances],
+            s.feeds,
+            s.sequencer,
+        )
+        for s in states
+    ]
+
+
+async def truth(
+    config: Config, chain: ChainConfig, accounts: list[str], pin: BlockPin
+) -> list[ChainState]:
+    """The same read straight from the node (no proxy, default tuning) at `pin`."""
+    direct = chain.model_copy(update={"rpc_urls": [config.chain(chain.name).rpc_urls[0]]})
+    return await read_states(config, direct, accounts, pin)
+
+
+def assert_flagged(states: list[ChainState], *needles: str) -> None:
+    """A failed chain: an error naming the cause, and no number at all."""
+    for s in states:
+        assert s.error is not None
+        assert not s.available
+        assert s.balances == []
+        assert s.feeds == []
+        assert any(n in s.error for n in needles), s.error
