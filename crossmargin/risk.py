@@ -1,7 +1,12 @@
 """Config and exact exposures in, aggregator arrays out: the one float conversion.
 
-The risk parameters used (sigma, rho, latencies, z, kappa) are returned with the
-outcome so the report can show exactly what produced each figure.
+sigma and rho (METHOD.md §6) come from `RiskEstimates`: estimated from the stored price
+history by oracle/estimation.py when the engine has a history store, otherwise from
+config alone (`config_estimates`: overrides, sigma_default, configured or default
+correlations). Either way they are passed in: nothing here reads a database.
+
+The risk parameters used (sigma, rho and where each came from, latencies, z, kappa) are
+returned with the outcome so the report can show exactly what produced each figure.
 """
 
 from __future__ import annotations
@@ -10,8 +15,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Protocol
-
-import numpy as np
 
 from aggregator import (
     AssetParams,
@@ -23,6 +26,7 @@ from aggregator import (
     z_score,
 )
 from crossmargin.config import Config, RepresentationConfig
+from oracle.estimation import RiskEstimates, config_estimates
 
 
 class ValuedPosition(Protocol):
@@ -42,6 +46,7 @@ class RiskParameters:
     sigma: dict[str, float]
     correlation: dict[str, dict[str, float]]
     latency_days: dict[str, float]  # L(c -> target) per chain name
+    estimates: RiskEstimates | None = None  # sigma/rho with their sources and history span
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,21 +59,24 @@ class RiskOutcome:
         return Fraction(self.result.requirement)
 
 
-def asset_sigma(config: Config) -> list[float]:
-    """§6: config override, else sigma_default (no stored history is wired in yet)."""
-    return [a.sigma if a.sigma is not None else a.sigma_default for a in config.assets]
+def _estimates(config: Config, estimates: RiskEstimates | None) -> RiskEstimates:
+    if estimates is None:
+        return config_estimates(config)
+    if estimates.symbols != tuple(a.symbol for a in config.assets):
+        raise ValueError("risk estimates are for other assets than the config's")
+    return estimates
 
 
-def correlation(config: Config) -> list[list[float]]:
-    """§6: configured pairs, default_correlation for the rest, 1 on the diagonal."""
-    symbols = [a.symbol for a in config.assets]
-    index = {s: i for i, s in enumerate(symbols)}
-    rho = np.full((len(symbols), len(symbols)), config.risk.default_correlation)
-    for pair in config.risk.correlations:
-        i, j = index[pair.a], index[pair.b]
-        rho[i, j] = rho[j, i] = pair.rho
-    np.fill_diagonal(rho, 1.0)
-    return [[float(v) for v in row] for row in rho]
+def asset_sigma(config: Config, estimates: RiskEstimates | None = None) -> list[float]:
+    """§6 sigma per config asset: from `estimates`, or from config alone (no history:
+    override, else sigma_default)."""
+    return list(_estimates(config, estimates).sigma)
+
+
+def correlation(config: Config, estimates: RiskEstimates | None = None) -> list[list[float]]:
+    """§6 rho (asset x asset): from `estimates`, or from config alone (configured pairs,
+    default_correlation for the rest, 1 on the diagonal)."""
+    return [list(row) for row in _estimates(config, estimates).correlation]
 
 
 def margin_params(config: Config, target: str) -> MarginParams:
@@ -85,14 +93,15 @@ def margin_params(config: Config, target: str) -> MarginParams:
     return MarginParams(z, config.risk.kappa, latency, names.index(target))
 
 
-def asset_params(config: Config) -> AssetParams:
+def asset_params(config: Config, estimates: RiskEstimates | None = None) -> AssetParams:
+    est = _estimates(config, estimates)
     return AssetParams.build(
-        sigma=asset_sigma(config),
+        sigma=est.sigma_array(),
         liq_horizon_days=[a.liquidation_horizon_days for a in config.assets],
         h_min=[a.h_min for a in config.assets],
         conc_k=[a.concentration_k for a in config.assets],
         depth_usd=[a.liquidity_depth_usd for a in config.assets],
-        corr=correlation(config),
+        corr=est.correlation_array(),
     )
 
 
@@ -108,22 +117,30 @@ def positions_of(config: Config, valued: Sequence[ValuedPosition]) -> Positions:
     )
 
 
-def run_risk(config: Config, valued: Sequence[ValuedPosition], target: str) -> RiskOutcome:
-    """METHOD.md §5-§7 on one account's valued positions."""
+def run_risk(
+    config: Config,
+    valued: Sequence[ValuedPosition],
+    target: str,
+    estimates: RiskEstimates | None = None,
+) -> RiskOutcome:
+    """METHOD.md §5-§7 on one account's valued positions, with §6 parameters from
+    `estimates` (None: from config alone)."""
+    est = _estimates(config, estimates)
     params = margin_params(config, target)
-    result = compute_margin(positions_of(config, valued), asset_params(config), params)
-    symbols = [a.symbol for a in config.assets]
+    result = compute_margin(positions_of(config, valued), asset_params(config, est), params)
+    symbols = est.symbols
     t = params.target_chain
-    rho = correlation(config)
     return RiskOutcome(
         result,
         RiskParameters(
             z=params.z,
             kappa=params.kappa,
-            sigma=dict(zip(symbols, asset_sigma(config), strict=True)),
+            sigma=dict(zip(symbols, est.sigma, strict=True)),
             correlation={
-                a: dict(zip(symbols, row, strict=True)) for a, row in zip(symbols, rho, strict=True)
+                a: dict(zip(symbols, row, strict=True))
+                for a, row in zip(symbols, est.correlation, strict=True)
             },
             latency_days={c.name: float(params.latency[i, t]) for i, c in enumerate(config.chains)},
+            estimates=est,
         ),
     )

@@ -3,6 +3,10 @@
 Pure functions over decoded readings. Prices stay exact (`Fraction` of the raw answer
 over 10^decimals); staleness is measured against the pinned block's timestamp, never
 the wall clock, so every verdict can be replayed from the recorded inputs.
+
+Every feed kind is read into the AggregatorV3 shape (`RoundData`). Kinds without rounds
+(Pyth) carry round id 0 in both round fields, so rule 3 does not apply to them ("where
+the feed reports it"), and their confidence as `FeedReading.confidence`.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 from adapters.calls import RoundData
-from crossmargin.config import FeedConfig
+from crossmargin.config import FeedConfig, PythFeedConfig
 
 # Reason codes, as reported in warnings and in each price's sources.
 STALE = "stale"
@@ -23,8 +27,12 @@ SEQUENCER_DOWN = "sequencer_down"
 SEQUENCER_GRACE = "sequencer_grace"
 SEQUENCER_UNKNOWN = "sequencer_unknown"
 DECIMALS_MISMATCH = "decimals_mismatch"
+WIDE_CONFIDENCE = "wide_confidence"
 UNREADABLE = "unreadable"
 CHAIN_UNAVAILABLE = "chain_unavailable"
+
+CHAINLINK = "chainlink"
+PYTH = "pyth"
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,9 +57,17 @@ def sequencer_reason(state: SequencerState | None, block_timestamp: int) -> str 
 
 
 def reading_reason(
-    feed: FeedConfig, rd: RoundData, onchain_decimals: int, block_timestamp: int
+    feed: FeedConfig,
+    rd: RoundData,
+    onchain_decimals: int,
+    block_timestamp: int,
+    confidence: int | None = None,
 ) -> str | None:
-    """§3.1-3.3 for one reading: the first failed check's reason code, or None if valid."""
+    """§3.1-3.3 for one reading: the first failed check's reason code, or None if valid.
+
+    Not in §3, for kinds that publish a confidence (Pyth): conf >= answer (the interval
+    reaches 0) or conf / answer above the feed's `max_confidence` is `wide_confidence`.
+    """
     if onchain_decimals != feed.decimals:
         return DECIMALS_MISMATCH
     if rd.answer <= 0:
@@ -60,6 +76,12 @@ def reading_reason(
         return OUT_OF_BOUNDS
     if feed.max_answer is not None and rd.answer > feed.max_answer:
         return OUT_OF_BOUNDS
+    if confidence is not None:
+        limit = feed.max_confidence if isinstance(feed, PythFeedConfig) else None
+        if confidence >= rd.answer or (
+            limit is not None and Fraction(confidence, rd.answer) > Fraction(limit)
+        ):
+            return WIDE_CONFIDENCE
     if block_timestamp - rd.updated_at > feed.heartbeat_s:
         return STALE
     if rd.answered_in_round < rd.round_id:
@@ -69,7 +91,11 @@ def reading_reason(
 
 @dataclass(frozen=True, slots=True)
 class FeedReading:
-    """One source of one asset's price at one pinned block, with its verdict."""
+    """One source of one asset's price at one pinned block, with its verdict.
+
+    `confidence` (raw answer units, kinds that publish one): a valid reading then counts
+    as the interval [answer - conf, answer + conf] in the min/max of §3.
+    """
 
     asset: str
     chain_id: int
@@ -78,6 +104,9 @@ class FeedReading:
     block_timestamp: int
     round: RoundData | None
     reason: str | None  # None: valid
+    kind: str = CHAINLINK
+    confidence: int | None = None
+    price_id: str | None = None  # Pyth: which feed of the contract at `address`
 
     @property
     def valid(self) -> bool:
@@ -88,6 +117,20 @@ class FeedReading:
         if self.round is None:
             return None
         return Fraction(self.round.answer, 10**self.decimals)
+
+    @property
+    def low(self) -> Fraction | None:
+        """The lowest price this reading allows: what collateral may be valued at."""
+        if self.round is None:
+            return None
+        return Fraction(self.round.answer - (self.confidence or 0), 10**self.decimals)
+
+    @property
+    def high(self) -> Fraction | None:
+        """The highest price this reading allows: what debt may be valued at."""
+        if self.round is None:
+            return None
+        return Fraction(self.round.answer + (self.confidence or 0), 10**self.decimals)
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,11 +150,20 @@ class AssetPrice:
 
 
 def aggregate_price(asset: str, readings: list[FeedReading], max_deviation: float) -> AssetPrice:
-    """min/max over valid readings; (max - min) / median above the limit is flagged."""
-    values = [r.price for r in readings if r.valid and r.price is not None]
-    if not values:
+    """min/max over valid readings; (max - min) / median above the limit is flagged.
+
+    A reading with a confidence enters the min with answer - conf and the max with
+    answer + conf; the deviation compares the sources' answers (their disagreement),
+    not their confidence intervals.
+    """
+    valid = [r for r in readings if r.valid and r.round is not None]
+    if not valid:
         return AssetPrice(asset, None, None, None, False, tuple(readings))
-    lo, hi = min(values), max(values)
-    deviation = (hi - lo) / statistics.median(values) if len(values) >= 2 else None
+    lo = min(r.low for r in valid if r.low is not None)
+    hi = max(r.high for r in valid if r.high is not None)
+    points = [r.price for r in valid if r.price is not None]
+    deviation = (
+        (max(points) - min(points)) / statistics.median(points) if len(points) >= 2 else None
+    )
     flag = deviation is not None and deviation > Fraction(max_deviation)
     return AssetPrice(asset, lo, hi, deviation, flag, tuple(readings))

@@ -7,10 +7,10 @@ from fractions import Fraction
 import pytest
 
 from adapters.calls import RoundData
-from crossmargin.config import FeedConfig
+from crossmargin.config import ChainlinkFeedConfig
 from oracle import validity as v
 
-FEED = FeedConfig(
+FEED = ChainlinkFeedConfig(
     chain="ethereum",
     address="0x5f4eC3Df9cbd43714FE2740f5E3616155c5b8419",
     heartbeat_s=3600,
