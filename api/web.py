@@ -1,0 +1,129 @@
+"""The web page: `index.html` at `/`, its scripts and styles under `/static`, one JSON helper.
+
+Everything the page needs is in `api/static/` (hand-written HTML, CSS and JS; charts are
+inline SVG drawn by the page), so it works offline and loads nothing from elsewhere.
+The page reads the same public endpoints as any client (margin, capacity, stress) plus:
+
+    GET /v1/web/context -> {"settlement_chain": "ethereum",
+                            "chains": [{"name": "ethereum", "chain_id": 1}, ...],
+                            "demo_accounts": [{"name": "alice", "address": "0x..", "about": ".."}]}
+
+`demo_accounts` lists the devnet's demo accounts only when a devnet manifest is found
+(`app[MANIFEST]`, else `.devnet/manifest.json` in the working directory or the checkout)
+and it describes the chains this server reads: at least one configured RPC URL must be
+the manifest's URL for that chain. Otherwise it is empty.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from crossmargin.config import Config
+
+STATIC = Path(__file__).parent / "static"
+MANIFEST = web.AppKey("web_manifest", Path)
+PAGE_HEADERS = {
+    "Cache-Control": "no-cache",
+    "Content-Security-Policy": (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+
+
+class _Loose(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+class _ManifestChain(_Loose):
+    name: str
+    rpc_url: str
+
+
+class _ManifestAccount(_Loose):
+    name: str
+    address: str
+    about: str = ""
+
+
+class _Manifest(_Loose):
+    """The few manifest fields the page needs (crossmargin.devnet.manifest has them all)."""
+
+    status: str
+    chains: list[_ManifestChain]
+    accounts: list[_ManifestAccount]
+
+
+def demo_accounts(config: Config, manifest_text: str) -> list[dict[str, str]]:
+    """The manifest's demo accounts if it is a running devnet that `config` reads."""
+    try:
+        manifest = _Manifest.model_validate_json(manifest_text)
+    except ValidationError:
+        return []
+    urls = {c.name: c.rpc_url for c in manifest.chains}
+    if manifest.status != "ready" or not any(urls.get(c.name) in c.rpc_urls for c in config.chains):
+        return []
+    return [{"name": a.name, "address": a.address, "about": a.about} for a in manifest.accounts]
+
+
+def _manifest_paths(app: web.Application) -> list[Path]:
+    explicit = app.get(MANIFEST)
+    if explicit is not None:
+        return [explicit]
+    return [
+        Path(".devnet/manifest.json"),
+        Path(__file__).resolve().parents[1] / ".devnet/manifest.json",
+    ]
+
+
+def _read_first(paths: list[Path]) -> str | None:
+    for p in paths:
+        try:
+            return p.read_text(encoding="utf-8")
+        except OSError:
+            continue
+    return None
+
+
+def _config(app: web.Application) -> Config:
+    from api.app import ENGINE  # here, not at import time: api.app imports this module
+
+    return app[ENGINE].config
+
+
+async def context(request: web.Request) -> web.Response:
+    config = _config(request.app)
+    text = await asyncio.to_thread(_read_first, _manifest_paths(request.app))
+    body: dict[str, Any] = {
+        "settlement_chain": config.settlement_chain,
+        "chains": [{"name": c.name, "chain_id": c.chain_id} for c in config.chains],
+        "demo_accounts": demo_accounts(config, text) if text is not None else [],
+    }
+    return web.json_response(text=json.dumps(body), headers={"Cache-Control": "no-store"})
+
+
+async def index(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(STATIC / "index.html", headers=PAGE_HEADERS)
+
+
+def _has_static(app: web.Application) -> bool:
+    return any(
+        isinstance(r, web.StaticResource) and r.canonical == "/static"
+        for r in app.router.resources()
+    )
+
+
+def add_web_routes(app: web.Application) -> None:
+    """`/` (the page), `/static/*` (unless already served) and `/v1/web/context`."""
+    app.router.add_get("/", index)
+    app.router.add_get("/v1/web/context", context)
+    if not _has_static(app):
+        app.router.add_static("/static", STATIC)

@@ -1,0 +1,111 @@
+"""`crossmargin margin` on the devnet: the table shows the figures of `--json`, and `--json`
+is the API's margin JSON."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from api.app import create_app
+from crossmargin.cli import main
+from crossmargin.config import Config
+from crossmargin.engine import Engine
+from crossmargin.render import render_margin, units
+from crossmargin.report import MarginReport, Warning_
+
+
+def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
+    assert main(list(argv)) == 0
+    return capsys.readouterr().out
+
+
+def api_json(config: Config, path: str, database: Path) -> Any:
+    async def get() -> Any:
+        app = create_app(config, database=f"sqlite:///{database}")
+        async with TestClient(TestServer(app)) as client:
+            resp = await client.get(path)
+            assert resp.status == 200
+            return await resp.json()
+
+    return asyncio.run(get())
+
+
+def test_json_is_the_api_answer(
+    capsys: pytest.CaptureFixture[str], devnet: Any, tmp_path: Path
+) -> None:
+    bob = devnet.demo_accounts["bob"]
+    out = cli(capsys, "margin", bob.lower(), "--target-chain", "base", "--json",
+              "--config", str(devnet.config_path))  # fmt: skip
+    body = json.loads(out)
+    MarginReport.model_validate(body)
+    path = f"/v1/accounts/{bob}/margin?target_chain=base"
+    assert body == api_json(devnet.config, path, tmp_path / "snapshots.db")
+
+
+def test_table_shows_the_json_figures(capsys: pytest.CaptureFixture[str], devnet: Any) -> None:
+    carol = devnet.demo_accounts["carol"]
+    args = ("margin", carol, "--target-chain", "arbitrum", "--config", str(devnet.config_path))
+    report = MarginReport.model_validate_json(cli(capsys, *args, "--json"))
+    table = cli(capsys, *args)
+    assert f"account {carol}" in table
+    assert "status ok" in table
+    figures = [v for v in report.totals.model_dump().values() if isinstance(v, str)]
+    figures += [v for v in report.haircuts.model_dump().values() if v is not None]
+    for c in report.chains:
+        figures += [v for v in (c.collateral_usd, c.debt_usd, c.margin_usd) if v is not None]
+    for p in report.positions:
+        figures += [v for v in (p.price_usd, p.value_usd, p.haircut, p.margin_usd) if v]
+        figures.append(units(p.raw_amount, p.decimals))
+    for pr in report.prices:
+        figures += [v for v in (pr.collateral_usd, pr.debt_usd) if v is not None]
+    figures += [str(b.block_number) for b in report.as_of]
+    missing = [f for f in figures if f not in table]
+    assert missing == []
+    assert report.totals.health is not None
+    assert float(report.totals.health) > 1
+
+
+def test_table_of_a_partial_report(devnet: Any) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}"
+    chains = [
+        c.model_copy(update={"rpc_urls": [dead], "retries": 1, "timeout_s": 2.0})
+        if c.name == "base"
+        else c
+        for c in devnet.config.chains
+    ]
+    config = devnet.config.model_copy(update={"chains": chains})
+
+    async def margin() -> MarginReport:
+        async with Engine(config) as engine:
+            return await engine.margin(devnet.demo_accounts["bob"], "arbitrum")
+
+    report = asyncio.run(margin())
+    # text from the report is never read as rich markup
+    report = report.model_copy(
+        update={"warnings": [*report.warnings, Warning_(code="[x]", detail="[bold]y[/bold]")]}
+    )
+    table = render_margin(report, width=120)
+    assert "status partial" in table
+    assert "PARTIAL: unavailable chains count 0 as collateral: base (8453)" in table
+    assert "unknown: debt may be hidden" in table
+    assert "[x]" in table
+    assert "[bold]y[/bold]" in table
+    base_rows = [line for line in table.splitlines() if line.strip().startswith("base")]
+    assert base_rows
+    assert all("unavailable" in line for line in base_rows)
+
+
+@pytest.mark.parametrize(
+    ("raw", "decimals", "shown"),
+    [("1500000", 6, "1.5"), ("0", 18, "0"), ("5", 2, "0.05"), ("100", 2, "1"), (None, 8, "-")],
+)
+def test_units(raw: str | None, decimals: int, shown: str) -> None:
+    assert units(raw, decimals) == shown
