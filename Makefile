@@ -22,8 +22,8 @@ $(JS_OK): package.json package-lock.json
 	touch $@
 
 $(BROWSER):
-	@if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium; \
-	 else sudo apt-get update -qq && sudo apt-get install -y -qq chromium; fi
+	@if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-dejavu-core; \
+	 else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-dejavu-core; fi
 
 run: setup
 	$(BIN)/crossmargin up
@@ -44,8 +44,12 @@ fmt: $(PY_OK)
 contracts: $(JS_OK)
 	node contracts/build.mjs
 
+# Whole-run benchmarks, each against its naive baseline measured in the same run.
 bench: setup
 	$(BIN)/python bench/aggregator.py
+	$(BIN)/python bench/adapters.py
+	$(BIN)/python bench/oracle.py
+	test ! -f bench/api.py || $(BIN)/python bench/api.py
 
 # Regenerate the Python lock after editing pyproject.toml dependencies.
 lock: $(PY_OK)

@@ -1,84 +1,100 @@
-"""aiohttp application: thin handlers over the Engine; errors as RFC 9457 problem+json.
+"""The aiohttp application: v1 operations (api/handlers.py), /openapi.json generated
+from their pydantic models, /metrics, and the web page (api/web.py).
 
-No stack trace, RPC URL or key ever reaches a response body: unexpected exceptions are
-logged server-side and answered with a generic 500 problem.
+Middlewares, outermost first: metrics (latency of every answer, errors included), then
+problems (RFC 9457 bodies for every error, the request deadline). Authentication, rate
+limits and input validation are per operation (`api.openapi.bind`).
+
+Lifecycle: the snapshot store is opened (alembic upgrade to head) and the Engine's HTTP
+session and adapters are started with the app, and closed with it.
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+import asyncio
+import json
+from collections.abc import AsyncIterator, Mapping
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from aiohttp import web
 
+from adapters.evm import EvmAdapter
+from api.handlers import ENGINE, SERVICE, operations
+from api.metrics import Metrics
+from api.openapi import bind, spec
+from api.problems import Scrubber, error_middleware
+from api.security import Gate
+from api.service import Service
+from api.store import Store, database_url
+from api.web import add_web_routes
 from crossmargin.config import Config
 from crossmargin.engine import Engine
-from crossmargin.errors import InputError, Refused
+from oracle.store import HistoryStore
 
-log = logging.getLogger(__name__)
+__all__ = ["ENGINE", "SERVICE", "create_app"]
 
-ENGINE = web.AppKey("engine", Engine)
-PROBLEM = "application/problem+json"
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+MAX_BODY_BYTES = 256 * 1024
 
 
-def problem(status: int, title: str, detail: str, type_: str = "about:blank") -> web.Response:
-    body = {"type": type_, "title": title, "status": status, "detail": detail}
-    return web.json_response(body, status=status, content_type=PROBLEM)
-
-
-@web.middleware
-async def problems(request: web.Request, handler: Handler) -> web.StreamResponse:
+def _version() -> str:
     try:
-        return await handler(request)
-    except InputError as exc:
-        return problem(400, "Bad request", str(exc), "/problems/bad-input")
-    except Refused as exc:
-        return problem(422, "Not computed", str(exc), "/problems/refused")
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        return problem(exc.status, exc.reason, exc.text or exc.reason)
-    except Exception:
-        log.exception("unhandled error serving %s", request.path)
-        return problem(500, "Internal Server Error", "the server failed; see its log")
+        return version("crossmargin")
+    except PackageNotFoundError:
+        return "0"
 
 
-async def margin(request: web.Request) -> web.Response:
-    engine = request.app[ENGINE]
-    report = await engine.margin(request.match_info["address"], request.query.get("target_chain"))
-    return web.json_response(text=report.model_dump_json())
+def create_app(
+    config: Config, *, database: str | None = None, history: HistoryStore | None = None
+) -> web.Application:
+    """The whole API for `config`. `database` overrides the snapshot store's URL (else
+    $CROSSMARGIN_DATABASE_URL, else `api.database_url`); `history`, the price-history
+    store, makes sigma and rho estimates from it (METHOD.md §6) instead of config."""
+    app: web.Application
 
+    def adapters() -> Mapping[str, EvmAdapter]:
+        return app[ENGINE].adapters if ENGINE in app else {}
 
-async def capacity(request: web.Request) -> web.Response:
-    engine = request.app[ENGINE]
-    report = await engine.capacity(
-        request.match_info["address"],
-        request.query.get("target_chain"),
-        request.query.get("asset") or None,
+    metrics = Metrics(adapters)
+    problems = error_middleware(Scrubber(config), config.api.request_timeout_s)
+    app = web.Application(
+        middlewares=[metrics.middleware, problems], client_max_size=MAX_BODY_BYTES
     )
-    return web.json_response(text=report.model_dump_json())
+    gate = Gate(config.api)
+    ops = operations(config)
+    for op in ops:
+        if op.method == "GET":
+            app.router.add_get(op.path, bind(op, gate))
+        else:
+            app.router.add_route(op.method, op.path, bind(op, gate))
+    document = json.dumps(spec(ops, anonymous=config.api.anonymous, version=_version())).encode()
 
+    async def openapi(request: web.Request) -> web.Response:
+        return web.Response(body=document, content_type="application/json")
 
-async def stress(request: web.Request) -> web.Response:
-    report = await request.app[ENGINE].stress(request.match_info["address"])
-    return web.json_response(text=report.model_dump_json())
-
-
-def create_app(config: Config) -> web.Application:
-    app = web.Application(middlewares=[problems])
-
-    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
-        async with Engine(config) as engine:
-            app[ENGINE] = engine
-            yield
-
-    app.cleanup_ctx.append(lifecycle)
-    app.router.add_get("/v1/accounts/{address}/margin", margin)
-    app.router.add_get("/v1/accounts/{address}/capacity", capacity)
-    app.router.add_get("/v1/accounts/{address}/stress", stress)
+    app.router.add_get("/openapi.json", openapi)
+    app.router.add_get("/metrics", metrics.handler)
     static = Path(__file__).parent / "static"
     if static.is_dir():
         app.router.add_static("/static", static)
+    add_web_routes(app)  # the web page (api/web.py): `/`, its assets, /v1/web/context
+
+    url = database_url(database, config.api.database_url)
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        store = await asyncio.to_thread(Store.open, url)
+        try:
+            async with Engine(config, history) as engine:
+                app[ENGINE] = engine
+                service = Service(config, engine, store, metrics)
+                app[SERVICE] = service
+                try:
+                    await service.start()
+                    yield
+                finally:
+                    await service.close()
+        finally:
+            await asyncio.to_thread(store.close)
+
+    app.cleanup_ctx.append(lifecycle)
     return app

@@ -1,4 +1,4 @@
-"""`crossmargin` console script: config check, devnet, serve, margin.
+"""`crossmargin` console script: config check, devnet, serve, margin, audit.
 
 Bad input is one line on stderr and a non-zero exit; no traceback for a user's mistake.
 """
@@ -12,6 +12,8 @@ from pathlib import Path
 
 from crossmargin.config import Config, load_config
 from crossmargin.errors import ConfigError, CrossmarginError
+from crossmargin.scan import add_arguments as add_scan_arguments
+from oracle.cli import add_arguments as add_prices_arguments
 
 DEFAULT_CONFIG = Path(".devnet/crossmargin.toml")
 
@@ -53,6 +55,12 @@ def _cmd_margin(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_scan(args: argparse.Namespace) -> int:
+    from crossmargin.scan import run_cli
+
+    return run_cli(args, _config(args.config))
+
+
 def _cmd_serve(args: argparse.Namespace) -> int:
     from aiohttp import web
 
@@ -63,6 +71,24 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     port = args.port if args.port is not None else config.api.port
     web.run_app(create_app(config), host=host, port=port, print=None)
     return 0
+
+
+def _cmd_audit_verify(args: argparse.Namespace) -> int:
+    from api.audit import run_verify
+    from api.store import database_url
+    from crossmargin.config import ApiConfig
+
+    if args.all == bool(args.id):
+        raise CrossmarginError("give either a snapshot ID or --all")
+    has_config = args.config is not None or DEFAULT_CONFIG.exists()
+    api = _config(args.config).api if has_config else ApiConfig()
+    return run_verify(database_url(args.database, api.database_url), args.id)
+
+
+def _cmd_prices_sync(args: argparse.Namespace) -> int:
+    from oracle.cli import run
+
+    return run(args, _config(args.config))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -82,11 +108,32 @@ def build_parser() -> argparse.ArgumentParser:
     margin.add_argument("--json", action="store_true", help="print the API's JSON")
     margin.set_defaults(func=_cmd_margin)
 
+    scan = sub.add_parser("scan", help="margin of many accounts to JSON lines or CSV (resumable)")
+    add_scan_arguments(scan)
+    scan.set_defaults(func=_cmd_scan)
+
     serve = sub.add_parser("serve", help="run the HTTP API")
     serve.add_argument("--config", help=f"config file (default: {DEFAULT_CONFIG})")
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
     serve.set_defaults(func=_cmd_serve)
+
+    audit = sub.add_parser("audit", help="the snapshot audit trail")
+    audit_sub = audit.add_subparsers(dest="audit_command", required=True)
+    verify = audit_sub.add_parser("verify", help="recompute snapshots and walk the hash chains")
+    verify.add_argument("id", nargs="?", help="one snapshot id (its account's chain is walked)")
+    verify.add_argument("--all", action="store_true", help="every snapshot of every account")
+    verify.add_argument(
+        "--database", help="database URL (default: $CROSSMARGIN_DATABASE_URL, config)"
+    )
+    verify.add_argument("--config", help=f"config file (default: {DEFAULT_CONFIG})")
+    verify.set_defaults(func=_cmd_audit_verify)
+
+    prices = sub.add_parser("prices", help="price history (METHOD.md §6)")
+    prices_sub = prices.add_subparsers(dest="prices_command", required=True)
+    sync = prices_sub.add_parser("sync", help="store daily closes from the feeds' rounds")
+    add_prices_arguments(sync, str(DEFAULT_CONFIG))
+    sync.set_defaults(func=_cmd_prices_sync)
 
     sub.add_parser("devnet", help="run local chains with demo accounts (see devnet --help)")
     sub.add_parser("up", help="devnet + API + web page in one process (make run)")

@@ -19,7 +19,9 @@ from pydantic import (
     AfterValidator,
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
+    Tag,
     ValidationError,
     model_validator,
 )
@@ -65,14 +67,22 @@ class ChainConfig(Frozen):
     max_calls_per_batch: int = Field(default=1000, ge=1, le=5000)
     timeout_s: float = Field(default=10.0, gt=0)
     retries: int = Field(default=3, ge=0, le=10)
+    # Transport tuning (adapters/): requests in flight per endpoint; seconds a failing
+    # endpoint is passed over while another is healthy; wall-clock budget for one read
+    # with all its retries; gas sent with every eth_call (nodes cap it at their own limit).
+    max_concurrency: int = Field(default=8, ge=1, le=256)
+    cooldown_s: float = Field(default=30.0, ge=0, allow_inf_nan=False)
+    retry_budget_s: float = Field(default=30.0, gt=0, allow_inf_nan=False)
+    call_gas: int = Field(default=1_000_000_000, ge=1_000_000)
 
 
-class FeedConfig(Frozen):
-    """One price source. Bounds are in the feed's raw answer units, as Chainlink's own."""
+class _FeedBase(Frozen):
+    """Fields every feed kind has. Bounds are in the feed's raw answer units, as Chainlink's
+    own; `decimals` is what the feed reports on-chain (checked on every read)."""
 
     chain: Name
     address: Address
-    kind: Literal["chainlink"] = "chainlink"
+    kind: str
     decimals: int = Field(default=8, ge=0, le=36)
     heartbeat_s: int = Field(gt=0)
     min_answer: int | None = None
@@ -84,6 +94,37 @@ class FeedConfig(Frozen):
             if self.min_answer > self.max_answer:
                 raise ValueError("min_answer is above max_answer")
         return self
+
+
+class ChainlinkFeedConfig(_FeedBase):
+    """A Chainlink AggregatorV3 feed (proxy): latestRoundData() and decimals() at the
+    pinned block; its rounds (getRoundData) are the price history."""
+
+    kind: Literal["chainlink"] = "chainlink"
+
+
+class PythFeedConfig(_FeedBase):
+    """A Pyth price feed: `address` is the chain's Pyth contract, `price_id` the feed.
+    getPriceUnsafe(id) gives price, conf, expo and publishTime; `decimals` must equal
+    -expo. A reading whose conf / price exceeds `max_confidence` is rejected; a valid one
+    counts as the interval [price - conf, price + conf] (oracle/validity.py)."""
+
+    kind: Literal["pyth"]
+    price_id: Annotated[str, Field(pattern=r"^0x[0-9a-fA-F]{64}$")]
+    max_confidence: Annotated[float, Field(gt=0.0, le=1.0)] | None = None
+
+
+def _feed_kind(value: Any) -> str:
+    """`kind` picks the model; a feed without one is a Chainlink feed."""
+    if isinstance(value, dict):
+        return str(value.get("kind", "chainlink"))
+    return str(getattr(value, "kind", "chainlink"))
+
+
+FeedConfig = Annotated[
+    Annotated[ChainlinkFeedConfig, Tag("chainlink")] | Annotated[PythFeedConfig, Tag("pyth")],
+    Discriminator(_feed_kind),
+]
 
 
 class AssetConfig(Frozen):
@@ -101,7 +142,14 @@ class AssetConfig(Frozen):
 
 
 class RepresentationConfig(Frozen):
-    """A token on one chain standing for an asset (METHOD.md §1)."""
+    """A token on one chain standing for an asset (METHOD.md §1).
+
+    `standard` says how its amount is read: `native` (the chain's coin, the default for
+    address "native"), `erc20` (balanceOf, the default otherwise) or `erc4626` (vault
+    shares counted at convertToAssets(balanceOf), so `decimals` are the underlying
+    asset's). `native_alias` marks an ERC-20 view of the native coin (CELO-style): it is
+    not read where the chain's native coin is configured, so nothing is counted twice.
+    """
 
     chain: Name
     asset: str
@@ -111,10 +159,19 @@ class RepresentationConfig(Frozen):
     kind: Literal["collateral", "debt"] = "collateral"
     bridged: bool = False
     bridge_addon: Fraction01 = 0.0
+    standard: Literal["native", "erc20", "erc4626"] = "erc20"
+    native_alias: bool = False
 
     @property
     def is_native(self) -> bool:
         return self.address == NATIVE
+
+    @model_validator(mode="before")
+    @classmethod
+    def _infer_standard(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "standard" not in data and data.get("address") == NATIVE:
+            return {**data, "standard": "native"}
+        return data
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
@@ -122,6 +179,10 @@ class RepresentationConfig(Frozen):
             raise ValueError("bridge_addon is only for bridged representations")
         if self.is_native and self.kind == "debt":
             raise ValueError("a native coin cannot be a debt representation")
+        if self.is_native != (self.standard == "native"):
+            raise ValueError('standard "native" goes with address "native", and only with it')
+        if self.native_alias and self.standard != "erc20":
+            raise ValueError("native_alias is only for erc20 representations")
         return self
 
 
@@ -139,9 +200,13 @@ class BridgeConfig(Frozen):
 
 
 class CorrelationConfig(Frozen):
+    """A pair's rho when the price history cannot estimate it (METHOD.md §6); with
+    `override = true` it is used outright, whatever the history says."""
+
     a: str
     b: str
     rho: float = Field(ge=-1.0, le=1.0)
+    override: bool = False
 
 
 class RiskConfig(Frozen):
@@ -168,10 +233,45 @@ class ScenarioConfig(Frozen):
     halted_chains: list[Name] = Field(default_factory=list)
 
 
+class ApiKeyConfig(Frozen):
+    """An API key as the sha256 (hex) of the key: the key itself never sits in config."""
+
+    name: Name
+    sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+    rate_per_s: float = Field(default=10.0, gt=0, allow_inf_nan=False)
+    burst: int = Field(default=20, ge=1)
+
+
 class ApiConfig(Frozen):
+    """The HTTP API. `database_url` may be overridden by CROSSMARGIN_DATABASE_URL (secrets)."""
+
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
     anonymous: bool = False
+    anonymous_rate_per_s: float = Field(default=10.0, gt=0, allow_inf_nan=False)
+    anonymous_burst: int = Field(default=20, ge=1)
+    keys: list[ApiKeyConfig] = Field(default_factory=list)
+    max_batch: int = Field(default=100, ge=1, le=1000)
+    request_timeout_s: float = Field(default=15.0, gt=0, allow_inf_nan=False)
+    pin_ttl_s: float = Field(default=1.0, ge=0, allow_inf_nan=False)
+    cache_entries: int = Field(default=4096, ge=0)
+    database_url: str = "sqlite:///.devnet/crossmargin.db"
+
+    @model_validator(mode="after")
+    def _keys(self) -> Self:
+        for field in ("name", "sha256"):
+            values = [getattr(k, field) for k in self.keys]
+            if len(set(values)) != len(values):
+                raise ValueError(f"api.keys: duplicate {field}")
+        return self
+
+
+class HistoryConfig(Frozen):
+    """Daily closes for §6 (`crossmargin prices sync`, oracle/history.py): how many days
+    back to fill, and how many getRoundData calls per feed go in one multicall."""
+
+    days: int = Field(default=365, ge=2, le=3650)
+    batch_rounds: int = Field(default=250, ge=1, le=5000)
 
 
 class Config(Frozen):
@@ -185,6 +285,7 @@ class Config(Frozen):
     bridges: BridgeConfig
     scenarios: list[ScenarioConfig] = Field(default_factory=list)
     api: ApiConfig = ApiConfig()
+    history: HistoryConfig = HistoryConfig()
 
     @model_validator(mode="after")
     def _references(self) -> Self:
@@ -275,6 +376,18 @@ def _fill_secrets(raw: dict[str, Any], env: Mapping[str, str], source: str) -> d
     return raw
 
 
+def _without_feed_kind(loc: tuple[int | str, ...]) -> list[int | str]:
+    """Drop the feed kind pydantic puts in the path of a feed's error (feeds.0.pyth.x)."""
+    return [
+        p
+        for i, p in enumerate(loc)
+        if not (i >= 2 and loc[i - 2] == "feeds" and isinstance(loc[i - 1], int) and p in _KINDS)
+    ]
+
+
+_KINDS = frozenset({"chainlink", "pyth"})
+
+
 def parse_config(
     text: str, env: Mapping[str, str] | None = None, source: str = "<config>"
 ) -> Config:
@@ -289,7 +402,7 @@ def parse_config(
     except ValidationError as exc:
         lines = []
         for err in exc.errors():
-            loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+            loc = ".".join(str(p) for p in _without_feed_kind(err["loc"])) or "(top level)"
             msg = err["msg"].removeprefix("Value error, ")
             lines.append(f"{source}: {loc}: {msg}")
         raise ConfigError("\n".join(lines)) from exc
@@ -304,6 +417,31 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Confi
     return parse_config(text, env, source=str(p))
 
 
+# Not part of what shapes a figure: endpoints (secrets), transport tuning, the API.
+_NOT_HASHED: dict[str, Any] = {
+    "api": True,
+    "chains": {
+        "__all__": {
+            "rpc_urls",
+            "rate_limit_rps",
+            "max_calls_per_batch",
+            "timeout_s",
+            "retries",
+            "max_concurrency",
+            "cooldown_s",
+            "retry_budget_s",
+            "call_gas",
+        }
+    },
+}
+
+
+def risk_document(config: Config) -> str:
+    """The config minus endpoints, transport tuning and API settings, as JSON: what a
+    snapshot needs to be replayed (stored beside snapshots, keyed by `config_hash`)."""
+    return config.model_dump_json(by_alias=True, exclude=_NOT_HASHED)
+
+
 def config_hash(config: Config) -> str:
-    """sha256 of the validated config, recorded in every snapshot (METHOD.md §10)."""
-    return hashlib.sha256(config.model_dump_json(by_alias=True).encode()).hexdigest()
+    """sha256 of `risk_document`, recorded in every snapshot (METHOD.md §10)."""
+    return hashlib.sha256(risk_document(config).encode()).hexdigest()

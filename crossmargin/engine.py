@@ -7,6 +7,7 @@ once, reads all chains concurrently, and hands the states to the pure valuation.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from types import TracebackType
 from typing import Self
 
@@ -15,10 +16,12 @@ import aiohttp
 from adapters.evm import EvmAdapter
 from crossmargin.config import Config, checksummed
 from crossmargin.errors import InputError
-from crossmargin.reading import ChainState, read_chain
+from crossmargin.reading import ChainState, read_chain, read_chain_many
 from crossmargin.report import CapacityReport, MarginReport, StressReport
 from crossmargin.valuation import Assessment, assess, margin_report
 from crossmargin.whatif import capacity_report, stress_report
+from oracle.estimation import RiskEstimates
+from oracle.store import HistoryStore
 
 
 def parse_account(address: str) -> str:
@@ -30,8 +33,12 @@ def parse_account(address: str) -> str:
 
 
 class Engine:
-    def __init__(self, config: Config) -> None:
+    """`history`: the price-history store (oracle/store.py). With it, sigma and rho are
+    estimated from the stored daily closes (METHOD.md §6); without, they come from config."""
+
+    def __init__(self, config: Config, history: HistoryStore | None = None) -> None:
         self.config = config
+        self.history = history
         self._session: aiohttp.ClientSession | None = None
         self.adapters: dict[str, EvmAdapter] = {}
 
@@ -65,10 +72,25 @@ class Engine:
             )
         )
 
+    async def read_many(self, accounts: Sequence[str]) -> dict[str, list[ChainState]]:
+        """Many (checksummed) accounts in one computation: each chain pinned once, every
+        account's balances in shared multicall batches, feeds read once per chain."""
+        per_chain = await asyncio.gather(
+            *(read_chain_many(self.config, a, accounts) for a in self.adapters.values())
+        )
+        return {acc: [states[i] for states in per_chain] for i, acc in enumerate(accounts)}
+
     async def assess(self, address: str) -> Assessment:
         """Every chain pinned once and read in one batch, then valued (METHOD.md §2-§4)."""
         account = parse_account(address)
-        return assess(self.config, await self.read(account), account)
+        states = await self.read(account)
+        return assess(self.config, states, account, await self.estimates())
+
+    async def estimates(self) -> RiskEstimates | None:
+        """§6 parameters from the history store (cached there), or None without one."""
+        if self.history is None:
+            return None
+        return await asyncio.to_thread(self.history.estimates, self.config)
 
     async def margin(self, address: str, target: str | int | None = None) -> MarginReport:
         name = self.target(target)

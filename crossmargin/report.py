@@ -9,7 +9,7 @@ from __future__ import annotations
 from fractions import Fraction
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 
 def fixed6(value: Fraction | float | int | None) -> str | None:
@@ -97,6 +97,10 @@ class Position(Model):
 
 
 class PriceSource(Model):
+    """One feed reading. `kind` is the feed kind (chainlink, pyth); a Pyth source names its
+    `price_id`, has no round id, and its `confidence` (raw units, like `answer`) widens
+    it to [answer - confidence, answer + confidence] in the min/max."""
+
     chain_id: int
     feed: str
     round_id: str | None
@@ -105,6 +109,9 @@ class PriceSource(Model):
     updated_at: int | None
     valid: bool
     reason: str | None
+    kind: str = "chainlink"
+    price_id: str | None = None
+    confidence: str | None = None
 
 
 class Price(Model):
@@ -115,8 +122,21 @@ class Price(Model):
     sources: list[PriceSource]
 
 
+class HistoryUsed(Model):
+    """The daily returns behind the EWMA estimates (0 observations: none were used)."""
+
+    observations: int
+    first_day: str | None
+    last_day: str | None
+
+
 class Parameters(Model):
-    """The risk inputs used, so an auditor can redo any figure (METHOD.md §6-§7)."""
+    """The risk inputs used, so an auditor can redo any figure (METHOD.md §6-§7).
+
+    `sigma_source` / `correlation_source` say where each came from: `ewma` (price
+    history), `floor` (EWMA below sigma_floor), `default` (sigma_default or
+    default_correlation), `config` (a configured pair's rho), `override` (config, outright).
+    """
 
     z: str
     kappa: str
@@ -124,6 +144,9 @@ class Parameters(Model):
     correlation: dict[str, dict[str, str]]
     latency_days: dict[str, str]
     config_hash: str
+    sigma_source: dict[str, str] = Field(default_factory=dict)
+    correlation_source: dict[str, dict[str, str]] = Field(default_factory=dict)
+    history: HistoryUsed | None = None
 
 
 class MarginReport(Model):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import Any
 
 from crossmargin.config import Config, RepresentationConfig, config_hash
 from crossmargin.reading import ChainState
@@ -18,6 +19,7 @@ from crossmargin.report import (
     ChainRef,
     ChainSummary,
     Haircuts,
+    HistoryUsed,
     MarginReport,
     Parameters,
     Position,
@@ -28,6 +30,7 @@ from crossmargin.report import (
     fixed6,
 )
 from crossmargin.risk import RiskOutcome, run_risk
+from oracle.estimation import RiskEstimates, config_estimates
 from oracle.validity import CHAIN_UNAVAILABLE, AssetPrice, FeedReading, aggregate_price
 
 
@@ -61,6 +64,8 @@ def _prices(config: Config, states: list[ChainState]) -> dict[str, AssetPrice]:
                             0,
                             None,
                             CHAIN_UNAVAILABLE,
+                            kind=feed.kind,
+                            price_id=getattr(feed, "price_id", None),
                         )
                     )
     return {
@@ -78,12 +83,15 @@ def _price_model(p: AssetPrice) -> Price:
             PriceSource(
                 chain_id=r.chain_id,
                 feed=r.address,
-                round_id=str(r.round.round_id) if r.round else None,
+                round_id=str(r.round.round_id) if r.round and r.kind == "chainlink" else None,
                 answer=str(r.round.answer) if r.round else None,
                 decimals=r.decimals,
                 updated_at=r.round.updated_at if r.round else None,
                 valid=r.valid,
                 reason=r.reason,
+                kind=r.kind,
+                price_id=r.price_id,
+                confidence=None if r.confidence is None else str(r.confidence),
             )
             for r in p.sources
         ],
@@ -105,6 +113,7 @@ class Assessment:
     warnings: list[Warning_]
     blind_to_debt: bool  # debt we could not see or price: capacity 0, health unknown
     partial: bool
+    estimates: RiskEstimates | None = None  # §6 sigma/rho (None: from config alone)
 
     @property
     def collateral(self) -> Fraction:
@@ -120,10 +129,25 @@ class Assessment:
         return max(ts) - min(ts) if ts else None
 
 
-def assess(config: Config, states: list[ChainState], account: str) -> Assessment:
-    """METHOD.md §2-§4: prices from valid readings, exact exposures, what could not be read."""
+def assess(
+    config: Config,
+    states: list[ChainState],
+    account: str,
+    estimates: RiskEstimates | None = None,
+) -> Assessment:
+    """METHOD.md §2-§4: prices from valid readings, exact exposures, what could not be read.
+    `estimates`: §6 sigma/rho from the price history (None: from config alone)."""
     warnings: list[Warning_] = []
     blind_to_debt = False
+    estimates = estimates if estimates is not None else config_estimates(config)
+    if estimates.repaired:
+        warnings.append(
+            Warning_(
+                code="correlation_repaired",
+                detail="estimated and configured correlations were not PSD; "
+                "negative eigenvalues clipped to 0",
+            )
+        )
 
     def warn(code: str, detail: str) -> None:
         warnings.append(Warning_(code=code, detail=detail))
@@ -179,6 +203,8 @@ def assess(config: Config, states: list[ChainState], account: str) -> Assessment
                 blind_to_debt |= rep.kind == "debt"
                 positions.append(_position(chain.chain_id, rep, "error", b.error))
                 continue
+            if b.warning:
+                warn("decimals_unverified", f"{rep.symbol} on {chain.name}: {b.warning}")
             if b.raw_amount == 0:
                 continue
             ap = prices[rep.asset]
@@ -226,14 +252,19 @@ def assess(config: Config, states: list[ChainState], account: str) -> Assessment
         warnings,
         blind_to_debt,
         partial,
+        estimates,
     )
 
 
 def value_account(
-    config: Config, states: list[ChainState], account: str, target: str
+    config: Config,
+    states: list[ChainState],
+    account: str,
+    target: str,
+    estimates: RiskEstimates | None = None,
 ) -> MarginReport:
     """METHOD.md §2-§7 for one account at the pinned blocks recorded in `states`."""
-    return margin_report(assess(config, states, account), target)
+    return margin_report(assess(config, states, account, estimates), target)
 
 
 def margin_report(a: Assessment, target: str) -> MarginReport:
@@ -244,7 +275,7 @@ def margin_report(a: Assessment, target: str) -> MarginReport:
     valued = a.valued
     collateral, debt = a.collateral, a.debt
     equity = collateral - debt
-    risk = run_risk(config, valued, target_chain.name)
+    risk = run_risk(config, valued, target_chain.name, a.estimates)
     positions = _valued_positions(valued, risk) + a.unvalued
     chain_rows = [_chain_totals(row, valued, risk) for row in a.chain_rows]
     m = risk.requirement
@@ -323,7 +354,23 @@ def _parameters(config: Config, risk: RiskOutcome) -> Parameters:
         },
         latency_days={k: fixed6(v) or "0" for k, v in p.latency_days.items()},
         config_hash=config_hash(config),
+        **_sources(p.estimates),
     )
+
+
+def _sources(est: RiskEstimates | None) -> dict[str, Any]:
+    """Where sigma and rho came from (ewma, floor, default, config, override) and the
+    span of price history behind the EWMA."""
+    if est is None:
+        return {}
+    d = est.as_dict()
+    return {
+        "sigma_source": d["sigma_source"],
+        "correlation_source": d["correlation_source"],
+        "history": HistoryUsed(
+            observations=est.observations, first_day=d["first_day"], last_day=d["last_day"]
+        ),
+    }
 
 
 def _valued_positions(valued: list[Valued], risk: RiskOutcome) -> list[Position]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,8 +26,9 @@ SHAPE_TOP = {
 
 
 @pytest_asyncio.fixture(loop_scope="session")
-async def client(devnet: Any) -> AsyncIterator[TestClient[Any, Any]]:
-    async with TestClient(TestServer(create_app(devnet.config))) as c:
+async def client(devnet: Any, tmp_path: Path) -> AsyncIterator[TestClient[Any, Any]]:
+    app = create_app(devnet.config, database=f"sqlite:///{tmp_path / 'snapshots.db'}")
+    async with TestClient(TestServer(app)) as c:
         yield c
 
 
@@ -98,7 +100,7 @@ async def test_target_chain_by_id_and_default(client: TestClient[Any, Any], devn
         (
             "/v1/accounts/0xc02aaa39b223fe8d0a0e5c4f27ead9083c756cc2/margin?target_chain=solana",
             400,
-            "unknown target chain",
+            "unknown chain",
         ),
         ("/v1/nothing-here", 404, "Not Found"),
     ],

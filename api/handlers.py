@@ -1,0 +1,369 @@
+"""The v1 operations: thin handlers over `Service` and the snapshot store."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+from aiohttp import web
+
+from adapters.evm import BlockPin
+from api.models import (
+    AssetInfo,
+    AssetList,
+    ChainHealth,
+    ChainInfo,
+    ChainList,
+    EndpointHealth,
+    Health,
+    MarginBatch,
+    Queries,
+    RepresentationInfo,
+    Snapshot,
+    SnapshotPage,
+    SnapshotSummary,
+)
+from api.openapi import Call, Operation
+from api.problems import ApiProblem
+from api.service import Served, Service
+from api.store import Summary
+from crossmargin.config import Config
+from crossmargin.engine import Engine
+from crossmargin.report import CapacityReport, MarginReport, StressReport
+from crossmargin.risk import asset_sigma
+from crossmargin.snapshot import Request
+
+ENGINE = web.AppKey("engine", Engine)
+SERVICE = web.AppKey("service", Service)
+JSON = "application/json"
+
+
+def _json(body: bytes, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(body=body, content_type=JSON, headers=headers)
+
+
+def _served(served: Served, source: str) -> web.Response:
+    return _json(served.body, {"Snapshot-Id": served.snapshot_id, "X-Cache": source})
+
+
+def _service(call: Call) -> Service:
+    return call.request.app[SERVICE]
+
+
+async def margin(call: Call) -> web.Response:
+    svc, q = _service(call), call.query
+    req = Request("margin", call.path["address"], svc.target(getattr(q, "target_chain", None)))
+    return _served(*await svc.serve(req, svc.method(getattr(q, "method", None))))
+
+
+async def capacity(call: Call) -> web.Response:
+    svc, q = _service(call), call.query
+    target = svc.target(getattr(q, "target_chain", None))
+    req = Request("capacity", call.path["address"], target, getattr(q, "asset", None))
+    return _served(*await svc.serve(req, svc.method(getattr(q, "method", None))))
+
+
+async def stress(call: Call) -> web.Response:
+    svc = _service(call)
+    return _served(
+        *await svc.serve(Request("stress", call.path["address"]), svc.config.risk.method)
+    )
+
+
+async def margin_batch(call: Call) -> web.Response:
+    svc, body = _service(call), call.body
+    accounts: list[str] = list(getattr(body, "accounts", []))
+    if call.principal is not None and len(accounts) > 1:
+        call.gate.admit(call.principal, len(accounts) - 1)  # a batch costs one per account
+    target = svc.config.chain(svc.target(getattr(body, "target_chain", None)))
+    method = svc.method(getattr(body, "method", None))
+    results = await svc.batch(accounts, target.name, method)
+    items = []
+    for account, out in results:
+        head = b'{"account":' + json.dumps(account).encode()
+        if isinstance(out, Served):
+            sid = json.dumps(out.snapshot_id).encode()
+            items.append(
+                head + b',"snapshot_id":' + sid + b',"margin":' + out.body + b',"error":null}'
+            )
+        else:
+            items.append(head + b',"snapshot_id":null,"margin":null,"error":' + out + b"}")
+    ref = json.dumps({"chain_id": target.chain_id, "name": target.name}).encode()
+    body_bytes = (
+        b'{"target_chain":'
+        + ref
+        + b',"method":'
+        + json.dumps(method).encode()
+        + b',"count":'
+        + str(len(items)).encode()
+        + b',"results":['
+        + b",".join(items)
+        + b"]}"
+    )
+    return _json(body_bytes)
+
+
+def chain_list(config: Config) -> bytes:
+    chains = [
+        ChainInfo(
+            name=c.name,
+            chain_id=c.chain_id,
+            block_tag=c.block_tag,
+            confirmations=c.confirmations,
+            sequencer_uptime_feed=c.sequencer_uptime_feed,
+            to_hub_days=c.to_hub_days,
+            from_hub_days=c.from_hub_days,
+            endpoints=len(c.rpc_urls),
+            settlement=c.name == config.settlement_chain,
+        )
+        for c in config.chains
+    ]
+    return (
+        ChainList(settlement_chain=config.settlement_chain, chains=chains)
+        .model_dump_json()
+        .encode()
+    )
+
+
+def asset_list(config: Config) -> bytes:
+    sigma = asset_sigma(config)
+    assets = [
+        AssetInfo(
+            symbol=a.symbol,
+            liquidation_horizon_days=a.liquidation_horizon_days,
+            sigma=sigma[i],
+            h_min=a.h_min,
+            feeds=[{"chain": f.chain, "kind": f.kind, "address": f.address} for f in a.feeds],
+            representations=[
+                RepresentationInfo(
+                    chain=r.chain,
+                    symbol=r.symbol,
+                    token=r.address,
+                    decimals=r.decimals,
+                    kind=r.kind,
+                    bridged=r.bridged,
+                )
+                for r in config.representations
+                if r.asset == a.symbol
+            ],
+        )
+        for i, a in enumerate(config.assets)
+    ]
+    return AssetList(assets=assets).model_dump_json().encode()
+
+
+async def health(call: Call) -> web.Response:
+    svc = _service(call)
+    names = list(svc.adapters)
+    pins, heads = await asyncio.gather(
+        svc.pins.current(), asyncio.gather(*(svc.pins.head(n) for n in names))
+    )
+    now, mono = int(time.time()), time.monotonic()
+    chains = []
+    for name, head in zip(names, heads, strict=True):
+        adapter, pin = svc.adapters[name], pins[name]
+        endpoints = []
+        for i, ep in enumerate(adapter.rpc.endpoints):
+            state: Any = "ok" if ep.stats.requests else "unused"
+            if ep.refused is not None:
+                state = "refused"
+            elif ep.not_before > mono:
+                state = "rate_limited"
+            elif ep.cooldown_until > mono:
+                state = "cooling_down"
+            endpoints.append(
+                EndpointHealth(
+                    index=i,
+                    state=state,
+                    requests=ep.stats.requests,
+                    failures=ep.stats.failures,
+                    rate_limited=ep.stats.rate_limited,
+                )
+            )
+        ok = isinstance(pin, BlockPin)
+        p = pin if isinstance(pin, BlockPin) else None
+        chains.append(
+            ChainHealth(
+                name=name,
+                chain_id=adapter.chain.chain_id,
+                status="ok" if ok else "unavailable",
+                head_block=head if isinstance(head, int) else None,
+                pinned_block=p.number if p else None,
+                pinned_block_timestamp=p.timestamp if p else None,
+                lag_blocks=head - p.number if p and isinstance(head, int) else None,
+                age_s=now - p.timestamp if p else None,
+                error=None if p else svc.scrub(str(pin)),
+                endpoints=endpoints,
+            )
+        )
+    up = sum(c.status == "ok" for c in chains)
+    status = "ok" if up == len(chains) else "down" if up == 0 else "degraded"
+    return _json(Health(status=status, chains=chains).model_dump_json().encode())
+
+
+def _summary(s: Summary) -> SnapshotSummary:
+    return SnapshotSummary(
+        id=s.id,
+        account=s.account,
+        height=s.height,
+        prev_id=s.prev_id,
+        kind=s.kind,
+        target_chain=s.target,
+        asset=s.asset,
+        created_at=s.created_at,
+    )
+
+
+async def snapshot(call: Call) -> web.Response:
+    store = _service(call).store
+    found = await asyncio.to_thread(store.get, call.path["id"])
+    if found is None:
+        raise ApiProblem(404, f"no snapshot {call.path['id']}", type_="/problems/not-found")
+    s, text = found
+    out = Snapshot(
+        id=s.id,
+        account=s.account,
+        height=s.height,
+        prev_id=s.prev_id,
+        kind=s.kind,
+        created_at=s.created_at,
+        document=json.loads(text),
+    )
+    return _json(out.model_dump_json().encode())
+
+
+async def snapshot_page(call: Call) -> web.Response:
+    store, q = _service(call).store, call.query
+    limit: int = getattr(q, "limit", 20)
+    cursor: str | None = getattr(q, "cursor", None)
+    account = call.path["address"]
+    rows = await asyncio.to_thread(
+        store.page, account, limit + 1, None if cursor is None else int(cursor)
+    )
+    more = len(rows) > limit
+    rows = rows[:limit]
+    page = SnapshotPage(
+        account=account,
+        items=[_summary(r) for r in rows],
+        next_cursor=str(rows[-1].height) if more else None,
+    )
+    return _json(page.model_dump_json().encode())
+
+
+def operations(config: Config) -> list[Operation]:
+    """Every v1 operation; the router and /openapi.json are both built from this list."""
+    q = Queries(config)
+    chains, assets = chain_list(config), asset_list(config)
+
+    async def get_chains(call: Call) -> web.Response:
+        return _json(chains)
+
+    async def get_assets(call: Call) -> web.Response:
+        return _json(assets)
+
+    acct = "/v1/accounts/{address}"
+    snap = "Stored as a snapshot; its id is in the Snapshot-Id header."
+    return [
+        Operation(
+            "GET",
+            f"{acct}/margin",
+            "getMargin",
+            "Unified margin account (METHOD.md §2-§7)",
+            margin,
+            MarginReport,
+            q.margin,
+            snapshot_header=True,
+            description=snap,
+        ),
+        Operation(
+            "GET",
+            f"{acct}/capacity",
+            "getCapacity",
+            "Borrowing capacity (§8)",
+            capacity,
+            CapacityReport,
+            q.capacity,
+            errors=(422,),
+            snapshot_header=True,
+            description=snap,
+        ),
+        Operation(
+            "GET",
+            f"{acct}/stress",
+            "getStress",
+            "Stress scenarios (§9)",
+            stress,
+            StressReport,
+            q.stress,
+            snapshot_header=True,
+            description=snap,
+        ),
+        Operation(
+            "POST",
+            "/v1/margin:batch",
+            "postMarginBatch",
+            "Margin of many accounts",
+            margin_batch,
+            MarginBatch,
+            q.empty,
+            body=q.batch,
+            errors=(413, 415),
+            description=f"At most {config.api.max_batch} distinct accounts, one snapshot "
+            "each; an account that cannot be computed has its problem in `error`. "
+            "Costs one rate-limit token per account.",
+        ),
+        Operation(
+            "GET",
+            "/v1/chains",
+            "getChains",
+            "Configured chains",
+            get_chains,
+            ChainList,
+            q.empty,
+            tag="reference",
+        ),
+        Operation(
+            "GET",
+            "/v1/assets",
+            "getAssets",
+            "Configured assets",
+            get_assets,
+            AssetList,
+            q.empty,
+            tag="reference",
+        ),
+        Operation(
+            "GET",
+            "/v1/health",
+            "getHealth",
+            "Per-chain head, lag and endpoint health",
+            health,
+            Health,
+            q.empty,
+            secured=False,
+            tag="operations",
+        ),
+        Operation(
+            "GET",
+            "/v1/snapshots/{id}",
+            "getSnapshot",
+            "One stored snapshot",
+            snapshot,
+            Snapshot,
+            q.empty,
+            errors=(404,),
+            tag="audit",
+        ),
+        Operation(
+            "GET",
+            f"{acct}/snapshots",
+            "listSnapshots",
+            "An account's snapshots, newest first",
+            snapshot_page,
+            SnapshotPage,
+            q.page,
+            tag="audit",
+        ),
+    ]

@@ -1,0 +1,250 @@
+"""Request and response models of the API; /openapi.json is generated from them.
+
+Inputs are validated by these models and nothing else: addresses (EIP-55 when mixed
+case, emitted checksummed), the chain and asset allowlists (built from config, so the
+schema lists them as enums), list caps and duplicates.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    create_model,
+    model_validator,
+)
+
+from crossmargin.config import Config, checksummed
+from crossmargin.report import ChainRef, MarginReport
+
+ADDRESS_PATTERN = r"^0x[0-9a-fA-F]{40}$"
+SNAPSHOT_ID_PATTERN = r"^[0-9a-f]{64}$"
+CURSOR_PATTERN = r"^[0-9]{1,9}$"
+ADDRESS_SCHEMA = {
+    "type": "string",
+    "pattern": ADDRESS_PATTERN,
+    "format": "evm-address",
+    "description": "20-byte hex address; all lower case, all upper case, or EIP-55 mixed case "
+    "with a correct checksum (bad mixed case is rejected). Responses are checksummed.",
+}
+
+# EIP-55 costs a keccak and a Python loop per address: remember recent answers.
+checksum = lru_cache(maxsize=1 << 16)(checksummed)
+Address = Annotated[str, AfterValidator(checksum), WithJsonSchema(ADDRESS_SCHEMA)]
+Method = Literal["var", "es"]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+def allowlist(values: list[str], what: str) -> Any:
+    """A string that must be one of `values`; the schema shows them as an enum."""
+
+    def check(value: str) -> str:
+        if value not in values:
+            raise ValueError(f"unknown {what} {value!r}; known: {', '.join(values)}")
+        return value
+
+    return Annotated[str, AfterValidator(check), WithJsonSchema({"type": "string", "enum": values})]
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str
+
+
+class BatchBody(Strict):
+    """Base of the batch request model: the same account twice is refused."""
+
+    accounts: list[str]
+
+    @model_validator(mode="after")
+    def _distinct(self) -> Self:
+        seen: set[str] = set()
+        for i, account in enumerate(self.accounts):
+            if account in seen:
+                raise ValueError(f"accounts.{i}: {account} is listed twice")
+            seen.add(account)
+        return self
+
+
+# ---------------------------------------------------------------- query models (per config)
+
+
+class Queries:
+    """The query-string models, built from config so the allowlists are in the schema."""
+
+    def __init__(self, config: Config) -> None:
+        chains = [c.name for c in config.chains] + [str(c.chain_id) for c in config.chains]
+        chain = allowlist(chains, "chain")
+        asset = allowlist([a.symbol for a in config.assets], "asset")
+        strict = ConfigDict(extra="forbid", frozen=True)
+        target_doc = "chain name or id (default: the settlement chain)"
+        self.margin: type[BaseModel] = create_model(
+            "MarginQuery",
+            __config__=strict,
+            target_chain=(chain | None, Field(None, description=target_doc)),
+            method=(Method | None, Field(None, description="var or es (default: config)")),
+        )
+        self.capacity: type[BaseModel] = create_model(
+            "CapacityQuery",
+            __config__=strict,
+            target_chain=(chain | None, Field(None, description=target_doc)),
+            asset=(asset | None, Field(None, description="borrow asset (default: every asset)")),
+            method=(Method | None, Field(None, description="var or es (default: config)")),
+        )
+        self.stress: type[BaseModel] = create_model("StressQuery", __config__=strict)
+        self.empty: type[BaseModel] = create_model("NoQuery", __config__=strict)
+        self.page: type[BaseModel] = create_model(
+            "SnapshotPageQuery",
+            __config__=strict,
+            limit=(int, Field(20, ge=1, le=100, description="items per page")),
+            cursor=(
+                str | None,
+                Field(None, pattern=CURSOR_PATTERN, description="`next_cursor` of a page"),
+            ),
+        )
+        self.batch: type[BatchBody] = create_model(
+            "MarginBatchRequest",
+            __base__=BatchBody,
+            accounts=(
+                list[Address],
+                Field(
+                    min_length=1,
+                    max_length=config.api.max_batch,
+                    json_schema_extra={"uniqueItems": True},
+                    description="accounts (same address on every chain), each at most once",
+                ),
+            ),
+            target_chain=(chain | None, Field(None, description=target_doc)),
+            method=(Method | None, Field(None, description="var or es (default: config)")),
+        )
+
+
+# ---------------------------------------------------------------- responses
+
+
+class BatchItem(Strict):
+    """One account of a batch: its report and snapshot id, or its problem."""
+
+    account: str
+    snapshot_id: str | None
+    margin: MarginReport | None
+    error: Problem | None
+
+
+class MarginBatch(Strict):
+    target_chain: ChainRef
+    method: Method
+    count: int
+    results: list[BatchItem]
+
+
+class ChainInfo(Strict):
+    name: str
+    chain_id: int
+    block_tag: str
+    confirmations: int
+    sequencer_uptime_feed: str | None
+    to_hub_days: float
+    from_hub_days: float
+    endpoints: int
+    settlement: bool
+
+
+class ChainList(Strict):
+    settlement_chain: str
+    chains: list[ChainInfo]
+
+
+class RepresentationInfo(Strict):
+    chain: str
+    symbol: str
+    token: str
+    decimals: int
+    kind: str
+    bridged: bool
+
+
+class AssetInfo(Strict):
+    symbol: str
+    liquidation_horizon_days: float
+    sigma: float
+    h_min: float
+    feeds: list[dict[str, str]]
+    representations: list[RepresentationInfo]
+
+
+class AssetList(Strict):
+    assets: list[AssetInfo]
+
+
+class EndpointHealth(Strict):
+    """One RPC endpoint of a chain, by its position in the config (URLs are not shown)."""
+
+    index: int
+    state: Literal["ok", "unused", "cooling_down", "rate_limited", "refused"]
+    requests: int
+    failures: int
+    rate_limited: int
+
+
+class ChainHealth(Strict):
+    name: str
+    chain_id: int
+    status: Literal["ok", "unavailable"]
+    head_block: int | None
+    pinned_block: int | None
+    pinned_block_timestamp: int | None
+    lag_blocks: int | None
+    age_s: int | None
+    error: str | None
+    endpoints: list[EndpointHealth]
+
+
+class Health(Strict):
+    status: Literal["ok", "degraded", "down"]
+    chains: list[ChainHealth]
+
+
+class SnapshotSummary(Strict):
+    id: str
+    account: str
+    height: int
+    prev_id: str
+    kind: str
+    target_chain: str | None
+    asset: str | None
+    created_at: str
+
+
+class Snapshot(Strict):
+    """A stored snapshot. `document` is the canonical JSON object: serialised with sorted
+    keys, no whitespace and ASCII escapes, its sha256 is `id`."""
+
+    id: str
+    account: str
+    height: int
+    prev_id: str
+    kind: str
+    created_at: str
+    document: dict[str, Any]
+
+
+class SnapshotPage(Strict):
+    account: str
+    items: list[SnapshotSummary]
+    next_cursor: str | None

@@ -1,0 +1,270 @@
+"""The API's computations: pinned, cached, coalesced, and stored as snapshots.
+
+A request pins every chain (`Pins`, shared for `api.pin_ttl_s`), then looks its result
+up by (kind, account, target, asset, method, pinned blocks, §6 estimates):
+
+1. in this process's LRU (`hit`), or joined to the same computation already running
+   (`coalesced`);
+2. in the snapshot store, by the same key, so processes behind one database share
+   results (`store`; the document is checked against its id before it is served);
+3. else the chains are read at the pins (reads shared across kinds and targets, and
+   concurrent reads batched into shared multicalls), the report is computed by
+   `crossmargin.snapshot.compute` and appended to the account's hash chain before it
+   is served (`miss`).
+
+Results with a chain that could not be pinned are never cached: the next request
+tries the chain again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+from adapters.evm import BlockPin
+from api.cache import Coalescer
+from api.metrics import Metrics
+from api.pins import Pinned, Pins
+from api.problems import Scrubber, problem_body
+from api.store import Store
+from crossmargin.config import Config, config_hash, risk_document
+from crossmargin.engine import Engine
+from crossmargin.errors import CrossmarginError, InputError, Refused
+from crossmargin.reading import ChainState, read_chain_many
+from crossmargin.snapshot import (
+    Request,
+    canonical,
+    compute,
+    digest,
+    document,
+    encode,
+    report_of,
+)
+from oracle.estimation import RiskEstimates
+
+log = logging.getLogger("api")
+
+Source = Literal["hit", "coalesced", "store", "miss"]
+PinKey = tuple[tuple[str, int, str] | tuple[str, None, None], ...]
+ResultKey = tuple[Request, str, PinKey, str]
+READ_WINDOW_S = 0.002  # reads asked for this close together share one multicall per chain
+READ_CACHE = 512  # states of recent reads (many objects: kept few, for the GC's sake)
+
+
+@dataclass(frozen=True, slots=True)
+class Served:
+    body: bytes  # the report as JSON
+    snapshot_id: str
+    stored: bool  # found in the store rather than computed here
+
+
+def _pin_key(pins: Mapping[str, Pinned]) -> PinKey:
+    return tuple(
+        (n, p.number, p.hash) if isinstance(p, BlockPin) else (n, None, None)
+        for n, p in pins.items()
+    )
+
+
+class Service:
+    def __init__(self, config: Config, engine: Engine, store: Store, metrics: Metrics) -> None:
+        self.config = config
+        self.engine = engine
+        self.adapters = engine.adapters
+        self.store = store
+        self.metrics = metrics
+        self.scrub = Scrubber(config)
+        self.methods = {
+            m: config.model_copy(update={"risk": config.risk.model_copy(update={"method": m})})
+            for m in ("var", "es")
+        }
+        self.hashes = {m: config_hash(c) for m, c in self.methods.items()}
+        self.pins = Pins(self.adapters, config.api.pin_ttl_s)
+        self.results: Coalescer[ResultKey, Served] = Coalescer(config.api.cache_entries)
+        self.reads: Coalescer[tuple[str, PinKey], list[ChainState]] = Coalescer(READ_CACHE)
+        self._estimates: tuple[RiskEstimates | None, str] = (None, "config")
+        self._waiting: dict[PinKey, dict[str, asyncio.Future[list[ChainState]]]] = {}
+        self._tasks: set[asyncio.Task[dict[str, list[ChainState]]]] = set()
+
+    async def start(self) -> None:
+        """Store the configs snapshots will name (one per method), for replay."""
+        for cfg in self.methods.values():
+            await asyncio.to_thread(self.store.put_config, config_hash(cfg), risk_document(cfg))
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.results.close()
+        await self.reads.close()
+        await self.pins.close()
+
+    def method(self, requested: str | None) -> str:
+        return requested or self.config.risk.method
+
+    def target(self, requested: str | None) -> str:
+        """A chain name or id from the allowlist (already validated) -> its name."""
+        return self.config.chain(requested or self.config.settlement_chain).name
+
+    async def estimates(self) -> tuple[RiskEstimates | None, str]:
+        """§6 sigma/rho from the engine's history store (None: config alone), and a key."""
+        est = await self.engine.estimates()
+        if est is not self._estimates[0]:
+            key = "config" if est is None else digest(canonical(encode(est)))
+            self._estimates = (est, key)
+        return self._estimates
+
+    async def serve(
+        self, req: Request, method: str, pins: Mapping[str, Pinned] | None = None
+    ) -> tuple[Served, Source]:
+        pins = pins if pins is not None else await self.pins.current()
+        est, est_key = await self.estimates()
+        complete = all(isinstance(p, BlockPin) for p in pins.values())
+        key = (req, method, _pin_key(pins), est_key)
+        served, outcome = await self.results.get(
+            key, lambda: self._compute(key, pins, est, complete), lambda _: complete
+        )
+        source: Source = "store" if outcome == "miss" and served.stored else outcome
+        self.metrics.cache.labels("result", source).inc()
+        return served, source
+
+    async def _compute(
+        self, key: ResultKey, pins: Mapping[str, Pinned], est: RiskEstimates | None, complete: bool
+    ) -> Served:
+        req, method, pin_key, est_key = key
+        cache_key = None
+        if complete:
+            cache_key = digest(
+                canonical(
+                    [
+                        req.kind,
+                        req.account,
+                        req.target,
+                        req.asset,
+                        self.hashes[method],
+                        est_key,
+                        pin_key,
+                    ]
+                )
+            )
+            found = await asyncio.to_thread(self.store.find_cached, cache_key)
+            if found is not None and digest(found[1]) == found[0]:
+                report = report_of(json.loads(found[1]))
+                return Served(report.model_dump_json().encode(), found[0], True)
+        states, outcome = await self.reads.get(
+            (req.account, pin_key),
+            lambda: self._read(req.account, pins),
+            lambda _: complete,
+        )
+        self.metrics.cache.labels("reads", outcome).inc()
+        cfg = self.methods[method]
+        served = await asyncio.to_thread(self._compute_and_store, cfg, req, states, est, cache_key)
+        self.metrics.snapshots.inc()
+        return served
+
+    def _compute_and_store(
+        self,
+        cfg: Config,
+        req: Request,
+        states: list[ChainState],
+        est: RiskEstimates | None,
+        cache_key: str | None,
+    ) -> Served:
+        """In a worker thread: the pure computation, then the append (§10)."""
+        report = compute(cfg, states, req, est)
+        stored = self.store.append(
+            req.account,
+            req.kind,
+            lambda prev: document(cfg, req, states, report, prev, est),
+            target=req.target,
+            asset=req.asset,
+            cache_key=cache_key,
+        )
+        return Served(report.model_dump_json().encode(), stored.id, False)
+
+    async def _read(self, account: str, pins: Mapping[str, Pinned]) -> list[ChainState]:
+        """One account's states. Reads asked for within READ_WINDOW_S of each other at
+        the same pins go out together (`_read_many`): under load, one multicall per
+        chain serves many requests."""
+        key = _pin_key(pins)
+        waiting = self._waiting.get(key)
+        if waiting is None:
+            waiting = self._waiting[key] = {}
+            asyncio.get_running_loop().call_later(READ_WINDOW_S, self._flush, key, pins)
+        future = waiting.get(account)
+        if future is None:
+            future = waiting[account] = asyncio.get_running_loop().create_future()
+        return await future
+
+    def _flush(self, key: PinKey, pins: Mapping[str, Pinned]) -> None:
+        waiting = self._waiting.pop(key)
+
+        def deliver(task: asyncio.Task[dict[str, list[ChainState]]]) -> None:
+            for account, future in waiting.items():
+                if future.done():
+                    continue
+                if task.cancelled():
+                    future.cancel()
+                elif (exc := task.exception()) is not None:
+                    future.set_exception(exc)
+                else:
+                    future.set_result(task.result()[account])
+
+        task = asyncio.ensure_future(self._read_many(list(waiting), pins))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(deliver)
+
+    async def _read_many(
+        self, accounts: list[str], pins: Mapping[str, Pinned]
+    ) -> dict[str, list[ChainState]]:
+        """Every account on every chain at the pins, in shared multicalls per chain."""
+
+        async def chain(name: str) -> list[ChainState]:
+            adapter, pin = self.adapters[name], pins[name]
+            if isinstance(pin, str):
+                return [ChainState(adapter.chain, error=self.scrub(pin)) for _ in accounts]
+            states = await read_chain_many(self.config, adapter, accounts, pin)
+            for state in states:
+                if state.error is not None:
+                    state.error = self.scrub(state.error)
+            return states
+
+        per_chain = await asyncio.gather(*(chain(n) for n in self.adapters))
+        return {a: [states[i] for states in per_chain] for i, a in enumerate(accounts)}
+
+    async def batch(
+        self, accounts: list[str], target: str, method: str
+    ) -> list[tuple[str, Served | bytes]]:
+        """Margin of many accounts at one set of pins: each its own snapshot; a failure
+        is that account's problem (as problem+json bytes), not the batch's."""
+        pins = await self.pins.current()
+        _, est_key = await self.estimates()
+        pin_key = _pin_key(pins)
+        if all(isinstance(p, BlockPin) for p in pins.values()):
+            todo = [
+                a
+                for a in accounts
+                if (Request("margin", a, target), method, pin_key, est_key) not in self.results
+                and (a, pin_key) not in self.reads
+            ]
+            if len(todo) > 1:  # read them together: one multicall batch per chain
+                for account, states in (await self._read_many(todo, pins)).items():
+                    self.reads.put((account, pin_key), states)
+
+        async def one(account: str) -> tuple[str, Served | bytes]:
+            try:
+                served, _ = await self.serve(Request("margin", account, target), method, pins)
+            except Refused as exc:
+                return account, problem_body(422, self.scrub(str(exc)), "/problems/refused")
+            except InputError as exc:
+                return account, problem_body(400, self.scrub(str(exc)), "/problems/bad-input")
+            except CrossmarginError as exc:
+                log.warning("batch item %s failed: %s", account, exc)
+                return account, problem_body(500, "this account could not be computed")
+            return account, served
+
+        return list(await asyncio.gather(*(one(a) for a in accounts)))

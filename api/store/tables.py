@@ -1,0 +1,49 @@
+"""Tables of the audit trail (METHOD.md §10). The schema itself is created by the
+alembic migrations in `api/store/migrations/`, never by `metadata.create_all`.
+
+- `cm_snapshot`: one row per served computation; `document` is the canonical JSON whose
+  sha256 is `id`. `(account, prev_id)` and `(account, height)` are unique, so each
+  account's record stays one linear hash chain however many processes write.
+- `cm_account_head`: the newest snapshot of each account (compare-and-swap on append),
+  so a deleted newest snapshot is noticed too.
+- `cm_config`: the risk configuration a snapshot was computed with, keyed by its hash.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+class SnapshotRow(SQLModel, table=True):
+    __tablename__ = "cm_snapshot"
+    __table_args__ = (
+        UniqueConstraint("account", "prev_id", name="uq_cm_snapshot_account_prev"),
+        UniqueConstraint("account", "height", name="uq_cm_snapshot_account_height"),
+    )
+
+    id: str = Field(primary_key=True, max_length=64)
+    account: str = Field(max_length=42)
+    height: int
+    prev_id: str = Field(max_length=64)
+    kind: str = Field(max_length=16)
+    target: str | None = Field(default=None, max_length=40)
+    asset: str | None = Field(default=None, max_length=16)
+    cache_key: str | None = Field(default=None, max_length=64, index=True)
+    created_at: str = Field(max_length=32)
+    document: str = Field(sa_type=Text)
+
+
+class HeadRow(SQLModel, table=True):
+    __tablename__ = "cm_account_head"
+
+    account: str = Field(primary_key=True, max_length=42)
+    head_id: str = Field(max_length=64)
+    height: int
+
+
+class ConfigRow(SQLModel, table=True):
+    __tablename__ = "cm_config"
+
+    hash: str = Field(primary_key=True, max_length=64)
+    document: str = Field(sa_type=Text)

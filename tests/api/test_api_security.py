@@ -1,0 +1,235 @@
+"""Keys, limits, problems and the deadline: no key / wrong key / over limit give
+401 / 403 / 429 as problem+json; one key's flood does not starve another; no RPC URL,
+key or stack trace reaches a response."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import tomllib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import ClientResponse
+from aiohttp.test_utils import TestClient, TestServer
+from api_helpers import api_config, make_key
+
+from api.app import create_app
+from api.security import key_digest
+from api.service import Service
+from crossmargin.config import ApiConfig, Config
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+Client = TestClient[Any, Any]
+
+
+@asynccontextmanager
+async def client(config: Config, tmp_path: Path) -> AsyncIterator[Client]:
+    app = create_app(config, database=f"sqlite:///{tmp_path / 'snapshots.db'}")
+    async with TestClient(TestServer(app)) as c:
+        yield c
+
+
+async def problem(resp: ClientResponse, status: int) -> dict[str, Any]:
+    assert resp.status == status, await resp.text()
+    assert resp.content_type == "application/problem+json"
+    body: dict[str, Any] = await resp.json()
+    assert body["status"] == status
+    assert {"type", "title", "detail"} <= body.keys()
+    assert "Traceback" not in str(body)
+    return body
+
+
+async def test_no_key_wrong_key_and_over_limit(devnet: Any, tmp_path: Path) -> None:
+    key, entry = make_key("slow", rate_per_s=0.5, burst=2)
+    config = api_config(devnet, anonymous=False, keys=[entry])
+    alice = devnet.demo_accounts["alice"]
+    path = f"/v1/accounts/{alice}/margin"
+    async with client(config, tmp_path) as c:
+        resp = await c.get(path)
+        body = await problem(resp, 401)
+        assert "API key" in body["detail"]
+        assert resp.headers["WWW-Authenticate"].startswith("Bearer")
+        body = await problem(await c.get(path, headers={"X-API-Key": key + "x"}), 403)
+        assert key not in str(body)
+        await problem(await c.get(path, headers={"Authorization": "Bearer nope"}), 403)
+
+        ok = await c.get(path, headers={"X-API-Key": key})
+        assert ok.status == 200
+        ok = await c.get(path, headers={"Authorization": f"Bearer {key}"})
+        assert ok.status == 200
+        resp = await c.get(path, headers={"X-API-Key": key})
+        await problem(resp, 429)
+        assert int(resp.headers["Retry-After"]) >= 1
+
+        health = await c.get("/v1/health")  # open: load balancers probe it without a key
+        assert health.status == 200
+        spec = await (await c.get("/openapi.json")).json()
+        assert spec["paths"]["/v1/chains"]["get"]["security"] == [{"ApiKey": []}, {"Bearer": []}]
+
+
+async def test_anonymous_access_and_a_wrong_key(devnet: Any, tmp_path: Path) -> None:
+    config = api_config(devnet, anonymous=True, anonymous_rate_per_s=1.0, anonymous_burst=3)
+    async with client(config, tmp_path) as c:
+        for _ in range(3):
+            assert (await c.get("/v1/chains")).status == 200
+        await problem(await c.get("/v1/chains"), 429)  # anonymous has its own bucket
+        await problem(await c.get("/v1/chains", headers={"X-API-Key": "guess"}), 403)
+        spec = await (await c.get("/openapi.json")).json()
+        assert {} in spec["paths"]["/v1/chains"]["get"]["security"]
+
+
+async def test_one_keys_flood_does_not_starve_another(devnet: Any, tmp_path: Path) -> None:
+    flood_key, flood = make_key("flood", rate_per_s=2.0, burst=2)
+    calm_key, calm = make_key("calm", rate_per_s=1000.0, burst=1000)
+    config = api_config(devnet, anonymous=False, keys=[flood, calm])
+    accounts = list(devnet.demo_accounts.values())
+    async with client(config, tmp_path) as c:
+
+        async def get(key: str, i: int) -> int:
+            resp = await c.get(f"/v1/accounts/{accounts[i % 4]}/margin", headers={"X-API-Key": key})
+            await resp.read()
+            return resp.status
+
+        flooding = [get(flood_key, i) for i in range(120)]
+        calm_ones = [get(calm_key, i) for i in range(20)]
+        results = await asyncio.gather(*flooding, *calm_ones)
+        flooded, served = results[:120], results[120:]
+        assert served == [200] * 20
+        assert flooded.count(429) >= 110
+        assert set(flooded) <= {200, 429}
+        # a batch costs one token per account: 3 accounts need 3 tokens, the flood has none
+        resp = await c.post(
+            "/v1/margin:batch", json={"accounts": accounts[:3]}, headers={"X-API-Key": flood_key}
+        )
+        await problem(resp, 429)
+
+
+def dead_url(secret: str) -> tuple[str, str]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://localhost:{port}/v2/{secret}", f"localhost:{port}"
+
+
+async def test_no_rpc_url_key_or_trace_in_responses(
+    devnet: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret = "SECRETrpcKEY0123"
+    url, netloc = dead_url(secret)
+    chains = [
+        c.model_copy(update={"rpc_urls": [url], "retries": 0, "timeout_s": 1.0})
+        if c.name == "base"
+        else c
+        for c in devnet.config.chains
+    ]
+    config = api_config(devnet).model_copy(update={"chains": chains})
+    bob = devnet.demo_accounts["bob"]
+    async with client(config, tmp_path) as c:
+        for path in (f"/v1/accounts/{bob}/margin", "/v1/health", f"/v1/accounts/{bob}/stress"):
+            resp = await c.get(path)
+            text = await resp.text()
+            assert resp.status == 200, text
+            assert secret not in text
+            assert netloc not in text
+        margin = await (await c.get(f"/v1/accounts/{bob}/margin")).json()
+        assert margin["status"] == "partial"
+        assert any(w["code"] == "chain_unavailable" for w in margin["warnings"])
+
+        async def boom(self: Service, *args: Any, **kwargs: Any) -> Any:
+            raise RuntimeError(f"exploded talking to {url}")
+
+        monkeypatch.setattr(Service, "serve", boom)
+        body = await problem(await c.get(f"/v1/accounts/{bob}/capacity"), 500)
+        assert secret not in str(body)
+        assert "exploded" not in str(body)
+
+
+async def test_request_deadline_gives_504(devnet: Any, tmp_path: Path) -> None:
+    release = asyncio.Event()
+
+    async def hang(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(1)  # accept, read, never answer
+        await release.wait()
+        writer.close()
+
+    server = await asyncio.start_server(hang, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    chains = [
+        c.model_copy(update={"rpc_urls": [f"http://127.0.0.1:{port}"], "timeout_s": 20.0})
+        if c.name == "optimism"
+        else c
+        for c in devnet.config.chains
+    ]
+    config = api_config(devnet, request_timeout_s=0.5).model_copy(update={"chains": chains})
+    try:
+        async with client(config, tmp_path) as c:
+            started = asyncio.get_running_loop().time()
+            resp = await c.get(f"/v1/accounts/{devnet.demo_accounts['alice']}/margin")
+            body = await problem(resp, 504)
+            assert "deadline" in body["detail"]
+            assert asyncio.get_running_loop().time() - started < 5
+    finally:
+        release.set()
+        server.close()
+        await server.wait_closed()
+
+
+A = "/v1/accounts/0xc02aaa39b223fe8d0a0e5c4f27ead9083c756cc2"
+JSON_BODY = {"Content-Type": "application/json"}
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "kwargs", "status", "needle"),
+    [
+        ("GET", "/v1/accounts/0x1234/margin", {}, 400, "20-byte hex"),
+        ("GET", A.replace("0xc02aaa39b2", "0xC02aaA39b2") + "/stress", {}, 400, "checksum"),
+        ("GET", "/v1/chains?x=1", {}, 400, "Extra inputs"),
+        ("GET", A + "/capacity?asset=DOGE", {}, 400, "unknown asset"),
+        ("GET", A + "/margin?method=cvar", {}, 400, "method"),
+        ("GET", A + "/margin?target_chain=1&target_chain=10", {}, 400, "more than once"),
+        ("GET", "/v1/snapshots/xyz", {}, 400, "snapshot id"),
+        ("GET", "/v1/snapshots/" + "a" * 64, {}, 404, "no snapshot"),
+        ("GET", A + "/snapshots?limit=0", {}, 400, "limit"),
+        ("POST", "/v1/margin:batch", {"data": "{", "headers": JSON_BODY}, 400, "JSON"),
+        ("POST", "/v1/margin:batch", {"json": {"accounts": []}}, 400, "at least 1"),
+        ("POST", "/v1/margin:batch", {"json": {"accounts": ["0x12"]}}, 400, "20-byte hex"),
+        ("POST", "/v1/margin:batch", {"data": "x"}, 415, "application/json"),
+        ("POST", "/v1/margin:batch", {"data": b"[" * 300_000, "headers": JSON_BODY}, 413, "Large"),
+        ("DELETE", "/v1/chains", {}, 405, "Not Allowed"),
+        ("GET", "/v2/nothing", {}, 404, "Not Found"),
+    ],
+)
+async def test_bad_requests_are_problems(
+    devnet: Any,
+    tmp_path: Path,
+    method: str,
+    path: str,
+    kwargs: dict[str, Any],
+    status: int,
+    needle: str,
+) -> None:
+    async with client(api_config(devnet), tmp_path) as c:
+        resp = await c.request(method, path, **kwargs)
+        body = await problem(resp, status)
+        assert needle in str(body)
+        if status == 405:
+            assert "GET" in resp.headers["Allow"]
+
+
+async def test_keys_tool_prints_a_key_and_its_config_entry(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from api.keys import main
+
+    assert main(["partner", "--rate", "5", "--burst", "7"]) == 0
+    out, err = capsys.readouterr()
+    key = err.split("key (shown once): ")[1].split()[0]
+    api = ApiConfig.model_validate(tomllib.loads(out)["api"])
+    (entry,) = api.keys
+    assert (entry.name, entry.rate_per_s, entry.burst) == ("partner", 5.0, 7)
+    assert entry.sha256 == key_digest(key)
+    assert key not in out  # the config gets the digest only
