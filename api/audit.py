@@ -161,7 +161,7 @@ def verify(store: Store, snapshot_id: str | None = None) -> AuditReport | None:
 
 def run_verify(url: str, snapshot_id: str | None) -> int:
     """The CLI: print findings and a summary; exit status 1 on any finding."""
-    store = Store.open(url)
+    store = Store.open(url, migrate=False)  # an audit reads; it never creates tables
     try:
         report = verify(store, snapshot_id)
     finally:

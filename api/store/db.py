@@ -24,7 +24,7 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from sqlalchemy import Connection, Engine, create_engine, event, insert, select, update
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 
 from api.store.tables import ConfigRow, HeadRow, SnapshotRow
 from crossmargin.errors import CrossmarginError
@@ -78,9 +78,11 @@ def normalise_url(url: str) -> str:
     return url
 
 
-def _sqlite_engine(url: str) -> Engine:
+def _sqlite_engine(url: str, create: bool) -> Engine:
     database = make_url(url).database
     if database and database != ":memory:":
+        if not create and not Path(database).exists():
+            raise StoreError(f"no snapshot store at {database}")
         Path(database).parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
 
@@ -110,15 +112,24 @@ class Store:
         self.is_sqlite = engine.dialect.name == "sqlite"
 
     @classmethod
-    def open(cls, url: str) -> Store:
+    def open(cls, url: str, *, migrate: bool = True) -> Store:
+        """Connect; with `migrate`, first bring the schema to the newest revision."""
         url = normalise_url(url)
         if url.startswith("sqlite"):
-            engine = _sqlite_engine(url)
+            engine = _sqlite_engine(url, create=migrate)
         else:
             engine = create_engine(url, pool_pre_ping=True, pool_size=8, max_overflow=8)
         store = cls(engine)
         try:
-            store.migrate()
+            if migrate:
+                store.migrate()
+            else:
+                with store._tx() as conn:  # fail now, not halfway through an audit
+                    conn.execute(select(CONF.c.hash).limit(1))
+        except SQLAlchemyError as exc:
+            engine.dispose()
+            cause = getattr(exc, "orig", None) or exc
+            raise StoreError(f"cannot use the snapshot store: {type(cause).__name__}") from exc
         except Exception:
             engine.dispose()
             raise
