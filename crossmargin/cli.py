@@ -9,8 +9,12 @@ import argparse
 import asyncio
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from crossmargin.config import Config, load_config
+
+if TYPE_CHECKING:
+    from oracle.store import HistoryStore
 from crossmargin.errors import ConfigError, CrossmarginError
 from crossmargin.scan import add_arguments as add_scan_arguments
 from oracle.cli import add_arguments as add_prices_arguments
@@ -40,18 +44,31 @@ def _cmd_config_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def open_history(config: Config, url: str | None = None) -> HistoryStore:
+    """The price-history store in the deployment's database (the API's, unless given), so
+    the CLI, the API and `prices sync` all estimate sigma and rho from the same closes."""
+    from api.store import database_url
+    from oracle.store import HistoryStore
+
+    return HistoryStore.open(database_url(url, config.api.database_url))
+
+
 def _cmd_margin(args: argparse.Namespace) -> int:
     from crossmargin.engine import Engine
     from crossmargin.render import render_margin
 
     config = _config(args.config)
+    history = open_history(config)
 
     async def run() -> str:
-        async with Engine(config) as engine:
+        async with Engine(config, history) as engine:
             report = await engine.margin(args.address, args.target_chain)
         return report.model_dump_json(indent=2) if args.json else render_margin(report)
 
-    print(asyncio.run(run()))
+    try:
+        print(asyncio.run(run()))
+    finally:
+        history.close()
     return 0
 
 
@@ -69,7 +86,11 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     config = _config(args.config)
     host = args.host or config.api.host
     port = args.port if args.port is not None else config.api.port
-    web.run_app(create_app(config), host=host, port=port, print=None)
+    history = open_history(config)
+    try:
+        web.run_app(create_app(config, history=history), host=host, port=port, print=None)
+    finally:
+        history.close()
     return 0
 
 

@@ -13,9 +13,24 @@ import sys
 from aiohttp import web
 
 from api.app import create_app
+from api.store import database_url
+from api.web import MANIFEST
+from crossmargin.config import Config
 from crossmargin.devnet.cli import print_summary
 from crossmargin.devnet.net import Devnet
+from crossmargin.engine import Engine
 from crossmargin.errors import CrossmarginError
+from oracle.history import sync_history
+from oracle.store import HistoryStore
+
+
+async def _sync(config: Config, history: HistoryStore) -> None:
+    """Daily closes from the devnet's feed rounds, so sigma and rho are estimated (§6)."""
+    async with Engine(config) as engine:
+        report = await sync_history(config, engine.adapters, history)
+    written = sum(f.closes_written for f in report.feeds)
+    failed = ", ".join(sorted(report.errors)) or "none"
+    print(f"price history: {written} daily closes stored (failed chains: {failed})", flush=True)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -36,7 +51,13 @@ async def _up(args: argparse.Namespace) -> int:
             config = net.config
             host = args.host or config.api.host
             port = args.port if args.port is not None else config.api.port
-            runner = web.AppRunner(create_app(config))
+            state = net.state_dir
+            url = database_url(None, f"sqlite:///{state / 'crossmargin.db'}")
+            history = HistoryStore.open(url)
+            await _sync(config, history)
+            app = create_app(config, database=url, history=history)
+            app[MANIFEST] = net.manifest_path
+            runner = web.AppRunner(app)
             await runner.setup()
             try:
                 try:
@@ -59,6 +80,7 @@ async def _up(args: argparse.Namespace) -> int:
                 print("stopping the API and the devnet", flush=True)
             finally:
                 await runner.cleanup()
+                history.close()
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)

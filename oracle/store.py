@@ -17,6 +17,7 @@ manages its schema with migrations creates them from `METADATA` there.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterable, Sequence
 from datetime import date
 from pathlib import Path
@@ -24,6 +25,7 @@ from pathlib import Path
 from sqlalchemy import Engine, create_engine, delete, func
 from sqlalchemy import select as sa_select
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import registry
 from sqlmodel import Field, Session, SQLModel, col, select
 
@@ -74,8 +76,20 @@ FeedKey = tuple[int, str]  # (chain_id, feed address)
 
 
 def create_tables(engine: Engine) -> None:
-    """Create the oracle's two tables where missing; nothing else."""
-    METADATA.create_all(engine, tables=TABLES, checkfirst=True)
+    """Create the oracle's two tables where missing; nothing else.
+
+    Several API processes may start at once against one database: a CREATE that loses
+    the race to another process fails, and the retry then finds the tables there.
+    """
+    for attempt in range(3):
+        try:
+            METADATA.create_all(engine, tables=TABLES, checkfirst=True)
+        except DBAPIError:
+            if attempt == 2:
+                raise
+            time.sleep(0.1 * (attempt + 1))
+        else:
+            return
 
 
 def open_engine(url: str) -> Engine:

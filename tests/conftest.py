@@ -10,6 +10,7 @@ a test that mines blocks past a heartbeat (or calls evm_increaseTime) should cal
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
@@ -21,3 +22,17 @@ from crossmargin.devnet import BackgroundDevnet, Devnet
 def devnet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Devnet]:
     with BackgroundDevnet(state_dir=tmp_path_factory.mktemp("devnet"), keeper=False) as net:
         yield net
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Commands that default to the deployment database (.devnet/crossmargin.db) use a
+    per-session one instead, so a developer's `make run` history never leaks into tests."""
+    url = f"sqlite:///{tmp_path_factory.mktemp('database') / 'crossmargin.db'}"
+    old = os.environ.get("CROSSMARGIN_DATABASE_URL")
+    os.environ["CROSSMARGIN_DATABASE_URL"] = url
+    yield url
+    if old is None:
+        os.environ.pop("CROSSMARGIN_DATABASE_URL", None)
+    else:
+        os.environ["CROSSMARGIN_DATABASE_URL"] = old
