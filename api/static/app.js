@@ -216,6 +216,10 @@ function submit() {
 
 async function init() {
   const params = new URLSearchParams(location.search);
+  // `?account=..&target=..` (what the page writes) or the API's own `target_chain`.
+  if (!params.get("target") && params.get("target_chain")) {
+    params.set("target", params.get("target_chain"));
+  }
   $("query").addEventListener("submit", (e) => {
     e.preventDefault();
     submit();
