@@ -20,6 +20,7 @@ from crossmargin.scan import add_arguments as add_scan_arguments
 from oracle.cli import add_arguments as add_prices_arguments
 
 DEFAULT_CONFIG = Path(".devnet/crossmargin.toml")
+DB_HELP = "database URL (default: $CROSSMARGIN_DATABASE_URL, then the config's api.database_url)"
 
 
 def _config(path: str | None) -> Config:
@@ -58,7 +59,7 @@ def _cmd_margin(args: argparse.Namespace) -> int:
     from crossmargin.render import render_margin
 
     config = _config(args.config)
-    history = open_history(config)
+    history = open_history(config, args.db)
 
     async def run() -> str:
         async with Engine(config, history) as engine:
@@ -86,9 +87,10 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     config = _config(args.config)
     host = args.host or config.api.host
     port = args.port if args.port is not None else config.api.port
-    history = open_history(config)
+    history = open_history(config, args.db)
     try:
-        web.run_app(create_app(config, history=history), host=host, port=port, print=None)
+        app = create_app(config, database=args.db, history=history)
+        web.run_app(app, host=host, port=port, print=None)
     finally:
         history.close()
     return 0
@@ -127,6 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     margin.add_argument("--target-chain", help="chain name or id (default: settlement chain)")
     margin.add_argument("--config", help=f"config file (default: {DEFAULT_CONFIG})")
     margin.add_argument("--json", action="store_true", help="print the API's JSON")
+    margin.add_argument("--db", help=DB_HELP)
     margin.set_defaults(func=_cmd_margin)
 
     scan = sub.add_parser("scan", help="margin of many accounts to JSON lines or CSV (resumable)")
@@ -137,6 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", help=f"config file (default: {DEFAULT_CONFIG})")
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
+    serve.add_argument("--db", help=DB_HELP)
     serve.set_defaults(func=_cmd_serve)
 
     audit = sub.add_parser("audit", help="the snapshot audit trail")
