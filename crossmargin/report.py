@@ -7,11 +7,15 @@ half-even to 6 decimals; anything that could not be computed is null with a warn
 from __future__ import annotations
 
 from fractions import Fraction
-from typing import Literal
+from typing import Literal, overload
 
 from pydantic import BaseModel, ConfigDict, Field
 
 
+@overload
+def fixed6(value: None) -> None: ...
+@overload
+def fixed6(value: Fraction | float | int) -> str: ...
 def fixed6(value: Fraction | float | int | None) -> str | None:
     """USD figures and ratios: exact half-even rounding to 6 decimals, as a string."""
     if value is None:

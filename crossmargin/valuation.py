@@ -2,7 +2,7 @@
 
 No I/O: the same chain states always give the same report, which is what lets an
 auditor replay a figure. Money stays exact (`Fraction` of integers) up to the single
-place where exposures become float64 for the risk math (`_risk_inputs`).
+place where exposures become float64 for the risk math (`crossmargin.risk.positions_of`).
 """
 
 from __future__ import annotations
@@ -125,8 +125,13 @@ class Assessment:
 
     @property
     def max_time_skew_s(self) -> int | None:
-        ts = [b.timestamp for b in self.as_of]
-        return max(ts) - min(ts) if ts else None
+        return _skew(self.as_of)
+
+
+def _skew(as_of: list[BlockRef]) -> int | None:
+    """§2: the largest gap between the pinned blocks' timestamps (None: nothing pinned)."""
+    ts = [b.timestamp for b in as_of]
+    return max(ts) - min(ts) if ts else None
 
 
 def assess(
@@ -235,10 +240,8 @@ def assess(
             )
         )
 
-    skew = max((b.timestamp for b in as_of), default=0) - min(
-        (b.timestamp for b in as_of), default=0
-    )
-    if skew > config.risk.max_time_skew_s:
+    skew = _skew(as_of)
+    if skew is not None and skew > config.risk.max_time_skew_s:
         warn("time_skew", f"pinned blocks are {skew} s apart")
     partial = any(not st.available for st in states) or blind_to_debt
     return Assessment(
@@ -299,9 +302,9 @@ def margin_report(a: Assessment, target: str) -> MarginReport:
         as_of=a.as_of,
         max_time_skew_s=a.max_time_skew_s,
         totals=Totals(
-            collateral_usd=fixed6(collateral) or "0",
-            debt_usd=fixed6(debt) or "0",
-            equity_usd=fixed6(equity) or "0",
+            collateral_usd=fixed6(collateral),
+            debt_usd=fixed6(debt),
+            equity_usd=fixed6(equity),
             margin_requirement_usd=fixed6(m),
             free_margin_usd=None if blind_to_debt else fixed6(free),
             health=fixed6(health),
@@ -346,13 +349,11 @@ def _finite(value: float) -> str | None:
 def _parameters(config: Config, risk: RiskOutcome) -> Parameters:
     p = risk.parameters
     return Parameters(
-        z=fixed6(p.z) or "0",
-        kappa=fixed6(p.kappa) or "0",
-        sigma={k: fixed6(v) or "0" for k, v in p.sigma.items()},
-        correlation={
-            a: {b: fixed6(v) or "0" for b, v in row.items()} for a, row in p.correlation.items()
-        },
-        latency_days={k: fixed6(v) or "0" for k, v in p.latency_days.items()},
+        z=fixed6(p.z),
+        kappa=fixed6(p.kappa),
+        sigma={k: fixed6(v) for k, v in p.sigma.items()},
+        correlation={a: {b: fixed6(v) for b, v in row.items()} for a, row in p.correlation.items()},
+        latency_days={k: fixed6(v) for k, v in p.latency_days.items()},
         config_hash=config_hash(config),
         **_sources(p.estimates),
     )

@@ -96,13 +96,13 @@ def stress_report(a: Assessment) -> StressReport:
         account=a.account,
         status="partial" if a.partial else "ok",
         as_of=a.as_of,
-        equity_usd=fixed6(a.collateral - a.debt) or "0",
+        equity_usd=fixed6(a.collateral - a.debt),
         scenarios=[
             ScenarioOutcome(
                 name=r.name,
-                collateral_usd=fixed6(r.collateral) or "0",
-                debt_usd=fixed6(r.debt) or "0",
-                equity_usd=fixed6(r.equity) or "0",
+                collateral_usd=fixed6(r.collateral),
+                debt_usd=fixed6(r.debt),
+                equity_usd=fixed6(r.equity),
                 solvent=r.solvent,
             )
             for r in result.results
