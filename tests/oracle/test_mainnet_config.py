@@ -1,6 +1,7 @@
 """configs/mainnet.toml: validates with the RPC variables unset, has the real networks'
 chain ids, a sequencer uptime feed on every L2, a feed per asset per chain, and names
-a source for its addresses."""
+a source for its addresses. docs/mainnet-protocols.md: its addresses are EIP-55 and its
+Morpho market ids are the hashes of their parameters."""
 
 from __future__ import annotations
 
@@ -8,11 +9,17 @@ import re
 from pathlib import Path
 
 import pytest
+from eth_abi.abi import encode
+from eth_utils.address import is_checksum_address
+from eth_utils.crypto import keccak
 
 from crossmargin.cli import main
 from crossmargin.config import ChainlinkFeedConfig, load_config
 
-PATH = Path(__file__).resolve().parents[2] / "configs" / "mainnet.toml"
+ROOT = Path(__file__).resolve().parents[2]
+PATH = ROOT / "configs" / "mainnet.toml"
+PROTOCOLS = ROOT / "docs" / "mainnet-protocols.md"
+ADDRESS = re.compile(r"\b0x[0-9a-fA-F]{40}\b")
 
 
 def test_validates_with_default_endpoints(capsys: pytest.CaptureFixture[str]) -> None:
@@ -63,3 +70,38 @@ def test_every_address_has_a_source_nearby() -> None:
         assert "#" in context, f"line {i + 1} has no comment near it"
         assert re.search(r"[Ss]ource|Aave v3|Circle|WETH|Chainlink|predeploy|bridge|cbBTC|wbtc",
                          context), f"line {i + 1}: no source named"  # fmt: skip
+
+
+def _markdown_rows(text: str) -> list[dict[str, str]]:
+    """The rows of the markdown table `text` starts with, by header name."""
+    lines = text.splitlines()
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    rows = []
+    for s in lines[2:]:
+        if not s.startswith("|"):
+            break
+        cells = [c.strip().strip("`") for c in s.strip("|").split("|")]
+        rows.append(dict(zip(header, cells, strict=True)))
+    return rows
+
+
+def test_protocol_addresses_are_eip55_and_market_ids_hash_their_parameters() -> None:
+    text = PROTOCOLS.read_text()
+    addresses = ADDRESS.findall(text)
+    assert len(addresses) > 40
+    assert [a for a in addresses if not is_checksum_address(a)] == []
+    markets = _markdown_rows(text[text.index("| chain | market | id |") :])
+    assert {r["chain"] for r in markets} == {"ethereum", "base"}
+    assert len(markets) >= 6
+    for row in markets:
+        params = encode(
+            ["address", "address", "address", "address", "uint256"],
+            [
+                row["loan token"],
+                row["collateral token"],
+                row["oracle"],
+                row["irm"],
+                int(row["lltv"]),
+            ],
+        )
+        assert "0x" + keccak(params).hex() == row["id"], row["market"]
