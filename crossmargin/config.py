@@ -219,6 +219,10 @@ class RiskConfig(Frozen):
     default_correlation: float = Field(ge=-1.0, le=1.0)
     max_deviation: NonNeg = 0.02
     max_time_skew_s: int = Field(default=300, ge=0)
+    # §3.5: a feed reading stamped more than this after the pinned block is invalid.
+    # One value for every feed: it absorbs clock differences between a chain and a
+    # feed's publishers (Pyth), and METHOD gives it no per-feed or per-chain scope.
+    future_tolerance_s: int = Field(default=60, ge=0)
     correlations: list[CorrelationConfig] = Field(default_factory=list)
 
 
