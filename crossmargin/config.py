@@ -138,6 +138,9 @@ class AssetConfig(Frozen):
     h_min: Fraction01 = 0.0
     concentration_k: NonNeg = 0.0
     liquidity_depth_usd: NonNeg = 0.0
+    # §4 plausibility: a collateral position (one representation on one chain) worth
+    # more than this counts 0 and is flagged `implausible`; None: no limit.
+    max_position_usd: Annotated[float, Field(gt=0.0, allow_inf_nan=False)] | None = None
     feeds: list[FeedConfig] = Field(min_length=1)
 
 
