@@ -40,6 +40,7 @@ from crossmargin.devnet import BackgroundDevnet, Devnet
 from crossmargin.devnet.evm import DEPLOYER, artifact, calldata, deploy_data
 from crossmargin.devnet.rpc import Rpc
 from crossmargin.engine import Engine
+from crossmargin.render import render_margin
 from crossmargin.report import MarginReport, Position, fixed6
 from crossmargin.snapshot import canonical, replay, replay_config
 
@@ -263,6 +264,10 @@ def test_balances_above_total_supply_in_the_margin_report(hostile: Hostile) -> N
     assert details["LIE"].endswith("; counted 0")
     assert details["LIEDEBT"].endswith("; debt counted in full")
     assert report.status == "ok"  # nothing hidden: every figure is accounted for
+    table = render_margin(report, width=200)  # the CLI says why, never a bare 0
+    rows = {r.split()[1]: r.split() for r in table.splitlines() if r.startswith(" ethereum ")}
+    assert [rows[x][5] for x in ("LIE", "NOSUP", "LIEVAULT")] == ["implausible"] * 3
+    assert rows["LIEDEBT"][5] == fixed6(-500 * high)
 
 
 def test_max_position_usd_flags_a_collateral_position_not_debt(hostile: Hostile) -> None:
