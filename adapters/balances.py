@@ -12,14 +12,17 @@ no `decimals()` at all is read with the configured decimals and flagged (`warnin
 
 Standards (RepresentationConfig.standard):
 - `native`: Multicall3.getEthBalance(account), in the same multicall.
-- `erc20`: balanceOf(account) and the token's decimals() (once per token).
+- `erc20`: balanceOf(account), and the token's decimals() and totalSupply() (once per
+  token, in the same multicall: the plausibility check of METHOD.md §4 costs no request
+  per account).
 - `erc4626`: balanceOf(account) gives shares, then convertToAssets(shares) in a second,
   dependent multicall at the same pinned block hash, for the accounts holding shares
   only. convertToAssets is the vault's own rounding (down, per the standard), so the
   amount is exactly what the vault reports, whatever its virtual-share arithmetic;
   `decimals` are those of the underlying asset (vault.asset().decimals(), read in that
   second multicall). Recomputing shares * totalAssets / totalSupply ourselves would
-  disagree with OpenZeppelin's virtual shares and assets, so we do not.
+  disagree with OpenZeppelin's virtual shares and assets, so we do not. The vault's
+  totalSupply() (its shares) is read once in the first multicall, for §4.
 - `native_alias` ERC-20s are not read where the chain's native coin is configured:
   the native balance already counts that money.
 """
@@ -27,7 +30,7 @@ Standards (RepresentationConfig.standard):
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import NamedTuple
 
 from adapters import calls as c
@@ -42,6 +45,9 @@ class BalanceRead(NamedTuple):
 
     For erc4626, `raw_amount` is the underlying amount convertToAssets gives for `shares`.
     `warning` flags a figure that is read but rests on config (no decimals() on-chain).
+    `total_supply` is the token's totalSupply() at the same block (a vault's: shares),
+    or `supply_error` says why it could not be read; both None for a native coin (and
+    in snapshots taken before it was read). Judged in crossmargin/valuation.py (§4).
     An immutable NamedTuple: a batch of many accounts builds one per position."""
 
     rep: RepresentationConfig
@@ -50,16 +56,21 @@ class BalanceRead(NamedTuple):
     onchain_decimals: int | None = None
     warning: str | None = None
     shares: int | None = None
+    total_supply: int | None = None
+    supply_error: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class _Token:
-    """What one token contributes once per batch: decimals (or why not), vault asset."""
+    """What one token contributes once per batch: decimals (or why not), vault asset,
+    totalSupply (or why not)."""
 
     decimals: int | None
     error: str | None
     warning: str | None
     asset: str | None = None  # erc4626: the underlying token
+    supply: int | None = None
+    supply_error: str | None = None
 
 
 def counted(reps: Sequence[RepresentationConfig]) -> list[RepresentationConfig]:
@@ -78,17 +89,18 @@ class BalancePlan:
         self.accounts = list(accounts)
         tokens = [r for r in self.reps if r.standard != "native"]
         calls: list[Call] = []
-        self._token_slots: dict[str, tuple[int, int | None]] = {}  # decimals, asset slots
+        # decimals, totalSupply and (erc4626) asset slots
+        self._token_slots: dict[str, tuple[int, int, int | None]] = {}
         for rep in tokens:
             if rep.address in self._token_slots:
                 continue
             dec = len(calls)
-            calls.append(c.decimals(rep.address))
+            calls += [c.decimals(rep.address), c.total_supply(rep.address)]
             asset_slot = None
             if rep.standard == "erc4626":
                 asset_slot = len(calls)
                 calls.append(c.asset(rep.address))
-            self._token_slots[rep.address] = (dec, asset_slot)
+            self._token_slots[rep.address] = (dec, dec + 1, asset_slot)
         self._base = len(calls)
         targets = [c.MULTICALL3 if r.standard == "native" else r.address for r in self.reps]
         native = [r.standard == "native" for r in self.reps]
@@ -104,17 +116,25 @@ class BalancePlan:
         for rep in self.reps:
             if rep.standard == "native" or rep.address in out:
                 continue
-            dec_slot, asset_slot = self._token_slots[rep.address]
-            asset = None
+            dec_slot, supply_slot, asset_slot = self._token_slots[rep.address]
+            try:
+                supply: int | None = c.decode_uint(
+                    results[supply_slot], f"{rep.symbol} totalSupply()"
+                )
+                supply_error = None
+            except DecodeError as exc:
+                supply, supply_error = None, str(exc)
             if asset_slot is not None:
                 try:
                     asset = c.decode_address(results[asset_slot], f"{rep.symbol} asset()")
                 except DecodeError as exc:
                     out[rep.address] = _Token(None, str(exc), None)
                     continue
-                out[rep.address] = _Token(None, None, None, asset)  # decimals: the asset's
+                # decimals: the underlying asset's, read in `finish`
+                out[rep.address] = _Token(None, None, None, asset, supply, supply_error)
                 continue
-            out[rep.address] = _decimals_of(rep, results[dec_slot])
+            token = _decimals_of(rep, results[dec_slot])
+            out[rep.address] = replace(token, supply=supply, supply_error=supply_error)
         return out
 
     def decode(self, results: Sequence[CallResult]) -> dict[str, list[BalanceRead]]:
@@ -142,7 +162,16 @@ class BalancePlan:
             ):
                 if fast and r.success and len(r.data) == 32 and token is not None:
                     row.append(
-                        BalanceRead(rep, frm(r.data, "big"), None, token.decimals, token.warning)
+                        BalanceRead(
+                            rep,
+                            frm(r.data, "big"),
+                            None,
+                            token.decimals,
+                            token.warning,
+                            None,
+                            token.supply,
+                            token.supply_error,
+                        )
                     )
                 else:
                     row.append(_balance(rep, r, token))
@@ -179,8 +208,9 @@ class BalancePlan:
             for vault, slot in asset_slots.items()
         }
         for k, (account, i, b) in enumerate(pending):
-            out[account][i] = _converted(
-                b, second[conv_base + k], underlying_dec.get(b.rep.address)
+            converted = _converted(b, second[conv_base + k], underlying_dec.get(b.rep.address))
+            out[account][i] = converted._replace(
+                total_supply=b.total_supply, supply_error=b.supply_error
             )
         return out
 
@@ -223,12 +253,15 @@ def _balance(rep: RepresentationConfig, result: CallResult, token: _Token | None
         return BalanceRead(rep, None, str(exc))
     if token is None:  # native
         return BalanceRead(rep, raw, None, rep.decimals)
+    supply, why = token.supply, token.supply_error
     if rep.standard == "erc4626":
         # shares; the amount comes from convertToAssets in `finish` (0 shares: 0 assets)
         if raw == 0:
-            return BalanceRead(rep, 0, None, None, None, 0)
-        return BalanceRead(rep, None, f"{rep.symbol}: shares not converted", None, None, raw)
-    return BalanceRead(rep, raw, None, token.decimals, token.warning)
+            return BalanceRead(rep, 0, None, None, None, 0, supply, why)
+        return BalanceRead(
+            rep, None, f"{rep.symbol}: shares not converted", None, None, raw, supply, why
+        )
+    return BalanceRead(rep, raw, None, token.decimals, token.warning, None, supply, why)
 
 
 def _converted(b: BalanceRead, result: CallResult, underlying: _Token | str | None) -> BalanceRead:

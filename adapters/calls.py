@@ -27,6 +27,7 @@ SEL_LATEST_ROUND_DATA = function_signature_to_4byte_selector("latestRoundData()"
 SEL_NAME = function_signature_to_4byte_selector("name()")
 SEL_ASSET = function_signature_to_4byte_selector("asset()")
 SEL_CONVERT_TO_ASSETS = function_signature_to_4byte_selector("convertToAssets(uint256)")
+SEL_TOTAL_SUPPLY = function_signature_to_4byte_selector("totalSupply()")
 
 _WORD = 32
 _TRUE = (1).to_bytes(_WORD, "big")
@@ -90,6 +91,11 @@ def symbol(token: str) -> Call:
 
 def name(token: str) -> Call:
     return Call(token, SEL_NAME)
+
+
+def total_supply(token: str) -> Call:
+    """totalSupply(): required by EIP-20 (unlike decimals()); an ERC-4626 vault's shares."""
+    return Call(token, SEL_TOTAL_SUPPLY)
 
 
 def latest_round_data(feed: str) -> Call:

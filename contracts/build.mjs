@@ -49,6 +49,7 @@ const TARGETS = [
   ["contracts/src/weird/ProxiedToken.sol", "ProxiedToken"],
   ["contracts/src/weird/DevVault.sol", "DevVault"],
   ["contracts/src/weird/NativeAliasToken.sol", "NativeAliasToken"],
+  ["contracts/src/weird/LyingToken.sol", "LyingToken"],
   ["@openzeppelin/contracts/proxy/ERC1967/ERC1967Proxy.sol", "ERC1967Proxy"],
   // Price feeds beyond MockV3Aggregator (tests/oracle deploy them).
   ["contracts/src/oracle/DevAggregator.sol", "DevAggregator"],

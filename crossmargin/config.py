@@ -138,6 +138,9 @@ class AssetConfig(Frozen):
     h_min: Fraction01 = 0.0
     concentration_k: NonNeg = 0.0
     liquidity_depth_usd: NonNeg = 0.0
+    # §4 plausibility: a collateral position (one representation on one chain) worth
+    # more than this counts 0 and is flagged `implausible`; None: no limit.
+    max_position_usd: Annotated[float, Field(gt=0.0, allow_inf_nan=False)] | None = None
     feeds: list[FeedConfig] = Field(min_length=1)
 
 
@@ -219,6 +222,10 @@ class RiskConfig(Frozen):
     default_correlation: float = Field(ge=-1.0, le=1.0)
     max_deviation: NonNeg = 0.02
     max_time_skew_s: int = Field(default=300, ge=0)
+    # §3.5: a feed reading stamped more than this after the pinned block is invalid.
+    # One value for every feed: it absorbs clock differences between a chain and a
+    # feed's publishers (Pyth), and METHOD gives it no per-feed or per-chain scope.
+    future_tolerance_s: int = Field(default=60, ge=0)
     correlations: list[CorrelationConfig] = Field(default_factory=list)
 
 

@@ -122,7 +122,7 @@ def render_margin(report: MarginReport, width: int | None = None) -> str:
             p.kind,
             units(p.raw_amount, p.decimals),
             p.price_usd or "-",
-            p.value_usd or p.status,  # unavailable, unpriced or error: never a silent 0
+            p.value_usd if p.status == "ok" else p.status,  # counted 0 or unknown: say why
             p.haircut or "-",
             p.margin_usd or "-",
         )

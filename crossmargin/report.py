@@ -79,7 +79,9 @@ class ChainSummary(Model):
     margin_usd: str | None = None
 
 
-PositionStatus = Literal["ok", "error", "unavailable", "unpriced"]
+# implausible: a collateral balance above its token's totalSupply() or worth more than
+# its asset's max_position_usd (METHOD.md §4); listed with its price, counted 0.
+PositionStatus = Literal["ok", "error", "unavailable", "unpriced", "implausible"]
 
 
 class Position(Model):

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
+from adapters.balances import BalanceRead
 from crossmargin.config import Config, RepresentationConfig, config_hash
 from crossmargin.reading import ChainState
 from crossmargin.report import (
@@ -36,13 +37,46 @@ from oracle.validity import CHAIN_UNAVAILABLE, AssetPrice, FeedReading, aggregat
 
 @dataclass(frozen=True, slots=True)
 class Valued:
-    """A readable, non-zero position with its exact USD value (signed: debt < 0)."""
+    """A readable, non-zero position with its exact USD value (signed: debt < 0).
+    `flag`: why the figure is implausible (§4: debt still counts in full)."""
 
     chain_id: int
     rep: RepresentationConfig
     raw_amount: int
     price: Fraction
     value: Fraction
+    flag: str | None = None
+
+
+def implausible_balance(b: BalanceRead) -> str | None:
+    """§4 plausibility of a token balance read at the pinned block: why it cannot be
+    believed, or None. The balance (an ERC-4626 vault's: the shares) may not exceed the
+    token's totalSupply() read in the same multicall. A totalSupply() that cannot be read
+    (EIP-20 requires it) leaves the balance unchecked, so it is implausible too. Native
+    coins have no totalSupply: nothing to check (nor in snapshots taken before it was read).
+    """
+    if b.supply_error is not None:
+        return f"totalSupply() unreadable ({b.supply_error})"
+    if b.total_supply is None:
+        return None
+    held = b.shares if b.rep.standard == "erc4626" else b.raw_amount
+    if held is not None and held > b.total_supply:
+        what = "shares" if b.rep.standard == "erc4626" else "balance"
+        return f"{what} {held} above totalSupply() {b.total_supply}"
+    return None
+
+
+def _implausible(config: Config, b: BalanceRead, price: Fraction | None) -> str | None:
+    """§4 for a read, non-zero position: its balance, then (priced collateral only) its
+    value against the asset's `max_position_usd`."""
+    flag = implausible_balance(b)
+    rep = b.rep
+    if flag is None and price is not None and b.raw_amount and rep.kind == "collateral":
+        limit = config.asset(rep.asset).max_position_usd
+        worth = Fraction(b.raw_amount, 10**rep.decimals) * price
+        if limit is not None and worth > Fraction(limit):
+            return f"worth {fixed6(worth)} USD, above max_position_usd {limit}"
+    return flag
 
 
 def _prices(config: Config, states: list[ChainState]) -> dict[str, AssetPrice]:
@@ -214,6 +248,15 @@ def assess(
                 continue
             ap = prices[rep.asset]
             price = ap.collateral if rep.kind == "collateral" else ap.debt
+            flag = _implausible(config, b, price)
+            if flag is not None:
+                counted = "counted 0" if rep.kind == "collateral" else "debt counted in full"
+                warn("implausible", f"{rep.symbol} on {chain.name}: {flag}; {counted}")
+                if rep.kind == "collateral":  # §4: implausible collateral counts 0
+                    positions.append(
+                        _position(chain.chain_id, rep, "implausible", flag, b.raw_amount, price)
+                    )
+                    continue
             if price is None:
                 blind_to_debt |= rep.kind == "debt"
                 positions.append(
@@ -228,6 +271,7 @@ def assess(
                     b.raw_amount,
                     price,
                     value if rep.kind == "collateral" else -value,
+                    flag,
                 )
             )
         chain_rows.append(
@@ -325,7 +369,9 @@ def _position(
     status: str,
     reason: str | None,
     raw: int | None = None,
+    price: Fraction | None = None,
 ) -> Position:
+    """A position that is not valued; an implausible one shows its price and counts 0."""
     return Position(
         chain_id=chain_id,
         asset=rep.asset,
@@ -337,8 +383,8 @@ def _position(
         reason=reason,
         raw_amount=None if raw is None else str(raw),
         decimals=rep.decimals,
-        price_usd=None,
-        value_usd=None,
+        price_usd=fixed6(price),
+        value_usd=fixed6(0) if status == "implausible" else None,
     )
 
 
@@ -385,6 +431,7 @@ def _valued_positions(valued: list[Valued], risk: RiskOutcome) -> list[Position]
             kind=v.rep.kind,
             bridged=v.rep.bridged,
             status="ok",
+            reason=v.flag,
             raw_amount=str(v.raw_amount),
             decimals=v.rep.decimals,
             price_usd=fixed6(v.price),

@@ -126,12 +126,19 @@ def decode_feed(feed: FeedConfig, results: Sequence[CallResult]) -> Quote:
     return Quote(decode_round(results[0]), c.decode_decimals(results[1]))
 
 
-def judge(feed: FeedConfig, quote: Quote | None, block_timestamp: int) -> str | None:
-    """§3.1-3.3 on a decoded quote (None: it did not decode)."""
+def judge(
+    feed: FeedConfig, quote: Quote | None, block_timestamp: int, future_tolerance_s: int
+) -> str | None:
+    """§3.1-3.3, 3.5, 3.6 on a decoded quote (None: it did not decode)."""
     if quote is None:
         return UNREADABLE
     return reading_reason(
-        feed, quote.round, quote.onchain_decimals, block_timestamp, quote.confidence
+        feed,
+        quote.round,
+        quote.onchain_decimals,
+        block_timestamp,
+        future_tolerance_s,
+        quote.confidence,
     )
 
 
@@ -148,12 +155,14 @@ class FeedSlot:
 
 @dataclass(frozen=True, slots=True)
 class FeedPlan:
-    """Every feed call of one chain, in config order, then the sequencer uptime feed."""
+    """Every feed call of one chain, in config order, then the sequencer uptime feed;
+    `future_tolerance_s` is §3.5's (`[risk]`, one for every feed)."""
 
     chain: ChainConfig
     calls: tuple[Call, ...]
     feeds: tuple[FeedSlot, ...]
     sequencer_slot: int | None
+    future_tolerance_s: int
 
 
 def plan_feeds(config: Config, chain: ChainConfig) -> FeedPlan:
@@ -169,7 +178,7 @@ def plan_feeds(config: Config, chain: ChainConfig) -> FeedPlan:
     if chain.sequencer_uptime_feed is not None:
         seq = len(calls)
         calls.append(c.latest_round_data(chain.sequencer_uptime_feed))
-    return FeedPlan(chain, tuple(calls), tuple(slots), seq)
+    return FeedPlan(chain, tuple(calls), tuple(slots), seq, config.risk.future_tolerance_s)
 
 
 def read_feeds(
@@ -193,7 +202,7 @@ def read_feeds(
             quote: Quote | None = decode_feed(feed, results[slot.start : slot.stop])
         except DecodeError:
             quote = None
-        reason = judge(feed, quote, block_timestamp)
+        reason = judge(feed, quote, block_timestamp, plan.future_tolerance_s)
         if quote is not None and seq_reason is not None:
             reason = seq_reason
         readings.append(

@@ -5,8 +5,9 @@ over 10^decimals); staleness is measured against the pinned block's timestamp, n
 the wall clock, so every verdict can be replayed from the recorded inputs.
 
 Every feed kind is read into the AggregatorV3 shape (`RoundData`). Kinds without rounds
-(Pyth) carry round id 0 in both round fields, so rule 3 does not apply to them ("where
-the feed reports it"), and their confidence as `FeedReading.confidence`.
+(Pyth) carry round id 0 in both round fields, so rules 3 and 6 on round ids do not
+apply to them ("where the feed reports it"), and their confidence as
+`FeedReading.confidence`. Rule 5 (a reading from the future) applies to every kind.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ SEQUENCER_GRACE = "sequencer_grace"
 SEQUENCER_UNKNOWN = "sequencer_unknown"
 DECIMALS_MISMATCH = "decimals_mismatch"
 WIDE_CONFIDENCE = "wide_confidence"
+FUTURE_TIMESTAMP = "future_timestamp"
+ZERO_ROUND = "zero_round"
 UNREADABLE = "unreadable"
 CHAIN_UNAVAILABLE = "chain_unavailable"
 
@@ -49,6 +52,8 @@ def sequencer_reason(state: SequencerState | None, block_timestamp: int) -> str 
         return None
     if state.round is None:
         return SEQUENCER_UNKNOWN  # conservative: an unreadable uptime feed counts as down
+    if not (state.round.round_id and state.round.started_at and state.round.updated_at):
+        return SEQUENCER_UNKNOWN  # §3.6 on the uptime feed: no round (startedAt 0) is no verdict
     if state.round.answer != 0:
         return SEQUENCER_DOWN
     if block_timestamp - state.round.started_at <= state.grace_period_s:
@@ -61,15 +66,22 @@ def reading_reason(
     rd: RoundData,
     onchain_decimals: int,
     block_timestamp: int,
+    future_tolerance_s: int,
     confidence: int | None = None,
 ) -> str | None:
-    """§3.1-3.3 for one reading: the first failed check's reason code, or None if valid.
+    """§3.1-3.3, 3.5, 3.6 for one reading: the first failed check's reason code, or None.
 
+    The order is fixed (docs/methodology.md): decimals, zero round (§3.6: nothing else
+    about a round that does not exist means anything), answer, bounds, confidence,
+    future (§3.5, before staleness, which a negative age would pass), stale, incomplete.
     Not in §3, for kinds that publish a confidence (Pyth): conf >= answer (the interval
     reaches 0) or conf / answer above the feed's `max_confidence` is `wide_confidence`.
     """
+    has_rounds = not isinstance(feed, PythFeedConfig)
     if onchain_decimals != feed.decimals:
         return DECIMALS_MISMATCH
+    if rd.updated_at == 0 or (has_rounds and rd.round_id == 0):
+        return ZERO_ROUND
     if rd.answer <= 0:
         return NON_POSITIVE
     if feed.min_answer is not None and rd.answer < feed.min_answer:
@@ -82,6 +94,8 @@ def reading_reason(
             limit is not None and Fraction(confidence, rd.answer) > Fraction(limit)
         ):
             return WIDE_CONFIDENCE
+    if rd.updated_at > block_timestamp + future_tolerance_s:
+        return FUTURE_TIMESTAMP
     if block_timestamp - rd.updated_at > feed.heartbeat_s:
         return STALE
     if rd.answered_in_round < rd.round_id:

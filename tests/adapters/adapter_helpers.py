@@ -1,4 +1,5 @@
-"""Shared by the adapter tests: fast chain configs and reads compared with a clean path."""
+"""Shared by the adapter tests: fast chain configs, reads compared with a clean path, and
+transactions that deploy and drive the hostile contracts of contracts/src/weird/."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ from typing import Any
 
 import aiohttp
 
+from adapters import calls as c
 from adapters.evm import BlockPin, EvmAdapter
 from crossmargin.config import ChainConfig, Config
+from crossmargin.devnet.rpc import Rpc, wait_receipts
 from crossmargin.reading import ChainState, read_chain_many
 
 # Short everything: a fault test fails over or gives up in well under a second.
@@ -74,3 +77,17 @@ def assert_flagged(states: list[ChainState], *needles: str) -> None:
         assert s.balances == []
         assert s.feeds == []
         assert any(n in s.error for n in needles), s.error
+
+
+async def send(rpc: Rpc, sender: str, txs: list[tuple[str | None, str]]) -> list[str]:
+    """Send (to, data) transactions from `sender` in order; return created addresses."""
+    nonce = int(await rpc.call("eth_getTransactionCount", [sender, "pending"]), 16)
+    batch = []
+    for i, (to, data) in enumerate(txs):
+        tx = {"from": sender, "data": data, "gas": hex(5_000_000), "nonce": hex(nonce + i)}
+        if to is not None:
+            tx["to"] = to
+        batch.append(("eth_sendTransaction", [tx]))
+    receipts = await wait_receipts(rpc, await rpc.batch(batch))
+    assert all(r["status"] == "0x1" for r in receipts), receipts
+    return [c.checksum(r["contractAddress"]) if r.get("contractAddress") else "" for r in receipts]

@@ -25,7 +25,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from adapter_helpers import read_states
+from adapter_helpers import read_states, send
 
 from adapters import calls as c
 from adapters.balances import BalanceRead, read_token_meta
@@ -33,7 +33,7 @@ from adapters.evm import EvmAdapter
 from crossmargin.config import Config, RepresentationConfig
 from crossmargin.devnet import BackgroundDevnet, Devnet
 from crossmargin.devnet.evm import DEPLOYER, artifact, calldata, decode_result, deploy_data
-from crossmargin.devnet.rpc import Rpc, wait_receipts
+from crossmargin.devnet.rpc import Rpc
 from crossmargin.engine import Engine
 
 CHAIN = "ethereum"
@@ -56,20 +56,6 @@ def _b32(text: str) -> bytes:
     return text.encode().ljust(32, b"\0")
 
 
-async def _send(rpc: Rpc, sender: str, txs: list[tuple[str | None, str]]) -> list[str]:
-    """Send (to, data) transactions from `sender` in order; return created addresses."""
-    nonce = int(await rpc.call("eth_getTransactionCount", [sender, "pending"]), 16)
-    batch = []
-    for i, (to, data) in enumerate(txs):
-        tx = {"from": sender, "data": data, "gas": hex(5_000_000), "nonce": hex(nonce + i)}
-        if to is not None:
-            tx["to"] = to
-        batch.append(("eth_sendTransaction", [tx]))
-    receipts = await wait_receipts(rpc, await rpc.batch(batch))
-    assert all(r["status"] == "0x1" for r in receipts), receipts
-    return [c.checksum(r["contractAddress"]) if r.get("contractAddress") else "" for r in receipts]
-
-
 async def _deploy(net: Devnet) -> dict[str, str]:
     async with aiohttp.ClientSession() as session:
         rpc = Rpc(session, net.rpc_url(CHAIN), net.config.chain(CHAIN).chain_id)
@@ -83,7 +69,7 @@ async def _deploy(net: Devnet) -> dict[str, str]:
 
         order = ["MKR", "TWO", "FIFTY", "EIGHTY", "HUGE", "NODEC", "BRK1", "BRK2", "BRK3"]
         order += ["BRK4", "IMPL", "VUSDC", "ALIAS"]
-        deployed = await _send(
+        deployed = await send(
             rpc,
             DEPLOYER,
             [
@@ -104,15 +90,15 @@ async def _deploy(net: Devnet) -> dict[str, str]:
             calldata("initialize(string,string,uint8)", "Proxied USD", "PUSD", 6)[2:]
         )
         proxy_types = ["address", "bytes"]
-        (a["PUSD"],) = await _send(
+        (a["PUSD"],) = await send(
             rpc, DEPLOYER, [plain("ERC1967Proxy", proxy_types, [a["IMPL"], init])]
         )
         vault_args = [a["VUSDC"], "Dev Vault USDC", "dvUSDC"]
-        (a["dvUSDC"],) = await _send(
+        (a["dvUSDC"],) = await send(
             rpc, DEPLOYER, [plain("DevVault", ["address", "string", "string"], vault_args)]
         )
         mint = "mint(address,uint256)"
-        await _send(
+        await send(
             rpc,
             DEPLOYER,
             [
@@ -126,7 +112,7 @@ async def _deploy(net: Devnet) -> dict[str, str]:
                 (a["VUSDC"], calldata(mint, HOLDER, VAULT_DEPOSIT)),
             ],
         )
-        await _send(
+        await send(
             rpc,
             HOLDER,
             [
@@ -134,7 +120,7 @@ async def _deploy(net: Devnet) -> dict[str, str]:
                 (a["dvUSDC"], calldata("deposit(uint256,address)", VAULT_DEPOSIT, HOLDER)),
             ],
         )  # then a donation to the vault: shares are worth a non-round amount
-        await _send(rpc, DEPLOYER, [(a["VUSDC"], calldata(mint, a["dvUSDC"], VAULT_DONATION))])
+        await send(rpc, DEPLOYER, [(a["VUSDC"], calldata(mint, a["dvUSDC"], VAULT_DONATION))])
     a["EOA"] = EOA_TOKEN
     return a
 
@@ -231,6 +217,12 @@ async def test_each_weird_token_is_read_or_flagged(weird: Weird) -> None:
     v = got["dvUSDC"]
     assert (v.raw_amount, v.shares, v.error, v.onchain_decimals) == (assets, shares, None, 6)
 
+    # totalSupply() rides along once per token (METHOD.md §4); a vault's counts shares.
+    assert (got["MKR"].total_supply, got["MKR"].supply_error) == (5 * 10**18, None)
+    assert got["HUGE"].total_supply == MAX  # the whole supply in one hand: still plausible
+    assert (v.total_supply, v.supply_error) == (supply, None)
+    assert got["ETH"].total_supply is None  # a native coin has none
+
     # The native alias is not read; the native coin is, once.
     assert "ALIAS" not in got
     native = await _eth_call(weird, c.MULTICALL3, "getEthBalance(address)", ["uint256"], HOLDER)
@@ -278,6 +270,8 @@ async def test_margin_report_flags_weird_positions_and_counts_nothing_twice(
     flagged = {w.detail.split(" ")[0] for w in report.warnings if w.code == "read_error"}
     assert {"EIGHTY", "BRK1", "BRK2", "BRK3", "BRK4", "EOA"} <= flagged
     assert positions["HUGE"].raw_amount == str(MAX)
+    assert positions["HUGE"].status == positions["dvUSDC"].status == "ok"
+    assert "implausible" not in {w.code for w in report.warnings}  # honest supplies
     assert positions["dvUSDC"].raw_amount is not None
     assert int(positions["dvUSDC"].raw_amount) > VAULT_DEPOSIT
     assert "ALIAS" not in positions

@@ -81,13 +81,13 @@ def test_pyth_price_decodes_signed_fields() -> None:
 def test_wide_confidence_and_the_interval() -> None:
     feed = pyth_feed(max_confidence=0.01)
     rd = f.RoundData(0, 1000_00000000, NOW, NOW, 0)
-    assert v.reading_reason(feed, rd, 8, NOW, confidence=10_00000000) is None  # exactly 1 %
-    assert v.reading_reason(feed, rd, 8, NOW, confidence=10_00000001) == v.WIDE_CONFIDENCE
+    assert v.reading_reason(feed, rd, 8, NOW, 60, confidence=10_00000000) is None  # exactly 1 %
+    assert v.reading_reason(feed, rd, 8, NOW, 60, confidence=10_00000001) == v.WIDE_CONFIDENCE
     no_limit = pyth_feed()
-    assert v.reading_reason(no_limit, rd, 8, NOW, confidence=999_00000000) is None
-    assert v.reading_reason(no_limit, rd, 8, NOW, confidence=1000_00000000) == v.WIDE_CONFIDENCE
-    assert v.reading_reason(no_limit, rd, 8, NOW + 61, confidence=1) == v.STALE
-    assert v.reading_reason(no_limit, rd, 6, NOW, confidence=1) == v.DECIMALS_MISMATCH
+    assert v.reading_reason(no_limit, rd, 8, NOW, 60, confidence=999_00000000) is None
+    assert v.reading_reason(no_limit, rd, 8, NOW, 60, confidence=1000_00000000) == v.WIDE_CONFIDENCE
+    assert v.reading_reason(no_limit, rd, 8, NOW + 61, 60, confidence=1) == v.STALE
+    assert v.reading_reason(no_limit, rd, 6, NOW, 60, confidence=1) == v.DECIMALS_MISMATCH
 
     def reading(answer: int, conf: int | None) -> v.FeedReading:
         r = f.RoundData(0, answer, NOW, NOW, 0)
@@ -148,6 +148,37 @@ def test_read_feeds_judges_every_feed_of_a_chain() -> None:
 
     with pytest.raises(ValueError, match="results for"):
         f.read_feeds(plan, [], NOW)
+
+
+def test_read_feeds_applies_rules_5_and_6_to_every_kind() -> None:
+    """A reading from the future, or without a round, is rejected whatever its kind; the
+    tolerance is the config's `[risk] future_tolerance_s`, carried by the plan."""
+    cfg = with_pyth(BASE, pyth_feed("ethereum", heartbeat_s=3600))
+    plan = f.plan_feeds(cfg, cfg.chain("ethereum"))
+    assert plan.future_tolerance_s == cfg.risk.future_tolerance_s == 60
+    kinds = [s.feed.kind for s in plan.feeds]
+    assert kinds == ["chainlink", "pyth", "chainlink", "chainlink"]
+
+    def reasons(chainlink: CallResult, pyth: CallResult, p: f.FeedPlan = plan) -> list[str | None]:
+        by_kind = {"chainlink": [chainlink, ok(8)], "pyth": [pyth]}
+        return [r.reason for r in f.read_feeds(p, _results(p, by_kind), NOW)[0]]
+
+    def cl(rid: int, updated: int) -> CallResult:
+        return ok(rid, 3000_00000000, updated, updated, rid)
+
+    def py(publish: int) -> CallResult:
+        return ok(3000_00000000, 1_00000000, -8, publish)
+
+    assert reasons(cl(7, NOW + 60), py(NOW + 60)) == [None] * 4  # at the tolerance
+    future = reasons(cl(7, NOW + 61), py(NOW + 61))
+    assert future == [v.FUTURE_TIMESTAMP] * 4
+    assert reasons(cl(0, NOW), py(0)) == [v.ZERO_ROUND] * 4
+    assert reasons(cl(7, 0), py(NOW)) == [v.ZERO_ROUND, None, v.ZERO_ROUND, v.ZERO_ROUND]
+
+    risk = cfg.risk.model_copy(update={"future_tolerance_s": 3600})
+    lax = f.plan_feeds(cfg.model_copy(update={"risk": risk}), cfg.chain("ethereum"))
+    assert reasons(cl(7, NOW + 61), py(NOW + 3600), lax) == [None] * 4
+    assert reasons(cl(7, NOW + 3601), py(NOW + 61), lax)[0] == v.FUTURE_TIMESTAMP
 
 
 def test_an_l1_has_no_sequencer_slot() -> None:

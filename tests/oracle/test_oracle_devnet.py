@@ -1,7 +1,8 @@
 """METHOD.md §3 on the devnet, through `Engine.margin`: every reason a feed reading is
 rejected, driven on real chains (anvil time, MockV3Aggregator answers, bounds, the L2
-sequencer feed, an incomplete round, a Pyth-style feed), and what each does to the
-asset's price, the positions' values and the warnings.
+sequencer feed, an incomplete round, rounds from the future and rounds that do not
+exist, a Pyth-style feed), and what each does to the asset's price, the positions'
+values and the warnings.
 
 This module runs its own devnet; every test starts from the same chain state (an
 evm_snapshot per chain, reverted after the test, time included).
@@ -256,6 +257,77 @@ def test_incomplete_round(net: Devnet, chains: dict[str, Chain]) -> None:
     assert "price_deviation" not in codes(report)  # (3000 - 2990) / 3000 < max_deviation 2 %
 
 
+UPDATE_ROUND = "updateRoundData(uint80,int256,uint256,uint256)"  # MockV3Aggregator
+
+
+def test_rounds_from_the_future_and_rounds_that_do_not_exist(
+    net: Devnet, chains: dict[str, Chain]
+) -> None:
+    """§3.5 and §3.6: a feed posts a round an hour ahead of its chain, at half the price
+    (it would set the collateral price if it counted), another round id 0, another
+    updatedAt 0. Each source is listed invalid with its reason; only base prices ETH."""
+    cfg = net.config
+    l1, arb, op = chains["ethereum"], chains["arbitrum"], chains["optimism"]
+    answer = l1.latest_answer(feed(cfg, "ETH", "ethereum"))
+    ahead = l1.now() + 3600
+    l1.transact(feed(cfg, "ETH", "ethereum"), UPDATE_ROUND, 1000, answer // 2, ahead, ahead)
+    arb.transact(feed(cfg, "ETH", "arbitrum"), UPDATE_ROUND, 0, answer, arb.now(), arb.now())
+    op.transact(feed(cfg, "ETH", "optimism"), UPDATE_ROUND, 1000, answer, 0, 0)
+    report = margin(cfg, carol(net))
+    assert reasons(report, "ETH") == {
+        1: "future_timestamp",
+        42161: "zero_round",
+        10: "zero_round",
+        8453: None,
+    }
+    l1_src = sources(report, "ETH")[1]
+    assert (l1_src.valid, l1_src.updated_at, l1_src.answer) == (False, ahead, str(answer // 2))
+    assert (sources(report, "ETH")[42161].round_id, sources(report, "ETH")[10].updated_at) == (
+        "0",
+        0,
+    )
+    assert_eth_priced_from(report, {"base"})  # not at answer // 2
+    assert codes(report).count("future_timestamp") == 1
+    assert codes(report).count("zero_round") == 2
+    assert report.status == "ok"  # invalid sources are warnings, the asset is still priced
+
+
+def test_every_eth_feed_from_the_future_leaves_eth_unpriced(
+    net: Devnet, chains: dict[str, Chain]
+) -> None:
+    cfg = net.config
+    for name, c in chains.items():
+        ahead = c.now() + 600
+        c.transact(feed(cfg, "ETH", name), UPDATE_ROUND, 1000, 3000_00000000, ahead, ahead)
+    report = margin(cfg, carol(net))
+    assert set(reasons(report, "ETH").values()) == {"future_timestamp"}
+    eth = next(p for p in report.prices if p.asset == "ETH")
+    assert (eth.collateral_usd, eth.debt_usd) == (None, None)
+    assert {weth(report, c).status for c in ("ethereum", "arbitrum")} == {"unpriced"}
+    assert report.totals.collateral_usd == "0.000000"
+    assert "unpriced" in codes(report)
+
+
+def test_future_tolerance_is_inclusive_at_the_pinned_block(
+    net: Devnet, chains: dict[str, Chain]
+) -> None:
+    """The pinned block's own timestamp is set (evm_setNextBlockTimestamp), so the round
+    sits exactly `future_tolerance_s` ahead of it, then one second more."""
+    cfg = net.config
+    tolerance = cfg.risk.future_tolerance_s
+    l1 = chains["ethereum"]
+    address = feed(cfg, "ETH", "ethereum")
+    answer = l1.latest_answer(address)
+    for step, (lead, why) in enumerate(((tolerance, None), (tolerance + 1, "future_timestamp"))):
+        block_ts = l1.now() + 5
+        l1.rpc("evm_setNextBlockTimestamp", block_ts)
+        ts = block_ts + lead
+        l1.transact(address, UPDATE_ROUND, 1000 + step, answer, ts, ts)
+        report = margin(cfg, carol(net))
+        assert next(b for b in report.as_of if b.chain_id == 1).timestamp == block_ts
+        assert reasons(report, "ETH")[1] == why
+
+
 def _with_pyth(config: Config, pyth: str, **kw: Any) -> Config:
     fields: dict[str, Any] = {
         "chain": "base",
@@ -309,6 +381,7 @@ def test_pyth_feed_with_confidence_and_its_rejections(
         (price, conf // 10, -8, 601, "stale"),
         (0, 0, -8, 5, "non_positive"),
         (price, conf // 10, -6, 5, "decimals_mismatch"),
+        (price, conf // 10, -8, -3600, "future_timestamp"),  # §3.5 holds for Pyth too
     ]:
         post(p, c, expo, age)
         tight = _with_pyth(net.config, pyth, max_confidence=0.005)
@@ -319,3 +392,13 @@ def test_pyth_feed_with_confidence_and_its_rejections(
         assert src.reason == why
         assert why in codes(report)
         assert_eth_priced_from(report, set(CHAIN_IDS))
+
+    # A publishTime a little ahead of the chain (publishers' clocks) is within tolerance.
+    post(price, conf // 10, -8, -30)
+    report = margin(_with_pyth(net.config, pyth, max_confidence=0.005), carol(net))
+    (src,) = [
+        s for p_ in report.prices if p_.asset == "ETH" for s in p_.sources if s.kind == "pyth"
+    ]
+    assert (src.valid, src.reason) == (True, None)
+    assert src.updated_at is not None
+    assert src.updated_at > max(b.timestamp for b in report.as_of if b.chain_id == 8453)

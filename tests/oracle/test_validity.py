@@ -5,9 +5,11 @@ from __future__ import annotations
 from fractions import Fraction
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from adapters.calls import RoundData
-from crossmargin.config import ChainlinkFeedConfig
+from crossmargin.config import ChainlinkFeedConfig, PythFeedConfig
 from oracle import validity as v
 
 FEED = ChainlinkFeedConfig(
@@ -18,10 +20,22 @@ FEED = ChainlinkFeedConfig(
     max_answer=10**12,
 )
 NOW = 1_800_000_000
+TOLERANCE = 60  # [risk] future_tolerance_s
+PYTH = PythFeedConfig(
+    chain="base",
+    kind="pyth",
+    address="0x4305FB66699C3B2702D4d05CF36551390A4c69C6",
+    price_id="0x" + "ff" * 32,
+    heartbeat_s=60,
+)
 
 
 def rd(answer: int = 3000 * 10**8, age: int = 10, rid: int = 5, answered: int = 5) -> RoundData:
     return RoundData(rid, answer, NOW - age, NOW - age, answered)
+
+
+def at(updated_at: int, rid: int = 5) -> RoundData:
+    return RoundData(rid, 3000 * 10**8, updated_at, updated_at, rid)
 
 
 @pytest.mark.parametrize(
@@ -36,10 +50,59 @@ def rd(answer: int = 3000 * 10**8, age: int = 10, rid: int = 5, answered: int = 
         (rd(answer=10**12 + 1), 8, v.OUT_OF_BOUNDS),
         (rd(rid=6, answered=5), 8, v.INCOMPLETE_ROUND),
         (rd(), 18, v.DECIMALS_MISMATCH),
+        # §3.5: up to future_tolerance_s after the pinned block is still valid
+        (rd(age=-TOLERANCE), 8, None),
+        (rd(age=-TOLERANCE - 1), 8, v.FUTURE_TIMESTAMP),
+        (rd(age=-(10**9)), 8, v.FUTURE_TIMESTAMP),
+        # §3.6: no round at all
+        (rd(rid=0, answered=0), 8, v.ZERO_ROUND),
+        (at(0), 8, v.ZERO_ROUND),  # not `stale`: the round does not exist
+        (RoundData(0, 0, 0, 0, 0), 8, v.ZERO_ROUND),  # an empty aggregator, not non_positive
+        (RoundData(0, 0, 0, 0, 0), 18, v.DECIMALS_MISMATCH),  # decimals still come first
+        (RoundData(5, -1, NOW + 999, NOW + 999, 5), 8, v.NON_POSITIVE),  # fixed order
     ],
 )
 def test_reading_rules(reading: RoundData, decimals: int, reason: str | None) -> None:
-    assert v.reading_reason(FEED, reading, decimals, NOW) == reason
+    assert v.reading_reason(FEED, reading, decimals, NOW, TOLERANCE) == reason
+
+
+def test_future_tolerance_comes_from_the_caller() -> None:
+    ahead = rd(age=-30)
+    assert v.reading_reason(FEED, ahead, 8, NOW, 60) is None
+    assert v.reading_reason(FEED, ahead, 8, NOW, 30) is None
+    assert v.reading_reason(FEED, ahead, 8, NOW, 29) == v.FUTURE_TIMESTAMP
+    assert v.reading_reason(FEED, rd(age=0), 8, NOW, 0) is None  # same second
+
+
+def test_pyth_has_no_rounds_but_rules_5_and_6_on_publish_time_apply() -> None:
+    def pyth(publish: int) -> RoundData:  # decode_pyth_price's shape: round ids 0
+        return RoundData(0, 3000 * 10**8, publish, publish, 0)
+
+    assert v.reading_reason(PYTH, pyth(NOW - 5), 8, NOW, TOLERANCE, 1) is None
+    assert v.reading_reason(PYTH, pyth(NOW + TOLERANCE), 8, NOW, TOLERANCE, 1) is None
+    assert (
+        v.reading_reason(PYTH, pyth(NOW + TOLERANCE + 1), 8, NOW, TOLERANCE, 1)
+        == v.FUTURE_TIMESTAMP
+    )
+    assert v.reading_reason(PYTH, pyth(0), 8, NOW, TOLERANCE, 1) == v.ZERO_ROUND
+
+
+@given(
+    age=st.integers(-(10**6), 10**6),
+    tolerance=st.integers(0, 3600),
+    rid=st.integers(0, 3),
+)
+def test_timestamp_rules_partition_the_time_line(age: int, tolerance: int, rid: int) -> None:
+    """Whatever the age: a reading is future, stale, zero or fresh, exactly by §3.2/5/6."""
+    reason = v.reading_reason(FEED, rd(age=age, rid=rid, answered=rid), 8, NOW, tolerance)
+    if rid == 0:
+        assert reason == v.ZERO_ROUND
+    elif -age > tolerance:
+        assert reason == v.FUTURE_TIMESTAMP
+    elif age > FEED.heartbeat_s:
+        assert reason == v.STALE
+    else:
+        assert reason is None
 
 
 def test_sequencer_rules() -> None:
@@ -51,6 +114,16 @@ def test_sequencer_rules() -> None:
     assert v.sequencer_reason(v.SequencerState(up_recent, 3600), NOW) == v.SEQUENCER_GRACE
     assert v.sequencer_reason(v.SequencerState(down, 3600), NOW) == v.SEQUENCER_DOWN
     assert v.sequencer_reason(v.SequencerState(None, 3600), NOW) == v.SEQUENCER_UNKNOWN
+    # §3.6 on the uptime feed: a round that does not exist says nothing about the sequencer
+    # (Chainlink: startedAt 0 on an uninitialised round), so it is not "up for long".
+    for empty in (
+        RoundData(0, 0, NOW - 7200, NOW - 7200, 0),
+        RoundData(4, 0, 0, NOW - 7200, 4),
+        RoundData(4, 0, NOW - 7200, 0, 4),
+    ):
+        assert v.sequencer_reason(v.SequencerState(empty, 3600), NOW) == v.SEQUENCER_UNKNOWN
+    ahead = RoundData(5, 0, NOW + 600, NOW + 600, 5)  # up "since" the future: in grace
+    assert v.sequencer_reason(v.SequencerState(ahead, 3600), NOW) == v.SEQUENCER_GRACE
 
 
 def reading(answer: int, reason: str | None = None) -> v.FeedReading:
