@@ -8,8 +8,8 @@ Pinning: `latest` minus `confirmations`, or the `safe`/`finalized` tag. The adap
 remembers the highest head it has seen; an endpoint reporting a lower one is lagging
 (or serving a shorter fork) and is passed over for another (`HeadWentBackwards`), so a
 computation never goes back in time. The first request to an endpoint is a JSON-RPC
-batch of `eth_chainId` and the head block: the chain id is checked per endpoint
-without costing a round trip.
+batch of `eth_chainId`, the configured identity block (if any) and the head block:
+the endpoint proves it is the chain (METHOD.md §2) without costing a round trip.
 
 Reading: calls go out as Multicall3 `aggregate3` (allowFailure=true, explicit `gas`),
 in chunks of the endpoint's adaptive size, `max_concurrency` chunks in flight. A chunk
@@ -83,7 +83,7 @@ class EvmAdapter:
         self._high = -1  # highest head (or safe/finalized block) seen on any endpoint
 
     async def verify_chain_id(self) -> None:
-        """Check the chain id of the endpoint reads would go to now."""
+        """Check the chain id (and identity block) of the endpoint reads would go to now."""
         await self.rpc.attempt(self.rpc.verify, verify=False)
 
     # ------------------------------------------------------------------ pinning
@@ -97,10 +97,10 @@ class EvmAdapter:
             ("eth_getBlockByNumber", [self.chain.block_tag, False])
         ]
         if not verified:
-            requests.insert(0, ("eth_chainId", []))
+            requests[:0] = self.rpc.identity_requests()
         replies = await self.rpc.send_batch(ep, requests)
         if not verified:
-            self.rpc.check_chain_id(ep, replies[0])
+            self.rpc.check_identity(ep, replies[:-1])
         head = self._block(ep, replies[-1])
         if head.number < self._high:
             raise HeadWentBackwards(self.chain.chain_id, self._high, head.number, endpoint=ep.url)

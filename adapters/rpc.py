@@ -12,7 +12,10 @@ the project's error tree (`classify`); `attempt` then decides what is retried:
 - TransportError, PinUnavailable, HeadWentBackwards: the endpoint cools down
   (`cooldown_s`) and the next one is tried; with none healthy, jittered exponential
   back-off first.
-- ChainIdMismatch: the endpoint is refused for the life of the client.
+- EndpointRefused (ChainIdMismatch, BlockHashMismatch): the endpoint is refused for the
+  life of the client. An endpoint proves itself once, before its first use: its
+  `eth_chainId` and, where config gives an `identity`, its block at that height
+  (METHOD.md §2), in one batch.
 - PayloadTooLarge, or RequestTimeout of a multi-call request: the endpoint's chunk size
   is halved and the error goes to the caller, which splits the batch.
 - Any other RpcError: raised at once (the node answered). Anything outside the tree is
@@ -41,9 +44,12 @@ from asyncio_throttle.throttler import Throttler
 from crossmargin.config import ChainConfig
 from crossmargin.errors import (
     BadResponse,
+    BlockHashMismatch,
     ChainError,
     ChainIdMismatch,
+    EndpointRefused,
     HeadWentBackwards,
+    NoUsableEndpoint,
     PayloadTooLarge,
     PinUnavailable,
     RateLimited,
@@ -105,8 +111,9 @@ class Endpoint:
         self.slots = asyncio.Semaphore(chain.max_concurrency)
         self.max_chunk = chain.max_calls_per_batch
         self.chunk = self.max_chunk
-        self.verified = False
-        self.refused: str | None = None  # why it is never used again
+        self.verified = False  # proved it is the configured chain (id and identity)
+        self.refused: EndpointRefused | None = None  # why it is never used again
+        self.last_error: ChainError | None = None  # the latest fault (for /v1/health)
         self.not_before = 0.0  # hard: a rate limit asked us to wait until then
         self.cooldown_until = 0.0  # soft: passed over while another endpoint is healthy
         self.stats = EndpointStats()
@@ -230,7 +237,7 @@ class JsonRpcClient:
             now = time.monotonic()
             ep = self._choose(now)
             if ep is None:
-                raise last or ChainError(chain.chain_id, self._refusals())
+                raise last or NoUsableEndpoint(chain.chain_id, self._refusals())
             wait = ep.not_before - now
             if wait > 0:
                 if now + wait > deadline:
@@ -247,6 +254,7 @@ class JsonRpcClient:
                 raise
             except RequestTimeout as exc:
                 self._fault(ep)
+                ep.last_error = exc
                 if n_calls > 1:
                     ep.shrink(n_calls)
                     raise
@@ -255,13 +263,13 @@ class JsonRpcClient:
                 ep.stats.rate_limited += 1
                 delay = exc.retry_after if exc.retry_after is not None else backoff(attempt)
                 ep.not_before = time.monotonic() + delay
-                last = exc
-            except ChainIdMismatch as exc:
-                ep.refused = str(exc)
+                ep.last_error = last = exc
+            except EndpointRefused as exc:
+                ep.refused = ep.last_error = exc
                 last = exc
             except (TransportError, PinUnavailable, HeadWentBackwards) as exc:
                 self._fault(ep)
-                last = exc
+                ep.last_error = last = exc
             else:
                 ep.succeeded(n_calls)
                 return result
@@ -292,24 +300,57 @@ class JsonRpcClient:
             return min(free, key=lambda ep: ep.cooldown_until)
         return min(usable, key=lambda ep: ep.not_before)
 
-    def _refusals(self) -> str:
-        return "no usable endpoint: " + "; ".join(
-            f"{ep.url}: {ep.refused}" for ep in self.endpoints
-        )
+    def _refusals(self) -> list[str]:
+        """Why each endpoint was refused, by index (never its URL)."""
+        out = []
+        for i, ep in enumerate(self.endpoints):
+            if isinstance(ep.refused, ChainIdMismatch):
+                out.append(f"endpoint {i} serves chain id {ep.refused.got}")
+            elif isinstance(ep.refused, BlockHashMismatch):
+                out.append(f"endpoint {i} has another block {ep.refused.block}")
+            elif ep.refused is not None:
+                out.append(f"endpoint {i}: {ep.refused.error_code}")
+        return out
+
+    def identity_requests(self) -> list[Request]:
+        """What an endpoint must answer to prove it is this chain (METHOD.md §2): its
+        chain id, and the block at the configured identity height if there is one."""
+        requests: list[Request] = [("eth_chainId", [])]
+        identity = self.chain.identity
+        if identity is not None:
+            requests.append(("eth_getBlockByNumber", [hex(identity.block), False]))
+        return requests
 
     async def verify(self, ep: Endpoint) -> None:
         """An endpoint serving another chain is refused before any number is read."""
-        self.check_chain_id(ep, await self.send(ep, "eth_chainId", []))
+        requests = self.identity_requests()
+        if len(requests) == 1:
+            replies = [await self.send(ep, *requests[0])]
+        else:
+            replies = await self.send_batch(ep, requests)
+        self.check_identity(ep, replies)
 
-    def check_chain_id(self, ep: Endpoint, reply: Any) -> None:
+    def check_identity(self, ep: Endpoint, replies: Sequence[Any]) -> None:
+        """Check the replies to `identity_requests()`; the endpoint is verified after."""
+        cid = self.chain.chain_id
         try:
-            got = int(reply, 16)
+            got = int(replies[0], 16)
         except (TypeError, ValueError) as exc:
-            raise BadResponse(
-                self.chain.chain_id, f"eth_chainId answered {reply!r}", endpoint=ep.url
-            ) from exc
-        if got != self.chain.chain_id:
-            raise ChainIdMismatch(self.chain.chain_id, got, endpoint=ep.url)
+            raise BadResponse(cid, f"eth_chainId answered {replies[0]!r}", endpoint=ep.url) from exc
+        if got != cid:
+            raise ChainIdMismatch(cid, got, endpoint=ep.url)
+        identity = self.chain.identity
+        if identity is not None:
+            block = replies[1]
+            if block is None:  # not synced that far, or pruned: cannot prove it yet
+                raise BadResponse(cid, f"no block {identity.block} to check", endpoint=ep.url)
+            got_hash = block.get("hash") if isinstance(block, dict) else None
+            if not isinstance(got_hash, str):
+                raise BadResponse(cid, f"block {identity.block} has no hash", endpoint=ep.url)
+            if got_hash.lower() != identity.hash:
+                raise BlockHashMismatch(
+                    cid, identity.block, identity.hash, got_hash[:66], endpoint=ep.url
+                )
         ep.verified = True
 
     # ------------------------------------------------------------------ one HTTP request

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from typing import Any
 
 from aiohttp import web
 
-from adapters.evm import BlockPin
 from api.models import (
     AssetInfo,
     AssetList,
@@ -18,12 +18,14 @@ from api.models import (
     ChainList,
     EndpointHealth,
     Health,
+    Liveness,
     MarginBatch,
     Queries,
     RepresentationInfo,
     Snapshot,
     SnapshotPage,
     SnapshotSummary,
+    StoreHealth,
 )
 from api.openapi import Call, Operation
 from api.problems import ApiProblem
@@ -34,6 +36,8 @@ from crossmargin.engine import Engine
 from crossmargin.report import CapacityReport, MarginReport, StressReport
 from crossmargin.risk import asset_sigma
 from crossmargin.snapshot import Request
+
+log = logging.getLogger("api")
 
 ENGINE = web.AppKey("engine", Engine)
 SERVICE = web.AppKey("service", Service)
@@ -154,53 +158,114 @@ def asset_list(config: Config) -> bytes:
     return AssetList(assets=assets).model_dump_json().encode()
 
 
+HEALTH_WAIT_S = 1.5  # /v1/health waits this long for fresh answers, then tells what it knows
+STORE_CHECK_S = 5.0  # the store's writability is checked again when older than this
+
+
 async def health(call: Call) -> web.Response:
+    """Readiness, from what this process last learned of every chain and of the store.
+    It starts the refreshes that are due and waits at most HEALTH_WAIT_S for them (they
+    go on without it), so a hanging node or database cannot hold the answer."""
     svc = _service(call)
-    names = list(svc.adapters)
-    pins, heads = await asyncio.gather(
-        svc.pins.current(), asyncio.gather(*(svc.pins.head(n) for n in names))
-    )
+    waiting = svc.pins.refresh()
+    probe = _store_probe(svc)
+    if probe is not None:
+        waiting.append(probe)
+    if waiting:
+        await asyncio.wait(waiting, timeout=HEALTH_WAIT_S)
     now, mono = int(time.time()), time.monotonic()
-    chains = []
-    for name, head in zip(names, heads, strict=True):
-        adapter, pin = svc.adapters[name], pins[name]
-        endpoints = []
-        for i, ep in enumerate(adapter.rpc.endpoints):
-            state: Any = "ok" if ep.stats.requests else "unused"
-            if ep.refused is not None:
-                state = "refused"
-            elif ep.not_before > mono:
-                state = "rate_limited"
-            elif ep.cooldown_until > mono:
-                state = "cooling_down"
-            endpoints.append(
-                EndpointHealth(
-                    index=i,
-                    state=state,
-                    requests=ep.stats.requests,
-                    failures=ep.stats.failures,
-                    rate_limited=ep.stats.rate_limited,
-                )
-            )
-        ok = isinstance(pin, BlockPin)
-        p = pin if isinstance(pin, BlockPin) else None
-        chains.append(
-            ChainHealth(
-                name=name,
-                chain_id=adapter.chain.chain_id,
-                status="ok" if ok else "unavailable",
-                head_block=head if isinstance(head, int) else None,
-                pinned_block=p.number if p else None,
-                pinned_block_timestamp=p.timestamp if p else None,
-                lag_blocks=head - p.number if p and isinstance(head, int) else None,
-                age_s=now - p.timestamp if p else None,
-                error=None if p else svc.scrub(str(pin)),
-                endpoints=endpoints,
+    chains = [_chain_health(svc, name, now, mono) for name in svc.adapters]
+    store = _store_health(svc, mono)
+    up = sum(c.status == "ok" for c in chains)
+    status = "down" if up == 0 or not store.writable else "ok" if up == len(chains) else "degraded"
+    body = Health(status=status, store=store, chains=chains).model_dump_json().encode()
+    return web.Response(body=body, status=503 if status == "down" else 200, content_type=JSON)
+
+
+async def liveness(call: Call) -> web.Response:
+    """The process answers: no I/O, nothing awaited."""
+    return _json(Liveness(status="live").model_dump_json().encode())
+
+
+def _chain_health(svc: Service, name: str, now: int, mono: float) -> ChainHealth:
+    adapter, known = svc.adapters[name], svc.pins.known(name)
+    endpoints = []
+    for i, ep in enumerate(adapter.rpc.endpoints):
+        state: Any = "ok" if ep.stats.requests else "unused"
+        fault = ep.refused or ep.last_error
+        if ep.refused is not None:
+            state = "refused"
+        elif ep.not_before > mono:
+            state = "rate_limited"
+        elif ep.cooldown_until > mono:
+            state = "cooling_down"
+        else:
+            fault = None
+        endpoints.append(
+            EndpointHealth(
+                index=i,
+                state=state,
+                requests=ep.stats.requests,
+                failures=ep.stats.failures,
+                rate_limited=ep.stats.rate_limited,
+                error_code=None if fault is None else fault.error_code,
             )
         )
-    up = sum(c.status == "ok" for c in chains)
-    status = "ok" if up == len(chains) else "down" if up == 0 else "degraded"
-    return _json(Health(status=status, chains=chains).model_dump_json().encode())
+    p, head = known.pin, known.head
+    error, code = known.error, known.error_code
+    if error is None and p is None:
+        code = "no_answer_yet"
+        error = f"{code}: chain {name} has not answered yet"
+    status: Any = "unavailable" if error is not None else "ok"
+    if status == "ok" and svc.pins.pinning(name):
+        status = "stale"  # a new pin is taking longer than the health bound
+    return ChainHealth(
+        name=name,
+        chain_id=adapter.chain.chain_id,
+        status=status,
+        head_block=head,
+        pinned_block=p.number if p else None,
+        pinned_block_timestamp=p.timestamp if p else None,
+        lag_blocks=head - p.number if p and head is not None else None,
+        age_s=now - p.timestamp if p else None,
+        known_age_s=None if known.pin_at is None else round(mono - known.pin_at, 3),
+        error_code=code,
+        error=None if error is None else svc.scrub(error),
+        endpoints=endpoints,
+    )
+
+
+def _store_probe(svc: Service) -> asyncio.Future[Any] | None:
+    """The store's write probe under way, started if the last write is too old to say."""
+    if svc.store_probe is not None and not svc.store_probe.done():
+        return svc.store_probe
+    last = svc.store.last_write
+    if last is not None and time.monotonic() - last.at < STORE_CHECK_S:
+        return None
+    svc.store_probe = asyncio.ensure_future(asyncio.to_thread(svc.store.probe_write))
+    svc.store_probe.add_done_callback(_log_failure)
+    return svc.store_probe
+
+
+def _log_failure(probe: asyncio.Future[Any]) -> None:
+    """A probe that raised (a bug: database errors are its result) is logged, not lost."""
+    if not probe.cancelled() and (exc := probe.exception()) is not None:
+        log.error("the store probe failed", exc_info=exc)
+
+
+def _store_health(svc: Service, mono: float) -> StoreHealth:
+    last = svc.store.last_write
+    age = None if last is None else round(mono - last.at, 3)
+    pending = svc.store_probe is not None and not svc.store_probe.done()
+    if last is None or (pending and mono - last.at >= STORE_CHECK_S):
+        code = "store_timeout"
+        why = f"the snapshot store did not take a test write within {HEALTH_WAIT_S:g} s"
+        return StoreHealth(writable=False, checked_age_s=age, error_code=code, error=why)
+    if not last.ok:
+        code = "store_not_writable"
+        why = "the snapshot store refuses writes: reports cannot be stored, so none is served"
+        return StoreHealth(writable=False, checked_age_s=age, error_code=code, error=why)
+    return StoreHealth(writable=True, checked_age_s=age)
 
 
 def _summary(s: Summary) -> SnapshotSummary:
@@ -338,9 +403,24 @@ def operations(config: Config) -> list[Operation]:
             "GET",
             "/v1/health",
             "getHealth",
-            "Per-chain head, lag and endpoint health",
+            "Readiness: per-chain head, lag and endpoint health; the store's writability",
             health,
             Health,
+            q.empty,
+            secured=False,
+            tag="operations",
+            unavailable=True,
+            description=f"Answers within about {HEALTH_WAIT_S:g} s from what the process "
+            "last learned, however slow a node is. 200 when `ok` or `degraded`, 503 when "
+            "`down` (the store cannot write, or no chain is available).",
+        ),
+        Operation(
+            "GET",
+            "/v1/health/live",
+            "getLiveness",
+            "Liveness: the process answers (no I/O)",
+            liveness,
+            Liveness,
             q.empty,
             secured=False,
             tag="operations",

@@ -193,31 +193,58 @@ class AssetList(Strict):
 
 
 class EndpointHealth(Strict):
-    """One RPC endpoint of a chain, by its position in the config (URLs are not shown)."""
+    """One RPC endpoint of a chain, by its position in the config (URLs are not shown).
+    `error_code`: why it is refused, or its latest fault while it cools down or backs off."""
 
     index: int
     state: Literal["ok", "unused", "cooling_down", "rate_limited", "refused"]
     requests: int
     failures: int
     rate_limited: int
+    error_code: str | None = None
 
 
 class ChainHealth(Strict):
+    """What this process last learned of a chain. `ok`: the latest pinning answered;
+    `stale`: a new one is under way and has not answered within the health bound, so
+    the figures are `known_age_s` old; `unavailable`: the latest pinning failed (or none
+    has answered yet). `age_s` is the pinned block's age by its timestamp."""
+
     name: str
     chain_id: int
-    status: Literal["ok", "unavailable"]
+    status: Literal["ok", "stale", "unavailable"]
     head_block: int | None
     pinned_block: int | None
     pinned_block_timestamp: int | None
     lag_blocks: int | None
     age_s: int | None
+    known_age_s: float | None = None
+    error_code: str | None = None
     error: str | None
     endpoints: list[EndpointHealth]
 
 
+class StoreHealth(Strict):
+    """Whether the snapshot store takes writes (every served report is stored first):
+    from the latest append, or a rolled-back probe write when none was made lately."""
+
+    writable: bool
+    checked_age_s: float | None
+    error_code: str | None = None
+    error: str | None = None
+
+
 class Health(Strict):
+    """`ok`: every chain ok and the store writable; `down`: the store cannot write or
+    no chain is ok (answered with 503); else `degraded`."""
+
     status: Literal["ok", "degraded", "down"]
+    store: StoreHealth
     chains: list[ChainHealth]
+
+
+class Liveness(Strict):
+    status: Literal["live"]
 
 
 class SnapshotSummary(Strict):

@@ -54,6 +54,7 @@ class Operation:
     secured: bool = True
     errors: tuple[int, ...] = ()
     snapshot_header: bool = False
+    unavailable: bool = False  # may answer 503 with the same model (health)
     tag: str = "margin"
     description: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
@@ -198,12 +199,13 @@ def spec(ops: list[Operation], *, anonymous: bool, version: str) -> dict[str, An
                 }
             }
         statuses = sorted(set(op.errors) | (set(COMMON_ERRORS) if op.secured else {400, 500, 504}))
+        down = {"503": ok | {"description": "Service Unavailable"}} if op.unavailable else {}
         entry: dict[str, Any] = {
             "operationId": op.operation_id,
             "summary": op.summary,
             "tags": [op.tag],
             "parameters": _parameters(op),
-            "responses": {"200": ok} | {str(s): _problem_response(s) for s in statuses},
+            "responses": {"200": ok} | {str(s): _problem_response(s) for s in statuses} | down,
             "security": (
                 [{"ApiKey": []}, {"Bearer": []}] + ([{}] if anonymous else []) if op.secured else []
             ),

@@ -4,6 +4,10 @@ Pinning a chain costs an RPC round trip; a pin (or the error that stopped it) is
 reused for `api.pin_ttl_s` seconds and concurrent requests wait for one pinning call,
 so a burst of cached requests costs no RPC at all. A pin reused for t seconds is the
 pin a request t seconds earlier would have had: every result still names its blocks.
+
+Health reads what was last learned per chain (`Known`: pin, head, when, the latest
+failure) and only starts a refresh (`refresh`), so a hanging node cannot hold a
+/v1/health answer. A failure is kept in its public form (crossmargin/errors.py).
 """
 
 from __future__ import annotations
@@ -11,8 +15,8 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
-from typing import Generic, TypeVar
+from dataclasses import dataclass, replace
+from typing import Any, Generic, TypeVar
 
 from adapters.evm import BlockPin, EvmAdapter
 from crossmargin.errors import ChainError, DecodeError
@@ -39,18 +43,29 @@ class _Ttl(Generic[T]):
     def peek(self, key: str) -> _Entry[T] | None:
         return self._entries.get(key)
 
+    def running(self, key: str) -> bool:
+        return key in self._running
+
+    def start(self, key: str, fetch: Callable[[], Awaitable[T]]) -> asyncio.Task[T] | None:
+        """Make sure a fetch is under way unless the value is fresh; do not wait for it."""
+        if self.fresh(key) is not None:
+            return None
+        task = self._running.get(key)
+        if task is None:
+            task = asyncio.ensure_future(self._fetch(key, fetch))
+            self._running[key] = task
+        return task
+
     def fresh(self, key: str) -> _Entry[T] | None:
         entry = self._entries.get(key)
         return entry if entry is not None and self._clock() - entry.at < self.ttl else None
 
     async def get(self, key: str, fetch: Callable[[], Awaitable[T]]) -> T:
-        entry = self.fresh(key)
-        if entry is not None:
-            return entry.value
-        task = self._running.get(key)
+        task = self.start(key, fetch)
         if task is None:
-            task = asyncio.ensure_future(self._fetch(key, fetch))
-            self._running[key] = task
+            entry = self.fresh(key)
+            assert entry is not None
+            return entry.value
         return await asyncio.shield(task)
 
     async def _fetch(self, key: str, fetch: Callable[[], Awaitable[T]]) -> T:
@@ -68,8 +83,15 @@ class _Ttl(Generic[T]):
         await asyncio.gather(*self._running.values(), return_exceptions=True)
 
 
-def _reason(exc: ChainError | DecodeError) -> str:
-    return str(exc)
+@dataclass(frozen=True, slots=True)
+class Known:
+    """The last state of one chain this process learned (times: time.monotonic())."""
+
+    pin: BlockPin | None = None
+    pin_at: float | None = None
+    head: int | None = None
+    error: str | None = None  # the latest pinning failed: why (public form); else None
+    error_code: str | None = None
 
 
 class Pins:
@@ -84,6 +106,8 @@ class Pins:
         self.adapters = adapters
         self._pins: _Ttl[Pinned] = _Ttl(ttl, clock)
         self._heads: _Ttl[int | str] = _Ttl(max(ttl, 1.0), clock)
+        self._clock = clock
+        self._known: dict[str, Known] = {name: Known() for name in adapters}
 
     async def current(self) -> dict[str, Pinned]:
         fresh = {n: self._pins.fresh(n) for n in self.adapters}
@@ -97,28 +121,51 @@ class Pins:
         entry = self._pins.peek(name)
         return None if entry is None else entry.value
 
+    def known(self, name: str) -> Known:
+        return self._known[name]
+
+    def pinning(self, name: str) -> bool:
+        """A pin of the chain is being fetched right now."""
+        return self._pins.running(name)
+
+    def refresh(self) -> list[asyncio.Future[Any]]:
+        """Start fetching every pin and head that is not fresh; return what is under way
+        (for a caller that waits a bounded time: the fetches go on without it)."""
+        tasks: list[asyncio.Future[Any] | None] = []
+        for name in self.adapters:
+            tasks.append(self._pins.start(name, self._pinner(name)))
+            tasks.append(self._heads.start(name, self._header(name)))
+        return [t for t in tasks if t is not None]
+
     def _pinner(self, name: str) -> Callable[[], Awaitable[Pinned]]:
         async def pin() -> Pinned:
             try:
-                return await self.adapters[name].pin()
+                got = await self.adapters[name].pin()
             except (ChainError, DecodeError) as exc:
-                return _reason(exc)
+                reason = exc.public(name)
+                self._note(name, error=reason, error_code=exc.error_code)
+                return reason
+            self._note(name, pin=got, pin_at=self._clock(), error=None, error_code=None)
+            return got
 
         return pin
 
-    async def head(self, name: str) -> int | str:
-        """The chain's latest block number (health only), or why it is unknown."""
+    def _note(self, name: str, **changes: Any) -> None:
+        self._known[name] = replace(self._known[name], **changes)
 
+    def _header(self, name: str) -> Callable[[], Awaitable[int | str]]:
         async def fetch() -> int | str:
             try:
                 raw = await self.adapters[name].rpc.request("eth_blockNumber", [])
-                return int(raw, 16)
+                head = int(raw, 16)
             except (ChainError, DecodeError) as exc:
-                return _reason(exc)
+                return exc.public(name)
             except (TypeError, ValueError):
-                return "eth_blockNumber answer is not a hex number"
+                return f"bad_response: chain {name} answered eth_blockNumber with no number"
+            self._note(name, head=head)
+            return head
 
-        return await self._heads.get(name, fetch)
+        return fetch
 
     async def close(self) -> None:
         await self._pins.close()

@@ -23,7 +23,7 @@ import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from adapters.evm import BlockPin
 from api.cache import Coalescer
@@ -88,6 +88,7 @@ class Service:
         self._estimates: tuple[RiskEstimates | None, str] = (None, "config")
         self._waiting: dict[PinKey, dict[str, asyncio.Future[list[ChainState]]]] = {}
         self._tasks: set[asyncio.Task[dict[str, list[ChainState]]]] = set()
+        self.store_probe: asyncio.Future[Any] | None = None  # a write probe (/v1/health)
 
     async def start(self) -> None:
         """Store the configs snapshots will name (one per method), for replay."""
@@ -95,6 +96,8 @@ class Service:
             await asyncio.to_thread(self.store.put_config, config_hash(cfg), risk_document(cfg))
 
     async def close(self) -> None:
+        if self.store_probe is not None:
+            self.store_probe.cancel()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -51,12 +51,31 @@ class Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+BlockHash = Annotated[str, Field(pattern=r"^0x[0-9a-fA-F]{64}$"), AfterValidator(str.lower)]
+
+
+class ChainIdentity(Frozen):
+    """METHOD.md §2: beyond its chain id, an endpoint proves it is the chain by having
+    block `block` with hash `hash` (checked once per endpoint, batched with eth_chainId).
+    The genesis block (`block = 0`) is the natural choice: every honest node of the
+    chain has it, while a fork, a test chain or a misrouted URL with the same chain id
+    does not. An endpoint with another hash there is refused for good; one that cannot
+    return that block (null) is passed over and asked again later."""
+
+    block: int = Field(default=0, ge=0)
+    hash: BlockHash
+
+
 class ChainConfig(Frozen):
-    """A chain is data: a new network is a config entry, not a subclass."""
+    """A chain is data: a new network is a config entry, not a subclass.
+
+    `identity` (optional, `{ block = 0, hash = "0x..." }`): see ChainIdentity; without
+    it an endpoint proves only its chain id. The devnet writes its genesis hashes."""
 
     name: Name
     chain_id: int = Field(gt=0)
     rpc_urls: list[str] = Field(min_length=1)
+    identity: ChainIdentity | None = None
     confirmations: int = Field(default=0, ge=0)
     block_tag: Literal["latest", "safe", "finalized"] = "latest"
     sequencer_uptime_feed: Address | None = None
@@ -424,12 +443,14 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Confi
     return parse_config(text, env, source=str(p))
 
 
-# Not part of what shapes a figure: endpoints (secrets), transport tuning, the API.
+# Not part of what shapes a figure: endpoints (secrets), which endpoints are trusted
+# (`identity`: every block read is named by its hash anyway), transport tuning, the API.
 _NOT_HASHED: dict[str, Any] = {
     "api": True,
     "chains": {
         "__all__": {
             "rpc_urls",
+            "identity",
             "rate_limit_rps",
             "max_calls_per_batch",
             "timeout_s",

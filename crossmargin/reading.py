@@ -8,6 +8,7 @@ and shared batches (feeds once); `read_chain` is its one-account case.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -18,10 +19,16 @@ from crossmargin.errors import ChainError, DecodeError, PinUnavailable
 from oracle.feeds import plan_feeds, read_feeds
 from oracle.validity import FeedReading, SequencerState
 
+log = logging.getLogger("crossmargin.reading")
+
 
 @dataclass(slots=True)
 class ChainState:
-    """Everything read from one chain for one computation, at one pinned block."""
+    """Everything read from one chain for one computation, at one pinned block.
+
+    `error` (a chain that could not be read) is the error's public form,
+    `"<error_code>: <sentence>"` (crossmargin/errors.py): it is shown in reports and
+    stored in snapshots, so it never carries a node's or a library's words."""
 
     chain: ChainConfig
     pin: BlockPin | None = None
@@ -64,10 +71,18 @@ async def read_chain_many(
             break
         except PinUnavailable as exc:
             if attempt or pin is not None:
-                return [ChainState(chain, at, str(exc)) for _ in accounts]
+                return _failed(chain, at, exc, accounts)
         except (ChainError, DecodeError) as exc:
-            return [ChainState(chain, at, str(exc)) for _ in accounts]
+            return _failed(chain, at, exc, accounts)
     assert at is not None
     feed_results = results[len(balances.calls) :]  # the feed plan is the tail
     readings, sequencer = read_feeds(feeds, feed_results, at.timestamp)
     return [ChainState(chain, at, None, reads[a], list(readings), sequencer) for a in accounts]
+
+
+def _failed(
+    chain: ChainConfig, at: BlockPin | None, exc: ChainError | DecodeError, accounts: Sequence[str]
+) -> list[ChainState]:
+    """The chain is unavailable: the details go to the log, the public form to the states."""
+    log.info("chain %s unreadable: %s", chain.name, exc)
+    return [ChainState(chain, at, exc.public(chain.name)) for _ in accounts]

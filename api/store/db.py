@@ -6,12 +6,19 @@ naming it as `prev`, insert, and move the head with a compare-and-swap, all in o
 transaction. A concurrent writer (another thread or another process) makes the insert
 or the swap fail on a unique constraint; the append is then retried on the new head,
 so every account's chain stays linear.
+
+Writability (for /v1/health): every append and configuration write records whether
+the database took it (`last_write`); `probe_write` tests it when nothing was written
+lately, with the statements an append runs, rolled back.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import random
+import secrets
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -29,6 +36,8 @@ from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from api.store.tables import ConfigRow, HeadRow, SnapshotRow
 from crossmargin.errors import CrossmarginError
 from crossmargin.snapshot import GENESIS, digest
+
+log = logging.getLogger("api.store")
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 APPEND_ATTEMPTS = 50
@@ -68,6 +77,14 @@ class Summary:
     target: str | None
     asset: str | None
     created_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class WriteCheck:
+    """Whether the store last took a write, and when (time.monotonic())."""
+
+    ok: bool
+    at: float
 
 
 def normalise_url(url: str) -> str:
@@ -110,6 +127,9 @@ class Store:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.is_sqlite = engine.dialect.name == "sqlite"
+        self.last_write: WriteCheck | None = None
+        self.probe_started: float | None = None  # a probe_write is running since then
+        self._probing = threading.Lock()
 
     @classmethod
     def open(cls, url: str, *, migrate: bool = True) -> Store:
@@ -158,17 +178,67 @@ class Store:
 
     # ------------------------------------------------------------ configs
 
+    def _noted(self, ok: bool) -> None:
+        self.last_write = WriteCheck(ok, time.monotonic())
+
+    def probe_write(self) -> WriteCheck | None:
+        """Can a snapshot be stored now? Inserts a snapshot row and a head row in a write
+        transaction, as `append` does, and rolls back: same locks and permissions (a
+        read-only file, a role without INSERT, a full disk fail here), nothing kept.
+        Returns None, without waiting, if another probe is running."""
+        if not self._probing.acquire(blocking=False):
+            return None
+        self.probe_started = time.monotonic()
+        account = "0xprobe" + secrets.token_hex(17)  # 42 characters, never an address
+        try:
+            with self.engine.connect() as conn:
+                conn.execution_options(cm_write=True)
+                tx = conn.begin()
+                try:
+                    conn.execute(
+                        insert(SNAP).values(
+                            id=secrets.token_hex(32),
+                            account=account,
+                            height=0,
+                            prev_id=GENESIS,
+                            kind="probe",
+                            created_at=datetime.now(UTC).isoformat(timespec="milliseconds"),
+                            document="",
+                        )
+                    )
+                    conn.execute(insert(HEAD).values(account=account, head_id="probe", height=0))
+                finally:
+                    tx.rollback()
+        except SQLAlchemyError as exc:
+            log.warning("the snapshot store refused a probe write: %s", exc)
+            self._noted(False)
+        else:
+            self._noted(True)
+        finally:
+            self.probe_started = None
+            self._probing.release()
+        return self.last_write
+
     def put_config(self, hash_: str, text: str) -> None:
+        try:
+            inserted = self._put_config(hash_, text)
+        except SQLAlchemyError:
+            self._noted(False)
+            raise
+        if inserted:  # finding it stored already proves nothing about writing
+            self._noted(True)
+
+    def _put_config(self, hash_: str, text: str) -> bool:
         for _ in range(APPEND_ATTEMPTS):
             try:
                 with self._tx(write=True) as conn:
                     if conn.execute(select(CONF.c.hash).where(CONF.c.hash == hash_)).first():
-                        return
+                        return False
                     conn.execute(insert(CONF).values(hash=hash_, document=text))
             except IntegrityError:
                 continue  # another process stored it first: check again
             else:
-                return
+                return True
         raise StoreError("could not store the configuration")
 
     def get_config(self, hash_: str) -> str | None:
@@ -189,6 +259,23 @@ class Store:
         cache_key: str | None = None,
     ) -> Stored:
         """Store the document `build(prev_id)` as the account's newest snapshot."""
+        try:
+            stored = self._append(account, kind, build, target, asset, cache_key)
+        except SQLAlchemyError:
+            self._noted(False)
+            raise
+        self._noted(True)
+        return stored
+
+    def _append(
+        self,
+        account: str,
+        kind: str,
+        build: Callable[[str], str],
+        target: str | None,
+        asset: str | None,
+        cache_key: str | None,
+    ) -> Stored:
         for attempt in range(APPEND_ATTEMPTS):
             try:
                 return self._append_once(account, kind, build, target, asset, cache_key)

@@ -73,6 +73,12 @@ def api_config(devnet: Any, **api: Any) -> Any:
     return config.model_copy(update={"api": config.api.model_copy(update=api)})
 
 
+def with_chain(config: Any, name: str, **update: Any) -> Any:
+    """`config` with some settings of one chain replaced."""
+    chains = [c.model_copy(update=update) if c.name == name else c for c in config.chains]
+    return config.model_copy(update={"chains": chains})
+
+
 def make_key(name: str, rate_per_s: float, burst: int) -> tuple[str, ApiKeyConfig]:
     key, digest = new_key()
     return key, ApiKeyConfig(name=name, sha256=digest, rate_per_s=rate_per_s, burst=burst)

@@ -79,15 +79,28 @@ def pg_schema(base: str) -> Iterator[str]:
         admin.dispose()
 
 
+@pytest.fixture
+def pg_base(pg_server: str | None) -> str:
+    """The PostgreSQL server's URL; skips (fails with CI=true) when there is none."""
+    if pg_server is None:
+        _unusable(f"{PG_ENV} is not set")
+    elif pg_server.startswith("unreachable:"):
+        _unusable(f"cannot connect to {pg_server.removeprefix('unreachable:')}")
+    assert pg_server is not None
+    return pg_server
+
+
+@pytest.fixture
+def pg_database(pg_base: str) -> Iterator[str]:
+    """A fresh schema on the PostgreSQL server (no SQLite case)."""
+    with pg_schema(pg_base) as url:
+        yield url
+
+
 @pytest.fixture(params=["sqlite", "postgres"])
 def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'snapshots.db'}"
         return
-    base = request.getfixturevalue("pg_server")
-    if base is None:
-        _unusable(f"{PG_ENV} is not set")
-    elif base.startswith("unreachable:"):
-        _unusable(f"cannot connect to {base.removeprefix('unreachable:')}")
-    with pg_schema(base) as url:
+    with pg_schema(request.getfixturevalue("pg_base")) as url:
         yield url

@@ -215,6 +215,7 @@ async def test_openapi_document(client: Client) -> None:
         ("get", "/v1/chains"),
         ("get", "/v1/assets"),
         ("get", "/v1/health"),
+        ("get", "/v1/health/live"),
         ("get", "/v1/snapshots/{id}"),
         ("get", "/v1/accounts/{address}/snapshots"),
     }

@@ -175,7 +175,17 @@ def test_generated_config_and_manifest(devnet: Devnet) -> None:
     assert devnet.config_path == devnet.state_dir / "crossmargin.toml"
     assert load_config(devnet.config_path, env={}) == devnet.config
     template = load_config(ROOT / "configs" / "devnet.toml", env=devnet.manifest.env)
-    assert template == devnet.config  # only the URLs were filled in
+    assert all(c.identity is None for c in template.chains)
+    # Only the URLs were filled in, and each chain's identity (METHOD.md §2): the hash of
+    # its genesis block, as the node itself reports it.
+    identities = {c.name: c.identity for c in devnet.config.chains}
+    for name, identity in identities.items():
+        assert identity is not None
+        assert identity.block == 0
+        genesis = rpc(devnet.rpc_url(name), "eth_getBlockByNumber", "0x0", False)
+        assert identity.hash == genesis["hash"]
+    chains = [c.model_copy(update={"identity": None}) for c in devnet.config.chains]
+    assert template == devnet.config.model_copy(update={"chains": chains})
     manifest = read_manifest(devnet.manifest_path)
     assert manifest == devnet.manifest
     assert manifest.status == "ready"

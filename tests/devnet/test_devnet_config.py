@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -11,11 +12,12 @@ import rlp
 from eth_account import Account
 from eth_utils import keccak, to_checksum_address
 
-from crossmargin.config import Config, load_config
+from crossmargin.config import ChainIdentity, Config, load_config
 from crossmargin.devnet.deploy import check_plan, plan_chain
 from crossmargin.devnet.errors import DevnetError
 from crossmargin.devnet.evm import DEPLOYER, DEV_MNEMONIC
 from crossmargin.devnet.manifest import build_accounts
+from crossmargin.devnet.net import _Inputs, env_var
 from crossmargin.devnet.scenario import Scenario, load_scenario
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -161,3 +163,31 @@ def test_artifacts_are_built_from_the_committed_sources() -> None:
             assert art["sourceSha256"] == hashlib.sha256(text).hexdigest(), (
                 f"{art['sourceName']} changed: run node contracts/build.mjs"
             )
+
+
+def test_the_generated_config_names_each_chains_genesis(tmp_path: Path) -> None:
+    """METHOD.md §2: the devnet writes `identity` (block 0, this run's genesis hash) after
+    each chain's rpc_urls line; a template that sets one itself is refused."""
+    src = ROOT / "configs" / "devnet.toml"
+    inputs = _Inputs.load(src, ROOT / "configs" / "devnet-scenario.toml", None)
+    names = [c.name for c in inputs.template.chains]
+    urls = {n: f"http://127.0.0.1:{9000 + i}" for i, n in enumerate(names)}
+    genesis = {n: "0x" + f"{i + 1:02x}" * 32 for i, n in enumerate(names)}
+    out = tmp_path / "crossmargin.toml"
+    out.write_text(inputs.render(urls, datetime.now(UTC), genesis), encoding="utf-8")
+    config = load_config(out, env={})
+    for chain in config.chains:
+        assert chain.rpc_urls == [urls[chain.name]]
+        assert chain.identity == ChainIdentity(block=0, hash=genesis[chain.name])
+    # only the URLs and identities differ from the template
+    bare = [c.model_copy(update={"identity": None}) for c in config.chains]
+    filled = load_config(src, env={env_var(n): u for n, u in urls.items()})
+    assert config.model_copy(update={"chains": bare}) == filled
+
+    pinned = tmp_path / "pinned.toml"
+    text = src.read_text(encoding="utf-8")
+    line = 'rpc_urls = ["${CROSSMARGIN_RPC_BASE:-http://127.0.0.1:8548}"]'
+    assert line in text
+    pinned.write_text(text.replace(line, line + f'\nidentity = {{ hash = "{genesis["base"]}" }}'))
+    with pytest.raises(DevnetError, match="base: no `identity` here"):
+        _Inputs.load(pinned, ROOT / "configs" / "devnet-scenario.toml", None)
