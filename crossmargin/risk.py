@@ -99,8 +99,9 @@ def asset_params(config: Config, estimates: RiskEstimates | None = None) -> Asse
         sigma=est.sigma_array(),
         liq_horizon_days=[a.liquidation_horizon_days for a in config.assets],
         h_min=[a.h_min for a in config.assets],
-        conc_k=[a.concentration_k for a in config.assets],
-        depth_usd=[a.liquidity_depth_usd for a in config.assets],
+        # an asset without a depth is never collateral (config checks it): no §7 term
+        conc_k=[a.concentration_k if a.liquidity_depth_usd else 0.0 for a in config.assets],
+        depth_usd=[a.liquidity_depth_usd or 0.0 for a in config.assets],
         corr=est.correlation_array(),
     )
 
