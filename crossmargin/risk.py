@@ -123,12 +123,18 @@ def run_risk(
     valued: Sequence[ValuedPosition],
     target: str,
     estimates: RiskEstimates | None = None,
+    debt_may_be_hidden: bool = False,
 ) -> RiskOutcome:
     """METHOD.md §5-§7 on one account's valued positions, with §6 parameters from
-    `estimates` (None: from config alone)."""
+    `estimates` (None: from config alone). `debt_may_be_hidden` (§4): no no-debt cap."""
     est = _estimates(config, estimates)
     params = margin_params(config, target)
-    result = compute_margin(positions_of(config, valued), asset_params(config, est), params)
+    result = compute_margin(
+        positions_of(config, valued),
+        asset_params(config, est),
+        params,
+        debt_may_be_hidden=debt_may_be_hidden,
+    )
     symbols = est.symbols
     t = params.target_chain
     return RiskOutcome(
