@@ -26,7 +26,10 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from api.app import create_app
 from crossmargin.cli import main
-from crossmargin.config import load_config
+from crossmargin.config import RepresentationConfig, load_config
+from crossmargin.engine import Engine
+from crossmargin.valuation import margin_report
+from crossmargin.whatif import capacity_report, stress_report
 
 BASE = 8453
 FIGURES_NULL = ("debt_usd", "equity_usd", "free_margin_usd", "health", "liquidatable")
@@ -169,6 +172,37 @@ def test_unpriced_debt(devnet: Any, configs: dict[str, Path], tmp_path: Path) ->
     # the borrow asset itself is unpriced: still 0 (0 USD is 0 units), price null
     usdc = next(c for c in reports["capacity"]["capacities"] if c["asset"] == "USDC")
     assert (usdc["capacity_usd"], usdc["price_usd"]) == ("0.000000", None)
+
+
+def test_unreadable_debt_position(devnet: Any) -> None:
+    # a debt representation whose "token" is an EOA: balanceOf returns no data, so the
+    # position is an error (never read as 0) and the account's debt cannot be valued
+    eoa = devnet.demo_accounts["alice"]
+    broken = RepresentationConfig(
+        chain="arbitrum", asset="USDC", symbol="brokenDebt", address=eoa, decimals=6, kind="debt"
+    )
+    config = devnet.config.model_copy(
+        update={"representations": [*devnet.config.representations, broken]}
+    )
+
+    async def run() -> dict[str, Any]:
+        async with Engine(config) as engine:
+            a = await engine.assess(devnet.demo_accounts["carol"])
+        dump = {
+            "margin": margin_report(a, "arbitrum"),
+            "capacity": capacity_report(a, "arbitrum"),
+            "stress": stress_report(a),
+        }
+        return {k: v.model_dump(mode="json") for k, v in dump.items()}
+
+    reports = asyncio.run(run())
+    assert_debt_unknown(reports, "brokenDebt debt on arbitrum (42161) could not be read")
+    margin = reports["margin"]
+    assert any(w["code"] == "read_error" for w in margin["warnings"])
+    (pos,) = [p for p in margin["positions"] if p["symbol"] == "brokenDebt"]
+    assert (pos["status"], pos["value_usd"], pos["margin_usd"]) == ("error", None, None)
+    for c in margin["chains"]:
+        assert (c["debt_usd"] is None) == (c["name"] == "arbitrum"), c
 
 
 def test_cli_table_says_unknown_with_the_reason(
