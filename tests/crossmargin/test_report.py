@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import ROUND_HALF_EVEN, Decimal, localcontext
 from fractions import Fraction
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from crossmargin.report import fixed6, split6
@@ -42,6 +42,7 @@ SHARES = st.lists(
 )
 
 
+@settings(deadline=None)  # Fraction arithmetic; the machine is shared
 @given(SHARES)
 def test_split6_sums_exactly_to_the_served_total(parts: list[float]) -> None:
     # the served shares of M add up to the served M, digit for digit, and each is within
@@ -56,6 +57,7 @@ def test_split6_sums_exactly_to_the_served_total(parts: list[float]) -> None:
         assert abs(Fraction(share) - Fraction(part)) < UNIT
 
 
+@settings(deadline=None)
 @given(SHARES.filter(bool), st.integers(-(10**6), 10**6))
 def test_split6_absorbs_float_drift(parts: list[float], drift: int) -> None:
     # float shares that miss M by `drift` units (more than one per share, either sign)
