@@ -313,7 +313,9 @@ def margin_report(a: Assessment, target: str) -> MarginReport:
     valued = a.valued
     collateral, debt = a.collateral, a.debt
     equity = collateral - debt
-    risk = run_risk(config, valued, target_chain.name, a.estimates, a.debt_unknown)
+    risk = run_risk(
+        config, valued, target_chain.name, a.estimates, debt_may_be_hidden=a.debt_unknown
+    )
     m = collateral if risk.result.capped else risk.requirement  # capped: exactly collateral
     m6 = fixed6(m)
     shares = split6(m6, risk.result.positions.total.tolist())
