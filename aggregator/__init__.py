@@ -5,7 +5,7 @@ Inputs (float64 USD exposures; the caller converts raw integer amounts once, §4
 - `Positions.build(exposure, asset, chain, bridge_addon=None, bridged=None)`: one
   account, x > 0 collateral, x < 0 debt; asset/chain are dense indices.
 - `AssetParams.build(sigma, liq_horizon_days, h_min, conc_k, depth_usd, corr)`: daily
-  vol, T_liq in days, floor haircut, k_a, D_a (0 = unconfigured), rho (asset x asset).
+  vol, T_liq in days, floor haircut, k_a, D_a (> 0 wherever k_a > 0), rho (asset x asset).
 - `MarginParams(z, kappa, latency, target_chain)`, with `z_score(method, alpha,
   alpha_es)` and `latency_matrix(to_hub, from_hub, pairs)`.
 
@@ -14,21 +14,21 @@ many accounts), `borrowing_capacity` (§8), `run_stress` (§9).
 
 Choices where METHOD.md is silent (all conservative unless noted):
 
-- bridge_latency = max(0, VaR(T, R) - market). Latency can lower the VaR of an
-  over-hedged account (collateral smaller than same-asset debt: a longer horizon
-  grows the collateral leg towards the debt leg); it earns no credit. M's VaR part is
-  then max(market, VaR(T, R)) + correlation. All components are >= 0 by construction.
+- (METHOD.md's rule, not a choice) bridge_latency = max(0, VaR(T, R) - market):
+  latency can lower the VaR of an over-hedged account (collateral smaller than
+  same-asset debt); it earns no credit. All components are >= 0 by construction.
 - 1-sigma risk below 1e-12 of the gross 1-sigma exposure is rounding noise of a
   netted hedge: VaR 0, Euler shares 0 (no division by ~0).
-- Concentration is 0 for an asset with no configured depth (D_a = 0). This is the
-  non-conservative reading of "0 if not configured"; the alternative (infinite
-  add-on) would make every unconfigured asset worthless. Config should give depths.
+- Config must give D_a for every asset that can be collateral (METHOD.md §7); here
+  D_a must be > 0 wherever k_a > 0 (`InvalidInput` otherwise).
 - The floor is allocated to collateral positions pro rata to h_min(a) * x_p.
-- Euler shares are of max(VaR(T, R^s), VaR(T, R)) (R when equal); the part of M
-  they do not cover (the clipped latency credit, the no-debt cap) is reported as
-  `MarginResult.attribution_residual`.
-- The cap at collateral without debt applies to `requirement`; components are
-  reported uncapped and `capped` says when it bit.
+- Attribution (§7): VaR shares are the Euler allocation of V*, the largest of VaR(T,
+  R^s), VaR(T, R), VaR(L=0, R) (ties in that order), scaled to market +
+  bridge_latency + correlation. The cap at collateral without debt applies to
+  `requirement` and scales every share by M / (sum of components), so the shares
+  always sum to M; components are reported uncapped and `capped` says when it bit.
+  `compute_margin(..., debt_may_be_hidden=True)` (§4: debt that cannot be valued)
+  never caps: hidden debt is not "no debt".
 - Standalone haircut is NaN for positions that are not collateral; batch health is
   NaN where debt is 0 (single-account health is None).
 - Capacity: returns the lower end of the final bracket (always feasible); the new

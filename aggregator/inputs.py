@@ -119,8 +119,9 @@ class AssetParams:
     """Per-asset risk parameters (§5-§7), indexed by asset.
 
     sigma: daily volatility; liq_horizon_days: T_liq(a); h_min: floor haircut;
-    conc_k: concentration coefficient k_a; depth_usd: liquidity depth D_a (0 = not
-    configured, concentration term 0); corr: asset x asset correlation rho.
+    conc_k: concentration coefficient k_a; depth_usd: liquidity depth D_a, > 0 wherever
+    k_a > 0 (an asset with k_a = 0 has no concentration term, so its D_a may be 0);
+    corr: asset x asset correlation rho.
     `corr_factor` (derived) is F with F F^T = rho after clipping float-noise negative
     eigenvalues; sqrt(s^T R s) is evaluated as |F^T u| so hedges cancel without the
     sqrt amplifying rounding error.
@@ -145,6 +146,8 @@ class AssetParams:
             raise InvalidInput(f"corr: expected float64 of shape ({n}, {n})")
         if np.any(self.h_min > 1):
             raise InvalidInput("h_min: must be <= 1")
+        if np.any((self.conc_k > 0) & (self.depth_usd == 0)):
+            raise InvalidInput("depth_usd: D_a must be > 0 where conc_k > 0 (§7)")
         object.__setattr__(self, "corr_factor", correlation_factor(self.corr))
 
     @classmethod

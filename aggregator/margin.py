@@ -53,15 +53,13 @@ def group_sum(index: IntArray, values: FloatArray, n_groups: int) -> FloatArray:
 def concentration_rate(
     conc_k: FloatArray, depth_usd: FloatArray, collateral_by_asset: FloatArray
 ) -> FloatArray:
-    """k_a * sqrt(V_a / D_a) (§7), 0 where the depth D_a is not configured (0).
-
-    METHOD.md reads D_a as 0 when not configured; a literal division would make every
-    unconfigured asset unusable, so the term is dropped instead. Works on V of shape
-    (n_assets,) or (n_accounts, n_assets).
+    """k_a * sqrt(V_a / D_a) (§7). `AssetParams` guarantees D_a > 0 wherever k_a > 0 (config
+    must give D_a for every asset that can be collateral); an asset with k_a = 0 has no
+    term whatever its depth. Works on V of shape (n_assets,) or (n_accounts, n_assets).
     """
-    configured = depth_usd > 0
-    safe_depth = np.where(configured, depth_usd, 1.0)
-    rate: FloatArray = np.where(configured, conc_k * np.sqrt(collateral_by_asset / safe_depth), 0.0)
+    has_depth = depth_usd > 0
+    safe_depth = np.where(has_depth, depth_usd, 1.0)
+    rate: FloatArray = np.where(has_depth, conc_k * np.sqrt(collateral_by_asset / safe_depth), 0.0)
     return rate
 
 
@@ -75,6 +73,9 @@ class _Core:
     var_base: float
     var_stressed: float
     horizon: FloatArray
+    s_market: FloatArray
+    rs_market: FloatArray
+    q_market: float
     s: FloatArray
     is_collateral: BoolArray
     x_collateral: FloatArray
@@ -129,7 +130,7 @@ def _core(
     concentration = float((rate[asset] * x_coll).sum())
     floor_base = float((assets.h_min[asset] * x_coll).sum())
 
-    bridge_latency = max(0.0, var_base - market)  # conservative: latency earns no credit
+    bridge_latency = max(0.0, var_base - market)  # §7: latency never earns credit
     correlation = max(0.0, var_stressed - var_base)
     above_floor = market + bridge_latency + correlation + bridge_risk + concentration
     components = Components(
@@ -147,6 +148,9 @@ def _core(
         var_base=var_base,
         var_stressed=var_stressed,
         horizon=horizon,
+        s_market=s_market,
+        rs_market=(factor @ w_market)[asset],
+        q_market=q_market,
         s=s,
         is_collateral=is_coll,
         x_collateral=x_coll,
@@ -159,10 +163,13 @@ def _core(
     )
 
 
-def _requirement(components: Components, collateral: float, debt: float) -> tuple[float, bool]:
-    """M = sum of components, capped at collateral when there is no debt (§7)."""
+def _requirement(
+    components: Components, collateral: float, debt: float, debt_may_be_hidden: bool = False
+) -> tuple[float, bool]:
+    """M = sum of components, capped at collateral when there is no debt (§7). Debt that may
+    be hidden (§4) is not "no debt": then the cap does not apply (the larger M)."""
     total = components.total
-    if debt == 0.0 and total > collateral:
+    if debt == 0.0 and not debt_may_be_hidden and total > collateral:
         return collateral, True
     return total, False
 
@@ -181,39 +188,57 @@ def free_margin_of(
     return core.collateral - core.debt - requirement
 
 
-def compute_margin(positions: Positions, assets: AssetParams, params: MarginParams) -> MarginResult:
+def compute_margin(
+    positions: Positions,
+    assets: AssetParams,
+    params: MarginParams,
+    *,
+    debt_may_be_hidden: bool = False,
+) -> MarginResult:
     """Portfolio margin of one account with attribution (METHOD.md §5, §7).
 
     s_p = sigma_a * sqrt(T_p) * x_p;  VaR(T, R) = z * sqrt(s^T R s);
     market = VaR with every L = 0;  bridge_latency = max(0, VaR(T, R) - market);
     correlation = max(0, VaR(T, R^s) - VaR(T, R));  bridge_risk = sum b_r x_p;
     concentration = sum k_a sqrt(V_a / D_a) x_p;  floor = max(0, sum h_min x_p - rest)
-    (sums over collateral). M = sum, capped at collateral without debt;
-    free_margin = equity - M; health = (collateral - M) / debt; liquidatable iff
-    free_margin < 0. Euler share z s_p (R* s)_p / sqrt(s^T R* s) with R* the matrix of
-    the larger VaR; standalone haircut
+    (sums over collateral). M = sum, capped at collateral without debt (not when
+    `debt_may_be_hidden`, §4); free_margin = equity - M; health = (collateral - M) / debt;
+    liquidatable iff free_margin < 0. Attribution: V* = the largest of VaR(L=0, R),
+    VaR(T, R), VaR(T, R^s); VaR share_p = z s*_p (R* s*)_p / sqrt(s*^T R* s*) with V*'s
+    horizons and matrix, times (market + bridge_latency + correlation) / V*; plus the
+    position's bridge_risk, concentration and floor shares; all scaled by M / sum when the
+    cap bites, so the shares sum to M. Standalone haircut
     h_p = min(1, max(h_min, z sigma sqrt(T_p)) + b_r + k_a sqrt(V_a / D_a)).
     """
     check_indices(positions, assets, params)
     asset, chain = positions.asset, positions.chain
     core = _core(positions.exposure, asset, chain, positions.bridge_addon, assets, params)
     comps = core.components
-    requirement, capped = _requirement(comps, core.collateral, core.debt)
+    requirement, capped = _requirement(comps, core.collateral, core.debt, debt_may_be_hidden)
     equity = core.collateral - core.debt
     free_margin = equity - requirement
 
-    euler = _euler(core, params)
+    var_part = comps.market + comps.bridge_latency + comps.correlation
+    var_share = _var_shares(core, params, var_part)
     bridge_share = positions.bridge_addon * core.x_collateral
     conc_share = core.rate[asset] * core.x_collateral
     floor_weight = assets.h_min[asset] * core.x_collateral
     weight_total = floor_weight.sum()
     floor_share = (
-        comps.floor * floor_weight / weight_total if weight_total > 0 else np.zeros_like(euler)
+        comps.floor * floor_weight / weight_total if weight_total > 0 else np.zeros_like(var_share)
     )
-    per_position = Attribution(euler, bridge_share, conc_share, floor_share)
+    if capped:  # M = collateral < sum of components: every share shrinks pro rata
+        cap = requirement / comps.total
+        var_share, bridge_share, conc_share, floor_share = (
+            cap * var_share,
+            cap * bridge_share,
+            cap * conc_share,
+            cap * floor_share,
+        )
+    per_position = Attribution(var_share, bridge_share, conc_share, floor_share)
     n_chains = params.n_chains
     per_chain = Attribution(
-        group_sum(chain, euler, n_chains),
+        group_sum(chain, var_share, n_chains),
         group_sum(chain, bridge_share, n_chains),
         group_sum(chain, conc_share, n_chains),
         group_sum(chain, floor_share, n_chains),
@@ -246,17 +271,23 @@ def compute_margin(positions: Positions, assets: AssetParams, params: MarginPara
     )
 
 
-def _euler(core: _Core, params: MarginParams) -> FloatArray:
-    """Euler shares z s_p (R* s)_p / sqrt(s^T R* s) of the larger VaR (§7); they sum to it."""
-    if core.var_stressed > core.var_base:
-        side_sum = np.where(core.is_collateral, core.s_plus, 0.0) + np.where(
-            core.s < 0, core.s_minus, 0.0
-        )
-        r_star_s = (1.0 - params.kappa) * core.rs + params.kappa * side_sum
-        var, q = core.var_stressed, core.q_stressed
-    else:
-        r_star_s, var, q = core.rs, core.var_base, core.q_base
-    if var == 0.0:
+def _var_shares(core: _Core, params: MarginParams, var_part: float) -> FloatArray:
+    """VaR shares of §7: the Euler allocation z s*_p (R* s*)_p / sqrt(s*^T R* s*) of V*, the
+    largest of VaR(T, R^s), VaR(T, R), VaR(L=0, R) (ties in that order), with that VaR's
+    horizons s* and matrix R*, scaled by var_part / V* so that they sum to var_part
+    (= market + bridge_latency + correlation)."""
+    kappa = params.kappa
+    side_sum = np.where(core.is_collateral, core.s_plus, 0.0) + np.where(
+        core.s < 0, core.s_minus, 0.0
+    )
+    candidates = (
+        (core.var_stressed, core.s, (1.0 - kappa) * core.rs + kappa * side_sum, core.q_stressed),
+        (core.var_base, core.s, core.rs, core.q_base),
+        (core.components.market, core.s_market, core.rs_market, core.q_market),
+    )
+    v_star, s_star, r_star_s, q = max(candidates, key=lambda c: c[0])  # first of the largest
+    if v_star == 0.0:  # every VaR is 0 (or float noise), and so is var_part
         return np.zeros_like(core.s)
-    euler: FloatArray = params.z * core.s * r_star_s / np.sqrt(q)
-    return euler
+    euler: FloatArray = params.z * s_star * r_star_s / math.sqrt(q)
+    scaled: FloatArray = euler * (var_part / v_star)
+    return scaled

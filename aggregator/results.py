@@ -49,8 +49,11 @@ class Components:
 class Attribution:
     """Who carries the requirement (§7 attribution), one entry per position or per chain.
 
-    euler: share of max(VaR(T, R^s), VaR(T, R)); bridge_risk, concentration: the
-    position's own terms; floor: the floor allocated pro rata to h_min(a) * x_p.
+    euler: the VaR share, the Euler allocation of V* (the largest of VaR(L=0, R), VaR(T,
+    R), VaR(T, R^s)) scaled to market + bridge_latency + correlation; bridge_risk,
+    concentration: the position's own terms; floor: the floor allocated pro rata to
+    h_min(a) * x_p. When the no-debt cap bites, all four are scaled by M / (sum of the
+    components). `total` sums to M.
     """
 
     euler: FloatArray
@@ -72,8 +75,7 @@ class MarginResult:
     (collateral - M) / debt, None without debt. var_base = VaR(T, R), var_stressed =
     VaR(T, R^s). horizon: T_p per position; haircut: standalone h_p per position
     (NaN for positions that are not collateral). attribution_residual =
-    requirement - sum(positions.total): non-zero only when the clipped bridge_latency
-    (latency lowered the VaR) or the cap makes M differ from the attributed sum.
+    requirement - sum(positions.total): float rounding only (the shares sum to M).
     """
 
     components: Components

@@ -101,6 +101,7 @@ def bench_config(
                 "sigma_default": 0.04,
                 "sigma_floor": 0.01,
                 "h_min": 0.05,
+                "liquidity_depth_usd": 1e8,
                 "feeds": mine,
             }
         )

@@ -147,7 +147,12 @@ FeedConfig = Annotated[
 
 
 class AssetConfig(Frozen):
-    """Risk parameters of one economic asset (METHOD.md §5-§7); vols are daily."""
+    """Risk parameters of one economic asset (METHOD.md §5-§7); vols are daily.
+
+    `liquidity_depth_usd` (D_a of the §7 concentration add-on) is required for every
+    asset that has a collateral representation (`Config` checks it); it may be left out
+    only for an asset that is never collateral.
+    """
 
     symbol: Annotated[str, Field(pattern=r"^[A-Z0-9.]{1,16}$")]
     liquidation_horizon_days: NonNeg
@@ -156,7 +161,7 @@ class AssetConfig(Frozen):
     sigma: NonNeg | None = None
     h_min: Fraction01 = 0.0
     concentration_k: NonNeg = 0.0
-    liquidity_depth_usd: NonNeg = 0.0
+    liquidity_depth_usd: Annotated[float, Field(gt=0.0, allow_inf_nan=False)] | None = None
     # §4 plausibility: a collateral position (one representation on one chain) worth
     # more than this counts 0 and is flagged `implausible`; None: no limit.
     max_position_usd: Annotated[float, Field(gt=0.0, allow_inf_nan=False)] | None = None
@@ -346,6 +351,16 @@ class Config(Frozen):
                     f"representations.{seen[key]}"
                 )
             seen[key] = i
+        collateral: dict[str, int] = {}  # asset -> its first collateral representation
+        for i, rep in enumerate(self.representations):
+            if rep.kind == "collateral":
+                collateral.setdefault(rep.asset, i)
+        for i, asset in enumerate(self.assets):
+            if asset.liquidity_depth_usd is None and asset.symbol in collateral:
+                raise ValueError(
+                    f"assets.{i}.liquidity_depth_usd: required, {asset.symbol} can be "
+                    f"collateral (representations.{collateral[asset.symbol]}; METHOD.md §7)"
+                )
         return self
 
     def chain(self, key: str | int) -> ChainConfig:

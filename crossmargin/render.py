@@ -19,6 +19,7 @@ from rich.text import Text
 from crossmargin.report import MarginReport
 
 NA = "n/a"
+UNKNOWN = "unknown"  # a figure METHOD.md §4 leaves null: debt that cannot be valued
 _WRAP = {"note", "detail", "valid sources"}
 
 
@@ -64,25 +65,32 @@ def render_margin(report: MarginReport, width: int | None = None) -> str:
         listed = ", ".join(f"{c.name} ({c.chain_id})" for c in down)
         say(Text(f"PARTIAL: unavailable chains count 0 as collateral: {listed}"))
 
+    debt_unknown = next((w.detail for w in report.warnings if w.code == "debt_unknown"), None)
+    if debt_unknown:
+        say(Text(f"DEBT UNKNOWN: {debt_unknown}"))
     no_debt = t.debt_usd == "0.000000"
+    why = "debt cannot be valued (see DEBT UNKNOWN above)"
     health_note = (
         "(collateral - requirement) / debt"
         if t.health is not None
+        else why
+        if debt_unknown
         else "no debt"
         if no_debt
-        else "unknown: debt may be hidden"
+        else ""
     )
+    liquidatable = None if t.liquidatable is None else str(t.liquidatable).lower()
     summary = _table("Unified margin account", ("figure", "USD", "note"), right=("USD",))
     for label, value, note in [
-        ("collateral", t.collateral_usd, ""),
-        ("debt", t.debt_usd, ""),
-        ("equity", t.equity_usd, "collateral - debt"),
+        ("collateral", t.collateral_usd, "of what could be valued" if debt_unknown else ""),
+        ("debt", t.debt_usd, why if debt_unknown else ""),
+        ("equity", t.equity_usd, why if debt_unknown else "collateral - debt"),
         ("margin requirement", t.margin_requirement_usd, "sum of the components below"),
-        ("free margin", t.free_margin_usd, "equity - requirement"),
+        ("free margin", t.free_margin_usd, why if debt_unknown else "equity - requirement"),
         ("health", t.health, health_note),
-        ("liquidatable", None if t.liquidatable is None else str(t.liquidatable).lower(), ""),
+        ("liquidatable", liquidatable, why if debt_unknown else "free margin < 0"),
     ]:
-        _row(summary, label, value, note)
+        _row(summary, label, UNKNOWN if value is None and debt_unknown else value, note)
     say(summary)
 
     components = _table("Margin requirement components", ("component", "USD"), right=("USD",))
@@ -104,7 +112,7 @@ def render_margin(report: MarginReport, width: int | None = None) -> str:
             c.status,  # the reason is in the warnings
             str(block.block_number) if block else "-",
             c.collateral_usd or "-",
-            c.debt_usd or "-",
+            c.debt_usd or (UNKNOWN if c.status == "ok" else "-"),  # ok: its debt is unreadable
             c.margin_usd or "-",
         )
     say(chains)

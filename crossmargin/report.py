@@ -6,7 +6,9 @@ half-even to 6 decimals; anything that could not be computed is null with a warn
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from fractions import Fraction
+from math import floor
 from typing import Literal, overload
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -25,6 +27,47 @@ def fixed6(value: Fraction | float | int | None) -> str | None:
     if 2 * r > scaled.denominator or (2 * r == scaled.denominator and q % 2 == 1):
         q += 1
     sign, q = ("-" if q < 0 else ""), abs(q)
+    return f"{sign}{q // 1_000_000}.{q % 1_000_000:06d}"
+
+
+def split6(total: str, parts: Sequence[Fraction | float]) -> list[str]:
+    """`parts` as fixed-6 strings that sum exactly to `total` (a fixed6 string), for the
+    §7 attribution: the shares of M must add up to the served M, not only to M.
+
+    Largest remainder in units of 1e-6: every part is rounded down, and the residue
+    (total minus the rounded-down parts) goes one unit at a time to the parts with the
+    largest remainders, ties to the earlier part; a negative residue takes units from
+    the smallest remainders. Float drift beyond one unit per part goes round again.
+    """
+    if not parts:
+        return []
+    micro = [Fraction(p) * 1_000_000 for p in parts]
+    units = [floor(m) for m in micro]
+    rest = [m - u for m, u in zip(micro, units, strict=True)]
+    residue = _micro(total) - sum(units)
+    n = len(units)
+    rounds, extra = divmod(abs(residue), n)
+    if residue >= 0:  # stable sort: ties keep the earlier part first
+        order = sorted(range(n), key=lambda i: -rest[i])
+        step = 1
+    else:
+        order = sorted(range(n), key=lambda i: rest[i])
+        step = -1
+    for rank, i in enumerate(order):
+        units[i] += step * (rounds + (1 if rank < extra else 0))
+    return [_fixed6_units(u) for u in units]
+
+
+def _micro(value: str) -> int:
+    """A fixed6 string as an integer number of 1e-6 units."""
+    whole, _, frac = value.partition(".")
+    if len(frac) != 6:
+        raise ValueError(f"not a fixed-6 decimal: {value!r}")
+    return int(whole + frac)
+
+
+def _fixed6_units(units: int) -> str:
+    sign, q = ("-" if units < 0 else ""), abs(units)
     return f"{sign}{q // 1_000_000}.{q % 1_000_000:06d}"
 
 
@@ -51,9 +94,13 @@ class BlockRef(Model):
 
 
 class Totals(Model):
+    """Headline figures (§4, §7). When debt cannot be valued (§4: a `debt_unknown`
+    warning), `debt_usd`, `equity_usd`, `free_margin_usd`, `health` and `liquidatable`
+    are null; the collateral and the requirement are those of what could be valued."""
+
     collateral_usd: str
-    debt_usd: str
-    equity_usd: str
+    debt_usd: str | None
+    equity_usd: str | None
     margin_requirement_usd: str | None
     free_margin_usd: str | None
     health: str | None
@@ -192,20 +239,24 @@ class CapacityReport(Model):
 
 
 class ScenarioOutcome(Model):
+    """One §9 scenario. When debt cannot be valued (§4), debt, equity and solvency after
+    the shock are null; the collateral after the shock is that of what could be valued."""
+
     name: str
     collateral_usd: str
-    debt_usd: str
-    equity_usd: str
-    solvent: bool
+    debt_usd: str | None
+    equity_usd: str | None
+    solvent: bool | None
 
 
 class StressReport(Model):
-    """METHOD.md §9: equity and solvency after each configured scenario; the worst named."""
+    """METHOD.md §9: equity and solvency after each configured scenario; the worst named
+    (null, like `equity_usd`, when debt cannot be valued)."""
 
     account: str
     status: Literal["ok", "partial"]
     as_of: list[BlockRef]
-    equity_usd: str
+    equity_usd: str | None
     scenarios: list[ScenarioOutcome]
     worst: str | None
     warnings: list[Warning_]

@@ -99,8 +99,9 @@ def asset_params(config: Config, estimates: RiskEstimates | None = None) -> Asse
         sigma=est.sigma_array(),
         liq_horizon_days=[a.liquidation_horizon_days for a in config.assets],
         h_min=[a.h_min for a in config.assets],
-        conc_k=[a.concentration_k for a in config.assets],
-        depth_usd=[a.liquidity_depth_usd for a in config.assets],
+        # an asset without a depth is never collateral (config checks it): no §7 term
+        conc_k=[a.concentration_k if a.liquidity_depth_usd else 0.0 for a in config.assets],
+        depth_usd=[a.liquidity_depth_usd or 0.0 for a in config.assets],
         corr=est.correlation_array(),
     )
 
@@ -122,12 +123,18 @@ def run_risk(
     valued: Sequence[ValuedPosition],
     target: str,
     estimates: RiskEstimates | None = None,
+    debt_may_be_hidden: bool = False,
 ) -> RiskOutcome:
     """METHOD.md §5-§7 on one account's valued positions, with §6 parameters from
-    `estimates` (None: from config alone)."""
+    `estimates` (None: from config alone). `debt_may_be_hidden` (§4): no no-debt cap."""
     est = _estimates(config, estimates)
     params = margin_params(config, target)
-    result = compute_margin(positions_of(config, valued), asset_params(config, est), params)
+    result = compute_margin(
+        positions_of(config, valued),
+        asset_params(config, est),
+        params,
+        debt_may_be_hidden=debt_may_be_hidden,
+    )
     symbols = est.symbols
     t = params.target_chain
     return RiskOutcome(

@@ -8,7 +8,9 @@ reported on stderr and written to the output with status `error`; it does not st
 Output, one record per account in input order:
 - `jsonl`: {"line", "input", "account", "target_chain", "status", "error", "report"}, where
   `report` is the API's margin JSON (null for an error);
-- `csv`: the same keys with the report's headline figures instead of the whole report.
+- `csv`: the same keys with the report's headline figures instead of the whole report; a
+  figure that could not be computed is empty, never 0, and `unknown_reason` says why
+  (METHOD.md §4: debt that cannot be valued).
 
 Resumable: records already in the output are skipped (by account, or by input text for a
 bad line), so rerunning the same command after an interruption finishes the job. Each
@@ -54,6 +56,7 @@ CSV_COLUMNS = (
     "status",
     "error",
     *FIGURES,
+    "unknown_reason",
     "unavailable_chains",
     "warnings",
 )
@@ -112,6 +115,10 @@ def csv_row(rec: dict[str, Any]) -> dict[str, str]:
     for k in FIGURES:
         v = totals.get(k)
         row[k] = "" if v is None else str(v).lower() if isinstance(v, bool) else str(v)
+    unknown = (
+        [w["detail"] for w in report["warnings"] if w["code"] == "debt_unknown"] if report else []
+    )
+    row["unknown_reason"] = "; ".join(unknown)
     down = [c["name"] for c in report["chains"] if c["status"] != "ok"] if report else []
     row["unavailable_chains"] = ";".join(down)
     row["warnings"] = ";".join(sorted({w["code"] for w in report["warnings"]})) if report else ""

@@ -8,6 +8,7 @@ place where exposures become float64 for the risk math (`crossmargin.risk.positi
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
@@ -29,6 +30,7 @@ from crossmargin.report import (
     Totals,
     Warning_,
     fixed6,
+    split6,
 )
 from crossmargin.risk import RiskOutcome, run_risk
 from oracle.estimation import RiskEstimates, config_estimates
@@ -145,9 +147,15 @@ class Assessment:
     as_of: list[BlockRef]
     chain_rows: list[ChainSummary]
     warnings: list[Warning_]
-    blind_to_debt: bool  # debt we could not see or price: capacity 0, health unknown
+    debt_gaps: list[str]  # §4: why debt may be hidden or unpriced (see `debt_gaps`)
     partial: bool
     estimates: RiskEstimates | None = None  # §6 sigma/rho (None: from config alone)
+
+    @property
+    def debt_unknown(self) -> bool:
+        """METHOD.md §4 "debt that cannot be valued": debt, equity, free margin and health
+        are null, capacity is 0 and every stress scenario's solvency is null."""
+        return bool(self.debt_gaps)
 
     @property
     def collateral(self) -> Fraction:
@@ -168,6 +176,31 @@ def _skew(as_of: list[BlockRef]) -> int | None:
     return max(ts) - min(ts) if ts else None
 
 
+def debt_gaps(config: Config, unvalued: Sequence[Position]) -> list[str]:
+    """Why the account's debt may be hidden or unpriced (METHOD.md §4), one reason per
+    unavailable chain with debt representations and per debt position that could not be
+    read or priced; empty when every debt is valued. This is the one predicate behind
+    `Assessment.debt_unknown`: a later reason (§12 `unlisted_debt`) joins as one more
+    entry of `Assessment.debt_gaps`."""
+    names = {c.chain_id: f"{c.name} ({c.chain_id})" for c in config.chains}
+    reasons: list[str] = []
+    for p in unvalued:
+        if p.kind != "debt":
+            continue
+        chain = names.get(p.chain_id, str(p.chain_id))
+        if p.status == "unavailable":
+            why = f"{chain} is unavailable and has debt representations"
+        elif p.status == "unpriced":
+            why = f"{p.symbol} debt on {chain} is unpriced ({p.asset} has no valid price)"
+        elif p.status == "error":
+            why = f"{p.symbol} debt on {chain} could not be read"
+        else:
+            why = f"{p.symbol} debt on {chain} is {p.status}"
+        if why not in reasons:
+            reasons.append(why)
+    return reasons
+
+
 def assess(
     config: Config,
     states: list[ChainState],
@@ -177,7 +210,6 @@ def assess(
     """METHOD.md §2-§4: prices from valid readings, exact exposures, what could not be read.
     `estimates`: §6 sigma/rho from the price history (None: from config alone)."""
     warnings: list[Warning_] = []
-    blind_to_debt = False
     estimates = estimates if estimates is not None else config_estimates(config)
     if estimates.repaired:
         warnings.append(
@@ -211,8 +243,6 @@ def assess(
         if not state.available or state.pin is None:
             warn("chain_unavailable", f"{chain.name} ({chain.chain_id}): {state.error}")
             reps = [r for r in config.representations if r.chain == chain.name]
-            if any(r.kind == "debt" for r in reps):
-                blind_to_debt = True
             positions += [_position(chain.chain_id, r, "unavailable", state.error) for r in reps]
             chain_rows.append(
                 ChainSummary(
@@ -239,7 +269,6 @@ def assess(
             rep = b.rep
             if b.raw_amount is None:
                 warn("read_error", f"{rep.symbol} on {chain.name}: {b.error}")
-                blind_to_debt |= rep.kind == "debt"
                 positions.append(_position(chain.chain_id, rep, "error", b.error))
                 continue
             if b.warning:
@@ -258,7 +287,6 @@ def assess(
                     )
                     continue
             if price is None:
-                blind_to_debt |= rep.kind == "debt"
                 positions.append(
                     _position(chain.chain_id, rep, "unpriced", "no valid price", b.raw_amount)
                 )
@@ -287,7 +315,14 @@ def assess(
     skew = _skew(as_of)
     if skew is not None and skew > config.risk.max_time_skew_s:
         warn("time_skew", f"pinned blocks are {skew} s apart")
-    partial = any(not st.available for st in states) or blind_to_debt
+    gaps = debt_gaps(config, positions)
+    if gaps:
+        warn(
+            "debt_unknown",
+            f"debt cannot be valued (METHOD.md §4): {'; '.join(gaps)}. Debt, equity, free "
+            "margin, health and stress solvency are not computed; borrowing capacity is 0",
+        )
+    partial = any(not st.available for st in states) or bool(gaps)
     return Assessment(
         config,
         account,
@@ -297,7 +332,7 @@ def assess(
         as_of,
         chain_rows,
         warnings,
-        blind_to_debt,
+        gaps,
         partial,
         estimates,
     )
@@ -315,28 +350,24 @@ def value_account(
 
 
 def margin_report(a: Assessment, target: str) -> MarginReport:
-    """METHOD.md §5-§7 on an assessment, for one target chain."""
+    """METHOD.md §5-§7 on an assessment, for one target chain. When debt cannot be valued
+    (§4) the debt-dependent totals are null and the rest covers what could be valued."""
     config = a.config
     target_chain = config.chain(target)
-    warnings = list(a.warnings)
     valued = a.valued
     collateral, debt = a.collateral, a.debt
     equity = collateral - debt
-    risk = run_risk(config, valued, target_chain.name, a.estimates)
-    positions = _valued_positions(valued, risk) + a.unvalued
-    chain_rows = [_chain_totals(row, valued, risk) for row in a.chain_rows]
-    m = risk.requirement
+    risk = run_risk(
+        config, valued, target_chain.name, a.estimates, debt_may_be_hidden=a.debt_unknown
+    )
+    m = collateral if risk.result.capped else risk.requirement  # capped: exactly collateral
+    m6 = fixed6(m)
+    shares = split6(m6, risk.result.positions.total.tolist())
+    positions = _valued_positions(valued, risk, shares) + a.unvalued
+    chain_rows = [_chain_totals(row, valued, shares, a.unvalued) for row in a.chain_rows]
     free = equity - m
     health: Fraction | None = (collateral - m) / debt if debt > 0 else None
-    blind_to_debt = a.blind_to_debt
-    if blind_to_debt:
-        warnings.append(
-            Warning_(
-                code="health_unknown",
-                detail="debt on an unreadable chain or unpriced: health not computed",
-            )
-        )
-        health = None
+    known = not a.debt_unknown
     status = "partial" if a.partial else "ok"
     return MarginReport(
         account=a.account,
@@ -347,19 +378,19 @@ def margin_report(a: Assessment, target: str) -> MarginReport:
         max_time_skew_s=a.max_time_skew_s,
         totals=Totals(
             collateral_usd=fixed6(collateral),
-            debt_usd=fixed6(debt),
-            equity_usd=fixed6(equity),
-            margin_requirement_usd=fixed6(m),
-            free_margin_usd=None if blind_to_debt else fixed6(free),
-            health=fixed6(health),
-            liquidatable=None if blind_to_debt else free < 0,
+            debt_usd=fixed6(debt) if known else None,
+            equity_usd=fixed6(equity) if known else None,
+            margin_requirement_usd=m6,
+            free_margin_usd=fixed6(free) if known else None,
+            health=fixed6(health) if known else None,
+            liquidatable=free < 0 if known else None,
         ),
         haircuts=Haircuts(**{k: fixed6(v) for k, v in risk.result.components.as_dict().items()}),
         parameters=_parameters(config, risk),
         chains=chain_rows,
         positions=positions,
         prices=[_price_model(p) for p in a.prices.values()],
-        warnings=warnings,
+        warnings=list(a.warnings),
     )
 
 
@@ -420,8 +451,8 @@ def _sources(est: RiskEstimates | None) -> dict[str, Any]:
     }
 
 
-def _valued_positions(valued: list[Valued], risk: RiskOutcome) -> list[Position]:
-    margins = risk.result.positions.total
+def _valued_positions(valued: list[Valued], risk: RiskOutcome, shares: list[str]) -> list[Position]:
+    """`shares`: each position's served §7 share of M (they sum exactly to the served M)."""
     return [
         Position(
             chain_id=v.chain_id,
@@ -438,23 +469,28 @@ def _valued_positions(valued: list[Valued], risk: RiskOutcome) -> list[Position]
             value_usd=fixed6(v.value),
             horizon_days=fixed6(float(risk.result.horizon[i])),
             haircut=_finite(float(risk.result.haircut[i])),
-            margin_usd=fixed6(float(margins[i])),
+            margin_usd=shares[i],
         )
         for i, v in enumerate(valued)
     ]
 
 
-def _chain_totals(row: ChainSummary, valued: list[Valued], risk: RiskOutcome) -> ChainSummary:
+def _chain_totals(
+    row: ChainSummary, valued: list[Valued], shares: list[str], unvalued: list[Position]
+) -> ChainSummary:
+    """A readable chain's collateral, debt (null when a debt position on it could not be
+    read or priced, §4) and share of M: the exact sum of its positions' served shares."""
     if row.status != "ok":
         return row
     mine = [i for i, v in enumerate(valued) if v.chain_id == row.chain_id]
     coll = sum((valued[i].value for i in mine if valued[i].value > 0), Fraction(0))
     debt = sum((-valued[i].value for i in mine if valued[i].value < 0), Fraction(0))
-    margin = float(risk.result.positions.total[mine].sum())
+    debt_unknown = any(p.kind == "debt" and p.chain_id == row.chain_id for p in unvalued)
+    margin = sum((Fraction(shares[i]) for i in mine), Fraction(0))
     return row.model_copy(
         update={
             "collateral_usd": fixed6(coll),
-            "debt_usd": fixed6(debt),
+            "debt_usd": None if debt_unknown else fixed6(debt),
             "margin_usd": fixed6(margin),
         }
     )

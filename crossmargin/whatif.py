@@ -30,8 +30,10 @@ def _asset_index(config: Config, symbol: str) -> int:
 def capacity_report(a: Assessment, target: str, asset: str | None = None) -> CapacityReport:
     """§8 for one borrow asset, or for every configured asset when none is named.
 
-    Capacity is 0 when debt may be hidden (an unavailable chain that can hold debt,
-    unpriced or unreadable debt); null with a reason when the borrow asset is unpriced.
+    Capacity is 0 for every asset when debt cannot be valued (§4: an unavailable chain
+    that can hold debt, unpriced or unreadable debt), also for an unpriced borrow asset
+    (0 USD is 0 units at any price); otherwise null with a reason when the borrow asset
+    is unpriced.
     """
     config = a.config
     chain = config.chain(target)
@@ -45,13 +47,14 @@ def capacity_report(a: Assessment, target: str, asset: str | None = None) -> Cap
     free: str | None = None
     for symbol, index in zip(symbols, indices, strict=True):
         price = a.prices[symbol].debt
+        if a.debt_unknown:
+            rows.append(Capacity(asset=symbol, capacity_usd=fixed6(0), amount=fixed6(0),
+                                 price_usd=fixed6(price),
+                                 reason="debt cannot be valued: capacity 0"))  # fmt: skip
+            continue
         if price is None:
             rows.append(Capacity(asset=symbol, capacity_usd=None, amount=None, price_usd=None,
                                  reason=f"{symbol} has no valid price"))  # fmt: skip
-            continue
-        if a.blind_to_debt:
-            rows.append(Capacity(asset=symbol, capacity_usd=fixed6(0), amount=fixed6(0),
-                                 price_usd=fixed6(price), reason="debt may be hidden"))  # fmt: skip
             continue
         try:
             cap = borrowing_capacity(positions, assets, params, index)
@@ -63,8 +66,10 @@ def capacity_report(a: Assessment, target: str, asset: str | None = None) -> Cap
         usd = Fraction(cap.usd)
         rows.append(Capacity(asset=symbol, capacity_usd=fixed6(usd), amount=fixed6(usd / price),
                              price_usd=fixed6(price)))  # fmt: skip
-    if a.blind_to_debt:
-        warnings.append(Warning_(code="capacity_zero", detail="debt may be hidden: capacity 0"))
+    if a.debt_unknown:
+        warnings.append(
+            Warning_(code="capacity_zero", detail="debt cannot be valued (§4): capacity 0")
+        )
     else:
         free = margin_report(a, chain.name).totals.free_margin_usd
     return CapacityReport(
@@ -79,7 +84,9 @@ def capacity_report(a: Assessment, target: str, asset: str | None = None) -> Cap
 
 
 def stress_report(a: Assessment) -> StressReport:
-    """§9: every configured scenario on the account's exposures; the worst by equity."""
+    """§9: every configured scenario on the account's exposures; the worst by equity.
+    When debt cannot be valued (§4), debt, equity and solvency after each shock, today's
+    equity and the worst are null; the collateral after each shock is still shown."""
     config = a.config
     chains = [c.name for c in config.chains]
     scenarios = [
@@ -92,21 +99,22 @@ def stress_report(a: Assessment) -> StressReport:
         for s in config.scenarios
     ]
     result = run_stress(positions_of(config, a.valued), scenarios)
+    known = not a.debt_unknown
     return StressReport(
         account=a.account,
         status="partial" if a.partial else "ok",
         as_of=a.as_of,
-        equity_usd=fixed6(a.collateral - a.debt),
+        equity_usd=fixed6(a.collateral - a.debt) if known else None,
         scenarios=[
             ScenarioOutcome(
                 name=r.name,
                 collateral_usd=fixed6(r.collateral),
-                debt_usd=fixed6(r.debt),
-                equity_usd=fixed6(r.equity),
-                solvent=r.solvent,
+                debt_usd=fixed6(r.debt) if known else None,
+                equity_usd=fixed6(r.equity) if known else None,
+                solvent=r.solvent if known else None,
             )
             for r in result.results
         ],
-        worst=result.worst.name if result.worst else None,
+        worst=result.worst.name if result.worst and known else None,
         warnings=list(a.warnings),
     )

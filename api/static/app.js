@@ -3,7 +3,7 @@
 
 import { usd } from "./format.js";
 import { drawChains, drawStress, drawWaterfall } from "./charts.js";
-import { renderBlocks, renderCapacity, renderParams, renderPositions, renderPrices, renderTotals, renderWarnings } from "./tables.js";
+import { debtUnknown, renderBlocks, renderCapacity, renderParams, renderPositions, renderPrices, renderTotals, renderWarnings } from "./tables.js";
 
 const $ = (id) => document.getElementById(id);
 let generation = 0; // answers to an older request are dropped
@@ -144,7 +144,7 @@ function partialDetail(margin) {
   const down = margin.chains.filter((c) => c.status !== "ok");
   const parts = down.map((c) => `${c.name} (${c.chain_id}) unavailable: ${c.reason || "not read"}`);
   if (down.length) parts.push("its positions count 0 as collateral");
-  if (margin.totals.free_margin_usd === null) parts.push("free margin and health unknown: debt may be hidden");
+  if (debtUnknown(margin)) parts.push("debt, equity, free margin and health unknown: debt cannot be valued; capacity 0");
   if (!parts.length) parts.push("some positions could not be read or priced (see warnings)");
   return `${parts.join("; ")}.`;
 }
@@ -194,7 +194,10 @@ async function load(account, target) {
     $("stress-note").textContent = "";
   } else {
     const partial = stress.data.status === "partial" ? " Partial: unread chains count 0." : "";
-    $("stress-note").textContent = `Equity now ${usd(stress.data.equity_usd)} (dashed line); worst: ${stress.data.worst ?? "none"}.${partial}`;
+    $("stress-note").textContent =
+      stress.data.equity_usd === null
+        ? `Equity now unknown: debt cannot be valued, so equity and solvency after each shock are unknown (bars: collateral after the shock).${partial}`
+        : `Equity now ${usd(stress.data.equity_usd)} (dashed line); worst: ${stress.data.worst ?? "none"}.${partial}`;
   }
   draw();
   if (m.status === "partial") setStatus("partial", "Partial result", partialDetail(m));

@@ -103,7 +103,8 @@ export function drawWaterfall(container, report) {
     const unknown = s.value === null || s.value === undefined;
     const zero = !unknown && num(s.value) === 0;
     const sign = zero ? "" : s.kind === "haircut" || s.kind === "debt" ? "\u2212" : s.kind === "cap" ? "+" : "";
-    const text = unknown ? (s.kind === "free" ? "unknown" : EM) : `${sign}${usd(s.value).replace("-", "\u2212")}`;
+    // free margin and debt are null only when debt cannot be valued (METHOD.md section 4)
+    const text = unknown ? (s.kind === "free" || s.kind === "debt" ? "unknown" : EM) : `${sign}${usd(s.value).replace("-", "\u2212")}`;
     rowText(g, width, y, s.label, text);
     const span = spans[i] ?? [0, 0];
     let cls = `wf-bar wf-${s.kind}`;
@@ -144,12 +145,15 @@ export function drawChains(container, report) {
       const why = el("text", { x: 6, y: y + BAR_Y + 17, class: "note" }, c.reason || "could not be read");
       g.append(why);
     } else {
-      const debt = num(c.debt_usd) ? ` \u00b7 debt ${usd(c.debt_usd)}` : "";
+      // an ok chain's debt is null when a debt position on it could not be read or priced
+      const debtUnknown = c.debt_usd === null;
+      const debt = debtUnknown ? " \u00b7 debt unknown" : num(c.debt_usd) ? ` \u00b7 debt ${usd(c.debt_usd)}` : "";
       rowText(g, width, y, `${c.name} (${c.chain_id})`, `${usd(c.collateral_usd)}${debt}`);
       CHAIN_SERIES.forEach(([key, cls], j) => {
         const v = num(c[key]) ?? 0;
-        const r = bar(x, 0, v, y + BAR_Y + j * (sub + 2), sub, `chain-bar ${cls}`, { "data-value": c[key] ?? "" });
-        r.append(el("title", {}, `${c.name} ${cls}: ${c[key] ?? "n/a"} USD`));
+        const missing = c[key] === null;
+        const r = bar(x, 0, v, y + BAR_Y + j * (sub + 2), sub, `chain-bar ${cls}${missing ? " unknown" : ""}`, { "data-value": c[key] ?? "" });
+        r.append(el("title", {}, `${c.name} ${cls}: ${missing ? "unknown (could not be valued)" : `${c[key]} USD`}`));
         g.append(r);
       });
     }
@@ -158,11 +162,13 @@ export function drawChains(container, report) {
   container.replaceChildren(svg);
 }
 
-// Equity after each configured scenario; the dashed line is today's equity.
+// Equity after each configured scenario; the dashed line is today's equity. When debt
+// cannot be valued (METHOD.md section 9) equity and solvency are null: the row says
+// "unknown" and its bar is an outline over the collateral after the shock.
 export function drawStress(container, stress) {
   const width = Math.max(260, container.clientWidth);
   const now = num(stress.equity_usd);
-  const values = [now, ...stress.scenarios.map((s) => num(s.equity_usd))];
+  const values = [now, ...stress.scenarios.map((s) => num(s.equity_usd ?? s.collateral_usd))].filter((v) => v !== null);
   const x = scale(Math.min(0, ...values), Math.max(0, ...values), 0, width);
   const h = stress.scenarios.length * ROW;
   const svg = svgRoot(width, h + 4, "Equity after each stress scenario");
@@ -170,13 +176,17 @@ export function drawStress(container, stress) {
     const y = i * ROW;
     const worst = s.name === stress.worst;
     const g = el("g", { class: `stress-row${worst ? " worst" : ""}`, "data-scenario": s.name });
-    const verdict = s.solvent ? "solvent" : "insolvent";
-    rowText(g, width, y, worst ? `${s.name} (worst)` : s.name, `${usd(s.equity_usd)} \u00b7 ${verdict}`);
-    const r = bar(x, 0, num(s.equity_usd), y + BAR_Y, BAR, `stress-bar ${verdict}`, { "data-value": s.equity_usd });
-    r.append(el("title", {}, `${s.name}: collateral ${s.collateral_usd}, debt ${s.debt_usd}, equity ${s.equity_usd} USD`));
+    const verdict = s.solvent === null ? "unknown" : s.solvent ? "solvent" : "insolvent";
+    const shown = s.equity_usd === null ? `collateral ${usd(s.collateral_usd)} \u00b7 solvency unknown` : `${usd(s.equity_usd)} \u00b7 ${verdict}`;
+    rowText(g, width, y, worst ? `${s.name} (worst)` : s.name, shown);
+    const to = num(s.equity_usd ?? s.collateral_usd);
+    const r = bar(x, 0, to, y + BAR_Y, BAR, `stress-bar ${verdict}`, { "data-value": s.equity_usd ?? "" });
+    const debt = s.debt_usd ?? "unknown";
+    const equity = s.equity_usd === null ? "unknown" : `${s.equity_usd} USD`;
+    r.append(el("title", {}, `${s.name}: collateral ${s.collateral_usd}, debt ${debt}, equity ${equity}`));
     g.append(r);
     svg.append(g);
   });
-  svg.append(el("line", { x1: x(now), x2: x(now), y1: 16, y2: h, class: "now" }));
+  if (now !== null) svg.append(el("line", { x1: x(now), x2: x(now), y1: 16, y2: h, class: "now" }));
   container.replaceChildren(svg);
 }

@@ -17,6 +17,22 @@ function money(value, attrs = {}) {
   return h("span", { class: "money", "data-value": value ?? "", title: value === null ? "not computed" : `${value} USD`, ...attrs }, usd(value));
 }
 
+// METHOD.md section 4: debt that cannot be valued. The figures it leaves null are shown
+// as "unknown" with the reason (the debt_unknown warning), never as 0 or a bare dash.
+export function debtUnknown(report) {
+  const w = report.warnings.find((x) => x.code === "debt_unknown");
+  return w ? w.detail : null;
+}
+
+function unknown(reason, cls = "money") {
+  return h("span", { class: `${cls} unknown`, "data-value": "", title: reason }, "unknown");
+}
+
+// A USD figure, or "unknown" with the reason when it is null because debt cannot be valued.
+function figure(value, reason) {
+  return value === null && reason ? unknown(reason) : money(value);
+}
+
 function table(head, rows, cls = "", stack = true) {
   for (const td of rows.flatMap((r) => [...r.cells])) {
     if (td.textContent === EM) td.classList.add("nil"); // folded away on a phone
@@ -43,39 +59,46 @@ const TOTALS = [
 
 export function renderTotals(container, m) {
   const t = m.totals;
+  const why = debtUnknown(m);
   const okChains = m.chains.filter((c) => c.status === "ok").length;
+  const cannot = "unknown: debt cannot be valued";
   const sub = {
     collateral_usd: `on ${okChains} of ${m.chains.length} chains`,
-    debt_usd: t.debt_usd === "0.000000" ? "no debt" : "priced at the highest valid feed",
-    equity_usd: "collateral \u2212 debt",
-    margin_requirement_usd: "sum of the six components",
-    free_margin_usd: t.liquidatable === null ? "unknown: debt may be hidden" : t.liquidatable ? "liquidatable" : "equity \u2212 requirement",
+    debt_usd: why ? cannot : t.debt_usd === "0.000000" ? "no debt" : "priced at the highest valid feed",
+    equity_usd: why ? cannot : "collateral \u2212 debt",
+    margin_requirement_usd: why ? "of the positions that could be valued" : "sum of the six components",
+    free_margin_usd: why ? `${cannot}; liquidation status unknown` : t.liquidatable ? "liquidatable" : "equity \u2212 requirement",
   };
   const cards = TOTALS.map(([key, label]) => {
     let cls = "kpi";
     if (key === "free_margin_usd" && t[key] !== null) cls += t[key].startsWith("-") ? " bad" : " good";
+    if (t[key] === null && why) cls += " unknown";
     return h(
       "div",
       { class: cls, "data-field": key },
       h("div", { class: "kpi-label" }, label),
-      h("div", { class: "kpi-value" }, money(t[key])),
+      h("div", { class: "kpi-value" }, figure(t[key], why)),
       h("div", { class: "kpi-sub" }, sub[key]),
     );
   });
   const noDebt = t.debt_usd === "0.000000";
-  const healthSub = t.health !== null ? (t.liquidatable ? "liquidatable" : "(collateral \u2212 requirement) / debt") : noDebt ? "no debt" : "unknown";
+  const healthSub = t.health !== null ? (t.liquidatable ? "liquidatable" : "(collateral \u2212 requirement) / debt") : why ? cannot : noDebt ? "no debt" : "not computed";
   let healthCls = "kpi";
   if (t.health !== null) healthCls += Number(t.health) < 1 ? " bad" : Number(t.health) < 1.1 ? " warn" : " good";
+  else if (why) healthCls += " unknown";
+  const healthValue = t.health === null && why ? unknown(why, "ratio") : h("span", { class: "ratio", "data-value": t.health ?? "", title: t.health ?? "not computed" }, ratio(t.health));
   cards.push(
     h(
       "div",
       { class: healthCls, "data-field": "health" },
       h("div", { class: "kpi-label" }, "Health"),
-      h("div", { class: "kpi-value" }, h("span", { class: "ratio", "data-value": t.health ?? "", title: t.health ?? "not computed" }, ratio(t.health))),
+      h("div", { class: "kpi-value" }, healthValue),
       h("div", { class: "kpi-sub" }, healthSub),
     ),
   );
-  container.replaceChildren(...cards);
+  const boxes = [...cards];
+  if (why) boxes.push(h("p", { class: "unknown-reason", id: "debt-unknown" }, h("strong", {}, "Debt cannot be valued. "), why));
+  container.replaceChildren(...boxes);
 }
 
 export function renderCapacity(container, cap) {
@@ -91,7 +114,7 @@ export function renderCapacity(container, cap) {
   );
   const lead =
     cap.free_margin_usd === null
-      ? h("p", { class: "lead" }, `Free margin on ${cap.target_chain.name} is unknown (debt may be hidden), so no new debt is offered.`)
+      ? h("p", { class: "lead" }, "Free margin on ", cap.target_chain.name, " is ", unknown(debtUnknown(cap) || "not computed"), " (debt cannot be valued), so capacity is 0.")
       : h("p", { class: "lead" }, "Free margin ", money(cap.free_margin_usd), ` on ${cap.target_chain.name}: the most each asset could add as new debt there.`);
   container.replaceChildren(lead, table([["Asset"], ["Capacity", "num"], ["Amount", "num"], ["Debt price", "num wide-only"]], rows, "capacity", false));
 }
@@ -174,7 +197,7 @@ export function renderBlocks(container, m) {
       cell("Hash", b ? h("code", { title: b.block_hash }, shortHex(b.block_hash, 10, 8)) : c.reason || EM),
       cell("Time (UTC)", b ? utc(b.timestamp) : EM),
       cell("Collateral", money(c.collateral_usd), "num"),
-      cell("Debt", money(c.debt_usd), "num"),
+      cell("Debt", c.status === "ok" ? figure(c.debt_usd, debtUnknown(m)) : money(c.debt_usd), "num", { "data-field": "debt_usd" }),
       cell("Margin share", money(c.margin_usd), "num"),
     );
   });

@@ -67,9 +67,7 @@ def reference_margin(acct: Account) -> dict[str, float]:
     for p in range(n):
         if coll[p]:
             a = pos.asset[p]
-            d = assets.depth_usd[a]
-            if d > 0:
-                conc += assets.conc_k[a] * math.sqrt(v_a[a] / d) * x[p]
+            conc += assets.conc_k[a] * math.sqrt(v_a[a] / assets.depth_usd[a]) * x[p]
             floor_base += assets.h_min[a] * x[p]
     bridge_latency = max(0.0, var_t - market)
     correlation = max(0.0, var_s - var_t)
@@ -92,6 +90,57 @@ def reference_margin(acct: Account) -> dict[str, float]:
         "var_stressed": var_s,
         "free_margin": collateral - debt - m,
     }
+
+
+def reference_attributions(acct: Account) -> list[FloatArray]:
+    """§7 attribution transcribed literally, one candidate per VaR that may be V*.
+
+    Each candidate is the per-position total share (VaR share + bridge_risk +
+    concentration + floor, scaled by the cap) for one choice of V*: every VaR within
+    1e-9 of the largest (a near tie may go either way in float). With position x
+    position matrices and np.linalg, none of the production algebra.
+    """
+    pos, assets, params = acct.positions, acct.assets, acct.params
+    x = pos.exposure
+    n = x.shape[0]
+    z, kappa = params.z, params.kappa
+    coll = x > 0
+    t_liq = np.array([assets.liq_horizon_days[a] for a in pos.asset])
+    lat = np.array([params.latency[c, params.target_chain] for c in pos.chain])
+    sigma = np.array([assets.sigma[a] for a in pos.asset])
+    s = sigma * np.sqrt(np.where(coll, t_liq + lat, t_liq)) * x
+    s0 = sigma * np.sqrt(t_liq) * x
+    r = np.array([[assets.corr[pos.asset[p], pos.asset[q]] for q in range(n)] for p in range(n)])
+    sides = np.sign(x)
+    rs = (1 - kappa) * r + kappa * (sides[:, None] == sides[None, :])
+    np.fill_diagonal(r, 1.0)
+    np.fill_diagonal(rs, 1.0)
+    ref = reference_margin(acct)
+    var_part = ref["market"] + ref["bridge_latency"] + ref["correlation"]
+    total = var_part + ref["bridge_risk"] + ref["concentration"] + ref["floor"]
+    v_a = {a: sum(x[p] for p in range(n) if coll[p] and pos.asset[p] == a) for a in pos.asset}
+    own = np.zeros(n)
+    floor_w = np.zeros(n)
+    for p in range(n):
+        if coll[p]:
+            a = pos.asset[p]
+            rate = assets.conc_k[a] * math.sqrt(v_a[a] / assets.depth_usd[a])
+            own[p] = (pos.bridge_addon[p] + rate) * x[p]
+            floor_w[p] = assets.h_min[a] * x[p]
+    floor = ref["floor"] * floor_w / floor_w.sum() if floor_w.sum() > 0 else np.zeros(n)
+    cap = ref["requirement"] / total if total > 0 else 1.0
+    options = []
+    for vec, mat in ((s, rs), (s, r), (s0, r)):
+        q = float(vec @ mat @ vec)
+        options.append((z * math.sqrt(max(q, 0.0)), vec, mat, q))
+    top = max(v for v, *_ in options)
+    out = []
+    for v, vec, mat, q in options:
+        if v < top * (1 - 1e-9):
+            continue
+        var_share = z * vec * (mat @ vec) / math.sqrt(q) * var_part / v if v > 0 else np.zeros(n)
+        out.append(cap * (var_share + own + floor))
+    return out
 
 
 def scale_of(pos: Positions) -> float:
@@ -128,9 +177,7 @@ def asset_params(
     t_liq = draw(vec(_floats(0.05, t_hi), min_size=n_assets, max_size=n_assets))
     h_min = draw(vec(_floats(0.0, 0.5), min_size=n_assets, max_size=n_assets))
     conc_k = draw(vec(_floats(0.0, 0.5), min_size=n_assets, max_size=n_assets))
-    depth = draw(
-        vec(st.one_of(st.just(0.0), _floats(depth_lo, 1e9)), min_size=n_assets, max_size=n_assets)
-    )
+    depth = draw(vec(_floats(depth_lo, 1e9), min_size=n_assets, max_size=n_assets))
     lo = 0.0 if nonneg_corr else -1.0
     flat = draw(vec(_floats(lo, 1.0), min_size=n_assets * 2, max_size=n_assets * 2))
     corr = correlation_from(np.array(flat).reshape(n_assets, 2))
@@ -176,6 +223,33 @@ def positions_for(
     addon = draw(st.lists(st.one_of(st.just(0.0), _floats(0.0, 0.05)), min_size=n, max_size=n))
     bridged = [b > 0 for b in addon]
     return Positions.build(exposure, asset, chain, addon, bridged)
+
+
+@st.composite
+def hedged_accounts(draw: st.DrawFn, *, over: bool = False) -> Account:
+    """Collateral hedged by debt of the same asset: the collateral often a bridge away
+    from the target, the debt on the target chain, the debt leg 0.5-2x the collateral
+    (`over`: always above it). Over-hedged books are where latency lowers VaR(T, R) below
+    the market VaR and the §7 latency clip bites."""
+    n_assets = draw(st.integers(1, 3))
+    n_chains = draw(st.integers(2, 3))
+    params = draw(margin_params(n_chains))
+    t = params.target_chain
+    exposure: list[float] = []
+    asset: list[int] = []
+    chain: list[int] = []
+    for _ in range(draw(st.integers(1, 3))):
+        a = draw(st.integers(0, n_assets - 1))
+        amount = draw(_floats(1.0, 1e6))
+        ratio = draw(_floats(1.01, 2.0) if over else _floats(0.5, 2.0))
+        exposure += [amount, -amount * ratio]
+        asset += [a, a]
+        chain += [draw(st.integers(0, n_chains - 1)), t]
+    return Account(
+        positions=Positions.build(exposure, asset, chain),
+        assets=draw(asset_params(n_assets)),
+        params=params,
+    )
 
 
 @st.composite

@@ -27,7 +27,7 @@ def approx(value: float) -> object:
 def assets(
     h_min: tuple[float, float, float] = (0.1, 0.1, 0.02),
     conc_k: tuple[float, float, float] = (0.0, 0.0, 0.0),
-    depth: tuple[float, float, float] = (0.0, 0.0, 0.0),
+    depth: tuple[float, float, float] = (1e9, 1e9, 1e9),
     rho_eth_btc: float = 0.0,
 ) -> AssetParams:
     """ETH: sigma 5%/day, T_liq 1 d; BTC: 4%, 2.25 d; USDC: 0.1%, 1 d."""
@@ -143,7 +143,7 @@ def test_stablecoin_hits_its_floor() -> None:
 def test_bridge_addon_and_concentration() -> None:
     # bridged USDC.e on chain 2 (0.44 d away), add-on 2%; depth 1e6, k = 0.5
     pos = Positions.build([10_000.0], [USDC], [2], [0.02], [True])
-    a = assets(conc_k=(0.0, 0.0, 0.5), depth=(0.0, 0.0, 1e6))
+    a = assets(conc_k=(0.0, 0.0, 0.5), depth=(1e9, 1e9, 1e6))
     r = compute_margin(pos, a, params())
     rate = 0.5 * math.sqrt(10_000.0 / 1e6)  # 0.05
     var_t = Z * 0.001 * math.sqrt(1.44) * 10_000.0
@@ -162,7 +162,15 @@ def test_requirement_is_capped_at_collateral_without_debt() -> None:
     assert r.capped
     assert r.requirement == 100.0
     assert r.free_margin == 0.0
-    assert r.attribution_residual == approx(100.0 - Z * 100.0)
+    # the shares shrink pro rata to the capped M: the one position carries all of it
+    assert r.positions.euler == pytest.approx([100.0], rel=REL)
+    assert r.attribution_residual == approx(0.0)
+    hidden = compute_margin(
+        Positions.build([100.0], [0], [0]), a, params(), debt_may_be_hidden=True
+    )
+    assert not hidden.capped  # debt that may be hidden is not "no debt" (§4)
+    assert hidden.requirement == approx(Z * 100.0)
+    assert hidden.positions.total == pytest.approx([Z * 100.0], rel=REL)
 
 
 def test_latency_credit_is_clipped() -> None:
@@ -175,7 +183,27 @@ def test_latency_credit_is_clipped() -> None:
     assert r.var_base == approx(var_t)
     assert r.components.bridge_latency == 0.0
     assert r.requirement == approx(market)
-    assert r.attribution_residual == approx(market - var_t)
+    # V* = market: Euler shares with L = 0, s0 = (25, -50), (R s0) = (-25, -25):
+    # z * 25 * -25 / 25 and z * -50 * -25 / 25; they sum to M
+    assert r.positions.euler == pytest.approx([-Z * 25.0, Z * 50.0], rel=REL)
+    assert r.chains.total == pytest.approx([Z * 50.0, -Z * 25.0, 0.0], rel=REL)
+    assert r.attribution_residual == approx(0.0)
+
+
+def test_over_hedged_with_stress_shares_add_up() -> None:
+    # the same book with kappa 0.5: V* = VaR(T, R^s) (s = (50, -50), R^s_12 = 0.5,
+    # q = 2500), but M = market + correlation = z * 25 + z * (50 - 0) exceeds it: the
+    # Euler shares of V* are scaled by M / V* = 75 / 50
+    pos = Positions.build([500.0, -1000.0], [ETH, ETH], [1, 0])
+    r = compute_margin(pos, assets(h_min=(0.0, 0.0, 0.0)), params(kappa=0.5))
+    assert r.var_base == approx(0.0)
+    assert r.var_stressed == approx(Z * 50.0)
+    assert r.components.market == approx(Z * 25.0)
+    assert r.components.correlation == approx(Z * 50.0)
+    assert r.requirement == approx(Z * 75.0)
+    # (R^s s) = (50 - 0.5 * 50, 0.5 * 50 - 50) = (25, -25): z * 50 * 25 / 50 each, x 1.5
+    assert r.positions.euler == pytest.approx([Z * 37.5, Z * 37.5], rel=REL)
+    assert r.positions.total.sum() == approx(r.requirement)
 
 
 def test_no_positions() -> None:
@@ -208,6 +236,14 @@ def test_zero_volatility_has_zero_var_and_attribution() -> None:
 def test_invalid_correlations_are_rejected(corr: list[list[float]]) -> None:
     with pytest.raises(InvalidInput):
         AssetParams.build([0.1, 0.1], [1, 1], [0, 0], [0, 0], [0, 0], corr)
+
+
+def test_concentration_needs_a_depth() -> None:
+    # §7: config must give D_a for an asset that can be collateral; k_a > 0 without it
+    # is refused rather than read as "no concentration"
+    with pytest.raises(InvalidInput, match="depth_usd"):
+        AssetParams.build([0.1], [1], [0], [0.1], [0.0], [[1.0]])
+    AssetParams.build([0.1], [1], [0], [0.0], [0.0], [[1.0]])  # k_a = 0: no term at all
 
 
 def test_non_psd_correlation_is_rejected() -> None:

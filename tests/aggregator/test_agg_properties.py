@@ -6,7 +6,14 @@ import dataclasses
 
 import numpy as np
 import pytest
-from agg_helpers import Account, accounts, reference_margin, scale_of
+from agg_helpers import (
+    Account,
+    accounts,
+    hedged_accounts,
+    reference_attributions,
+    reference_margin,
+    scale_of,
+)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -48,26 +55,70 @@ def test_components_are_non_negative_and_match_the_literal_method(acct: Account)
     assert r.liquidatable == (r.free_margin < 0)
 
 
+ANY_ACCOUNT = st.one_of(accounts(), hedged_accounts(), hedged_accounts(over=True))
+
+
 @SETTINGS
-@given(accounts())
-def test_attribution_adds_up(acct: Account) -> None:
+@given(ANY_ACCOUNT)
+def test_attribution_adds_up_to_the_requirement(acct: Account) -> None:
+    # §7: the positions' shares sum to M exactly (up to float rounding), and so do the
+    # chains'; the hedged and over-hedged books are where the old attribution (shares of
+    # max(VaR(T, R), VaR(T, R^s)) only) missed the clipped latency credit.
     r = compute_margin(acct.positions, acct.assets, acct.params)
     tol = 1e-9 * scale_of(acct.positions)
-    pos, chains = r.positions, r.chains
-    assert pos.euler.sum() == pytest.approx(max(r.var_base, r.var_stressed), rel=1e-9, abs=tol)
-    assert pos.bridge_risk.sum() == pytest.approx(r.components.bridge_risk, rel=1e-9, abs=tol)
-    assert pos.concentration.sum() == pytest.approx(r.components.concentration, abs=tol)
-    assert pos.floor.sum() == pytest.approx(r.components.floor, rel=1e-9, abs=tol)
+    pos, chains, comps = r.positions, r.chains, r.components
+    assert pos.total.sum() == pytest.approx(r.requirement, rel=1e-9, abs=tol)
+    assert chains.total.sum() == pytest.approx(r.requirement, rel=1e-9, abs=tol)
+    assert abs(r.attribution_residual) <= tol
+    cap = r.requirement / comps.total if r.capped else 1.0
+    var_part = comps.market + comps.bridge_latency + comps.correlation
+    assert pos.euler.sum() == pytest.approx(cap * var_part, rel=1e-9, abs=tol)
+    assert pos.bridge_risk.sum() == pytest.approx(cap * comps.bridge_risk, rel=1e-9, abs=tol)
+    assert pos.concentration.sum() == pytest.approx(cap * comps.concentration, abs=tol)
+    assert pos.floor.sum() == pytest.approx(cap * comps.floor, rel=1e-9, abs=tol)
     for field in ("euler", "bridge_risk", "concentration", "floor", "total"):
         assert getattr(chains, field).sum() == pytest.approx(
             getattr(pos, field).sum(), rel=1e-9, abs=tol
         )
-    assert chains.total.sum() + r.attribution_residual == pytest.approx(r.requirement, abs=tol)
-    if not r.capped:  # the only other gap is the clipped latency credit
-        residual = max(0.0, r.components.market - r.var_base)
-        assert r.attribution_residual == pytest.approx(residual, rel=1e-9, abs=tol)
     haircut = r.haircut[acct.positions.is_collateral]
     assert np.all((haircut >= 0) & (haircut <= 1))
+
+
+@SETTINGS
+@given(ANY_ACCOUNT)
+def test_attribution_matches_the_literal_method(acct: Account) -> None:
+    r = compute_margin(acct.positions, acct.assets, acct.params)
+    scale = scale_of(acct.positions)
+    top = max(r.components.market, r.var_base, r.var_stressed)
+    if top <= 1e-6 * scale:  # the literal 1/sqrt(q) of a netted hedge is float noise
+        return
+    candidates = reference_attributions(acct)
+    assert any(
+        np.allclose(r.positions.total, c, rtol=1e-6, atol=1e-7 * scale) for c in candidates
+    ), (r.positions.total, candidates)
+
+
+@SETTINGS
+@given(hedged_accounts(over=True))
+def test_over_hedged_books_clip_latency_and_still_add_up(acct: Account) -> None:
+    r = compute_margin(acct.positions, acct.assets, acct.params)
+    assert r.components.bridge_latency >= 0.0
+    assert r.components.bridge_latency == max(0.0, r.var_base - r.components.market)
+    tol = 1e-9 * scale_of(acct.positions)
+    assert r.positions.total.sum() == pytest.approx(r.requirement, rel=1e-9, abs=tol)
+
+
+@SETTINGS
+@given(accounts(long_only=True))
+def test_hidden_debt_is_not_no_debt(acct: Account) -> None:
+    # §4 + §7: the no-debt cap needs "no debt"; debt that may be hidden is not that
+    seen = compute_margin(acct.positions, acct.assets, acct.params)
+    hidden = compute_margin(acct.positions, acct.assets, acct.params, debt_may_be_hidden=True)
+    assert not hidden.capped
+    assert hidden.requirement == pytest.approx(seen.components.total, rel=1e-12)
+    assert hidden.requirement >= seen.requirement
+    tol = 1e-9 * scale_of(acct.positions)
+    assert hidden.positions.total.sum() == pytest.approx(hidden.requirement, rel=1e-9, abs=tol)
 
 
 @SETTINGS

@@ -95,7 +95,8 @@ def test_table_of_a_partial_report(devnet: Any) -> None:
     table = render_margin(report, width=120)
     assert "status partial" in table
     assert "PARTIAL: unavailable chains count 0 as collateral: base (8453)" in table
-    assert "unknown: debt may be hidden" in table
+    assert "DEBT UNKNOWN: debt cannot be valued (METHOD.md §4): base (8453)" in table
+    assert "debt cannot be valued (see DEBT UNKNOWN above)" in table
     assert "[x]" in table
     assert "[bold]y[/bold]" in table
     base_rows = [line for line in table.splitlines() if line.strip().startswith("base")]

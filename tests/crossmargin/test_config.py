@@ -26,6 +26,7 @@ rpc_urls = ["${{TEST_ETH_RPC:-http://127.0.0.1:8545}}"]
 symbol = "ETH"
 liquidation_horizon_days = 1
 sigma_default = 0.035
+liquidity_depth_usd = 1e9
 
 [[assets.feeds]]
 chain = "ethereum"
@@ -74,6 +75,12 @@ def test_good_config_loads_with_env_default_and_override() -> None:
             "chains.0.rpc_urls.0: environment variable TEST_ETH_RPC is not set",
         ),
         ('settlement_chain = "ethereum"', 'settlement_chain = "ethereum', "not valid TOML"),
+        (
+            "liquidity_depth_usd = 1e9\n",
+            "",
+            "assets.0.liquidity_depth_usd: required, ETH can be collateral (representations.0",
+        ),
+        ("liquidity_depth_usd = 1e9", "liquidity_depth_usd = 0", "assets.0.liquidity_depth_usd"),
     ],
 )
 def test_bad_config_names_the_path(old: str, new: str, expected: str) -> None:
@@ -98,6 +105,15 @@ decimals = 18
     )
     with pytest.raises(ConfigError, match=r"representations\.1: .* already representations\.0"):
         parse_config(text, env={})
+
+
+def test_depth_may_be_left_out_only_for_an_asset_that_is_never_collateral() -> None:
+    # §7: config must give D_a for every asset that can be collateral
+    debt_only = GOOD.replace("liquidity_depth_usd = 1e9\n", "").replace(
+        "decimals = 18\n", 'decimals = 18\nkind = "debt"\n'
+    )
+    cfg = parse_config(debt_only, env={})
+    assert cfg.assets[0].liquidity_depth_usd is None
 
 
 def test_env_vars_fill_only_rpc_urls() -> None:
@@ -132,6 +148,14 @@ def test_cli_config_check(tmp_path: Path) -> None:
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 or all(line.startswith(str(bad)) for line in lines)
     assert "chains.0.chain_id" in res.stderr
+    assert "Traceback" not in res.stderr
+
+    no_depth = tmp_path / "no-depth.toml"
+    no_depth.write_text(GOOD.replace("liquidity_depth_usd = 1e9\n", ""))
+    res = _cli("config", "check", str(no_depth))
+    assert res.returncode == 1
+    assert res.stderr.startswith(str(no_depth))
+    assert "assets.0.liquidity_depth_usd: required, ETH can be collateral" in res.stderr
     assert "Traceback" not in res.stderr
 
     missing = _cli("config", "check", str(tmp_path / "nope.toml"))

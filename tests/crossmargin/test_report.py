@@ -5,10 +5,10 @@ from __future__ import annotations
 from decimal import ROUND_HALF_EVEN, Decimal, localcontext
 from fractions import Fraction
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from crossmargin.report import fixed6
+from crossmargin.report import fixed6, split6
 
 
 def _reference(value: Fraction) -> str:
@@ -32,3 +32,49 @@ def test_ties_go_to_even() -> None:
 def test_matches_high_precision_decimal(numerator: int, scale: int) -> None:
     value = Fraction(numerator, 10**scale)
     assert fixed6(value) == _reference(value).replace("-0.000000", "0.000000")
+
+
+# ---------------------------------------------------------------- split6 (§7 shares)
+
+UNIT = Fraction(1, 10**6)
+SHARES = st.lists(
+    st.floats(min_value=-1e9, max_value=1e9, allow_nan=False, allow_infinity=False), max_size=12
+)
+
+
+@settings(deadline=None)  # Fraction arithmetic; the machine is shared
+@given(SHARES)
+def test_split6_sums_exactly_to_the_served_total(parts: list[float]) -> None:
+    # the served shares of M add up to the served M, digit for digit, and each is within
+    # one unit of 1e-6 of its exact value
+    total = fixed6(sum((Fraction(p) for p in parts), Fraction(0)))
+    shares = split6(total, parts)
+    assert len(shares) == len(parts)
+    if parts:
+        assert sum((Fraction(x) for x in shares), Fraction(0)) == Fraction(total)
+    for share, part in zip(shares, parts, strict=True):
+        assert share == fixed6(Fraction(share))  # a well-formed fixed-6 string
+        assert abs(Fraction(share) - Fraction(part)) < UNIT
+
+
+@settings(deadline=None)
+@given(SHARES.filter(bool), st.integers(-(10**6), 10**6))
+def test_split6_absorbs_float_drift(parts: list[float], drift: int) -> None:
+    # float shares that miss M by `drift` units (more than one per share, either sign)
+    # still sum exactly, the drift spread as evenly as possible
+    exact = Fraction(fixed6(sum((Fraction(p) for p in parts), Fraction(0))))
+    total = fixed6(exact + drift * UNIT)
+    shares = split6(total, parts)
+    assert sum((Fraction(x) for x in shares), Fraction(0)) == Fraction(total)
+    bound = (abs(drift) // len(parts) + 2) * UNIT
+    assert all(abs(Fraction(x) - Fraction(p)) < bound for x, p in zip(shares, parts, strict=True))
+
+
+def test_split6_largest_remainders_take_the_residue() -> None:
+    # thirds of 1.000000: 0.333333 each rounded down leaves 1 unit, and the tie goes to
+    # the earlier part; negated, -0.333334 each leaves 2 units for the first two
+    third = Fraction(1, 3)
+    assert split6("1.000000", [third, third, third]) == ["0.333334", "0.333333", "0.333333"]
+    assert split6("0.000002", [0.0000014, 0.0000006]) == ["0.000001", "0.000001"]
+    assert split6("-1.000000", [-third] * 3) == ["-0.333333", "-0.333333", "-0.333334"]
+    assert split6("0.000000", []) == []

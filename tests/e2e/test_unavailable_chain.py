@@ -1,5 +1,5 @@
 """METHOD.md §2: a chain that cannot be read is listed as unavailable, valued 0, and
-makes the result partial; with debt possible there, health is unknown."""
+makes the result partial; with debt possible there, debt cannot be valued (§4)."""
 
 from __future__ import annotations
 
@@ -54,7 +54,8 @@ def test_unavailable_chain_is_flagged_not_zeroed_silently(devnet: Any) -> None:
         return {(p.chain_id, p.symbol, p.raw_amount) for p in r.positions if p.chain_id != 8453}
 
     assert raw(report) == raw(healthy)
-    # base holds debt representations: health and free margin cannot be known.
-    assert report.totals.health is None
-    assert report.totals.free_margin_usd is None
-    assert any(w.code == "health_unknown" for w in report.warnings)
+    # base holds debt representations: debt cannot be valued (§4), nor what follows it.
+    t = report.totals
+    assert (t.debt_usd, t.equity_usd, t.free_margin_usd, t.health) == (None, None, None, None)
+    assert t.liquidatable is None
+    assert any(w.code == "debt_unknown" for w in report.warnings)

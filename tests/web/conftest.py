@@ -15,7 +15,15 @@ from typing import Any
 
 import pytest
 from playwright.sync_api import Browser, sync_playwright
-from web_helpers import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, ServedApp, serve, with_dead_chain
+from web_helpers import (
+    ARTIFACTS,
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    ServedApp,
+    serve,
+    with_dead_chain,
+    with_unpriced_asset,
+)
 
 
 @pytest.fixture(scope="module")
@@ -29,6 +37,15 @@ def web_server(devnet: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterato
 def dead_base_server(devnet: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedApp]:
     db = tmp_path_factory.mktemp("web-dead") / "snapshots.db"
     with serve(with_dead_chain(devnet.config, "base"), devnet.manifest_path, db) as served:
+        yield served
+
+
+@pytest.fixture(scope="module")
+def unpriced_usdc_server(
+    devnet: Any, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServedApp]:
+    db = tmp_path_factory.mktemp("web-unpriced") / "snapshots.db"
+    with serve(with_unpriced_asset(devnet.config, "USDC"), devnet.manifest_path, db) as served:
         yield served
 
 

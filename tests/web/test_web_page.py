@@ -15,6 +15,8 @@ import pytest
 from playwright.sync_api import Browser, Page, Route
 from web_helpers import ARTIFACTS, ServedApp
 
+UNKNOWN_FIGURES = ["debt_usd", "equity_usd", "free_margin_usd"]
+
 COMPONENTS = ["market", "bridge_latency", "correlation", "bridge_risk", "concentration", "floor"]
 FIGURES = ["collateral_usd", "debt_usd", "equity_usd", "margin_requirement_usd", "free_margin_usd"]
 SETTLED = '#status[data-state="ok"], #status[data-state="partial"], #status[data-state="error"]'
@@ -210,7 +212,7 @@ def test_unavailable_chain_is_partial(page: Page, dead_base_server: ServedApp, d
     free = page.locator('#totals [data-field="free_margin_usd"] .money')  # null: not a 0
     assert margin["totals"]["free_margin_usd"] is None
     assert free.get_attribute("data-value") == ""
-    assert free.inner_text() == "\u2014"
+    assert free.inner_text() == "unknown"  # base may hold debt: it cannot be valued (§4)
     assert page.locator("#warnings [data-code='chain_unavailable']").count() == 1
     width = page.viewport_size["width"] if page.viewport_size else 0
     page.screenshot(path=ARTIFACTS / f"partial-{width}.png", full_page=True)
@@ -233,3 +235,82 @@ def test_loading_state_then_result(page: Page, web_server: ServedApp, devnet: An
     page.wait_for_selector(SETTLED, timeout=20_000)
     assert page.get_attribute("#status", "data-state") == "ok"
     assert page.inner_text("#account") == carol
+
+
+def assert_debt_unknown_page(page: Page, base: str, account: str, target: str) -> dict[str, Any]:
+    """METHOD.md §4 on the page: every figure the API leaves null because debt cannot be
+    valued reads "unknown" with the reason, never 0 or a bare dash."""
+    q = f"?target_chain={target}"
+    _, margin = get_json(f"{base}/v1/accounts/{account}/margin{q}")
+    _, capacity = get_json(f"{base}/v1/accounts/{account}/capacity{q}")
+    _, stress = get_json(f"{base}/v1/accounts/{account}/stress")
+    (reason,) = [w["detail"] for w in margin["warnings"] if w["code"] == "debt_unknown"]
+    assert page.get_attribute("#status", "data-state") == "partial"
+    assert "debt cannot be valued" in page.inner_text("#status-detail")
+    for key in UNKNOWN_FIGURES:
+        assert margin["totals"][key] is None
+        value = page.locator(f'#totals [data-field="{key}"] .money')
+        assert value.inner_text() == "unknown", key
+        assert value.get_attribute("data-value") == ""
+        assert value.get_attribute("title") == reason
+    health = page.locator('#totals [data-field="health"] .ratio')
+    assert (health.inner_text(), health.get_attribute("title")) == ("unknown", reason)
+    assert page.inner_text("#debt-unknown") == f"Debt cannot be valued. {reason}"
+    # what could be valued is still shown as numbers
+    coll = page.locator('#totals [data-field="collateral_usd"] .money')
+    assert coll.inner_text() == usd(margin["totals"]["collateral_usd"])
+    # capacity: 0 for every asset, with the reason
+    assert "unknown" in page.inner_text("#capacity p.lead")
+    for cap in capacity["capacities"]:
+        assert cap["capacity_usd"] == "0.000000"
+        row = page.locator(f'#capacity tr[data-asset="{cap["asset"]}"]')
+        assert row.locator('[data-field="capacity_usd"] .money').inner_text() == "$0.00"
+        assert "capacity 0" in row.inner_text()
+    # waterfall: debt and free margin unknown
+    for step in ("debt", "free_margin"):
+        text = page.locator(f'#waterfall g[data-step="{step}"] text.val').text_content()
+        assert text == "unknown", step
+    # stress: no scenario says solvent or insolvent; no worst
+    assert stress["worst"] is None
+    rows = page.locator("#stress-chart g.stress-row")
+    assert rows.count() == len(stress["scenarios"])
+    for s in stress["scenarios"]:
+        row = page.locator(f'#stress-chart g[data-scenario="{s["name"]}"]')
+        assert "solvency unknown" in (row.text_content() or "")
+        assert "insolvent" not in (row.text_content() or "")
+        assert row.locator("rect.stress-bar.unknown").count() == 1
+    assert page.locator("#stress-chart g.worst").count() == 0
+    assert page.locator("#stress-chart rect.stress-bar.solvent").count() == 0
+    assert "Equity now unknown" in page.inner_text("#stress-note")
+    return margin
+
+
+@pytest.mark.parametrize("page", [(1280, 900), (390, 844)], indirect=True)
+def test_debt_on_an_unavailable_chain_is_unknown(
+    page: Page, dead_base_server: ServedApp, devnet: Any
+) -> None:
+    bob = devnet.demo_accounts["bob"]
+    open_account(page, dead_base_server.url, bob, "arbitrum")
+    assert_debt_unknown_page(page, dead_base_server.url, bob, "arbitrum")
+    width = page.viewport_size["width"] if page.viewport_size else 0
+    page.screenshot(path=ARTIFACTS / f"debt-unknown-{width}.png", full_page=True)
+
+
+def test_unpriced_debt_is_unknown_per_chain(
+    page: Page, unpriced_usdc_server: ServedApp, devnet: Any
+) -> None:
+    carol = devnet.demo_accounts["carol"]  # ETH against USDC debt
+    open_account(page, unpriced_usdc_server.url, carol, "arbitrum")
+    margin = assert_debt_unknown_page(page, unpriced_usdc_server.url, carol, "arbitrum")
+    unknown_chains = [c for c in margin["chains"] if c["debt_usd"] is None]
+    assert unknown_chains  # the chain holding the unpriced USDC debt
+    for c in margin["chains"]:
+        debt = page.locator(f'#blocks tr[data-chain="{c["name"]}"] [data-field="debt_usd"]')
+        row = page.locator(f'#chains g.chain-row[data-chain="{c["name"]}"]')
+        if c["debt_usd"] is None:
+            assert debt.inner_text() == "unknown"
+            assert "debt unknown" in (row.text_content() or "")
+            assert row.locator("rect.chain-bar.debt.unknown").count() == 1
+        else:
+            assert debt.inner_text() == usd(c["debt_usd"])
+    page.screenshot(path=ARTIFACTS / "unpriced-debt.png", full_page=True)

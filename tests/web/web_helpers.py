@@ -90,6 +90,18 @@ def with_dead_chain(config: Config, name: str) -> Config:
     return config.model_copy(update={"chains": chains})
 
 
+def with_unpriced_asset(config: Config, symbol: str) -> Config:
+    """Every feed of `symbol` bounded below its answer: each reading is out_of_bounds, so
+    the asset is unpriced (METHOD.md §3) and debt in it cannot be valued (§4)."""
+    assets = [
+        a.model_copy(update={"feeds": [f.model_copy(update={"max_answer": 1}) for f in a.feeds]})
+        if a.symbol == symbol
+        else a
+        for a in config.assets
+    ]
+    return config.model_copy(update={"assets": assets})
+
+
 def serve(config: Config, manifest: Path, database: Path) -> ServedApp:
     app = create_app(config, database=f"sqlite:///{database}")
     app[MANIFEST] = manifest
