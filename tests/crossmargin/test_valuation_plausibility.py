@@ -121,7 +121,7 @@ def test_implausible_collateral_counts_zero_and_debt_counts_in_full(
         assert (symbol in statuses) == (not ok)
         if not ok:
             assert statuses[symbol] == ("implausible", "0.000000")
-    assert not a.blind_to_debt
+    assert not a.debt_unknown
 
 
 def test_boundaries_and_vault_shares() -> None:
