@@ -5,20 +5,23 @@ key or stack trace reaches a response."""
 from __future__ import annotations
 
 import asyncio
+import secrets
 import tomllib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from api_helpers import api_config, dead_url, make_key, problem
+from eth_utils.address import to_checksum_address
 
 from api.app import create_app
 from api.security import key_digest
 from api.service import Service
-from crossmargin.config import ApiConfig, Config
+from crossmargin.config import ApiConfig, ApiKeyConfig, Config
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 Client = TestClient[Any, Any]
@@ -235,3 +238,40 @@ async def test_keys_tool_prints_a_key_and_its_config_entry(
 
 
 # ---------------------------------------------------------------- batches and limits
+
+
+@pytest.mark.parametrize("keyed", [False, True], ids=["anonymous", "key"])
+async def test_the_largest_batch_passes_with_default_limits(
+    devnet: Any, tmp_path: Path, keyed: bool
+) -> None:
+    defaults = ApiConfig()
+    key, entry = make_key("partner", ApiKeyConfig.model_fields["rate_per_s"].default, 20)
+    assert entry.burst == ApiKeyConfig.model_fields["burst"].default
+    config = api_config(
+        devnet,
+        anonymous=not keyed,
+        anonymous_rate_per_s=defaults.anonymous_rate_per_s,
+        anonymous_burst=defaults.anonymous_burst,
+        max_batch=defaults.max_batch,
+        keys=[entry] if keyed else [],
+    )
+    headers = {"X-API-Key": key} if keyed else {}
+    accounts = [to_checksum_address(secrets.token_bytes(20)) for _ in range(defaults.max_batch)]
+    async with client(config, tmp_path) as c:
+        resp = await c.post("/v1/margin:batch", json={"accounts": accounts}, headers=headers)
+        assert resp.status == 200, await resp.text()
+        body = await resp.json()
+        assert body["count"] == defaults.max_batch
+        assert all(item["error"] is None for item in body["results"])
+        # the batch's debt: a flood of anything now gets 429 with Retry-After
+        for _ in range(5):
+            resp = await c.get("/v1/chains", headers=headers)
+            await problem(resp, 429)
+            assert 1 <= int(resp.headers["Retry-After"]) <= 9
+        resp = await c.post("/v1/margin:batch", json={"accounts": accounts[:2]}, headers=headers)
+        await problem(resp, 429)
+        if not keyed:  # anonymous limits are per client address: another one is served
+            connector = aiohttp.TCPConnector(local_addr=("127.0.0.2", 0))
+            async with aiohttp.ClientSession(connector=connector) as other:
+                async with other.get(f"{c.make_url('/v1/chains')}") as resp:
+                    assert resp.status == 200
