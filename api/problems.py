@@ -12,8 +12,8 @@ on) and a human `detail`, whoever made it:
 
 No stack trace, RPC URL, key or library repr reaches a response: unexpected exceptions
 are logged server-side and answered with a generic 500; every detail and string field
-passes `Scrubber`, which replaces any configured endpoint (URL, host:port, host) with
-`<rpc endpoint>`.
+passes `Scrubber`, which replaces any configured endpoint (URL, host:port, host) and any
+IP address with `<rpc endpoint>`.
 """
 
 from __future__ import annotations

@@ -189,7 +189,8 @@ class Service:
             )
             found = await asyncio.to_thread(self.store.find_cached, cache_key, req.account)
             if found is not None:
-                served = self._stored(req, found, self.hashes[method], pin_key, est_key)
+                check = (req, found, self.hashes[method], pin_key, est_key)
+                served = await asyncio.to_thread(self._stored, *check)
                 if served is not None:
                     return served
         states, outcome = await self.reads.get(
@@ -206,7 +207,8 @@ class Service:
     def _stored(
         self, req: Request, found: tuple[str, str], config_hash: str, pins: PinKey, est_key: str
     ) -> Served | None:
-        """A stored result, if it passes `stored_mismatch`; else None (logged, counted)."""
+        """In a worker thread: the stored result, if it passes `stored_mismatch`; else
+        None (logged, counted)."""
         sid, text = found
         reason = stored_mismatch(sid, text, req, config_hash, pins, est_key)
         if reason is None:
