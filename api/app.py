@@ -2,8 +2,10 @@
 from their pydantic models, /metrics, and the web page (api/web.py).
 
 Middlewares, outermost first: metrics (latency of every answer, errors included), then
-problems (RFC 9457 bodies for every error, the request deadline). Authentication, rate
-limits and input validation are per operation (`api.openapi.bind`).
+problems (RFC 9457 bodies for every error, the request deadline); errors aiohttp makes
+outside them are problems too (`api.problems.serve_protocol_errors`). Authentication,
+rate limits and input validation are per operation (`api.openapi.bind`); a request
+body is at most MAX_BODY_BYTES and, as JSON, at most `api.openapi.MAX_JSON_DEPTH` deep.
 
 Lifecycle: the snapshot store is opened (alembic upgrade to head) and the Engine's HTTP
 session and adapters are started with the app, and closed with it.
@@ -15,7 +17,6 @@ import asyncio
 import json
 from collections.abc import AsyncIterator, Mapping
 from importlib.metadata import PackageNotFoundError, version
-from pathlib import Path
 
 from aiohttp import web
 
@@ -23,7 +24,7 @@ from adapters.evm import EvmAdapter
 from api.handlers import ENGINE, SERVICE, operations
 from api.metrics import Metrics
 from api.openapi import bind, spec
-from api.problems import Scrubber, error_middleware
+from api.problems import Scrubber, error_middleware, serve_protocol_errors
 from api.security import Gate
 from api.service import Service
 from api.store import Store, database_url
@@ -60,6 +61,7 @@ def create_app(
     app = web.Application(
         middlewares=[metrics.middleware, problems], client_max_size=MAX_BODY_BYTES
     )
+    serve_protocol_errors(app)
     gate = Gate(config.api)
     ops = operations(config)
     for op in ops:
@@ -74,10 +76,7 @@ def create_app(
 
     app.router.add_get("/openapi.json", openapi)
     app.router.add_get("/metrics", metrics.handler)
-    static = Path(__file__).parent / "static"
-    if static.is_dir():
-        app.router.add_static("/static", static)
-    add_web_routes(app)  # the web page (api/web.py): `/`, its assets, /v1/web/context
+    add_web_routes(app)  # the web page (api/web.py): `/`, /static/*, /v1/web/context
 
     url = database_url(database, config.api.database_url)
 

@@ -79,8 +79,8 @@ async def stress(call: Call) -> web.Response:
 async def margin_batch(call: Call) -> web.Response:
     svc, body = _service(call), call.body
     accounts: list[str] = list(getattr(body, "accounts", []))
-    if call.principal is not None and len(accounts) > 1:
-        call.gate.admit(call.principal, len(accounts) - 1)  # a batch costs one per account
+    if call.principal is not None and len(accounts) > 1:  # one token per account (security.py)
+        call.gate.admit(call.principal, len(accounts), paid=1)
     target = svc.config.chain(svc.target(getattr(body, "target_chain", None)))
     method = svc.method(getattr(body, "method", None))
     results = await svc.batch(accounts, target.name, method)
@@ -377,7 +377,8 @@ def operations(config: Config) -> list[Operation]:
             errors=(413, 415),
             description=f"At most {config.api.max_batch} distinct accounts, one snapshot "
             "each; an account that cannot be computed has its problem in `error`. "
-            "Costs one rate-limit token per account.",
+            "Costs one rate-limit token per account, and is let in when the bucket holds "
+            "min(accounts, burst) tokens.",
         ),
         Operation(
             "GET",

@@ -9,6 +9,10 @@
 - `crossmargin_cache_lookups_total{layer,outcome}`: results served from memory (`hit`),
   joined to a running computation (`coalesced`), found stored (`store`), or computed.
 - `crossmargin_snapshots_stored_total`, `crossmargin_requests_rejected_total{status}`.
+- `crossmargin_store_rejected_total{reason}`: stored documents found by a request's
+  cache key and not served (METHOD.md §10): `id_mismatch` (the id is not the sha256
+  of the content), `malformed`, `request_mismatch` (kind, account, target, asset,
+  method or config), `pins_mismatch`, `estimates_mismatch`.
 """
 
 from __future__ import annotations
@@ -70,6 +74,12 @@ class Metrics:
         )
         self.snapshots = Counter(
             "crossmargin_snapshots_stored", "Snapshots appended", registry=self.registry
+        )
+        self.store_rejected = Counter(
+            "crossmargin_store_rejected",
+            "Stored documents found by cache key but not served (METHOD.md §10)",
+            ["reason"],
+            registry=self.registry,
         )
         self.rejected = Counter(
             "crossmargin_requests_rejected",

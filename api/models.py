@@ -1,12 +1,13 @@
 """Request and response models of the API; /openapi.json is generated from them.
 
-Inputs are validated by these models and nothing else: addresses (EIP-55 when mixed
-case, emitted checksummed), the chain and asset allowlists (built from config, so the
-schema lists them as enums), list caps and duplicates.
+Inputs are validated by these models and nothing else: addresses (`0x` and 40 hex
+digits, EIP-55 when mixed case, emitted checksummed), the chain and asset allowlists
+(built from config, so the schema lists them as enums), list caps and duplicates.
 """
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from typing import Annotated, Any, Literal, Self
 
@@ -26,17 +27,33 @@ from crossmargin.report import ChainRef, MarginReport
 ADDRESS_PATTERN = r"^0x[0-9a-fA-F]{40}$"
 SNAPSHOT_ID_PATTERN = r"^[0-9a-f]{64}$"
 CURSOR_PATTERN = r"^[0-9]{1,9}$"
+# A regex cannot check EIP-55, so the schema says what it can: one case throughout
+# (pattern), or mixed case in the `eip55-address` format, the checksum's own rule.
 ADDRESS_SCHEMA = {
-    "type": "string",
-    "pattern": ADDRESS_PATTERN,
-    "format": "evm-address",
-    "description": "20-byte hex address; all lower case, all upper case, or EIP-55 mixed case "
-    "with a correct checksum (bad mixed case is rejected). Responses are checksummed.",
+    "anyOf": [
+        {"type": "string", "pattern": r"^0x([0-9a-f]{40}|[0-9A-F]{40})$"},
+        {"type": "string", "pattern": ADDRESS_PATTERN, "format": "eip55-address"},
+    ],
+    "description": "20-byte address: `0x` and 40 hex digits, all lower case or all upper "
+    "case, or mixed case with a correct EIP-55 checksum (format `eip55-address`); bad "
+    "mixed case is rejected. Responses are checksummed.",
 }
+HEX_ADDRESS = re.compile(ADDRESS_PATTERN.strip("^$"))
 
 # EIP-55 costs a keccak and a Python loop per address: remember recent answers.
 checksum = lru_cache(maxsize=1 << 16)(checksummed)
-Address = Annotated[str, AfterValidator(checksum), WithJsonSchema(ADDRESS_SCHEMA)]
+
+
+def address(value: str) -> str:
+    """An address as the API takes it, checksummed. The `0x` prefix is required (lower
+    case): without it a 40-digit hex string could be anything, e.g. a hash."""
+    if HEX_ADDRESS.fullmatch(value) is None:
+        shown = repr(value) if len(value) <= 60 else repr(value[:60]) + "..."
+        raise ValueError(f"not a 20-byte hex address (0x and 40 hex digits): {shown}")
+    return checksum(value)
+
+
+Address = Annotated[str, AfterValidator(address), WithJsonSchema(ADDRESS_SCHEMA)]
 Method = Literal["var", "es"]
 
 
@@ -56,13 +73,15 @@ def allowlist(values: list[str], what: str) -> Any:
 
 
 class Problem(BaseModel):
-    """RFC 9457 problem details."""
+    """RFC 9457 problem details; `code` is stable (clients branch on it), `detail` is
+    a sentence for people."""
 
     model_config = ConfigDict(extra="allow")
 
     type: str = "about:blank"
     title: str
     status: int
+    code: str
     detail: str
 
 
@@ -126,7 +145,8 @@ class Queries:
                     min_length=1,
                     max_length=config.api.max_batch,
                     json_schema_extra={"uniqueItems": True},
-                    description="accounts (same address on every chain), each at most once",
+                    description="accounts (same address on every chain), each at most once, "
+                    "whatever its case",
                 ),
             ),
             target_chain=(chain | None, Field(None, description=target_doc)),

@@ -4,6 +4,10 @@ Each `Operation` names its handler and its pydantic models (query, body, respons
 `bind` wraps the handler with authentication, rate limiting and input validation by
 those same models, and `spec` writes the document from them: component schemas come
 from `models_json_schema`, so there is no second, hand-kept copy of any schema.
+
+A body is parsed only once it is known to be UTF-8 and at most MAX_JSON_DEPTH deep
+(`json_depth`, a linear scan): Python's JSON parser recurses once per level, and a
+100,000-deep body would crash the process.
 """
 
 from __future__ import annotations
@@ -14,11 +18,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 from pydantic.json_schema import models_json_schema
 
-from api.models import ADDRESS_SCHEMA, SNAPSHOT_ID_PATTERN, Problem, checksum
+from api.models import ADDRESS_SCHEMA, SNAPSHOT_ID_PATTERN, Problem, address
 from api.problems import PROBLEM, TITLES, ApiProblem
 from api.security import KEY_HEADER, Gate, Principal
 
@@ -27,6 +32,11 @@ SNAPSHOT_ID_SCHEMA = {"type": "string", "pattern": SNAPSHOT_ID_PATTERN}
 PATH_PARAMS: dict[str, dict[str, Any]] = {"address": ADDRESS_SCHEMA, "id": SNAPSHOT_ID_SCHEMA}
 COMMON_ERRORS = (400, 401, 403, 429, 500, 504)
 MAX_DETAIL = 300
+MAX_JSON_DEPTH = 32  # the batch body needs 2; room for what a model may add
+_ESCAPE = re.compile(r"\\.", re.DOTALL)  # a backslash and the character it escapes
+_STRING = re.compile(r'"[^"]*"')  # a string, once escapes are gone
+_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
+_OPENS = np.frombuffer(b"[{", dtype=np.uint8)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +88,7 @@ def _validate_path(request: web.Request) -> dict[str, str]:
     out = dict(request.match_info)
     if "address" in out:
         try:
-            out["address"] = checksum(out["address"])
+            out["address"] = address(out["address"])
         except ValueError as exc:
             raise _invalid(
                 [{"location": "path.address", "detail": str(exc)[:MAX_DETAIL]}]
@@ -104,12 +114,31 @@ def _validate_query(model: type[BaseModel], request: web.Request) -> BaseModel:
         raise _invalid(_errors(exc, "query")) from None
 
 
+def json_depth(text: str) -> int:
+    """How deep the arrays and objects of `text` nest, without parsing it: strings (and
+    the brackets in them) are cut out, then the running count of opening minus closing
+    brackets is taken. Linear in the length. On invalid JSON the figure can be too high,
+    never lower than the depth a parser reaches before it stops."""
+    brackets = _NOT_BRACKET.sub("", _STRING.sub("", _ESCAPE.sub("", text)))
+    marks = np.frombuffer(brackets.encode("ascii"), dtype=np.uint8)
+    steps = np.where(np.isin(marks, _OPENS), 1, -1)
+    return int(np.cumsum(steps).max(initial=0))
+
+
 async def _validate_body(model: type[BaseModel], request: web.Request) -> BaseModel:
     if request.content_type != "application/json":
         raise ApiProblem(415, "the request body must be application/json")
+    data = await request.read()  # at most the app's client_max_size, else 413
     try:
-        raw = json.loads(await request.read())
-    except (ValueError, UnicodeDecodeError):
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise _invalid([{"location": "body", "detail": "not UTF-8 text"}]) from None
+    if json_depth(text) > MAX_JSON_DEPTH:
+        detail = f"JSON nested deeper than {MAX_JSON_DEPTH} levels"
+        raise _invalid([{"location": "body", "detail": detail}])
+    try:
+        raw = json.loads(text)
+    except ValueError:
         raise _invalid([{"location": "body", "detail": "not valid JSON"}]) from None
     try:
         return model.model_validate(raw)

@@ -1,8 +1,19 @@
 """Errors as RFC 9457 problem+json, and the request deadline.
 
-No stack trace, RPC URL or API key reaches a response body: unexpected exceptions are
-logged server-side and answered with a generic 500; every detail passes `Scrubber`,
-which replaces any configured endpoint (URL, host:port, host) with `<rpc endpoint>`.
+Every 4xx/5xx the API sends is a problem with a stable `code` (what a client branches
+on) and a human `detail`, whoever made it:
+
+- handlers and the security layer raise `ApiProblem`, and `error_middleware` renders it
+  (and aiohttp's own HTTP errors raised under it: 404, 405, 413, ...);
+- `serve_protocol_errors` covers the rest, which no middleware sees: what aiohttp
+  rejects before routing (a bad request line or header, oversized headers, a bad
+  Content-Length), its answer to an unknown `Expect`, an exception escaping the
+  middlewares; and it replaces aiohttp's `Server` banner (library and Python versions).
+
+No stack trace, RPC URL, key or library repr reaches a response: unexpected exceptions
+are logged server-side and answered with a generic 500; every detail and string field
+passes `Scrubber`, which replaces any configured endpoint (URL, host:port, host) and any
+IP address with `<rpc endpoint>`.
 """
 
 from __future__ import annotations
@@ -10,11 +21,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 from collections.abc import Awaitable, Callable, Mapping
+from http import HTTPStatus
 from typing import Any
 from urllib.parse import urlsplit
 
-from aiohttp import web
+from aiohttp import web, web_protocol
 
 from crossmargin.config import Config
 from crossmargin.errors import InputError, Refused
@@ -22,6 +35,7 @@ from crossmargin.errors import InputError, Refused
 log = logging.getLogger("api")
 
 PROBLEM = "application/problem+json"
+SERVER = "crossmargin"  # the `Server` header: no library or Python version
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 TITLES = {
@@ -38,7 +52,34 @@ TITLES = {
     500: "Internal Server Error",
     504: "Gateway Timeout",
 }
+# `code` of a problem whose type does not name one (types "/problems/x-y" give "x_y")
+CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    413: "body_too_large",
+    415: "unsupported_media_type",
+    422: "refused",
+    429: "rate_limited",
+    500: "internal_error",
+    504: "timeout",
+}
+# the human sentence of an error whose raiser gave none worth showing
+DETAILS = {
+    400: "the request is not valid HTTP/1.1 (request line, a header, or the body framing)",
+    404: "nothing is served at this path",
+    405: "this method is not allowed here (see the Allow header)",
+    413: "the request body is too large",
+    417: "only `Expect: 100-continue` is understood",
+    500: "the server failed to answer this request; the failure is logged on the server",
+    504: "the server did not answer within its deadline",
+}
+INTERNAL = DETAILS[500]
 KEEP_HEADERS = ("Allow", "Retry-After", "WWW-Authenticate")
+SERVES_PROBLEMS = web.AppKey("serves_problems", bool)
 
 
 class ApiProblem(Exception):
@@ -61,8 +102,19 @@ class ApiProblem(Exception):
         self.extra = extra
 
 
+# network addresses in the forms libraries print them: ('10.0.0.1', 8545[, ...]),
+# 10.0.0.1[:8545], [::1][:8545]; in an error they can only be an endpoint's
+_NETWORK = re.compile(
+    r"\(\s*'[^']*'\s*,\s*\d{1,5}(?:\s*,\s*\d+)*\s*\)"
+    r"|(?<![\w.])\d{1,3}(?:\.\d{1,3}){3}(?::\d{1,5})?(?![\w.])"
+    r"|\[[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*\](?::\d{1,5})?"
+)
+
+
 class Scrubber:
-    """Removes every configured RPC endpoint from a text (URLs may carry keys)."""
+    """Removes every configured RPC endpoint (URL, host:port, host) from a text (URLs
+    may carry keys), and any IP address, with or without a port: a name that resolved
+    to an address shows up as the address."""
 
     def __init__(self, config: Config) -> None:
         needles: set[str] = set()
@@ -78,14 +130,39 @@ class Scrubber:
         for needle in self._needles:
             if needle in text:
                 text = text.replace(needle, "<rpc endpoint>")
-        return text
+        return _NETWORK.sub("<rpc endpoint>", text)
+
+    def deep(self, value: Any) -> Any:
+        """Every string in a JSON-like value scrubbed (a problem's extra fields)."""
+        if isinstance(value, str):
+            return self(value)
+        if isinstance(value, Mapping):
+            return {k: self.deep(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [self.deep(v) for v in value]
+        return value
+
+
+def _phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Client Error" if status < 500 else "Server Error"
+
+
+def problem_code(status: int, type_: str) -> str:
+    """The stable `code` of a problem: from its type if it names one, else its status."""
+    if type_.startswith("/problems/"):
+        return type_.removeprefix("/problems/").replace("-", "_")
+    return CODES.get(status) or _phrase(status).lower().replace(" ", "_").replace("-", "_")
 
 
 def problem_body(status: int, detail: str, type_: str = "about:blank", **extra: Any) -> bytes:
     body = {
         "type": type_,
-        "title": TITLES.get(status, "Error"),
+        "title": TITLES.get(status) or _phrase(status),
         "status": status,
+        "code": problem_code(status, type_),
         "detail": detail,
         **extra,
     }
@@ -107,6 +184,15 @@ def problem(
     )
 
 
+def _http_error(exc: web.HTTPException, request: web.Request) -> web.Response:
+    """aiohttp's own HTTP errors (no route, method, body size) as problems."""
+    kept = {k: v for k in KEEP_HEADERS if (v := exc.headers.get(k)) is not None}
+    detail = DETAILS.get(exc.status, exc.reason)
+    if exc.status == 405 and "Allow" in kept:
+        detail = f"{request.method} is not allowed here; allowed: {kept['Allow']}"
+    return problem(exc.status, detail, headers=kept)
+
+
 def error_middleware(scrub: Scrubber, deadline_s: float) -> Any:
     """Maps every error to a problem response and enforces the request deadline."""
 
@@ -117,11 +203,13 @@ def error_middleware(scrub: Scrubber, deadline_s: float) -> Any:
             async with timeout:
                 return await handler(request)
         except TimeoutError:
-            if not timeout.expired():
-                raise
+            if not timeout.expired():  # something below timed out: logged, not shown
+                log.exception("timeout serving %s %s", request.method, request.path)
+                return problem(504, DETAILS[504])
             return problem(504, f"no answer within the {deadline_s:g} s request deadline")
         except ApiProblem as exc:
-            return problem(exc.status, scrub(exc.detail), exc.type, exc.headers, **exc.extra)
+            extra = scrub.deep(exc.extra)
+            return problem(exc.status, scrub(exc.detail), exc.type, exc.headers, **extra)
         except InputError as exc:
             return problem(400, scrub(str(exc)), "/problems/bad-input")
         except Refused as exc:
@@ -129,10 +217,63 @@ def error_middleware(scrub: Scrubber, deadline_s: float) -> Any:
         except web.HTTPException as exc:
             if exc.status < 400:
                 raise
-            kept = {k: v for k in KEEP_HEADERS if (v := exc.headers.get(k)) is not None}
-            return problem(exc.status, exc.reason, headers=kept)
+            return _http_error(exc, request)
         except Exception:
             log.exception("unhandled error serving %s %s", request.method, request.path)
-            return problem(500, "the server failed; see its log")
+            return problem(500, INTERNAL)
 
     return problems
+
+
+# ---------------------------------------------------------------- outside the middlewares
+
+_aiohttp_finish_response = web_protocol.RequestHandler.finish_response
+
+
+def _ours(handler: web_protocol.RequestHandler) -> bool:
+    """Whether this connection is served by an app that asked for problems."""
+    app = getattr(getattr(handler._manager, "request_handler", None), "__self__", None)
+    return isinstance(app, web.Application) and app.get(SERVES_PROBLEMS, False)
+
+
+def final_response(resp: web.StreamResponse) -> web.StreamResponse:
+    """What is sent instead of `resp`: our `Server` header, and a problem for an error
+    response that is not one yet."""
+    if resp.prepared:
+        return resp
+    if isinstance(resp, web.Response) and resp.status >= 400 and resp.content_type != PROBLEM:
+        kept = {k: v for k in KEEP_HEADERS if (v := resp.headers.get(k)) is not None}
+        detail = DETAILS.get(resp.status) or _phrase(resp.status)
+        replaced = problem(resp.status, detail, headers=kept)
+        if resp.keep_alive is False:
+            replaced.force_close()
+        resp = replaced
+    resp.headers["Server"] = SERVER
+    return resp
+
+
+async def _finish_response(
+    self: web_protocol.RequestHandler,
+    request: web.BaseRequest,
+    resp: web.StreamResponse,
+    start_time: float | None,
+) -> tuple[web.StreamResponse, bool]:
+    if _ours(self):
+        resp = final_response(resp)
+    return await _aiohttp_finish_response(self, request, resp, start_time)
+
+
+def serve_protocol_errors(app: web.Application) -> None:
+    """Make every error response of `app` a problem, and drop aiohttp's `Server` banner.
+
+    Some errors never meet a middleware: what aiohttp rejects before routing (a bad
+    request line or header, oversized headers, a bad Content-Length: its parser's
+    message, quoting the request bytes, as text), an unknown `Expect` (answered before
+    the middlewares run), an exception escaping them. Every response, those included,
+    goes out through `RequestHandler.finish_response`, and aiohttp gives an application
+    no hook there; so that method is wrapped, once per process, and the wrapper applies
+    `final_response` on connections of an app marked here. Other aiohttp servers in the
+    process keep aiohttp's behaviour."""
+    app[SERVES_PROBLEMS] = True
+    if web_protocol.RequestHandler.finish_response is _aiohttp_finish_response:
+        web_protocol.RequestHandler.finish_response = _finish_response  # type: ignore[method-assign]

@@ -8,6 +8,11 @@ matches nothing: 403, whether or not anonymous access is on. Each key and each
 anonymous address has its own bucket, so one client's flood is its own 429s and
 never another client's. Buckets live in the process: N processes behind a balancer
 allow N times the configured rates (README, "Running several API processes").
+
+A batch of n accounts costs n tokens. It is let in when the bucket holds min(n, burst)
+of them, so any batch up to `api.max_batch` can pass whatever the burst; one larger
+than the burst leaves the bucket in debt, and the principal's next requests wait until
+it is repaid. Over time a principal gets at most `rate` accounts per second.
 """
 
 from __future__ import annotations
@@ -47,7 +52,8 @@ class Principal:
 
 
 class TokenBucket:
-    """`rate` tokens per second up to `capacity`; a request takes `cost` tokens."""
+    """`rate` tokens per second up to `capacity`; a request takes `cost` tokens. The
+    balance may go below 0 (a batch larger than the capacity): that is debt."""
 
     def __init__(self, rate: float, capacity: int, now: float) -> None:
         self.rate = rate
@@ -55,15 +61,18 @@ class TokenBucket:
         self.tokens = float(capacity)
         self.updated = now
 
-    def take(self, cost: float, now: float) -> float:
-        """0 if granted, else seconds until `cost` tokens will be there."""
-        cost = min(cost, self.capacity)
+    def take(self, cost: float, now: float, paid: float = 0.0) -> float:
+        """0 if granted, else seconds until the whole request, asked again (paying all
+        of its cost again), would be. `paid` of the `cost` tokens were taken already; the
+        request is granted when the bucket holds, with them, the cost or the whole
+        capacity if that is less, and then the rest is taken, into debt if need be."""
         self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
         self.updated = now
-        if self.tokens >= cost:
-            self.tokens -= cost
+        need = min(cost, self.capacity)
+        if self.tokens + paid >= need:
+            self.tokens -= cost - paid
             return 0.0
-        return (cost - self.tokens) / self.rate
+        return (need - self.tokens) / self.rate
 
 
 class Gate:
@@ -103,11 +112,12 @@ class Gate:
             raise ApiProblem(403, "the API key is not valid", type_="/problems/forbidden")
         return Principal(found, f"key:{found}")
 
-    def admit(self, principal: Principal, cost: float = 1.0) -> None:
-        """Take `cost` tokens from the principal's bucket, or raise 429 with Retry-After."""
+    def admit(self, principal: Principal, cost: float = 1.0, *, paid: float = 0.0) -> None:
+        """Take `cost` tokens from the principal's bucket (`paid` of them were taken at
+        the door), or raise 429 with Retry-After."""
         now = self._clock()
         bucket = self._bucket(principal.bucket, now)
-        wait = bucket.take(cost, now)
+        wait = bucket.take(cost, now, paid)
         if wait > 0:
             retry = max(1, math.ceil(wait))
             raise ApiProblem(

@@ -6,7 +6,11 @@ up by (kind, account, target, asset, method, pinned blocks, §6 estimates):
 1. in this process's LRU (`hit`), or joined to the same computation already running
    (`coalesced`);
 2. in the snapshot store, by the same key, so processes behind one database share
-   results (`store`; the document is checked against its id before it is served);
+   results (`store`). The store is not trusted (METHOD.md §10): a document is served
+   only if its id is the sha256 of its content and its request (kind, account, target,
+   asset, method and config, every pin, the §6 estimates) is this one
+   (`stored_mismatch`); otherwise it is logged, counted
+   (`crossmargin_store_rejected_total{reason}`) and the result computed afresh;
 3. else the chains are read at the pins (reads shared across kinds and targets, and
    concurrent reads batched into shared multicalls), the report is computed by
    `crossmargin.snapshot.compute` and appended to the account's hash chain before it
@@ -24,6 +28,8 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
+
+from pydantic import ValidationError
 
 from adapters.evm import BlockPin
 from api.cache import Coalescer
@@ -43,6 +49,7 @@ from crossmargin.snapshot import (
     document,
     encode,
     report_of,
+    request_of,
 )
 from oracle.estimation import RiskEstimates
 
@@ -67,6 +74,36 @@ def _pin_key(pins: Mapping[str, Pinned]) -> PinKey:
         (n, p.number, p.hash) if isinstance(p, BlockPin) else (n, None, None)
         for n, p in pins.items()
     )
+
+
+def stored_mismatch(
+    sid: str, text: str, req: Request, config_hash: str, pins: PinKey, est_key: str
+) -> str | None:
+    """Why a stored document found by cache key may not answer `req`, or None.
+
+    `config_hash` names the method too (one config per method); `pins` and `est_key`
+    are the request's pinned blocks and §6 estimates, as in its cache key."""
+    if not text.isascii() or digest(text) != sid:
+        return "id_mismatch"
+    try:
+        doc = json.loads(text)
+        if not isinstance(doc, dict) or canonical(doc) != text:
+            return "malformed"
+        asked = request_of(doc)
+        inputs: dict[str, Any] = doc["inputs"]
+        chains = {c["chain"]: c["pin"] for c in inputs["chains"]}
+        stored_pins = {n: (p["number"], p["hash"]) if p else None for n, p in chains.items()}
+        estimates = inputs["estimates"]
+        config = inputs["parameters"]["config_hash"]
+    except (CrossmarginError, ValueError, KeyError, TypeError):
+        return "malformed"
+    if asked != req or config != config_hash:
+        return "request_mismatch"
+    if stored_pins != {n: (str(num), h) if num is not None else None for n, num, h in pins}:
+        return "pins_mismatch"
+    if ("config" if estimates is None else digest(canonical(estimates))) != est_key:
+        return "estimates_mismatch"
+    return None
 
 
 class Service:
@@ -153,10 +190,12 @@ class Service:
                     ]
                 )
             )
-            found = await asyncio.to_thread(self.store.find_cached, cache_key)
-            if found is not None and digest(found[1]) == found[0]:
-                report = report_of(json.loads(found[1]))
-                return Served(report.model_dump_json().encode(), found[0], True)
+            found = await asyncio.to_thread(self.store.find_cached, cache_key, req.account)
+            if found is not None:
+                check = (req, found, self.hashes[method], pin_key, est_key)
+                served = await asyncio.to_thread(self._stored, *check)
+                if served is not None:
+                    return served
         states, outcome = await self.reads.get(
             (req.account, pin_key),
             lambda: self._read(req.account, pins),
@@ -167,6 +206,26 @@ class Service:
         served = await asyncio.to_thread(self._compute_and_store, cfg, req, states, est, cache_key)
         self.metrics.snapshots.inc()
         return served
+
+    def _stored(
+        self, req: Request, found: tuple[str, str], config_hash: str, pins: PinKey, est_key: str
+    ) -> Served | None:
+        """In a worker thread: the stored result, if it passes `stored_mismatch`; else
+        None (logged, counted)."""
+        sid, text = found
+        reason = stored_mismatch(sid, text, req, config_hash, pins, est_key)
+        if reason is None:
+            try:
+                body = report_of(json.loads(text)).model_dump_json().encode()
+            except (CrossmarginError, ValidationError, ValueError):
+                reason = "malformed"
+            else:
+                return Served(body, sid, True)
+        self.metrics.store_rejected.labels(reason).inc()
+        log.warning(
+            "stored snapshot %s not served for %s of %s: %s", sid, req.kind, req.account, reason
+        )
+        return None
 
     def _compute_and_store(
         self,

@@ -12,18 +12,24 @@ The page reads the same public endpoints as any client (margin, capacity, stress
 (`app[MANIFEST]`, else `.devnet/manifest.json` in the working directory or the checkout)
 and it describes the chains this server reads: at least one configured RPC URL must be
 the manifest's URL for that chain. Otherwise it is empty.
+
+Files are served by a plain handler over the files present at start-up, not aiohttp's
+static resource, whose missing-file 404 and Range 416 are decided while sending, past
+the point where an error can still become a problem+json (api/problems.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import mimetypes
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from api.problems import ApiProblem
 from crossmargin.config import Config
 
 STATIC = Path(__file__).parent / "static"
@@ -110,20 +116,27 @@ async def context(request: web.Request) -> web.Response:
     return web.json_response(text=json.dumps(body), headers={"Cache-Control": "no-store"})
 
 
-async def index(request: web.Request) -> web.FileResponse:
-    return web.FileResponse(STATIC / "index.html", headers=PAGE_HEADERS)
+def _file(name: str, headers: dict[str, str]) -> web.Response:
+    content_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
+    body = (STATIC / name).read_bytes()  # the page's files are all UTF-8 text
+    return web.Response(body=body, content_type=content_type, charset="utf-8", headers=headers)
 
 
-def _has_static(app: web.Application) -> bool:
-    return any(
-        isinstance(r, web.StaticResource) and r.canonical == "/static"
-        for r in app.router.resources()
-    )
+async def index(request: web.Request) -> web.Response:
+    return await asyncio.to_thread(_file, "index.html", PAGE_HEADERS)
 
 
 def add_web_routes(app: web.Application) -> None:
-    """`/` (the page), `/static/*` (unless already served) and `/v1/web/context`."""
+    """`/` (the page), `/static/{name}` (the files of api/static/) and `/v1/web/context`."""
+    names = frozenset(p.name for p in STATIC.iterdir() if p.is_file())
+    headers = {"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"}
+
+    async def static(request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        if name not in names:
+            raise ApiProblem(404, "no such file", type_="/problems/not-found")
+        return await asyncio.to_thread(_file, name, headers)
+
     app.router.add_get("/", index)
     app.router.add_get("/v1/web/context", context)
-    if not _has_static(app):
-        app.router.add_static("/static", STATIC)
+    app.router.add_get("/static/{name}", static)

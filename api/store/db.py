@@ -329,12 +329,13 @@ class Store:
                     raise IntegrityError("head moved", None, Exception("head moved"))
         return Stored(sid, account, height, prev)
 
-    def find_cached(self, cache_key: str) -> tuple[str, str] | None:
-        """(id, document) of a stored computation with this cache key, if any."""
+    def find_cached(self, cache_key: str, account: str) -> tuple[str, str] | None:
+        """(id, document) of the account's newest stored computation with this cache key,
+        if any. Untrusted: the caller checks the document before serving it (§10)."""
         with self._tx() as conn:
             row = conn.execute(
                 select(SNAP.c.id, SNAP.c.document)
-                .where(SNAP.c.cache_key == cache_key)
+                .where(SNAP.c.cache_key == cache_key, SNAP.c.account == account)
                 .order_by(SNAP.c.height.desc())
                 .limit(1)
             ).first()

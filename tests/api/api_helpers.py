@@ -1,12 +1,23 @@
-"""Helpers of the API tests: a real server in a thread, config variants, API keys."""
+"""Helpers of the API tests: a real server in a thread or in its own process
+(`crossmargin serve`), config variants, API keys."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
+import socket
+import subprocess
+import sys
 import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 
 from api.security import new_key
@@ -65,6 +76,81 @@ class ServerThread:
         if self._loop is not None and self._stop is not None:
             self._loop.call_soon_threadsafe(self._stop.set)
         self._thread.join(30)
+
+
+ROOT = Path(__file__).resolve().parents[2]
+CROSSMARGIN = Path(sys.executable).with_name("crossmargin")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def dead_url(secret: str) -> tuple[str, str]:
+    """An RPC URL nobody answers, with `secret` in its path; and its host:port."""
+    port = free_port()
+    return f"http://localhost:{port}/v2/{secret}", f"localhost:{port}"
+
+
+@dataclass(frozen=True)
+class ApiProcess:
+    url: str
+    port: int
+    proc: subprocess.Popen[bytes]
+
+
+@contextmanager
+def api_process(config_path: Path, database: str, log: Path) -> Iterator[ApiProcess]:
+    """`crossmargin serve` in its own process (output to `log`), stopped on exit."""
+    port = free_port()
+    env = {**os.environ, "CROSSMARGIN_DATABASE_URL": database}
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [str(CROSSMARGIN), "serve", "--config", str(config_path), "--port", str(port)],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        yield ApiProcess(f"http://127.0.0.1:{port}", port, proc)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+async def wait_up(session: aiohttp.ClientSession, base: str) -> None:
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            async with session.get(f"{base}/v1/health") as resp:
+                if resp.status == 200:
+                    return
+        except aiohttp.ClientError:
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{base} did not come up")
+        await asyncio.sleep(0.2)
+
+
+async def problem(resp: aiohttp.ClientResponse, status: int) -> dict[str, Any]:
+    """The body of `resp`, checked to be an RFC 9457 problem with this status, a stable
+    `code`, no trace, and no version banner in `Server`."""
+    assert resp.status == status, await resp.text()
+    assert resp.content_type == "application/problem+json"
+    body: dict[str, Any] = await resp.json()
+    assert body["status"] == status
+    assert {"type", "title", "detail", "code"} <= body.keys()
+    assert body["code"].replace("_", "").isalpha()
+    assert "Traceback" not in str(body)
+    assert resp.headers.get("Server", "crossmargin") == "crossmargin"
+    return body
 
 
 def api_config(devnet: Any, **api: Any) -> Any:

@@ -1,10 +1,11 @@
-"""Schemathesis hooks (SCHEMATHESIS_HOOKS=api_st_hooks): values for the `evm-address`
+"""Schemathesis hooks (SCHEMATHESIS_HOOKS=api_st_hooks): values for the `eip55-address`
 format the API's schema declares.
 
-JSON Schema cannot express an EIP-55 checksum, so the schema gives the pattern and names
-the format; this teaches the fuzzer the format, as Schemathesis documents for custom
-formats. It draws the devnet's demo accounts (CROSSMARGIN_ST_ACCOUNTS) and random
-addresses, checksummed or all lower case; negative tests still break the pattern.
+JSON Schema cannot express an EIP-55 checksum, so an address in the schema is either
+one case throughout (a pattern) or mixed case in the `eip55-address` format; this
+teaches the fuzzer that format, as Schemathesis documents for custom formats. It draws
+the devnet's demo accounts (CROSSMARGIN_ST_ACCOUNTS) and random checksummed addresses;
+the pattern arm gives all-lower and all-upper ones, and negative tests still break both.
 """
 
 from __future__ import annotations
@@ -19,4 +20,4 @@ DEMO = [a for a in os.environ.get("CROSSMARGIN_ST_ACCOUNTS", "").split(",") if a
 RANDOM = st.binary(min_size=20, max_size=20).map(lambda b: to_checksum_address(b))
 ADDRESS = st.sampled_from(DEMO) | RANDOM if DEMO else RANDOM
 
-schemathesis.openapi.format("evm-address", ADDRESS)
+schemathesis.openapi.format("eip55-address", ADDRESS)

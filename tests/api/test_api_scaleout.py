@@ -5,69 +5,18 @@ other from the store, and the whole trail verifies."""
 from __future__ import annotations
 
 import asyncio
-import os
 import secrets
-import socket
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+from api_helpers import api_process, wait_up
 from eth_utils.address import to_checksum_address
 
 from api.store import Store
 from crossmargin.cli import main as cli
 from crossmargin.snapshot import GENESIS
-
-ROOT = Path(__file__).resolve().parents[2]
-CROSSMARGIN = Path(sys.executable).with_name("crossmargin")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextmanager
-def api_process(config_path: Path, database: str, log: Path) -> Iterator[str]:
-    port = free_port()
-    env = {**os.environ, "CROSSMARGIN_DATABASE_URL": database}
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            [str(CROSSMARGIN), "serve", "--config", str(config_path), "--port", str(port)],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-async def wait_up(session: aiohttp.ClientSession, base: str) -> None:
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            async with session.get(f"{base}/v1/health") as resp:
-                if resp.status == 200:
-                    return
-        except aiohttp.ClientError:
-            pass
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{base} did not come up")
-        await asyncio.sleep(0.2)
 
 
 def test_two_processes_one_store(devnet: Any, database: str, tmp_path: Path) -> None:
@@ -101,8 +50,8 @@ def test_two_processes_one_store(devnet: Any, database: str, tmp_path: Path) -> 
             return out
 
     with ExitStack() as stack:
-        a = stack.enter_context(api_process(devnet.config_path, database, tmp_path / "a.log"))
-        b = stack.enter_context(api_process(devnet.config_path, database, tmp_path / "b.log"))
+        a = stack.enter_context(api_process(devnet.config_path, database, tmp_path / "a.log")).url
+        b = stack.enter_context(api_process(devnet.config_path, database, tmp_path / "b.log")).url
         try:
             served = asyncio.run(drive(a, b))
         except BaseException:

@@ -1,6 +1,6 @@
-"""Schemathesis (every default check, every phase) against a real server on a free
-loopback port, on the devnet, with each snapshot store. Bounded: at most 25 examples
-per operation and a fixed seed (override with CROSSMARGIN_ST_SEED)."""
+"""Schemathesis (every check, every phase) against a real server on a free loopback
+port, on the devnet, with each snapshot store. Bounded: at most 25 examples per
+operation and a fixed seed (override with CROSSMARGIN_ST_SEED)."""
 
 from __future__ import annotations
 
@@ -37,6 +37,7 @@ def test_schemathesis_finds_nothing(devnet: Any, database: str, tmp_path: Path) 
                 f"--seed={os.environ.get('CROSSMARGIN_ST_SEED', '20240601')}",
                 "--request-timeout=20",
                 "--no-color",
+                "--checks=all",
             ],
             cwd=tmp_path,
             env=env,

@@ -5,22 +5,23 @@ key or stack trace reaches a response."""
 from __future__ import annotations
 
 import asyncio
-import socket
+import secrets
 import tomllib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
-from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient, TestServer
-from api_helpers import api_config, make_key
+from api_helpers import api_config, dead_url, make_key, problem
+from eth_utils.address import to_checksum_address
 
 from api.app import create_app
 from api.security import key_digest
 from api.service import Service
-from crossmargin.config import ApiConfig, Config
+from crossmargin.config import ApiConfig, ApiKeyConfig, Config
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 Client = TestClient[Any, Any]
@@ -31,16 +32,6 @@ async def client(config: Config, tmp_path: Path) -> AsyncIterator[Client]:
     app = create_app(config, database=f"sqlite:///{tmp_path / 'snapshots.db'}")
     async with TestClient(TestServer(app)) as c:
         yield c
-
-
-async def problem(resp: ClientResponse, status: int) -> dict[str, Any]:
-    assert resp.status == status, await resp.text()
-    assert resp.content_type == "application/problem+json"
-    body: dict[str, Any] = await resp.json()
-    assert body["status"] == status
-    assert {"type", "title", "detail"} <= body.keys()
-    assert "Traceback" not in str(body)
-    return body
 
 
 async def test_no_key_wrong_key_and_over_limit(devnet: Any, tmp_path: Path) -> None:
@@ -108,13 +99,6 @@ async def test_one_keys_flood_does_not_starve_another(devnet: Any, tmp_path: Pat
         await problem(resp, 429)
 
 
-def dead_url(secret: str) -> tuple[str, str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    return f"http://localhost:{port}/v2/{secret}", f"localhost:{port}"
-
-
 async def test_no_rpc_url_key_or_trace_in_responses(
     devnet: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -178,8 +162,10 @@ async def test_request_deadline_gives_504(devnet: Any, tmp_path: Path) -> None:
         await server.wait_closed()
 
 
-A = "/v1/accounts/0xc02aaa39b223fe8d0a0e5c4f27ead9083c756cc2"
+HEX40 = "c02aaa39b223fe8d0a0e5c4f27ead9083c756cc2"
+A = f"/v1/accounts/0x{HEX40}"
 JSON_BODY = {"Content-Type": "application/json"}
+NEST_33 = '{"accounts": ' + "[" * 32 + "]" * 32 + "}"  # 33 levels with the object
 
 
 @pytest.mark.parametrize(
@@ -201,6 +187,22 @@ JSON_BODY = {"Content-Type": "application/json"}
         ("POST", "/v1/margin:batch", {"data": b"[" * 300_000, "headers": JSON_BODY}, 413, "Large"),
         ("DELETE", "/v1/chains", {}, 405, "Not Allowed"),
         ("GET", "/v2/nothing", {}, 404, "Not Found"),
+        ("GET", "/static/nope.js", {}, 404, "no such file"),
+        # an address is `0x` and 40 hex digits: not without the prefix, not with `0X`
+        ("GET", f"/v1/accounts/{HEX40}/margin", {}, 400, "0x and 40 hex digits"),
+        ("GET", f"/v1/accounts/0X{HEX40}/capacity", {}, 400, "0x and 40 hex digits"),
+        ("GET", f"/v1/accounts/0X{HEX40.upper()}/snapshots", {}, 400, "0x and 40 hex digits"),
+        ("POST", "/v1/margin:batch", {"json": {"accounts": [HEX40]}}, 400, "0x and 40 hex"),
+        ("POST", "/v1/margin:batch", {"json": {"accounts": ["0X" + HEX40]}}, 400, "0x and 40"),
+        # nesting is refused before any parser recurses; bytes must be UTF-8
+        ("POST", "/v1/margin:batch", {"data": NEST_33, "headers": JSON_BODY}, 400, "deeper"),
+        (
+            "POST",
+            "/v1/margin:batch",
+            {"data": b'{"a": "\xff"}', "headers": JSON_BODY},
+            400,
+            "UTF-8",
+        ),
     ],
 )
 async def test_bad_requests_are_problems(
@@ -233,3 +235,43 @@ async def test_keys_tool_prints_a_key_and_its_config_entry(
     assert (entry.name, entry.rate_per_s, entry.burst) == ("partner", 5.0, 7)
     assert entry.sha256 == key_digest(key)
     assert key not in out  # the config gets the digest only
+
+
+# ---------------------------------------------------------------- batches and limits
+
+
+@pytest.mark.parametrize("keyed", [False, True], ids=["anonymous", "key"])
+async def test_the_largest_batch_passes_with_default_limits(
+    devnet: Any, tmp_path: Path, keyed: bool
+) -> None:
+    defaults = ApiConfig()
+    key, entry = make_key("partner", ApiKeyConfig.model_fields["rate_per_s"].default, 20)
+    assert entry.burst == ApiKeyConfig.model_fields["burst"].default
+    config = api_config(
+        devnet,
+        anonymous=not keyed,
+        anonymous_rate_per_s=defaults.anonymous_rate_per_s,
+        anonymous_burst=defaults.anonymous_burst,
+        max_batch=defaults.max_batch,
+        keys=[entry] if keyed else [],
+    )
+    headers = {"X-API-Key": key} if keyed else {}
+    accounts = [to_checksum_address(secrets.token_bytes(20)) for _ in range(defaults.max_batch)]
+    async with client(config, tmp_path) as c:
+        resp = await c.post("/v1/margin:batch", json={"accounts": accounts}, headers=headers)
+        assert resp.status == 200, await resp.text()
+        body = await resp.json()
+        assert body["count"] == defaults.max_batch
+        assert all(item["error"] is None for item in body["results"])
+        # the batch's debt: a flood of anything now gets 429 with Retry-After
+        for _ in range(5):
+            resp = await c.get("/v1/chains", headers=headers)
+            await problem(resp, 429)
+            assert 1 <= int(resp.headers["Retry-After"]) <= 9
+        resp = await c.post("/v1/margin:batch", json={"accounts": accounts[:2]}, headers=headers)
+        await problem(resp, 429)
+        if not keyed:  # anonymous limits are per client address: another one is served
+            connector = aiohttp.TCPConnector(local_addr=("127.0.0.2", 0))
+            async with aiohttp.ClientSession(connector=connector) as other:
+                async with other.get(f"{c.make_url('/v1/chains')}") as resp:
+                    assert resp.status == 200

@@ -84,11 +84,12 @@ def test_cache_key_lookup_and_pages(database: str) -> None:
             store.append("0xpage", "stress", doc(str(i)), cache_key=f"k{i % 3}").id
             for i in range(7)
         ]
-        found = store.find_cached("k1")
+        found = store.find_cached("k1", "0xpage")
         assert found is not None
         assert found[0] == ids[4]  # the newest with that key
         assert digest(found[1]) == found[0]
-        assert store.find_cached("nope") is None
+        assert store.find_cached("nope", "0xpage") is None
+        assert store.find_cached("k1", "0xother") is None  # keys are per account
         first = store.page("0xpage", 3)
         assert [r.height for r in first] == [6, 5, 4]
         rest = store.page("0xpage", 10, below=first[-1].height)
