@@ -28,7 +28,7 @@ from api.models import (
     StoreHealth,
 )
 from api.openapi import Call, Operation
-from api.problems import ApiProblem
+from api.problems import DOCUMENTED_ERROR, ApiProblem
 from api.service import Served, Service
 from api.store import Summary
 from crossmargin.config import Config
@@ -179,7 +179,9 @@ async def health(call: Call) -> web.Response:
     up = sum(c.status == "ok" for c in chains)
     status = "down" if up == 0 or not store.writable else "ok" if up == len(chains) else "degraded"
     body = Health(status=status, store=store, chains=chains).model_dump_json().encode()
-    return web.Response(body=body, status=503 if status == "down" else 200, content_type=JSON)
+    resp = web.Response(body=body, status=503 if status == "down" else 200, content_type=JSON)
+    resp[DOCUMENTED_ERROR] = True  # the 503 is the health document, not a problem
+    return resp
 
 
 async def liveness(call: Call) -> web.Response:

@@ -229,6 +229,10 @@ def error_middleware(scrub: Scrubber, deadline_s: float) -> Any:
 
 _aiohttp_finish_response = web_protocol.RequestHandler.finish_response
 
+# Set on a response whose error status carries a documented body of its own (the
+# health document's 503, which a load balancer reads), so it is not made a problem.
+DOCUMENTED_ERROR = web.ResponseKey("documented_error", bool)
+
 
 def _ours(handler: web_protocol.RequestHandler) -> bool:
     """Whether this connection is served by an app that asked for problems."""
@@ -241,7 +245,12 @@ def final_response(resp: web.StreamResponse) -> web.StreamResponse:
     response that is not one yet."""
     if resp.prepared:
         return resp
-    if isinstance(resp, web.Response) and resp.status >= 400 and resp.content_type != PROBLEM:
+    if (
+        isinstance(resp, web.Response)
+        and resp.status >= 400
+        and resp.content_type != PROBLEM
+        and not resp.get(DOCUMENTED_ERROR, False)
+    ):
         kept = {k: v for k in KEEP_HEADERS if (v := resp.headers.get(k)) is not None}
         detail = DETAILS.get(resp.status) or _phrase(resp.status)
         replaced = problem(resp.status, detail, headers=kept)
