@@ -10,6 +10,7 @@ import asyncio
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from crossmargin.config import Config, load_config
 
@@ -32,6 +33,20 @@ def _config(path: str | None) -> Config:
     return load_config(p)
 
 
+def endpoint_host(url: str) -> str:
+    """scheme://host[:port] of an RPC URL: never its path, query or user:password, where
+    providers put API keys."""
+    try:
+        parts = urlsplit(url)
+        scheme, host, port = parts.scheme, parts.hostname, parts.port
+    except ValueError:  # a bad port or bracket
+        scheme, host, port = "", None, None
+    if scheme not in ("http", "https", "ws", "wss") or not host:
+        return "(not an http(s) or ws(s) URL)"
+    host = f"[{host}]" if ":" in host else host
+    return f"{scheme}://{host}" + (f":{port}" if port is not None else "")
+
+
 def _cmd_config_check(args: argparse.Namespace) -> int:
     try:
         cfg = load_config(args.file)
@@ -42,6 +57,16 @@ def _cmd_config_check(args: argparse.Namespace) -> int:
         f"{args.file}: ok ({len(cfg.chains)} chains, {len(cfg.assets)} assets, "
         f"{len(cfg.representations)} representations)"
     )
+    for c in cfg.chains:  # what will be called, after ${VAR} expansion; hosts only
+        print(f"  {c.name} ({c.chain_id}): {', '.join(endpoint_host(u) for u in c.rpc_urls)}")
+    from oracle.estimation import config_estimates
+
+    if config_estimates(cfg).repaired:
+        print(
+            f"{args.file}: note: risk.correlations with default_correlation are not positive "
+            "semidefinite; without price history they are repaired at run time "
+            "(correlation_repaired)"
+        )
     return 0
 
 
@@ -120,7 +145,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     config = sub.add_parser("config", help="configuration files")
     config_sub = config.add_subparsers(dest="config_command", required=True)
-    check = config_sub.add_parser("check", help="validate a config file")
+    check = config_sub.add_parser(
+        "check", help="validate a config file; print each chain's RPC hosts"
+    )
     check.add_argument("file")
     check.set_defaults(func=_cmd_config_check)
 
