@@ -27,10 +27,10 @@ if TYPE_CHECKING:
     from oracle.store import HistoryStore
 from crossmargin.errors import ConfigError, CrossmarginError
 from crossmargin.scan import add_arguments as add_scan_arguments
+from oracle.cli import ENV_URL
 from oracle.cli import add_arguments as add_prices_arguments
 
 DEFAULT_CONFIG = Path(".devnet/crossmargin.toml")
-ENV_URL = "CROSSMARGIN_DATABASE_URL"
 DB_HELP = f"database URL (default: ${ENV_URL}, then the config's api.database_url)"
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_PARTIAL, EXIT_LIQUIDATABLE = 0, 1, 2, 3, 4

@@ -19,12 +19,13 @@ from sqlalchemy.engine import make_url
 
 from api.app import create_app
 from api.web import MANIFEST
-from crossmargin.cli import ENV_URL, bound_urls, database, open_store
+from crossmargin.cli import bound_urls, database, open_store
 from crossmargin.config import Config, load_config
 from crossmargin.devnet.cli import print_summary
 from crossmargin.devnet.net import Devnet
 from crossmargin.engine import Engine
 from crossmargin.errors import CrossmarginError
+from oracle.cli import ENV_URL
 from oracle.history import sync_history
 from oracle.store import HistoryStore
 
