@@ -25,8 +25,9 @@ $(BROWSER):
 	@if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-dejavu-core; \
 	 else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-dejavu-core; fi
 
+# `make run PORT=9000` serves the API on another port.
 run: setup
-	$(BIN)/crossmargin up
+	$(BIN)/crossmargin up $(if $(PORT),--port $(PORT))
 
 lint: $(PY_OK)
 	$(BIN)/ruff check .

@@ -1,26 +1,47 @@
 """`crossmargin` console script: config check, devnet, serve, margin, audit.
 
 Bad input is one line on stderr and a non-zero exit; no traceback for a user's mistake.
+Exit status: 0 ok, 1 error, 2 usage (argparse), 3 an incomplete result (margin: partial or
+unknown liquidation; scan: a partial or error record in the output), 4 liquidatable
+(margin), 130 interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import signal
 import sys
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from crossmargin.config import Config, load_config
 
 if TYPE_CHECKING:
+    from aiohttp import web
+
+    from crossmargin.report import MarginReport
     from oracle.store import HistoryStore
 from crossmargin.errors import ConfigError, CrossmarginError
 from crossmargin.scan import add_arguments as add_scan_arguments
+from oracle.cli import ENV_URL
 from oracle.cli import add_arguments as add_prices_arguments
 
 DEFAULT_CONFIG = Path(".devnet/crossmargin.toml")
-DB_HELP = "database URL (default: $CROSSMARGIN_DATABASE_URL, then the config's api.database_url)"
+DB_HELP = f"database URL (default: ${ENV_URL}, then the config's api.database_url)"
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_PARTIAL, EXIT_LIQUIDATABLE = 0, 1, 2, 3, 4
+EXIT_INTERRUPTED = 128 + signal.SIGINT
+
+
+def _version() -> str:
+    try:
+        return version("crossmargin")
+    except PackageNotFoundError:
+        return "unknown"
 
 
 def _config(path: str | None) -> Config:
@@ -32,26 +53,114 @@ def _config(path: str | None) -> Config:
     return load_config(p)
 
 
+def endpoint_host(url: str) -> str:
+    """scheme://host[:port] of an RPC URL: never its path, query or user:password, where
+    providers put API keys."""
+    try:
+        parts = urlsplit(url)
+        scheme, host, port = parts.scheme, parts.hostname, parts.port
+    except ValueError:  # a bad port or bracket
+        scheme, host, port = "", None, None
+    if scheme not in ("http", "https", "ws", "wss") or not host:
+        return "(not an http(s) or ws(s) URL)"
+    host = f"[{host}]" if ":" in host else host
+    return f"{scheme}://{host}" + (f":{port}" if port is not None else "")
+
+
 def _cmd_config_check(args: argparse.Namespace) -> int:
     try:
         cfg = load_config(args.file)
     except ConfigError as exc:  # a report of every problem, one per line, each with its path
         print(str(exc), file=sys.stderr)
-        return 1
+        return EXIT_ERROR
     print(
         f"{args.file}: ok ({len(cfg.chains)} chains, {len(cfg.assets)} assets, "
         f"{len(cfg.representations)} representations)"
     )
-    return 0
+    for c in cfg.chains:  # what will be called, after ${VAR} expansion; hosts only
+        print(f"  {c.name} ({c.chain_id}): {', '.join(endpoint_host(u) for u in c.rpc_urls)}")
+    from oracle.estimation import config_estimates
+
+    if config_estimates(cfg).repaired:
+        print(
+            f"{args.file}: note: risk.correlations with default_correlation are not positive "
+            "semidefinite; without price history they are repaired at run time "
+            "(correlation_repaired)"
+        )
+    return EXIT_OK
 
 
-def open_history(config: Config, url: str | None = None) -> HistoryStore:
-    """The price-history store in the deployment's database (the API's, unless given), so
-    the CLI, the API and `prices sync` all estimate sigma and rho from the same closes."""
-    from api.store import database_url
+def database(explicit: str | None, config: Config | None) -> tuple[str, str]:
+    """The deployment database's URL (normalised) and where it came from: `--db`, else
+    $CROSSMARGIN_DATABASE_URL, else the config's api.database_url, as the API resolves it.
+    Checked without connecting; messages name the source, never the URL (it may hold a
+    password or a host)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    from api.store import normalise_url
+    from crossmargin.config import ApiConfig
+
+    if explicit is not None:
+        url, source = explicit, "--db"
+    elif os.environ.get(ENV_URL):
+        url, source = os.environ[ENV_URL], f"${ENV_URL}"
+    else:
+        url, source = (config.api if config else ApiConfig()).database_url, "api.database_url"
+    url = normalise_url(url.strip())
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        raise CrossmarginError(
+            f"{source}: not a database URL (sqlite:///PATH or postgresql://USER@HOST/DB)"
+        ) from None
+    if parsed.drivername not in ("sqlite", "sqlite+pysqlite", "postgresql+psycopg"):
+        raise CrossmarginError(
+            f"{source}: unsupported database {parsed.drivername!r} (sqlite or postgresql)"
+        )
+    return url, source
+
+
+def _cannot_open(url: str, source: str, exc: Exception) -> CrossmarginError:
+    """One line naming the source; no driver message (it may quote host and port)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import OperationalError
+
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        why = f": {exc.strerror}" if isinstance(exc, OSError) and exc.strerror else ""
+        return CrossmarginError(f"{source}: cannot use the SQLite database {parsed.database}{why}")
+    if isinstance(exc, OperationalError):
+        return CrossmarginError(f"{source}: cannot connect to the PostgreSQL database")
+    return CrossmarginError(f"{source}: cannot use the PostgreSQL database")
+
+
+def open_store(url: str, source: str) -> HistoryStore:
+    """The price-history store at `url` (from `database`); a failure is one line."""
+    from sqlalchemy.exc import SQLAlchemyError
+
     from oracle.store import HistoryStore
 
-    return HistoryStore.open(database_url(url, config.api.database_url))
+    try:
+        return HistoryStore.open(url)
+    except (SQLAlchemyError, OSError) as exc:
+        raise _cannot_open(url, source, exc) from exc
+
+
+def open_history(config: Config, explicit: str | None = None) -> HistoryStore:
+    """The price-history store in the deployment's database (the API's, unless given), so
+    the CLI, the API and `prices sync` all estimate sigma and rho from the same closes."""
+    return open_store(*database(explicit, config))
+
+
+def margin_exit(report: MarginReport) -> int:
+    """4 if liquidatable; 3 if the figures are incomplete (partial, or liquidation
+    unknown); else 0. Liquidatable wins: it is the state a caller must not miss."""
+    if report.totals.liquidatable:
+        return EXIT_LIQUIDATABLE
+    if report.status != "ok" or report.totals.liquidatable is None:
+        return EXIT_PARTIAL
+    return EXIT_OK
 
 
 def _cmd_margin(args: argparse.Namespace) -> int:
@@ -61,70 +170,124 @@ def _cmd_margin(args: argparse.Namespace) -> int:
     config = _config(args.config)
     history = open_history(config, args.db)
 
-    async def run() -> str:
+    async def run() -> MarginReport:
         async with Engine(config, history) as engine:
-            report = await engine.margin(args.address, args.target_chain)
-        return report.model_dump_json(indent=2) if args.json else render_margin(report)
+            return await engine.margin(args.address, args.target_chain)
 
     try:
-        print(asyncio.run(run()))
+        report = asyncio.run(run())
     finally:
         history.close()
-    return 0
+    print(report.model_dump_json(indent=2) if args.json else render_margin(report))
+    return margin_exit(report)
 
 
 def _cmd_scan(args: argparse.Namespace) -> int:
     from crossmargin.scan import run_cli
 
-    return run_cli(args, _config(args.config))
+    config = _config(args.config)
+    history = open_history(config, args.db)
+    try:
+        summary = run_cli(args, config, history)
+    finally:
+        history.close()
+    return EXIT_PARTIAL if summary.incomplete else EXIT_OK
+
+
+def bound_urls(runner: web.AppRunner) -> list[str]:
+    """http://host:port of every socket the API listens on (the real port for --port 0)."""
+    urls = []
+    for address in runner.addresses:
+        host, port = address[0], address[1]
+        urls.append(f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}")
+    return urls
+
+
+async def _serve(app: web.Application, host: str, port: int) -> None:
+    """Run until SIGINT/SIGTERM; say where it listens (the bound port, also for --port 0)."""
+    from aiohttp import web
+
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    runner = web.AppRunner(app)
+    try:
+        await runner.setup()
+        site = web.TCPSite(runner, host, port)
+        try:
+            await site.start()
+        except OSError as exc:
+            raise CrossmarginError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+        for url in bound_urls(runner):
+            print(f"listening on {url}", flush=True)
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    from aiohttp import web
-
     from api.app import create_app
 
     config = _config(args.config)
     host = args.host or config.api.host
     port = args.port if args.port is not None else config.api.port
+    url, _ = database(args.db, config)
     history = open_history(config, args.db)
     try:
-        app = create_app(config, database=args.db, history=history)
-        web.run_app(app, host=host, port=port, print=None)
+        asyncio.run(_serve(create_app(config, database=url, history=history), host, port))
     finally:
         history.close()
-    return 0
+    return EXIT_OK
 
 
 def _cmd_audit_verify(args: argparse.Namespace) -> int:
+    from sqlalchemy.exc import SQLAlchemyError
+
     from api.audit import run_verify
-    from api.store import database_url
-    from crossmargin.config import ApiConfig
+    from api.store import StoreError
 
     if args.all == bool(args.id):
         raise CrossmarginError("give either a snapshot ID or --all")
     has_config = args.config is not None or DEFAULT_CONFIG.exists()
-    api = _config(args.config).api if has_config else ApiConfig()
-    return run_verify(database_url(args.database, api.database_url), args.id)
+    url, source = database(args.db, _config(args.config) if has_config else None)
+    try:
+        return run_verify(url, args.id)
+    except StoreError as exc:  # the store's own one-line reason, with where the URL came from
+        raise CrossmarginError(f"{source}: {exc}") from exc
+    except (SQLAlchemyError, OSError) as exc:
+        raise _cannot_open(url, source, exc) from exc
 
 
 def _cmd_prices_sync(args: argparse.Namespace) -> int:
     from oracle.cli import run
 
-    return run(args, _config(args.config))
+    config = _config(args.config)
+    open_history(config, args.db).close()  # a bad URL is one line here, not a traceback
+    args.db, _ = database(args.db, config)
+    return run(args, config)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="crossmargin", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"crossmargin {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     config = sub.add_parser("config", help="configuration files")
     config_sub = config.add_subparsers(dest="config_command", required=True)
-    check = config_sub.add_parser("check", help="validate a config file")
+    check = config_sub.add_parser(
+        "check", help="validate a config file; print each chain's RPC hosts"
+    )
     check.add_argument("file")
     check.set_defaults(func=_cmd_config_check)
 
-    margin = sub.add_parser("margin", help="unified margin account of one address")
+    margin = sub.add_parser(
+        "margin",
+        help="unified margin account of one address",
+        description="Exit status: 0 ok, 3 partial or liquidation unknown, 4 liquidatable.",
+    )
     margin.add_argument("address")
     margin.add_argument("--target-chain", help="chain name or id (default: settlement chain)")
     margin.add_argument("--config", help=f"config file (default: {DEFAULT_CONFIG})")
@@ -132,8 +295,13 @@ def build_parser() -> argparse.ArgumentParser:
     margin.add_argument("--db", help=DB_HELP)
     margin.set_defaults(func=_cmd_margin)
 
-    scan = sub.add_parser("scan", help="margin of many accounts to JSON lines or CSV (resumable)")
-    add_scan_arguments(scan)
+    scan = sub.add_parser(
+        "scan",
+        help="margin of many accounts to JSON lines or CSV (resumable)",
+        description="Exit status: 0 every record ok, 3 some record partial or an error, "
+        "130 interrupted (rerun to resume).",
+    )
+    add_scan_arguments(scan, DB_HELP)
     scan.set_defaults(func=_cmd_scan)
 
     serve = sub.add_parser("serve", help="run the HTTP API")
@@ -148,9 +316,8 @@ def build_parser() -> argparse.ArgumentParser:
     verify = audit_sub.add_parser("verify", help="recompute snapshots and walk the hash chains")
     verify.add_argument("id", nargs="?", help="one snapshot id (its account's chain is walked)")
     verify.add_argument("--all", action="store_true", help="every snapshot of every account")
-    verify.add_argument(
-        "--database", help="database URL (default: $CROSSMARGIN_DATABASE_URL, config)"
-    )
+    verify.add_argument("--db", help=DB_HELP)
+    verify.add_argument("--database", dest="db", help=argparse.SUPPRESS)  # the old name
     verify.add_argument("--config", help=f"config file (default: {DEFAULT_CONFIG})")
     verify.set_defaults(func=_cmd_audit_verify)
 
@@ -181,9 +348,9 @@ def main(argv: list[str] | None = None) -> int:
     except CrossmarginError as exc:
         message = "; ".join(str(exc).splitlines()) or type(exc).__name__
         print(f"crossmargin: error: {message}", file=sys.stderr)
-        return 1
+        return EXIT_ERROR
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
     return code
 
 

@@ -7,13 +7,15 @@ variables may fill secrets only (RPC URLs), written `${NAME}` or `${NAME:-defaul
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 
+import numpy as np
 from eth_utils.address import is_checksum_address, is_hex_address, to_checksum_address
 from pydantic import (
     AfterValidator,
@@ -23,6 +25,7 @@ from pydantic import (
     Field,
     Tag,
     ValidationError,
+    field_validator,
     model_validator,
 )
 
@@ -236,6 +239,37 @@ class CorrelationConfig(Frozen):
     override: bool = False
 
 
+PSD_TOLERANCE = 1e-10  # as oracle/estimation.py's run-time check
+
+
+def _override_blocks(pairs: list[CorrelationConfig]) -> list[list[str]]:
+    """The maximal sets of assets whose every pair is overridden (cliques of the override
+    graph), by eliminating simplicial assets. Exact for a chordal graph (Grone et al. 1984:
+    then the overrides fit in a correlation matrix iff every such block is PSD); a
+    chordless cycle of four or more is refused, as no block-wise check decides it."""
+    adj: dict[str, set[str]] = {}
+    for p in pairs:
+        adj.setdefault(p.a, set()).add(p.b)
+        adj.setdefault(p.b, set()).add(p.a)
+    left, blocks = set(adj), list[list[str]]()
+    while left:
+        for v in sorted(left):
+            near = adj[v] & left
+            if all(y in adj[x] for x in near for y in near if x != y):
+                break
+        else:
+            raise ValueError(
+                "overridden pairs among " + ", ".join(sorted(left)) + " form a cycle of four "
+                "or more assets with no overridden chord, which cannot be checked to be "
+                "positive semidefinite; override a chord pair too"
+            )
+        block = sorted({v} | near)
+        if not any(set(block) <= set(b) for b in blocks):
+            blocks.append(block)
+        left.remove(v)
+    return blocks
+
+
 class RiskConfig(Frozen):
     alpha: float = Field(default=0.99, gt=0.5, lt=1.0)
     method: Literal["var", "es"] = "var"
@@ -251,6 +285,37 @@ class RiskConfig(Frozen):
     # feed's publishers (Pyth), and METHOD gives it no per-feed or per-chain scope.
     future_tolerance_s: int = Field(default=60, ge=0)
     correlations: list[CorrelationConfig] = Field(default_factory=list)
+
+    @field_validator("correlations")
+    @classmethod
+    def _overrides_psd(cls, pairs: list[CorrelationConfig]) -> list[CorrelationConfig]:
+        """Overrides are used outright, so with the unit diagonal they must fit in one
+        correlation matrix; otherwise the run-time repair would move them. Fallback pairs
+        are not checked: they mix with EWMA estimates at run time (docs/methodology.md)."""
+        seen: set[frozenset[str]] = set()
+        for i, p in enumerate(pairs):
+            key = frozenset((p.a, p.b))
+            if len(key) == 1:
+                raise ValueError(f"item {i} pairs {p.a} with itself (its rho is 1)")
+            if key in seen:
+                raise ValueError(f"item {i}: the pair {p.a}, {p.b} is given twice")
+            seen.add(key)
+        overrides = [p for p in pairs if p.override]
+        rho = {frozenset((p.a, p.b)): p.rho for p in overrides}
+        worst: tuple[float, list[str]] | None = None
+        for block in _override_blocks(overrides):
+            m = np.array(
+                [[1.0 if a == b else rho[frozenset((a, b))] for b in block] for a in block]
+            )
+            low = float(np.linalg.eigvalsh(m)[0])
+            if worst is None or low < worst[0]:
+                worst = (low, block)
+        if worst is not None and worst[0] < -PSD_TOLERANCE:
+            raise ValueError(
+                f"overrides are not positive semidefinite (smallest eigenvalue {worst[0]:.3g}, "
+                f"among {', '.join(worst[1])})"
+            )
+        return pairs
 
 
 class ScenarioConfig(Frozen):
@@ -429,6 +494,18 @@ def _without_feed_kind(loc: tuple[int | str, ...]) -> list[int | str]:
 _KINDS = frozenset({"chainlink", "pyth"})
 
 
+def _non_finite(value: Any, path: str) -> Iterator[str]:
+    """Paths of the NaN and infinite floats in parsed TOML (which allows `nan`, `inf`)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        yield f"{path or '(top level)'}: {value} is not a finite number"
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield from _non_finite(v, f"{path}.{k}" if path else str(k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _non_finite(v, f"{path}.{i}" if path else str(i))
+
+
 def parse_config(
     text: str, env: Mapping[str, str] | None = None, source: str = "<config>"
 ) -> Config:
@@ -437,6 +514,11 @@ def parse_config(
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{source}: not valid TOML: {exc}") from exc
+    # No figure can stand on a NaN or an infinity, and a one-sided bound (gt=0) lets inf
+    # through: refuse them wherever they are.
+    bad = list(_non_finite(raw, ""))
+    if bad:
+        raise ConfigError("\n".join(f"{source}: {b}" for b in bad))
     raw = _fill_secrets(raw, os.environ if env is None else env, source)
     try:
         return Config.model_validate(raw)
@@ -455,6 +537,8 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Confi
         text = p.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{p}: cannot read: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{p}: not UTF-8 text (byte {exc.start})") from exc
     return parse_config(text, env, source=str(p))
 
 

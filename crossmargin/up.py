@@ -7,19 +7,25 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import os
+import re
 import signal
 import sys
+from pathlib import Path
 
 from aiohttp import web
+from sqlalchemy.engine import make_url
 
 from api.app import create_app
-from api.store import database_url
 from api.web import MANIFEST
-from crossmargin.config import Config
+from crossmargin.cli import bound_urls, database, open_store
+from crossmargin.config import Config, load_config
 from crossmargin.devnet.cli import print_summary
 from crossmargin.devnet.net import Devnet
 from crossmargin.engine import Engine
 from crossmargin.errors import CrossmarginError
+from oracle.cli import ENV_URL
 from oracle.history import sync_history
 from oracle.store import HistoryStore
 
@@ -33,6 +39,26 @@ async def _sync(config: Config, history: HistoryStore) -> None:
     print(f"price history: {written} daily closes stored (failed chains: {failed})", flush=True)
 
 
+def record_database(config_path: Path, url: str) -> None:
+    """Write the API's database URL into the generated config (`api.database_url`), so the
+    CLI beside it (margin, scan, audit, prices sync) reads the same database from any
+    directory. A password is left out: it stays in $CROSSMARGIN_DATABASE_URL."""
+    parsed = make_url(url)
+    if parsed.password is not None:
+        url = parsed._replace(password=None).render_as_string(hide_password=False)
+    text = config_path.read_text(encoding="utf-8")
+    line = f"database_url = {json.dumps(url)}"  # a JSON string is a TOML basic string
+    text, found = re.subn(r"(?m)^database_url\s*=.*$", lambda _: line, text, count=1)
+    if not found:
+        header = r"(?m)^\[api\][ \t]*$"
+        text, found = re.subn(header, lambda m: f"{m.group(0)}\n{line}", text, count=1)
+    if not found:
+        text += f"\n[api]\n{line}\n"
+    config_path.write_text(text, encoding="utf-8")
+    if load_config(config_path, env={}).api.database_url != url:
+        raise CrossmarginError(f"{config_path}: could not record api.database_url")
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="crossmargin up", description=__doc__.splitlines()[0])
     p.add_argument("--host", help="API host (default: from the devnet config, 127.0.0.1)")
@@ -42,6 +68,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 async def _up(args: argparse.Namespace) -> int:
+    # $CROSSMARGIN_DATABASE_URL, if set, is checked before any chain starts.
+    given = database(None, None) if os.environ.get(ENV_URL) else None
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -52,8 +80,12 @@ async def _up(args: argparse.Namespace) -> int:
             host = args.host or config.api.host
             port = args.port if args.port is not None else config.api.port
             state = net.state_dir
-            url = database_url(None, f"sqlite:///{state / 'crossmargin.db'}")
-            history = HistoryStore.open(url)
+            url, source = given or (
+                f"sqlite:///{(state / 'crossmargin.db').resolve()}",
+                "the devnet's database",
+            )
+            history = open_store(url, source)
+            record_database(net.config_path, url)
             await _sync(config, history)
             app = create_app(config, database=url, history=history)
             app[MANIFEST] = net.manifest_path
@@ -68,7 +100,7 @@ async def _up(args: argparse.Namespace) -> int:
                     ) from exc
                 print_summary(net)
                 demo = next(iter(net.demo_accounts.values()))
-                base = f"http://{host}:{port}"
+                base = bound_urls(runner)[0]
                 print(f"\nAPI and web page: {base}/", flush=True)
                 print(f"try:  curl -s '{base}/v1/accounts/{demo}/margin?target_chain=arbitrum'\n")
                 keeper = asyncio.create_task(net.wait())

@@ -6,11 +6,14 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from cli_helpers import run
 
 from api.app import create_app
 from crossmargin.cli import main
@@ -110,3 +113,54 @@ def test_table_of_a_partial_report(devnet: Any) -> None:
 )
 def test_units(raw: str | None, decimals: int, shown: str) -> None:
     assert units(raw, decimals) == shown
+
+
+# ------------------------------------------------------------ exit status
+
+
+def margin_json(res: subprocess.CompletedProcess[str]) -> MarginReport:
+    assert "Traceback" not in res.stderr
+    return MarginReport.model_validate_json(res.stdout)
+
+
+def test_exit_status_ok(devnet: Any) -> None:
+    res = run("margin", devnet.demo_accounts["carol"], "--json",
+              "--config", str(devnet.config_path))  # fmt: skip
+    report = margin_json(res)
+    assert (report.status, report.totals.liquidatable) == ("ok", False)
+    assert res.returncode == 0
+
+
+def test_exit_status_4_when_liquidatable(devnet: Any, config_variant: Callable[..., Path]) -> None:
+    """carol's health is just above 1; a 90% minimum haircut on ETH makes her
+    liquidatable (config, not code, is what changes)."""
+    strict = config_variant(("h_min = 0.05\nconcentration_k", "h_min = 0.9\nconcentration_k"))
+    carol = devnet.demo_accounts["carol"]
+    res = run("margin", carol, "--json", "--config", str(strict))
+    report = margin_json(res)
+    assert report.totals.liquidatable is True
+    assert res.returncode == 4
+    table = run("margin", carol, "--config", str(strict))
+    assert table.returncode == 4
+    assert f"account {carol}" in table.stdout
+
+
+def test_exit_status_3_when_partial(devnet: Any, base_down: Path) -> None:
+    """base is unreachable and may hold debt: every account's result is partial and its
+    liquidation unknown, even alice's (collateral only, as far as can be seen)."""
+    for name in ("alice", "bob"):
+        res = run("margin", devnet.demo_accounts[name], "--json", "--config", str(base_down))
+        report = margin_json(res)
+        assert (report.status, report.totals.liquidatable) == ("partial", None)
+        assert res.returncode == 3
+
+
+def test_usage_errors_exit_2_and_bad_input_1(devnet: Any) -> None:
+    usage = run("margin")
+    assert usage.returncode == 2
+    assert "usage: crossmargin margin" in usage.stderr
+    bad = run("margin", "0x1234", "--config", str(devnet.config_path))
+    assert bad.returncode == 1
+    assert bad.stderr.strip().splitlines() == [
+        "crossmargin: error: not a 20-byte hex address: '0x1234'"
+    ]

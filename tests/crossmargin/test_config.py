@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 from crossmargin.config import parse_config
 from crossmargin.errors import ConfigError
+from oracle.estimation import config_estimates
 
 WETH = "0xC02aaA39b223FE8D0A0e5C4F27eAD9083C756Cc2"
 FEED = "0x5f4eC3Df9cbd43714FE2740f5E3616155c5b8419"
@@ -161,3 +166,197 @@ def test_cli_config_check(tmp_path: Path) -> None:
     missing = _cli("config", "check", str(tmp_path / "nope.toml"))
     assert missing.returncode == 1
     assert "cannot read" in missing.stderr
+
+
+# ------------------------------------------------------------ correlations (METHOD.md §6)
+
+SYMBOLS = ("ETH", "BTC", "USDC", "SOL")
+
+
+def with_assets(symbols: tuple[str, ...], pairs: list[tuple[str, str, float, bool]]) -> str:
+    """GOOD plus more assets (ETH is GOOD's) and `[[risk.correlations]]` entries."""
+    text = GOOD
+    for s in symbols:
+        if s != "ETH":
+            text += (
+                f'\n[[assets]]\nsymbol = "{s}"\nliquidation_horizon_days = 1\n'
+                f'sigma_default = 0.03\n[[assets.feeds]]\nchain = "ethereum"\n'
+                f'address = "{FEED}"\nheartbeat_s = 3600\n'
+            )
+    for a, b, rho, override in pairs:
+        flag = "true" if override else "false"
+        text += f'\n[[risk.correlations]]\na = "{a}"\nb = "{b}"\nrho = {rho}\noverride = {flag}\n'
+    return text
+
+
+def smallest_eigenvalue(symbols: tuple[str, ...], pairs: list[tuple[str, str, float]]) -> float:
+    m = np.eye(len(symbols))
+    for a, b, rho in pairs:
+        i, j = symbols.index(a), symbols.index(b)
+        m[i, j] = m[j, i] = rho
+    return float(np.linalg.eigvalsh(m)[0])
+
+
+TRIANGLE = [("ETH", "BTC", 0.9), ("BTC", "USDC", 0.9), ("ETH", "USDC", -0.9)]
+
+
+def test_overrides_that_are_not_psd_are_refused_with_the_eigenvalue() -> None:
+    symbols = SYMBOLS[:3]
+    text = with_assets(symbols, [(a, b, r, True) for a, b, r in TRIANGLE])
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, env={}, source="bad.toml")
+    low = smallest_eigenvalue(symbols, TRIANGLE)
+    assert low < -0.5
+    assert str(info.value) == (
+        "bad.toml: risk.correlations: overrides are not positive semidefinite "
+        f"(smallest eigenvalue {low:.3g}, among BTC, ETH, USDC)"
+    )
+
+
+def test_fallback_pairs_are_not_checked_but_config_check_notes_them(tmp_path: Path) -> None:
+    """The same impossible triangle as fallbacks (override = false) loads: at run time they
+    mix with estimates and are repaired with a warning; `config check` says so."""
+    symbols = SYMBOLS[:3]
+    cfg = parse_config(with_assets(symbols, [(a, b, r, False) for a, b, r in TRIANGLE]), env={})
+    assert len(cfg.risk.correlations) == 3
+    # two overrides whose third pair is a fallback: some correlation matrix holds them
+    mixed = [(a, b, r, a != "ETH" or b != "USDC") for a, b, r in TRIANGLE]
+    path = tmp_path / "mixed.toml"
+    path.write_text(with_assets(symbols, mixed), encoding="utf-8")
+    res = _cli("config", "check", str(path))
+    assert res.returncode == 0, res.stderr
+    assert "not positive semidefinite; without price history they are repaired" in res.stdout
+
+    good = tmp_path / "good.toml"
+    good.write_text(GOOD, encoding="utf-8")
+    assert "note:" not in _cli("config", "check", str(good)).stdout
+
+
+def test_a_chordless_cycle_of_overrides_is_refused_and_a_chord_fixes_it() -> None:
+    cycle = [("ETH", "BTC"), ("BTC", "USDC"), ("USDC", "SOL"), ("SOL", "ETH")]
+    text = with_assets(SYMBOLS, [(a, b, 0.3, True) for a, b in cycle])
+    with pytest.raises(ConfigError, match=r"risk\.correlations: .*cycle of four or more"):
+        parse_config(text, env={})
+    chord = [*cycle, ("ETH", "USDC")]
+    cfg = parse_config(with_assets(SYMBOLS, [(a, b, 0.3, True) for a, b in chord]), env={})
+    assert sum(p.override for p in cfg.risk.correlations) == 5
+
+
+@pytest.mark.parametrize(
+    ("pairs", "expected"),
+    [
+        ([("ETH", "ETH", 0.5)], "item 0 pairs ETH with itself"),
+        ([("ETH", "BTC", 0.5), ("BTC", "ETH", 0.6)], "item 1: the pair BTC, ETH is given twice"),
+    ],
+)
+def test_self_and_repeated_pairs_are_refused(
+    pairs: list[tuple[str, str, float]], expected: str
+) -> None:
+    text = with_assets(SYMBOLS[:2], [(a, b, r, False) for a, b, r in pairs])
+    with pytest.raises(ConfigError, match=f"risk.correlations: {expected}"):
+        parse_config(text, env={})
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    k=st.integers(min_value=2, max_value=4),
+    values=st.lists(st.floats(min_value=-1.0, max_value=1.0), min_size=6, max_size=6),
+)
+def test_complete_overrides_load_iff_psd_and_are_then_used_unrepaired(
+    k: int, values: list[float]
+) -> None:
+    """Every pair overridden: the config loads exactly when the matrix is PSD, and then
+    the run-time estimate uses it as given (no repair moves an override)."""
+    symbols = SYMBOLS[:k]
+    pairs = [
+        (symbols[i], symbols[j], round(values[n], 6))
+        for n, (i, j) in enumerate((i, j) for i in range(k) for j in range(i + 1, k))
+    ]
+    low = smallest_eigenvalue(symbols, pairs)
+    assume(abs(low) > 1e-8)  # away from the tolerance
+    text = with_assets(symbols, [(a, b, r, True) for a, b, r in pairs])
+    if low < 0:
+        with pytest.raises(ConfigError, match="not positive semidefinite"):
+            parse_config(text, env={})
+        return
+    cfg = parse_config(text, env={})
+    est = config_estimates(cfg)
+    assert not est.repaired
+    for a, b, rho in pairs:
+        i, j = est.symbols.index(a), est.symbols.index(b)
+        assert est.correlation[i][j] == rho
+
+
+# ------------------------------------------------------------ NaN, infinity, encoding
+
+
+HUB = 'hub = "ethereum"'
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "path", "shown"),
+    [
+        ("sigma_default = 0.035", "sigma_default = nan", "assets.0.sigma_default", "nan"),
+        ("[risk]\n", "[risk]\nmax_deviation = inf\n", "risk.max_deviation", "inf"),
+        ("[risk]\n", "[risk]\nalpha = -inf\n", "risk.alpha", "-inf"),
+        ("heartbeat_s = 3600", "heartbeat_s = 3600\nmin_answer = nan",
+         "assets.0.feeds.0.min_answer", "nan"),
+        (HUB, f"{HUB}\n\n[api]\nrequest_timeout_s = +inf", "api.request_timeout_s", "inf"),
+        (HUB, f'{HUB}\n\n[[scenarios]]\nname = "x"\nshocks = {{ ETH = -nan }}',
+         "scenarios.0.shocks.ETH", "nan"),
+    ],
+)  # fmt: skip
+def test_nan_and_infinity_are_refused_anywhere(old: str, new: str, path: str, shown: str) -> None:
+    assert old in GOOD
+    with pytest.raises(ConfigError) as info:
+        parse_config(GOOD.replace(old, new, 1), env={}, source="bad.toml")
+    assert str(info.value) == f"bad.toml: {path}: {shown} is not a finite number"
+
+
+def test_nan_in_a_correlation_is_refused() -> None:
+    text = with_assets(SYMBOLS[:2], [("ETH", "BTC", 0.5, True)]).replace("rho = 0.5", "rho = nan")
+    with pytest.raises(ConfigError, match=r"risk\.correlations\.0\.rho: nan is not a finite"):
+        parse_config(text, env={})
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"\xff\xfe" + GOOD.encode("utf-16-le"), ("# caf\u00e9\n" + GOOD).encode("latin-1")],
+    ids=["utf-16", "latin-1"],
+)
+def test_a_non_utf8_config_is_one_line(tmp_path: Path, data: bytes) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_bytes(data)
+    res = _cli("config", "check", str(path))
+    assert res.returncode == 1
+    assert res.stderr.startswith(f"{path}: not UTF-8 text (byte ")
+    assert len(res.stderr.strip().splitlines()) == 1
+    margin = _cli("margin", "0x" + "11" * 20, "--config", str(path))
+    assert margin.returncode == 1
+    assert margin.stderr.strip().splitlines() == [f"crossmargin: error: {res.stderr.strip()}"]
+
+
+def test_config_check_prints_hosts_only(tmp_path: Path) -> None:
+    text = GOOD.replace(
+        'rpc_urls = ["${TEST_ETH_RPC:-http://127.0.0.1:8545}"]',
+        'rpc_urls = ["${TEST_ETH_RPC}", "http://[::1]:8545/", "wss://ws.example.org/key/K3Y",'
+        ' "not a url", "http://host:99999/"]',
+    )
+    path = tmp_path / "hosts.toml"
+    path.write_text(text, encoding="utf-8")
+    secret = "https://alice:s3cret@rpc.example.com:8443/v3/APIKEY123?token=T0K"
+    res = subprocess.run(
+        [sys.executable, "-m", "crossmargin.cli", "config", "check", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+        env={**os.environ, "TEST_ETH_RPC": secret},
+    )
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.splitlines()[1] == (
+        "  ethereum (1): https://rpc.example.com:8443, http://[::1]:8545, wss://ws.example.org, "
+        "(not an http(s) or ws(s) URL), (not an http(s) or ws(s) URL)"
+    )
+    for leak in ("alice", "s3cret", "APIKEY123", "T0K", "K3Y", "99999"):
+        assert leak not in res.stdout + res.stderr
