@@ -65,6 +65,8 @@ const TARGETS = [
   ["@chainlink/contracts/src/v0.8/vendor/multicall/ebd8b64/src/Multicall3.sol", "Multicall3"],
   // Glue for the protocols on the devnet: a Morpho oracle over two Chainlink feeds.
   ["contracts/src/protocols/FeedRatioOracle.sol", "FeedRatioOracle"],
+  // Test-only: Morpho's MorphoBalancesLib as views (tests/devnet compare the codecs with it).
+  ["contracts/src/protocols/MorphoLens.sol", "MorphoLens"],
 ];
 
 // Morpho Blue with Morpho's own compiler and settings (morpho-blue's foundry.toml).
