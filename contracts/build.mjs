@@ -7,6 +7,11 @@
 // MockV3Aggregator + Multicall3 from @chainlink/contracts. That package cannot be
 // `npm install`ed offline (one of its dependencies is a GitHub tarball), so it is
 // `npm pack`ed into build/, checked against the pinned integrity and unpacked there.
+//
+// Protocols: Morpho Blue is compiled from @morpho-org/morpho-blue's sources with the
+// compiler and settings Morpho pins (solc 0.8.19, via-IR, 999999 runs, paris, no
+// metadata hash: its foundry.toml); Aave v3 ships compiled artifacts in @aave/core-v3,
+// which are copied (ABI, bytecode with its library link references) rather than rebuilt.
 
 import { createHash } from "node:crypto";
 import { execFileSync } from "node:child_process";
@@ -15,6 +20,7 @@ import { dirname, join, normalize, sep } from "node:path";
 import { fileURLToPath } from "node:url";
 import { gunzipSync } from "node:zlib";
 import solc from "solc";
+import solcMorpho from "solc-0.8.19";
 
 const ROOT = dirname(dirname(fileURLToPath(import.meta.url)));
 const BUILD = join(ROOT, "build");
@@ -22,6 +28,8 @@ const OUT = join(ROOT, "contracts", "artifacts");
 
 const SOLC_VERSION = "0.8.30+commit.73712a01";
 const OPENZEPPELIN_VERSION = "5.4.0";
+const MORPHO = { version: "1.0.0", solc: "0.8.19+commit.7dd6d404" };
+const AAVE = { version: "1.19.3" };
 const CHAINLINK = {
   spec: "@chainlink/contracts@1.5.0",
   tarball: "chainlink-contracts-1.5.0.tgz",
@@ -56,6 +64,48 @@ const TARGETS = [
   ["contracts/src/oracle/DevPyth.sol", "DevPyth"],
   ["@chainlink/contracts/src/v0.8/shared/mocks/MockV3Aggregator.sol", "MockV3Aggregator"],
   ["@chainlink/contracts/src/v0.8/vendor/multicall/ebd8b64/src/Multicall3.sol", "Multicall3"],
+  // Glue for the protocols on the devnet: a Morpho oracle over two Chainlink feeds.
+  ["contracts/src/protocols/FeedRatioOracle.sol", "FeedRatioOracle"],
+  // Test-only: Morpho's MorphoBalancesLib as views (tests/devnet compare the codecs with it).
+  ["contracts/src/protocols/MorphoLens.sol", "MorphoLens"],
+];
+
+// Morpho Blue with Morpho's own compiler and settings (morpho-blue's foundry.toml).
+const MORPHO_SETTINGS = {
+  viaIR: true,
+  optimizer: { enabled: true, runs: 999999 },
+  evmVersion: "paris",
+  metadata: { bytecodeHash: "none" },
+};
+const MORPHO_TARGETS = [
+  ["@morpho-org/morpho-blue/src/Morpho.sol", "Morpho"],
+  // The package's own interest rate model (utilisation x% -> x% APR): Morpho's
+  // AdaptiveCurveIrm lives in another repository that is not on npm.
+  ["@morpho-org/morpho-blue/src/mocks/IrmMock.sol", "IrmMock"],
+];
+
+// Aave v3 artifacts copied from @aave/core-v3 (path under its artifacts/contracts/).
+const AAVE_ARTIFACTS = [
+  "protocol/configuration/PoolAddressesProvider.sol/PoolAddressesProvider",
+  "protocol/configuration/ACLManager.sol/ACLManager",
+  "protocol/configuration/PriceOracleSentinel.sol/PriceOracleSentinel",
+  "protocol/libraries/logic/SupplyLogic.sol/SupplyLogic",
+  "protocol/libraries/logic/BorrowLogic.sol/BorrowLogic",
+  "protocol/libraries/logic/LiquidationLogic.sol/LiquidationLogic",
+  "protocol/libraries/logic/EModeLogic.sol/EModeLogic",
+  "protocol/libraries/logic/BridgeLogic.sol/BridgeLogic",
+  "protocol/libraries/logic/FlashLoanLogic.sol/FlashLoanLogic",
+  "protocol/libraries/logic/PoolLogic.sol/PoolLogic",
+  "protocol/libraries/logic/ConfiguratorLogic.sol/ConfiguratorLogic",
+  "protocol/pool/Pool.sol/Pool",
+  "protocol/pool/L2Pool.sol/L2Pool",
+  "protocol/pool/PoolConfigurator.sol/PoolConfigurator",
+  "protocol/pool/DefaultReserveInterestRateStrategy.sol/DefaultReserveInterestRateStrategy",
+  "protocol/tokenization/AToken.sol/AToken",
+  "protocol/tokenization/StableDebtToken.sol/StableDebtToken",
+  "protocol/tokenization/VariableDebtToken.sol/VariableDebtToken",
+  "misc/AaveOracle.sol/AaveOracle",
+  "misc/AaveProtocolDataProvider.sol/AaveProtocolDataProvider",
 ];
 
 function fail(message) {
@@ -125,24 +175,32 @@ function chainlinkSources() {
   return dir;
 }
 
+function packageVersion(name) {
+  const path = join(ROOT, "node_modules", ...name.split("/"), "package.json");
+  if (!existsSync(path)) fail(`node_modules/${name} is missing (run make setup)`);
+  return JSON.parse(readFileSync(path, "utf8")).version;
+}
+
 function checkVersions() {
   if (solc.version() !== `${SOLC_VERSION}.Emscripten.clang`) {
     fail(`solc ${solc.version()} is installed, ${SOLC_VERSION} is pinned (run make setup)`);
   }
-  const ozPkg = join(ROOT, "node_modules", "@openzeppelin", "contracts", "package.json");
-  if (!existsSync(ozPkg)) fail("node_modules/@openzeppelin/contracts is missing (run make setup)");
-  const oz = JSON.parse(readFileSync(ozPkg, "utf8")).version;
-  if (oz !== OPENZEPPELIN_VERSION) fail(`@openzeppelin/contracts ${oz}, ${OPENZEPPELIN_VERSION} pinned`);
+  if (solcMorpho.version() !== `${MORPHO.solc}.Emscripten.clang`) {
+    fail(`solc-0.8.19 is ${solcMorpho.version()}, ${MORPHO.solc} is pinned (run make setup)`);
+  }
+  const pinned = [
+    ["@openzeppelin/contracts", OPENZEPPELIN_VERSION],
+    ["@morpho-org/morpho-blue", MORPHO.version],
+    ["@aave/core-v3", AAVE.version],
+  ];
+  for (const [name, want] of pinned) {
+    const got = packageVersion(name);
+    if (got !== want) fail(`${name} ${got} is installed, ${want} is pinned (run make setup)`);
+  }
 }
 
-function compile() {
-  checkVersions();
-  const chainlinkDir = chainlinkSources();
-  const roots = [
-    ["@openzeppelin/contracts/", join(ROOT, "node_modules", "@openzeppelin", "contracts")],
-    ["@chainlink/contracts/", chainlinkDir],
-    ["contracts/src/", join(ROOT, "contracts", "src")],
-  ];
+// One solc run: `targets` ([unit, name]) with `settings`, imports from `roots`.
+function compileWith(compiler, version, settings, targets, roots) {
   const texts = new Map();
   const read = (unit) => {
     for (const [prefix, dir] of roots) {
@@ -158,9 +216,9 @@ function compile() {
   };
   const input = {
     language: "Solidity",
-    sources: Object.fromEntries(TARGETS.map(([unit]) => [unit, { content: read(unit) }])),
+    sources: Object.fromEntries(targets.map(([unit]) => [unit, { content: read(unit) }])),
     settings: {
-      ...SETTINGS,
+      ...settings,
       outputSelection: {
         "*": { "*": ["abi", "evm.bytecode.object", "evm.deployedBytecode.object", "metadata"] },
       },
@@ -173,7 +231,7 @@ function compile() {
       return { error: String(err.message ?? err) };
     }
   };
-  const output = JSON.parse(solc.compile(JSON.stringify(input), { import: findImports }));
+  const output = JSON.parse(compiler.compile(JSON.stringify(input), { import: findImports }));
   // Show every error and our own warnings; vendored sources' known warnings (Multicall3
   // reads block.difficulty) are only counted.
   const problems = output.errors ?? [];
@@ -184,7 +242,7 @@ function compile() {
   if (problems.some((p) => p.severity === "error")) fail("compilation failed");
 
   const artifacts = new Map();
-  for (const [unit, name] of TARGETS) {
+  for (const [unit, name] of targets) {
     const c = output.contracts?.[unit]?.[name];
     if (!c) fail(`no output for ${unit}:${name}`);
     const used = Object.keys(JSON.parse(c.metadata).sources).sort();
@@ -192,8 +250,8 @@ function compile() {
       contractName: name,
       sourceName: unit,
       sourceSha256: sha256(texts.get(unit)),
-      compiler: { name: "solc", version: SOLC_VERSION },
-      settings: SETTINGS,
+      compiler: { name: "solc", version },
+      settings,
       sources: Object.fromEntries(used.map((u) => [u, { sha256: sha256(texts.get(u)) }])),
       abi: c.abi,
       bytecode: "0x" + c.evm.bytecode.object,
@@ -201,6 +259,56 @@ function compile() {
     });
   }
   return artifacts;
+}
+
+function compile() {
+  checkVersions();
+  const chainlinkDir = chainlinkSources();
+  const modules = join(ROOT, "node_modules");
+  const roots = [
+    ["@openzeppelin/contracts/", join(modules, "@openzeppelin", "contracts")],
+    ["@chainlink/contracts/", chainlinkDir],
+    ["@morpho-org/morpho-blue/", join(modules, "@morpho-org", "morpho-blue")],
+    ["contracts/src/", join(ROOT, "contracts", "src")],
+  ];
+  const ours = compileWith(solc, SOLC_VERSION, SETTINGS, TARGETS, roots);
+  const morpho = compileWith(solcMorpho, MORPHO.solc, MORPHO_SETTINGS, MORPHO_TARGETS, roots);
+  return new Map([...ours, ...morpho, ...aaveArtifacts()]);
+}
+
+// The Aave artifacts as shipped, trimmed to what deploying needs. Unlinked library
+// references stay as placeholders; linkReferences says where each library's address goes.
+function aaveArtifacts() {
+  const base = join(ROOT, "node_modules", "@aave", "core-v3", "artifacts", "contracts");
+  const artifacts = new Map();
+  for (const rel of AAVE_ARTIFACTS) {
+    const path = join(base, `${rel}.json`);
+    const text = readFileSync(path, "utf8");
+    const art = JSON.parse(text);
+    const dbg = JSON.parse(readFileSync(join(base, `${rel}.dbg.json`), "utf8"));
+    const info = buildInfo(join(dirname(path), dbg.buildInfo));
+    const { optimizer, evmVersion } = info.input.settings;
+    artifacts.set(art.contractName, {
+      contractName: art.contractName,
+      sourceName: `@aave/core-v3/${art.sourceName}`,
+      package: `@aave/core-v3@${AAVE.version}`,
+      packageArtifactSha256: sha256(text),
+      compiler: { name: "solc", version: info.solcLongVersion },
+      settings: { optimizer, evmVersion },
+      abi: art.abi,
+      bytecode: art.bytecode,
+      deployedBytecode: art.deployedBytecode,
+      linkReferences: art.linkReferences,
+      deployedLinkReferences: art.deployedLinkReferences,
+    });
+  }
+  return artifacts;
+}
+
+const buildInfos = new Map();
+function buildInfo(path) {
+  if (!buildInfos.has(path)) buildInfos.set(path, JSON.parse(readFileSync(path, "utf8")));
+  return buildInfos.get(path);
 }
 
 function main() {

@@ -107,6 +107,24 @@ def print_summary(net: Devnet) -> None:
         for h in a.holdings:
             tag = " (debt)" if h.kind == "debt" else ""
             out.append(f"           {h.chain:<9} {h.amount:>10} {h.symbol}{tag}")
+        for p in a.positions:
+            where = f"Morpho {p.market}" if p.market else "Aave v3"
+            tag = "" if p.collateral else " (not collateral)"
+            out.append(
+                f"           {p.chain:<9} {p.amount:>10} {p.symbol} {p.action} in {where}{tag}"
+            )
+    protocols = [
+        f"  {c.name:<9} Aave v3 {c.aave_v3.pool_kind} {c.aave_v3.pool}"
+        for c in m.chains
+        if c.aave_v3 is not None
+    ] + [
+        f"  {c.name:<9} Morpho Blue {c.morpho_blue.morpho} "
+        f"({', '.join(x.name for x in c.morpho_blue.markets)})"
+        for c in m.chains
+        if c.morpho_blue is not None
+    ]
+    if protocols:
+        out += ["", "lending protocols (addresses in the manifest):", *protocols]
     n_feeds = sum(len(c.feeds) for c in m.chains)
     keeper = (
         f"re-posts {n_feeds} price feeds every {m.keeper.interval_s:g} s"

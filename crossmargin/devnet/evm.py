@@ -31,6 +31,25 @@ class Artifact:
     name: str
     bytecode: str
     deployed_bytecode: str
+    # Library name -> byte offsets in `bytecode` where its address goes (Aave's Pool).
+    links: tuple[tuple[str, tuple[int, ...]], ...] = ()
+
+    def linked(self, libraries: dict[str, str]) -> Artifact:
+        """The creation code with every library placeholder replaced by its address."""
+        missing = {lib for lib, _ in self.links} - set(libraries)
+        if missing:
+            raise DevnetError(f"{self.name}: no address for libraries {sorted(missing)}")
+        text = list(self.bytecode[2:])
+        for lib, offsets in self.links:
+            address = libraries[lib][2:].lower()
+            for at in offsets:
+                if "".join(text[2 * at : 2 * at + 3]) != "__$":
+                    raise DevnetError(f"{self.name}: no placeholder for {lib} at byte {at}")
+                text[2 * at : 2 * at + 40] = address
+        code = "".join(text)
+        if "__" in code:
+            raise DevnetError(f"{self.name}: a library placeholder has no link reference")
+        return Artifact(self.name, "0x" + code, self.deployed_bytecode)
 
 
 @cache
@@ -40,7 +59,12 @@ def artifact(name: str) -> Artifact:
         data = json.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise DevnetError(f"{path}: cannot read ({exc.strerror}); run make contracts") from exc
-    return Artifact(name, data["bytecode"], data["deployedBytecode"])
+    links = tuple(
+        (lib, tuple(ref["start"] for ref in refs))
+        for libs in data.get("linkReferences", {}).values()
+        for lib, refs in libs.items()
+    )
+    return Artifact(name, data["bytecode"], data["deployedBytecode"], links)
 
 
 def selector(signature: str) -> bytes:

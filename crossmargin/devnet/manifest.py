@@ -13,6 +13,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict
 
 from crossmargin.config import NATIVE, Config
+from crossmargin.devnet.protocols.entries import AaveEntry, MorphoEntry, PositionEntry
+from crossmargin.devnet.protocols.plan import position_entries
 from crossmargin.devnet.scenario import Scenario, demo_address, demo_key, to_raw
 
 MANIFEST_VERSION = 1
@@ -38,7 +40,8 @@ class AccountEntry(_Model):
     about: str
     address: str
     private_key: str  # devnet-only key, derived from (seed, name); see scenario.demo_key
-    holdings: list[HoldingEntry]
+    holdings: list[HoldingEntry]  # the wallet
+    positions: list[PositionEntry] = []  # in lending protocols, in the order taken
 
 
 class ChainEntry(_Model):
@@ -53,6 +56,9 @@ class ChainEntry(_Model):
     feeds: dict[str, str]  # asset symbol -> price feed address
     sequencer_uptime_feed: str | None
     log: str
+    aave_v3: AaveEntry | None = None
+    morpho_blue: MorphoEntry | None = None
+    extra_tokens: dict[str, str] = {}  # tokens only the protocols list: symbol -> address
 
 
 class HistoryEntry(_Model):
@@ -124,6 +130,7 @@ def build_accounts(config: Config, scenario: Scenario) -> list[AccountEntry]:
                 address=demo_address(scenario.seed, spec.name),
                 private_key="0x" + demo_key(scenario.seed, spec.name).hex(),
                 holdings=holdings,
+                positions=position_entries(config, scenario, spec.positions),
             )
         )
     return out

@@ -45,6 +45,8 @@ from crossmargin.devnet.manifest import (
     write_atomic,
 )
 from crossmargin.devnet.prices import feed_histories
+from crossmargin.devnet.protocols.plan import ChainPlan
+from crossmargin.devnet.protocols.setup import plan_protocols, setup_protocols
 from crossmargin.devnet.rpc import Rpc
 from crossmargin.devnet.scenario import Scenario, load_scenario
 
@@ -159,7 +161,10 @@ class Devnet:
                     scenario=str(inputs.scenario_src),
                     deployer=DEPLOYER,
                     env={env_var(n): u for n, u in urls.items()},
-                    chains=[_chain_entry(config, c, started[c.name]) for c in config.chains],
+                    chains=[
+                        _chain_entry(config, c, started[c.name], inputs.plans[c.name])
+                        for c in config.chains
+                    ],
                     history=HistoryEntry(
                         rounds=inputs.scenario.rounds,
                         interval_s=inputs.scenario.round_interval_s,
@@ -199,6 +204,7 @@ class _Inputs:
     template: Config
     scenario: Scenario
     accounts: list[AccountEntry]
+    plans: dict[str, ChainPlan]  # chain -> its lending protocols and demo positions
 
     @classmethod
     def load(cls, config_src: Path, scenario_src: Path, seed: int | None) -> _Inputs:
@@ -218,7 +224,8 @@ class _Inputs:
         for chain in template.chains:
             check_plan(plan_chain(template, scenario, chain))
         accounts = build_accounts(template, scenario)
-        return cls(config_src, scenario_src, text, template, scenario, accounts)
+        plans = {c.name: plan_protocols(template, scenario, c, accounts) for c in template.chains}
+        return cls(config_src, scenario_src, text, template, scenario, accounts, plans)
 
     def feeds(self) -> dict[str, list[str]]:
         """Chain -> its price feeds (what the keeper refreshes)."""
@@ -256,8 +263,9 @@ class _Inputs:
 async def _bring_up(
     session: aiohttp.ClientSession, nodes: NodeSet, inputs: _Inputs
 ) -> tuple[dict[str, Node], int, dict[str, str]]:
-    """Start every anvil, then set every chain up; both steps run the chains in parallel.
-    Also returns each chain's genesis block hash (its identity, METHOD.md §2)."""
+    """Start every anvil, then set every chain up (tokens and feeds, then the lending
+    protocols); both steps run the chains in parallel. Also returns each chain's genesis
+    block hash (its identity, METHOD.md §2)."""
     template, scenario = inputs.template, inputs.scenario
     up = await _all(nodes.start(session, c.name, c.chain_id) for c in template.chains)
     started = {node.chain: node for node in up}
@@ -266,18 +274,14 @@ async def _bring_up(
     genesis = {name: str(b["hash"]).lower() for name, b in zip(rpcs, blocks, strict=True)}
     end_ts = await _chain_time(rpcs)
     histories = feed_histories(template, scenario, end_ts)
-    await _all(
-        setup_chain(
-            rpcs[c.name],
-            template,
-            scenario,
-            c,
-            [h for h in histories if h.chain == c.name],
-            inputs.accounts,
-            end_ts,
-        )
-        for c in template.chains
-    )
+
+    async def setup(chain: ChainConfig) -> None:
+        rpc = rpcs[chain.name]
+        mine = [h for h in histories if h.chain == chain.name]
+        await setup_chain(rpc, template, scenario, chain, mine, inputs.accounts, end_ts)
+        await setup_protocols(rpc, inputs.plans[chain.name])
+
+    await _all(setup(c) for c in template.chains)
     return started, end_ts, genesis
 
 
@@ -292,7 +296,7 @@ def _lock(state: Path) -> IO[bytes]:
     return handle
 
 
-def _chain_entry(config: Config, chain: ChainConfig, node: Node) -> ChainEntry:
+def _chain_entry(config: Config, chain: ChainConfig, node: Node, plan: ChainPlan) -> ChainEntry:
     return ChainEntry(
         name=chain.name,
         chain_id=chain.chain_id,
@@ -311,6 +315,9 @@ def _chain_entry(config: Config, chain: ChainConfig, node: Node) -> ChainEntry:
         },
         sequencer_uptime_feed=chain.sequencer_uptime_feed,
         log=str(node.log_path),
+        aave_v3=plan.aave,
+        morpho_blue=plan.morpho,
+        extra_tokens=plan.extra_tokens,
     )
 
 

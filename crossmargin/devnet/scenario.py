@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from crossmargin.config import Config
 from crossmargin.devnet.errors import DevnetError
+from crossmargin.devnet.protocols.spec import PositionSpec, ProtocolsSpec
 
 # secp256k1 group order: a private key must be in [1, N).
 _SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
@@ -65,7 +66,8 @@ class Holding(_Frozen):
 class AccountSpec(_Frozen):
     name: Name
     about: str = ""
-    holdings: list[Holding] = Field(min_length=1)
+    holdings: list[Holding] = Field(min_length=1)  # the wallet, after `positions`
+    positions: list[PositionSpec] = Field(default_factory=list)  # lending protocols
 
 
 class Scenario(_Frozen):
@@ -80,6 +82,7 @@ class Scenario(_Frozen):
     deployer_nonce: dict[str, int] = Field(default_factory=dict)
     token_names: dict[str, str] = Field(default_factory=dict)
     accounts: list[AccountSpec] = Field(default_factory=list)
+    protocols: ProtocolsSpec = Field(default_factory=ProtocolsSpec)
 
     def with_seed(self, seed: int | None) -> Scenario:
         return self if seed is None else self.model_copy(update={"seed": seed})
@@ -105,6 +108,14 @@ class Scenario(_Frozen):
                 ]
                 if len(reps) != 1:
                     problems.append(f"accounts.{acc.name}: no unique {h.symbol} on {h.chain}")
+        protocol_chains = [
+            *self.protocols.deployer_nonce,
+            *(m.chain for m in self.protocols.aave_v3),
+            *(m.chain for m in self.protocols.morpho_blue),
+            *(t.chain for t in self.protocols.extra_tokens),
+            *(p.chain for a in self.accounts for p in a.positions),
+        ]
+        problems += [f"protocols: unknown chain {c}" for c in protocol_chains if c not in chains]
         if len({a.name for a in self.accounts}) != len(self.accounts):
             problems.append("accounts: duplicate name")
         if problems:

@@ -50,7 +50,7 @@ async def test_batch_matches_single_requests(client: Client, devnet: Any) -> Non
     assert resp.status == 200
     batch = await resp.json()
     assert batch["target_chain"] == {"chain_id": 8453, "name": "base"}
-    assert batch["count"] == 4
+    assert batch["count"] == len(accounts)
     assert [r["account"] for r in batch["results"]] == accounts  # order kept, checksummed
     for item in batch["results"]:
         assert item["error"] is None

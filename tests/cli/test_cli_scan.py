@@ -80,8 +80,9 @@ def test_jsonl_and_csv(tmp_path: Path, devnet: Any, capsys: pytest.CaptureFixtur
     out = tmp_path / "out.jsonl"
     assert scan(devnet, "--input", str(src), "--output", str(out), "--target-chain", "base") == 3
     err = capsys.readouterr().err
-    assert "line 7: 0x1234: not a 20-byte hex address" in err
-    assert "line 9: [red]bob[/red]:" in err  # literal, not rich markup
+    first_bad = 3 + len(devnet.demo_accounts)  # after the header, a comment, the demo accounts
+    assert f"line {first_bad}: 0x1234: not a 20-byte hex address" in err
+    assert f"line {first_bad + 2}: [red]bob[/red]:" in err  # literal, not rich markup
     assert "1 repeated in the input" in err
 
     recs = jsonl(out)
