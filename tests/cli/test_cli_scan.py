@@ -389,5 +389,5 @@ def test_resume_streams_a_huge_output(tmp_path: Path, devnet: Any) -> None:
     # and it resumed where it should: the two records a clean run gives, renumbered
     small_tail = jsonl(small_out)[2:]
     with huge_out.open(encoding="utf-8") as f:
-        tail = list(deque(f, maxlen=2))
+        tail = list(deque(f, maxlen=len(small_tail)))
     assert [json.loads(t) for t in tail] == [{**r, "line": r["line"] + n} for r in small_tail]
