@@ -33,6 +33,7 @@ lint: $(PY_OK)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 test: setup lint $(BROWSER)
 	$(BIN)/pytest

@@ -36,8 +36,8 @@ from typing import NamedTuple
 from adapters import calls as c
 from adapters.calls import Call, CallResult
 from adapters.evm import BlockPin, ChainReader
-from crossmargin.config import RepresentationConfig
-from crossmargin.errors import DecodeError
+from crossmargin.core.config import RepresentationConfig
+from crossmargin.core.errors import DecodeError
 
 
 class BalanceRead(NamedTuple):
@@ -47,7 +47,7 @@ class BalanceRead(NamedTuple):
     `warning` flags a figure that is read but rests on config (no decimals() on-chain).
     `total_supply` is the token's totalSupply() at the same block (a vault's: shares),
     or `supply_error` says why it could not be read; both None for a native coin (and
-    in snapshots taken before it was read). Judged in crossmargin/valuation.py (§4).
+    in snapshots taken before it was read). Judged in crossmargin/pipeline/value.py (§4).
     An immutable NamedTuple: a batch of many accounts builds one per position."""
 
     rep: RepresentationConfig

@@ -14,7 +14,7 @@ from typing import NamedTuple
 from eth_utils.abi import function_signature_to_4byte_selector
 from eth_utils.address import to_checksum_address
 
-from crossmargin.errors import DecodeError
+from crossmargin.core.errors import DecodeError
 
 MULTICALL3 = "0xcA11bde05977b3631167028862bE2a173976CA11"
 

@@ -37,8 +37,8 @@ from adapters.calls import (
     encode_aggregate3,
 )
 from adapters.rpc import Endpoint, JsonRpcClient
-from crossmargin.config import ChainConfig
-from crossmargin.errors import (
+from crossmargin.core.config import ChainConfig
+from crossmargin.core.errors import (
     BadResponse,
     ChainError,
     DecodeError,
@@ -141,7 +141,7 @@ class EvmAdapter:
 
     # ------------------------------------------------------------------ reading
 
-    async def read(self, calls: list[Call], pin: BlockPin) -> list[CallResult]:
+    async def read(self, calls: list[Call], pin: BlockPin) -> list[CallResult]:  # noqa: C901
         """Results in call order, all at `pin`; any chunk that cannot be read fails it all."""
         if pin.chain_id != self.chain.chain_id:
             raise ValueError(f"pin of chain {pin.chain_id} used on chain {self.chain.chain_id}")

@@ -41,8 +41,8 @@ from typing import Any, TypeVar
 import aiohttp
 from asyncio_throttle.throttler import Throttler
 
-from crossmargin.config import ChainConfig
-from crossmargin.errors import (
+from crossmargin.core.config import ChainConfig
+from crossmargin.core.errors import (
     BadResponse,
     BlockHashMismatch,
     ChainError,
@@ -221,7 +221,7 @@ class JsonRpcClient:
         """One call, retried and failed over as the table in the module docstring says."""
         return await self.attempt(lambda ep: self.send(ep, method, params))
 
-    async def attempt(
+    async def attempt(  # noqa: C901
         self,
         op: Callable[[Endpoint], Awaitable[T]],
         *,
@@ -398,7 +398,7 @@ class JsonRpcClient:
     def _bad(self, ep: Endpoint, message: str) -> BadResponse:
         return BadResponse(self.chain.chain_id, message, endpoint=ep.url)
 
-    async def _post(self, ep: Endpoint, body: Any, n_rpc: int, n_calls: int) -> Any:
+    async def _post(self, ep: Endpoint, body: Any, n_rpc: int, n_calls: int) -> Any:  # noqa: C901
         cid = self.chain.chain_id
         payload = json.dumps(body, separators=(",", ":")).encode()
         if len(payload) > MAX_BODY_BYTES and n_calls > 1:

@@ -29,7 +29,7 @@ from api.security import Gate
 from api.service import Service
 from api.store import Store, database_url
 from api.web import add_web_routes
-from crossmargin.config import Config
+from crossmargin.core.config import Config
 from crossmargin.engine import Engine
 from oracle.store import HistoryStore
 

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from api.store import Store, Summary
-from crossmargin.config import Config, config_hash
-from crossmargin.snapshot import GENESIS, canonical, digest, replay, replay_config
+from crossmargin.core.config import Config, config_hash
+from crossmargin.pipeline.snapshot import GENESIS, canonical, digest, replay, replay_config
 
 
 @dataclass(frozen=True, slots=True)

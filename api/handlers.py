@@ -31,11 +31,11 @@ from api.openapi import Call, Operation
 from api.problems import DOCUMENTED_ERROR, ApiProblem
 from api.service import Served, Service
 from api.store import Summary
-from crossmargin.config import Config
+from crossmargin.core.config import Config
 from crossmargin.engine import Engine
-from crossmargin.report import CapacityReport, MarginReport, StressReport
-from crossmargin.risk import asset_sigma
-from crossmargin.snapshot import Request
+from crossmargin.pipeline.report import CapacityReport, MarginReport, StressReport
+from crossmargin.pipeline.risk import asset_sigma
+from crossmargin.pipeline.snapshot import Request
 
 log = logging.getLogger("api")
 

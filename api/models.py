@@ -21,8 +21,8 @@ from pydantic import (
     model_validator,
 )
 
-from crossmargin.config import Config, checksummed
-from crossmargin.report import ChainRef, MarginReport
+from crossmargin.core.config import Config, checksummed
+from crossmargin.pipeline.report import ChainRef, MarginReport
 
 ADDRESS_PATTERN = r"^0x[0-9a-fA-F]{40}$"
 SNAPSHOT_ID_PATTERN = r"^[0-9a-f]{64}$"

@@ -7,7 +7,7 @@ pin a request t seconds earlier would have had: every result still names its blo
 
 Health reads what was last learned per chain (`Known`: pin, head, when, the latest
 failure) and only starts a refresh (`refresh`), so a hanging node cannot hold a
-/v1/health answer. A failure is kept in its public form (crossmargin/errors.py).
+/v1/health answer. A failure is kept in its public form (crossmargin/core/errors.py).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Generic, TypeVar
 
 from adapters.evm import BlockPin, EvmAdapter
-from crossmargin.errors import ChainError, DecodeError
+from crossmargin.core.errors import ChainError, DecodeError
 
 T = TypeVar("T")
 Pinned = BlockPin | str  # the pin, or why the chain could not be pinned

@@ -29,8 +29,8 @@ from urllib.parse import urlsplit
 
 from aiohttp import web, web_protocol
 
-from crossmargin.config import Config
-from crossmargin.errors import InputError, Refused
+from crossmargin.core.config import Config
+from crossmargin.core.errors import InputError, Refused
 
 log = logging.getLogger("api")
 

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from api.problems import ApiProblem
-from crossmargin.config import ApiConfig
+from crossmargin.core.config import ApiConfig
 
 KEY_HEADER = "X-API-Key"
 MAX_ANONYMOUS_BUCKETS = 10_000

@@ -13,7 +13,7 @@ up by (kind, account, target, asset, method, pinned blocks, §6 estimates):
    (`crossmargin_store_rejected_total{reason}`) and the result computed afresh;
 3. else the chains are read at the pins (reads shared across kinds and targets, and
    concurrent reads batched into shared multicalls), the report is computed by
-   `crossmargin.snapshot.compute` and appended to the account's hash chain before it
+   `crossmargin.pipeline.snapshot.compute` and appended to the account's hash chain before it
    is served (`miss`).
 
 Results with a chain that could not be pinned are never cached: the next request
@@ -37,11 +37,11 @@ from api.metrics import Metrics
 from api.pins import Pinned, Pins
 from api.problems import Scrubber, problem_body
 from api.store import Store
-from crossmargin.config import Config, config_hash, risk_document
+from crossmargin.core.config import Config, config_hash, risk_document
+from crossmargin.core.errors import CrossmarginError, InputError, Refused
 from crossmargin.engine import Engine
-from crossmargin.errors import CrossmarginError, InputError, Refused
-from crossmargin.reading import ChainState, read_chain_many
-from crossmargin.snapshot import (
+from crossmargin.pipeline.read import ChainState, read_chain_many
+from crossmargin.pipeline.snapshot import (
     Request,
     canonical,
     compute,

@@ -30,7 +30,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from api.problems import ApiProblem
-from crossmargin.config import Config
+from crossmargin.core.config import Config
 
 STATIC = Path(__file__).parent / "static"
 MANIFEST = web.AppKey("web_manifest", Path)
@@ -61,7 +61,7 @@ class _ManifestAccount(_Loose):
 
 
 class _Manifest(_Loose):
-    """The few manifest fields the page needs (crossmargin.devnet.manifest has them all)."""
+    """The few manifest fields the page needs (devnet.manifest has them all)."""
 
     status: str
     chains: list[_ManifestChain]

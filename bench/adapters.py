@@ -44,10 +44,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from adapters import calls as c
 from adapters.balances import BalancePlan
 from adapters.evm import BlockPin, EvmAdapter
-from crossmargin.config import ChainConfig, RepresentationConfig
-from crossmargin.devnet import Devnet
-from crossmargin.devnet.evm import DEPLOYER, artifact, deploy_data
-from crossmargin.devnet.rpc import Rpc, wait_receipts
+from crossmargin.core.config import ChainConfig, RepresentationConfig
+from devnet import Devnet
+from devnet.evm import DEPLOYER, artifact, deploy_data
+from devnet.rpc import Rpc, wait_receipts
 
 FLOOR_CHUNK = 2000
 ADAPTER_CHUNK = 2000

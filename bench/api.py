@@ -190,8 +190,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from api.app import create_app
     from api.security import new_key
-    from crossmargin.config import ApiKeyConfig
-    from crossmargin.devnet import BackgroundDevnet
+    from crossmargin.core.config import ApiKeyConfig
+    from devnet import BackgroundDevnet
 
     key, digest = new_key()
     with (

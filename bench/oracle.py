@@ -26,11 +26,11 @@ if __package__ in (None, ""):  # run as a file: this file's folder would shadow 
 import aiohttp
 
 from adapters.balances import BalancePlan
-from crossmargin.config import Config
-from crossmargin.devnet import Devnet
-from crossmargin.devnet.evm import artifact, calldata, create_address, deploy_data
-from crossmargin.devnet.rpc import Rpc, wait_receipts
+from crossmargin.core.config import Config
 from crossmargin.engine import Engine
+from devnet import Devnet
+from devnet.evm import artifact, calldata, create_address, deploy_data
+from devnet.rpc import Rpc, wait_receipts
 from oracle.feeds import plan_feeds
 
 N_ASSETS, FEEDS_PER_ASSET = 50, 3

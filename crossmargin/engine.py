@@ -14,12 +14,12 @@ from typing import Self
 import aiohttp
 
 from adapters.evm import EvmAdapter
-from crossmargin.config import Config, checksummed
-from crossmargin.errors import InputError
-from crossmargin.reading import ChainState, read_chain, read_chain_many
-from crossmargin.report import CapacityReport, MarginReport, StressReport
-from crossmargin.valuation import Assessment, assess, margin_report
-from crossmargin.whatif import capacity_report, stress_report
+from crossmargin.core.config import Config, checksummed
+from crossmargin.core.errors import InputError
+from crossmargin.pipeline.read import ChainState, read_chain, read_chain_many
+from crossmargin.pipeline.report import CapacityReport, MarginReport, StressReport
+from crossmargin.pipeline.value import Assessment, assess, margin_report
+from crossmargin.pipeline.whatif import capacity_report, stress_report
 from oracle.estimation import RiskEstimates
 from oracle.store import HistoryStore
 

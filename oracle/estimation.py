@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from crossmargin.config import ChainlinkFeedConfig, Config
+from crossmargin.core.config import ChainlinkFeedConfig, Config
 
 if TYPE_CHECKING:
     from oracle.store import DailyClose

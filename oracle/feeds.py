@@ -21,8 +21,8 @@ from eth_utils.abi import function_signature_to_4byte_selector
 
 from adapters import calls as c
 from adapters.calls import Call, CallResult, RoundData
-from crossmargin.config import ChainConfig, Config, FeedConfig, PythFeedConfig
-from crossmargin.errors import DecodeError
+from crossmargin.core.config import ChainConfig, Config, FeedConfig, PythFeedConfig
+from crossmargin.core.errors import DecodeError
 from oracle.validity import (
     CHAINLINK,
     PYTH,

@@ -35,8 +35,8 @@ from datetime import UTC, date, datetime, timedelta
 from adapters import calls as c
 from adapters.calls import Call, CallResult, RoundData
 from adapters.evm import BlockPin, ChainReader
-from crossmargin.config import ChainConfig, ChainlinkFeedConfig, Config
-from crossmargin.errors import ChainError, DecodeError
+from crossmargin.core.config import ChainConfig, ChainlinkFeedConfig, Config
+from crossmargin.core.errors import ChainError, DecodeError
 from oracle.feeds import (
     decode_address,
     decode_round,
@@ -240,7 +240,7 @@ def _chain_feeds(config: Config, chain: ChainConfig) -> list[tuple[str, Chainlin
     return list(seen.values())
 
 
-async def sync_chain(
+async def sync_chain(  # noqa: C901
     config: Config,
     reader: ChainReader,
     store: HistoryStore,

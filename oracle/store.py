@@ -29,7 +29,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import registry
 from sqlmodel import Field, Session, SQLModel, col, select
 
-from crossmargin.config import Config, config_hash
+from crossmargin.core.config import Config, config_hash
 from oracle.estimation import RiskEstimates, estimate_from_closes
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 from adapters.calls import RoundData
-from crossmargin.config import FeedConfig, PythFeedConfig
+from crossmargin.core.config import FeedConfig, PythFeedConfig
 
 # Reason codes, as reported in warnings and in each price's sources.
 STALE = "stale"

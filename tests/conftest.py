@@ -1,6 +1,6 @@
 """Shared fixtures.
 
-`devnet`: the local chains (crossmargin.devnet), started once per test session in a
+`devnet`: the local chains (devnet), started once per test session in a
 helper thread and stopped at session end, also when tests fail or the run is
 interrupted. The keeper is off, so every feed keeps exactly its generated rounds
 (1..N, the last at start-up chain time). Chain time only moves when a block is mined;
@@ -28,9 +28,9 @@ from typing import Any
 
 import pytest
 
-from crossmargin.devnet import BackgroundDevnet, Devnet
-from crossmargin.devnet.anvil import anvil_binary
-from crossmargin.devnet.evm import MULTICALL3, repo_root
+from devnet import BackgroundDevnet, Devnet
+from devnet.anvil import anvil_binary
+from devnet.evm import MULTICALL3, repo_root
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,7 @@ from fractions import Fraction
 
 from adapters.calls import Call, CallResult
 from adapters.protocols.abi import WORD, address_word, as_address, bits, selector, words
-from crossmargin.errors import DecodeError
+from crossmargin.core.errors import DecodeError
 
 WAD = 10**18
 MAX_UINT256 = (1 << 256) - 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 from eth_utils.abi import function_signature_to_4byte_selector
 
 from adapters.calls import CallResult, checksum
-from crossmargin.errors import DecodeError
+from crossmargin.core.errors import DecodeError
 
 WORD = 32
 

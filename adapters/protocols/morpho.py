@@ -10,7 +10,7 @@ from eth_utils.crypto import keccak
 
 from adapters.calls import Call, CallResult
 from adapters.protocols.abi import WORD, address_word, as_address, bits, selector, uint_word, words
-from crossmargin.errors import DecodeError
+from crossmargin.core.errors import DecodeError
 
 WAD = 10**18
 ORACLE_PRICE_SCALE = 10**36

@@ -34,8 +34,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 
 from api.store.tables import ConfigRow, HeadRow, SnapshotRow
-from crossmargin.errors import CrossmarginError
-from crossmargin.snapshot import GENESIS, digest
+from crossmargin.core.errors import CrossmarginError
+from crossmargin.pipeline.snapshot import GENESIS, digest
 
 log = logging.getLogger("api.store")
 

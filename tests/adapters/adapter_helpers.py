@@ -11,9 +11,9 @@ import aiohttp
 
 from adapters import calls as c
 from adapters.evm import BlockPin, EvmAdapter
-from crossmargin.config import ChainConfig, Config
-from crossmargin.devnet.rpc import Rpc, wait_receipts
-from crossmargin.reading import ChainState, read_chain_many
+from crossmargin.core.config import ChainConfig, Config
+from crossmargin.pipeline.read import ChainState, read_chain_many
+from devnet.rpc import Rpc, wait_receipts
 
 # Short everything: a fault test fails over or gives up in well under a second.
 FAST: dict[str, Any] = {
@@ -74,7 +74,7 @@ LEAKS = re.compile(r"https?:|127\.0\.0\.1|localhost|\d+\.\d+\.\d+\.\d+|:\d{2,5}\
 
 
 def assert_flagged(states: list[ChainState], *codes: str) -> None:
-    """A failed chain: its error is a public error code and sentence (crossmargin/errors.py)
+    """A failed chain: its error is a public error code and sentence (crossmargin/core/errors.py)
     naming the cause, with no URL, IP, port or Python repr in it; and no number at all."""
     for s in states:
         assert s.error is not None

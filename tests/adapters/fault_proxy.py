@@ -104,7 +104,7 @@ class FaultProxy:
         finally:
             self.inflight -= 1
 
-    async def _answer(self, request: web.Request) -> web.StreamResponse:
+    async def _answer(self, request: web.Request) -> web.StreamResponse:  # noqa: C901
         raw = await request.read()
         payload = json.loads(raw)
         items = payload if isinstance(payload, list) else [payload]

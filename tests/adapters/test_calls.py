@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from adapters import calls as c
-from crossmargin.errors import DecodeError
+from crossmargin.core.errors import DecodeError
 
 addresses = st.binary(min_size=20, max_size=20).map(lambda b: c.checksum("0x" + b.hex()))
 

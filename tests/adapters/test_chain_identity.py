@@ -16,8 +16,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from adapters.evm import EvmAdapter
-from crossmargin.config import ChainConfig, ChainIdentity, Config
-from crossmargin.errors import (
+from crossmargin.core.config import ChainConfig, ChainIdentity, Config
+from crossmargin.core.errors import (
     BadResponse,
     BlockHashMismatch,
     ChainError,

@@ -3,7 +3,7 @@ rate-limits; every read either equals the clean read at the same pinned block or
 flagged failure with no number in it. Never a wrong number.
 
 Reads cover the demo accounts on ethereum: native coin, tokens, debt tokens, price
-feeds, all in one pinned computation (crossmargin.reading.read_chain_many).
+feeds, all in one pinned computation (crossmargin.pipeline.read.read_chain_many).
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from fault_proxy import FaultProxy
 
 from adapters import rpc
 from adapters.evm import EvmAdapter
-from crossmargin.config import Config
-from crossmargin.errors import ChainIdMismatch
+from crossmargin.core.config import Config
+from crossmargin.core.errors import ChainIdMismatch
 
 CHAIN = "ethereum"
 

@@ -35,14 +35,14 @@ from adapters.evm import BlockPin, EvmAdapter
 from api.app import create_app
 from api.audit import verify
 from api.store import Store
-from crossmargin.config import ChainConfig, Config, RepresentationConfig, load_config
-from crossmargin.devnet import BackgroundDevnet, Devnet
-from crossmargin.devnet.evm import DEPLOYER, artifact, calldata, deploy_data
-from crossmargin.devnet.rpc import Rpc
+from crossmargin.cli.render import render_margin
+from crossmargin.core.config import ChainConfig, Config, RepresentationConfig, load_config
 from crossmargin.engine import Engine
-from crossmargin.render import render_margin
-from crossmargin.report import MarginReport, Position, fixed6
-from crossmargin.snapshot import canonical, replay, replay_config
+from crossmargin.pipeline.report import MarginReport, Position, fixed6
+from crossmargin.pipeline.snapshot import canonical, replay, replay_config
+from devnet import BackgroundDevnet, Devnet
+from devnet.evm import DEPLOYER, artifact, calldata, deploy_data
+from devnet.rpc import Rpc
 
 ROOT = Path(__file__).resolve().parents[2]
 CHAIN = "ethereum"

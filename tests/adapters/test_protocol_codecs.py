@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from adapters import calls as c
 from adapters.protocols import aave, morpho
-from crossmargin.errors import DecodeError
+from crossmargin.core.errors import DecodeError
 
 addresses = st.binary(min_size=20, max_size=20).map(lambda b: c.checksum("0x" + b.hex()))
 u = [st.integers(0, 2**n - 1) for n in range(257)]  # u[n]: any uintN

@@ -13,8 +13,8 @@ from adapter_helpers import FAST
 
 from adapters import rpc
 from adapters.rpc import Endpoint, JsonRpcClient, classify, retry_after_header
-from crossmargin.config import ChainConfig
-from crossmargin.errors import (
+from crossmargin.core.config import ChainConfig
+from crossmargin.core.errors import (
     ChainError,
     ChainIdMismatch,
     PayloadTooLarge,

@@ -30,11 +30,11 @@ from adapter_helpers import read_states, send
 from adapters import calls as c
 from adapters.balances import BalanceRead, read_token_meta
 from adapters.evm import EvmAdapter
-from crossmargin.config import Config, RepresentationConfig
-from crossmargin.devnet import BackgroundDevnet, Devnet
-from crossmargin.devnet.evm import DEPLOYER, artifact, calldata, decode_result, deploy_data
-from crossmargin.devnet.rpc import Rpc
+from crossmargin.core.config import Config, RepresentationConfig
 from crossmargin.engine import Engine
+from devnet import BackgroundDevnet, Devnet
+from devnet.evm import DEPLOYER, artifact, calldata, decode_result, deploy_data
+from devnet.rpc import Rpc
 
 CHAIN = "ethereum"
 HOLDER = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"  # anvil account 1 (unlocked)

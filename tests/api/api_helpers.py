@@ -22,7 +22,7 @@ from aiohttp import web
 
 from api.security import new_key
 from api.store import Store
-from crossmargin.config import ApiKeyConfig
+from crossmargin.core.config import ApiKeyConfig
 
 
 class ServerThread:

@@ -19,7 +19,7 @@ from api.app import create_app
 from api.audit import verify
 from api.store import Store, normalise_url
 from crossmargin.cli import main as cli
-from crossmargin.snapshot import canonical, digest, replay, replay_config
+from crossmargin.pipeline.snapshot import canonical, digest, replay, replay_config
 
 
 @dataclass

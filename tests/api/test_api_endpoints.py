@@ -17,8 +17,8 @@ from eth_utils.address import to_checksum_address
 
 from api.app import SERVICE, create_app
 from api.service import Service
-from crossmargin.errors import Refused
-from crossmargin.snapshot import canonical, digest
+from crossmargin.core.errors import Refused
+from crossmargin.pipeline.snapshot import canonical, digest
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 Client = TestClient[Any, Any]

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from api.app import create_app
 from api.openapi import MAX_JSON_DEPTH, json_depth
 from api.service import Service
-from crossmargin.config import Config
+from crossmargin.core.config import Config
 
 Client = TestClient[Any, Any]
 JSON_BODY = {"Content-Type": "application/json"}

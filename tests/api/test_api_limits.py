@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from api.problems import ApiProblem
 from api.security import Gate, Principal
-from crossmargin.config import ApiConfig
+from crossmargin.core.config import ApiConfig
 
 
 def follow(gate: Gate, who: Principal, n: int, clock: list[float]) -> int:

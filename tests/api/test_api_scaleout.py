@@ -16,7 +16,7 @@ from eth_utils.address import to_checksum_address
 
 from api.store import Store
 from crossmargin.cli import main as cli
-from crossmargin.snapshot import GENESIS
+from crossmargin.pipeline.snapshot import GENESIS
 
 
 def test_two_processes_one_store(devnet: Any, database: str, tmp_path: Path) -> None:

@@ -21,7 +21,7 @@ from eth_utils.address import to_checksum_address
 from api.app import create_app
 from api.security import key_digest
 from api.service import Service
-from crossmargin.config import ApiConfig, ApiKeyConfig, Config
+from crossmargin.core.config import ApiConfig, ApiKeyConfig, Config
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 Client = TestClient[Any, Any]

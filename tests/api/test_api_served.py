@@ -18,9 +18,9 @@ from sqlalchemy import create_engine, text
 from api.app import create_app
 from api.service import stored_mismatch
 from api.store import Store, normalise_url
-from crossmargin.config import config_hash
+from crossmargin.core.config import config_hash
 from crossmargin.engine import Engine
-from crossmargin.snapshot import Request, canonical, compute, digest, document
+from crossmargin.pipeline.snapshot import Request, canonical, compute, digest, document
 
 
 def ask(devnet: Any, url: str, path: str) -> tuple[str, str, bytes, dict[str, float]]:

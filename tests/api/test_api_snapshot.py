@@ -11,10 +11,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from crossmargin import snapshot as s
-from crossmargin.config import config_hash, risk_document
+from crossmargin.core.config import config_hash, risk_document
 from crossmargin.engine import Engine
-from crossmargin.reading import ChainState
+from crossmargin.pipeline import snapshot as s
+from crossmargin.pipeline.read import ChainState
 
 JSON_LEAF = st.one_of(
     st.none(),

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from api_helpers import append_many
 
 from api.store import Store
-from crossmargin.snapshot import GENESIS, digest
+from crossmargin.pipeline.snapshot import GENESIS, digest
 
 
 def doc(tag: str) -> Callable[[str], str]:

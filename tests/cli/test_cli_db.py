@@ -16,8 +16,8 @@ import aiohttp
 import pytest
 from cli_helpers import CLI, child_env, run
 
-from crossmargin.config import load_config
-from crossmargin.up import record_database
+from crossmargin.core.config import load_config
+from devnet.up import record_database
 
 ENV = "CROSSMARGIN_DATABASE_URL"
 # password, host and port that must never reach an error message

@@ -17,10 +17,10 @@ from cli_helpers import run
 
 from api.app import create_app
 from crossmargin.cli import main
-from crossmargin.config import Config
+from crossmargin.cli.render import render_margin, units
+from crossmargin.core.config import Config
 from crossmargin.engine import Engine
-from crossmargin.render import render_margin, units
-from crossmargin.report import MarginReport, Warning_
+from crossmargin.pipeline.report import MarginReport, Warning_
 
 
 def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> str:

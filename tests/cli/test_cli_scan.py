@@ -20,7 +20,7 @@ import pytest
 from cli_helpers import CLI, run, sigint_default
 
 from crossmargin.cli import main
-from crossmargin.scan import CSV_COLUMNS, parse_input
+from crossmargin.cli.scan import CSV_COLUMNS, parse_input
 
 BAD = ["0x1234", "0xC02aaA39b223FE8D0A0e5C4F27eAD9083C756cc2", "[red]bob[/red]"]
 

@@ -14,7 +14,7 @@ from typing import Any
 import aiohttp
 from cli_helpers import CLI, child_env, run, sigint_default
 
-from crossmargin.config import load_config
+from crossmargin.core.config import load_config
 
 ROOT = Path(__file__).resolve().parents[2]
 

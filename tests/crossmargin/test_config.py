@@ -12,8 +12,8 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from crossmargin.config import parse_config
-from crossmargin.errors import ConfigError
+from crossmargin.core.config import parse_config
+from crossmargin.core.errors import ConfigError
 from oracle.estimation import config_estimates
 
 WETH = "0xC02aaA39b223FE8D0A0e5C4F27eAD9083C756Cc2"

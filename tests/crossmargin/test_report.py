@@ -8,7 +8,7 @@ from fractions import Fraction
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from crossmargin.report import fixed6, split6
+from crossmargin.pipeline.report import fixed6, split6
 
 
 def _reference(value: Fraction) -> str:

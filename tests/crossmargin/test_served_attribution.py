@@ -14,9 +14,9 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from crossmargin.config import Config, RepresentationConfig, load_config
-from crossmargin.report import ChainSummary, MarginReport
-from crossmargin.valuation import Assessment, Valued, margin_report
+from crossmargin.core.config import Config, RepresentationConfig, load_config
+from crossmargin.pipeline.report import ChainSummary, MarginReport
+from crossmargin.pipeline.value import Assessment, Valued, margin_report
 
 CONFIG: Config = load_config(
     Path(__file__).resolve().parents[2] / "configs" / "devnet.toml", env={}

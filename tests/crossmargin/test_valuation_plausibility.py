@@ -1,4 +1,4 @@
-"""METHOD.md §4 plausibility in the pure valuation (crossmargin/valuation.py): whatever
+"""METHOD.md §4 plausibility in the pure valuation (crossmargin/pipeline/value.py): whatever
 the balances, supplies and caps, implausible collateral counts 0 and is flagged, debt
 counts in full, and everything else is valued as before. No chain: states are built
 as the reader would return them (tests/adapters/test_plausibility.py reads real ones).
@@ -17,10 +17,10 @@ from hypothesis import strategies as st
 from adapters.balances import BalanceRead
 from adapters.calls import RoundData
 from adapters.evm import BlockPin
-from crossmargin.config import Config, RepresentationConfig, load_config, parse_config
-from crossmargin.errors import ConfigError
-from crossmargin.reading import ChainState
-from crossmargin.valuation import assess, implausible_balance, value_account
+from crossmargin.core.config import Config, RepresentationConfig, load_config, parse_config
+from crossmargin.core.errors import ConfigError
+from crossmargin.pipeline.read import ChainState
+from crossmargin.pipeline.value import assess, implausible_balance, value_account
 from oracle.validity import FeedReading
 
 ROOT = Path(__file__).resolve().parents[2]

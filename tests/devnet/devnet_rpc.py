@@ -1,4 +1,4 @@
-"""Plain JSON-RPC for the devnet tests: urllib + eth_abi, nothing from crossmargin.devnet,
+"""Plain JSON-RPC for the devnet tests: urllib + eth_abi, nothing from devnet,
 so the checks read the chains independently of the code that set them up."""
 
 from __future__ import annotations

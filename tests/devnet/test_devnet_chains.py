@@ -15,8 +15,8 @@ from devnet_rpc import ROUND, RpcFailure, batch, call_spec, dec, eth_call, rpc
 from eth_account import Account
 from eth_utils import keccak
 
-from crossmargin.config import load_config
-from crossmargin.devnet import Devnet, read_manifest
+from crossmargin.core.config import load_config
+from devnet import Devnet, read_manifest
 
 ROOT = Path(__file__).resolve().parents[2]
 MULTICALL3 = "0xcA11bde05977b3631167028862bE2a173976CA11"

@@ -12,13 +12,13 @@ import rlp
 from eth_account import Account
 from eth_utils import keccak, to_checksum_address
 
-from crossmargin.config import ChainIdentity, Config, load_config
-from crossmargin.devnet.deploy import check_plan, plan_chain
-from crossmargin.devnet.errors import DevnetError
-from crossmargin.devnet.evm import DEPLOYER, DEV_MNEMONIC
-from crossmargin.devnet.manifest import build_accounts
-from crossmargin.devnet.net import _Inputs, env_var
-from crossmargin.devnet.scenario import Scenario, load_scenario
+from crossmargin.core.config import ChainIdentity, Config, load_config
+from devnet.deploy import check_plan, plan_chain
+from devnet.errors import DevnetError
+from devnet.evm import DEPLOYER, DEV_MNEMONIC
+from devnet.manifest import build_accounts
+from devnet.net import _Inputs, env_var
+from devnet.scenario import Scenario, load_scenario
 
 ROOT = Path(__file__).resolve().parents[2]
 L2S = ("arbitrum", "optimism", "base")

@@ -18,7 +18,7 @@ import aiohttp
 import pytest
 from devnet_rpc import ROUND, batch, call_spec, dec, rpc, send
 
-from crossmargin.devnet import Devnet, DevnetError, Manifest, anvil, read_manifest
+from devnet import Devnet, DevnetError, Manifest, anvil, read_manifest
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -154,7 +154,7 @@ async def test_keeper_refreshes_feeds_and_an_error_still_stops_everything(tmp_pa
 
 
 def test_cli_runs_until_sigterm_and_stops_its_children(tmp_path: Path) -> None:
-    argv = [sys.executable, "-m", "crossmargin.devnet", "--state-dir", str(tmp_path), "--no-keeper"]
+    argv = [sys.executable, "-m", "devnet", "--state-dir", str(tmp_path), "--no-keeper"]
     with subprocess.Popen(
         argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     ) as proc:
@@ -178,7 +178,7 @@ def test_cli_runs_until_sigterm_and_stops_its_children(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(shutil.which("setpriv") is None, reason="needs util-linux setpriv")
 def test_children_die_with_a_killed_parent(tmp_path: Path) -> None:
-    argv = [sys.executable, "-m", "crossmargin.devnet", "--state-dir", str(tmp_path), "--no-keeper"]
+    argv = [sys.executable, "-m", "devnet", "--state-dir", str(tmp_path), "--no-keeper"]
     with subprocess.Popen(
         argv, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True
     ) as proc:

@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from crossmargin.config import Config, load_config
-from crossmargin.devnet.errors import DevnetError
-from crossmargin.devnet.evm import artifact, create_address
-from crossmargin.devnet.manifest import build_accounts
-from crossmargin.devnet.protocols.plan import PROTOCOL_DEPLOYER, ChainPlan
-from crossmargin.devnet.protocols.setup import plan_protocols
-from crossmargin.devnet.protocols.spec import PositionSpec, percent
-from crossmargin.devnet.scenario import Scenario, load_scenario
+from crossmargin.core.config import Config, load_config
+from devnet.errors import DevnetError
+from devnet.evm import artifact, create_address
+from devnet.manifest import build_accounts
+from devnet.protocols.plan import PROTOCOL_DEPLOYER, ChainPlan
+from devnet.protocols.setup import plan_protocols
+from devnet.protocols.spec import PositionSpec, percent
+from devnet.scenario import Scenario, load_scenario
 
 ROOT = Path(__file__).resolve().parents[2]
 

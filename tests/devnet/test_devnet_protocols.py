@@ -28,10 +28,10 @@ from eth_utils import to_checksum_address
 from adapters import calls as c
 from adapters.evm import BlockPin, EvmAdapter
 from adapters.protocols import aave, morpho
-from crossmargin.devnet import BackgroundDevnet, Devnet
-from crossmargin.devnet.manifest import ChainEntry
-from crossmargin.devnet.protocols.entries import MorphoMarketEntry
-from crossmargin.devnet.scenario import load_scenario, to_raw
+from devnet import BackgroundDevnet, Devnet
+from devnet.manifest import ChainEntry
+from devnet.protocols.entries import MorphoMarketEntry
+from devnet.scenario import load_scenario, to_raw
 
 ROOT = Path(__file__).resolve().parents[2]
 SCENARIO = load_scenario(ROOT / "configs" / "devnet-scenario.toml")

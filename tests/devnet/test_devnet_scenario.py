@@ -9,10 +9,10 @@ from statistics import NormalDist
 import numpy as np
 import pytest
 
-from crossmargin.config import Config, load_config
-from crossmargin.devnet.manifest import build_accounts
-from crossmargin.devnet.prices import feed_histories, price_paths
-from crossmargin.devnet.scenario import Scenario, load_scenario
+from crossmargin.core.config import Config, load_config
+from devnet.manifest import build_accounts
+from devnet.prices import feed_histories, price_paths
+from devnet.scenario import Scenario, load_scenario
 
 ROOT = Path(__file__).resolve().parents[2]
 END = 1_800_000_000

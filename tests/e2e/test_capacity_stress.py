@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
+from crossmargin.core.errors import InputError
 from crossmargin.engine import Engine
-from crossmargin.errors import InputError
-from crossmargin.valuation import Assessment, Valued, margin_report
-from crossmargin.whatif import capacity_report, stress_report
+from crossmargin.pipeline.value import Assessment, Valued, margin_report
+from crossmargin.pipeline.whatif import capacity_report, stress_report
 
 
 def assessment(devnet: Any, name: str) -> Assessment:

@@ -26,10 +26,10 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from api.app import create_app
 from crossmargin.cli import main
-from crossmargin.config import RepresentationConfig, load_config
+from crossmargin.core.config import RepresentationConfig, load_config
 from crossmargin.engine import Engine
-from crossmargin.valuation import margin_report
-from crossmargin.whatif import capacity_report, stress_report
+from crossmargin.pipeline.value import margin_report
+from crossmargin.pipeline.whatif import capacity_report, stress_report
 
 BASE = 8453
 FIGURES_NULL = ("debt_usd", "equity_usd", "free_margin_usd", "health", "liquidatable")

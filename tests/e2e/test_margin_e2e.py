@@ -13,9 +13,9 @@ from typing import Any
 
 from web3 import Web3
 
-from crossmargin.config import Config
+from crossmargin.core.config import Config
 from crossmargin.engine import Engine
-from crossmargin.report import MarginReport, fixed6
+from crossmargin.pipeline.report import MarginReport, fixed6
 
 ERC20_ABI = [
     {

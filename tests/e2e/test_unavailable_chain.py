@@ -7,9 +7,9 @@ import asyncio
 import socket
 from typing import Any
 
-from crossmargin.config import Config
+from crossmargin.core.config import Config
 from crossmargin.engine import Engine
-from crossmargin.report import MarginReport
+from crossmargin.pipeline.report import MarginReport
 
 
 def dead_url() -> str:

@@ -14,8 +14,8 @@ from eth_utils.abi import function_signature_to_4byte_selector as sel
 
 from adapters.calls import Call, CallResult
 from adapters.evm import BlockPin
-from crossmargin.config import ChainConfig
-from crossmargin.errors import TransportError
+from crossmargin.core.config import ChainConfig
+from crossmargin.core.errors import TransportError
 
 LATEST = sel("latestRoundData()")
 DECIMALS = sel("decimals()")

@@ -12,7 +12,7 @@ from typing import Any
 
 from eth_abi.abi import decode
 
-from crossmargin.devnet.evm import artifact, calldata, deploy_data
+from devnet.evm import artifact, calldata, deploy_data
 
 SENDER = "0xa0Ee7A142d267C1f36714E4a8F75612F20a79720"  # anvil account 9
 

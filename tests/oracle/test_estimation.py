@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from crossmargin.config import Config, CorrelationConfig, load_config
+from crossmargin.core.config import Config, CorrelationConfig, load_config
 from oracle import estimation as e
 from oracle.store import DailyClose
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from adapters.calls import SEL_DECIMALS, SEL_LATEST_ROUND_DATA, CallResult
-from crossmargin.config import Config, PythFeedConfig, load_config
-from crossmargin.errors import DecodeError
+from crossmargin.core.config import Config, PythFeedConfig, load_config
+from crossmargin.core.errors import DecodeError
 from oracle import feeds as f
 from oracle import validity as v
 
@@ -192,8 +192,8 @@ def test_config_kinds() -> None:
     first = 'kind = "chainlink", decimals = 8, heartbeat_s = 3600 }'
     assert first in text
     no_kind = text.replace(first, "decimals = 8, heartbeat_s = 3600 }", 1)
-    from crossmargin.config import ChainlinkFeedConfig, parse_config
-    from crossmargin.errors import ConfigError
+    from crossmargin.core.config import ChainlinkFeedConfig, parse_config
+    from crossmargin.core.errors import ConfigError
 
     assert isinstance(parse_config(no_kind, env={}).assets[0].feeds[0], ChainlinkFeedConfig)
     pyth = text.replace(

@@ -21,12 +21,12 @@ from oracle_chain import Chain
 
 from adapters.evm import ChainReader
 from crossmargin.cli import main
-from crossmargin.config import Config
-from crossmargin.devnet import BackgroundDevnet, Devnet
-from crossmargin.devnet.prices import price_paths
-from crossmargin.devnet.scenario import load_scenario
+from crossmargin.core.config import Config
+from crossmargin.core.errors import TransportError
 from crossmargin.engine import Engine
-from crossmargin.errors import TransportError
+from devnet import BackgroundDevnet, Devnet
+from devnet.prices import price_paths
+from devnet.scenario import load_scenario
 from oracle.estimation import ewma_covariance, ewma_weights, sigma_rho
 from oracle.history import SyncReport, sync_history
 from oracle.store import HistoryStore

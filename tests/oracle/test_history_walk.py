@@ -12,8 +12,8 @@ from fake_feed import FakeProxy, FakeReader, FakeRound
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from crossmargin.config import Config, load_config
-from crossmargin.errors import ChainError
+from crossmargin.core.config import Config, load_config
+from crossmargin.core.errors import ChainError
 from oracle.history import (
     closes_for,
     day_of,

@@ -17,7 +17,7 @@ from eth_utils.address import is_checksum_address
 from eth_utils.crypto import keccak
 
 from crossmargin.cli import main
-from crossmargin.config import ChainlinkFeedConfig, Config, load_config
+from crossmargin.core.config import ChainlinkFeedConfig, Config, load_config
 
 ROOT = Path(__file__).resolve().parents[2]
 PATH = ROOT / "configs" / "mainnet.toml"

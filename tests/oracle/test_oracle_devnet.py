@@ -21,10 +21,10 @@ import pytest
 from oracle_chain import Chain
 
 from adapters.balances import BalancePlan
-from crossmargin.config import Config, PythFeedConfig
-from crossmargin.devnet import BackgroundDevnet, Devnet
+from crossmargin.core.config import Config, PythFeedConfig
 from crossmargin.engine import Engine
-from crossmargin.report import MarginReport, PriceSource, fixed6
+from crossmargin.pipeline.report import MarginReport, PriceSource, fixed6
+from devnet import BackgroundDevnet, Devnet
 
 ETH_ID = "0xff61491a931112ddf1bd8147cd1b641375f79f5825126d665480874634fd0ace"
 CHAIN_IDS = {"ethereum": 1, "arbitrum": 42161, "optimism": 10, "base": 8453}

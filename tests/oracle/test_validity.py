@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from adapters.calls import RoundData
-from crossmargin.config import ChainlinkFeedConfig, PythFeedConfig
+from crossmargin.core.config import ChainlinkFeedConfig, PythFeedConfig
 from oracle import validity as v
 
 FEED = ChainlinkFeedConfig(

@@ -12,7 +12,7 @@ from aiohttp import web
 
 from api.app import create_app
 from api.web import MANIFEST
-from crossmargin.config import Config
+from crossmargin.core.config import Config
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [

@@ -1,0 +1,5 @@
+"""The `crossmargin` console script and its commands."""
+
+from crossmargin.cli.main import main
+
+__all__ = ["main"]

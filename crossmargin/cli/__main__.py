@@ -1,0 +1,5 @@
+import sys
+
+from crossmargin.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,450 @@
+"""`crossmargin scan`: the margin report of many accounts, one output record per account.
+
+Input: one address per line. Blank lines and `#` comments are skipped, and so is anything
+after the first comma or blank, so the first column of a CSV works (a header line whose
+first field is `address` or `account` is skipped). A line that is not an address is
+reported on stderr and written to the output with status `error`; it does not stop the run.
+
+Output, one record per account in input order:
+- `jsonl`: {"line", "input", "account", "target_chain", "status", "error", "report"}, where
+  `report` is the API's margin JSON (null for an error);
+- `csv`: the same keys with the report's headline figures instead of the whole report; a
+  figure that could not be computed is empty, never 0, and `unknown_reason` says why
+  (METHOD.md §4: debt that cannot be valued).
+
+Resumable: records are written in input order, so the output's last record says how far
+a previous run got; rerunning the same command skips the input up to that line and
+finishes the job. The existing output is streamed (one line in memory at a time: its
+record count, statuses and last record are all that is kept), every record is checked to
+be a scan record for the same target, and its count must match the input up to the last
+record's line. Each record is written with one append and a flush; a partial last line
+left by a kill is dropped and recomputed. The output is locked (flock) for the whole run,
+so a second scan into the same file stops at once instead of interleaving records.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import fcntl
+import io
+import json
+import os
+from collections import Counter, deque
+from collections.abc import AsyncIterator, Coroutine, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any, Literal
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from crossmargin.core.config import Config, checksummed
+from crossmargin.core.errors import CrossmarginError
+from crossmargin.pipeline.report import MarginReport
+
+if TYPE_CHECKING:
+    from oracle.store import HistoryStore
+
+Format = Literal["jsonl", "csv"]
+FIGURES = (
+    "collateral_usd",
+    "debt_usd",
+    "equity_usd",
+    "margin_requirement_usd",
+    "free_margin_usd",
+    "health",
+    "liquidatable",
+)
+CSV_COLUMNS = (
+    "line",
+    "input",
+    "account",
+    "target_chain",
+    "status",
+    "error",
+    *FIGURES,
+    "unknown_reason",
+    "unavailable_chains",
+    "warnings",
+)
+_HEADER_WORDS = {"address", "account"}
+_TAIL_CHUNK = 1 << 16  # bytes read at a time when looking for the last newline
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One input line: its 1-based number, the text given, and the account or why not."""
+
+    line: int
+    text: str
+    account: str | None
+    error: str | None
+
+    @property
+    def key(self) -> str:
+        return self.account or self.text
+
+
+def parse_input(lines: Iterable[str]) -> list[Entry]:
+    entries: list[Entry] = []
+    for n, raw in enumerate(lines, start=1):
+        text = raw.strip()
+        if not text or text.startswith("#"):
+            continue
+        fields = text.replace(",", " ").split()
+        first = fields[0].strip("\"'") if fields else ""
+        if not first:  # `,` or `"",x`: nothing in the first column
+            entries.append(Entry(n, text, None, "no address in the line's first field"))
+            continue
+        if not entries and first.lower() in _HEADER_WORDS:
+            continue
+        try:
+            entries.append(Entry(n, first, checksummed(first), None))
+        except ValueError as exc:
+            entries.append(Entry(n, first, None, str(exc)))
+    return entries
+
+
+def record(
+    entry: Entry, target: str, report: MarginReport | None, error: str | None
+) -> dict[str, Any]:
+    status = "error" if report is None else report.status
+    return {
+        "line": entry.line,
+        "input": entry.text,
+        "account": entry.account,
+        "target_chain": target,
+        "status": status,
+        "error": error,
+        "report": None if report is None else report.model_dump(mode="json"),
+    }
+
+
+def csv_row(rec: dict[str, Any]) -> dict[str, str]:
+    report = rec["report"]
+    row = {k: "" if rec[k] is None else str(rec[k]) for k in CSV_COLUMNS[:6]}
+    totals = report["totals"] if report else {}
+    for k in FIGURES:
+        v = totals.get(k)
+        row[k] = "" if v is None else str(v).lower() if isinstance(v, bool) else str(v)
+    unknown = (
+        [w["detail"] for w in report["warnings"] if w["code"] == "debt_unknown"] if report else []
+    )
+    row["unknown_reason"] = "; ".join(unknown)
+    down = [c["name"] for c in report["chains"] if c["status"] != "ok"] if report else []
+    row["unavailable_chains"] = ";".join(down)
+    row["warnings"] = ";".join(sorted({w["code"] for w in report["warnings"]})) if report else ""
+    return row
+
+
+class ScanOutput:
+    """The output file, locked for the run: what it already holds (streamed, after
+    repairing a torn last line), and appends of one whole record at a time."""
+
+    def __init__(self, path: Path, fmt: Format, target: str) -> None:
+        self.path, self.fmt, self.target = path, fmt, target
+        self.records = 0  # records already in the file
+        self.statuses: Counter[str] = Counter()  # their statuses
+        self.last: dict[str, Any] | None = None  # the last of them
+        self.repaired = False
+        self._file: IO[bytes] | None = None
+
+    def __enter__(self) -> ScanOutput:
+        try:
+            f = self.path.open("a+b")
+        except OSError as exc:
+            raise CrossmarginError(f"{self.path}: cannot write: {exc.strerror}") from exc
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.close()
+            raise CrossmarginError(
+                f"{self.path}: another scan is writing to it; wait for it to finish or "
+                "use another output file"
+            ) from None
+        self._file = f
+        try:
+            empty = self._repair(f) == 0
+            self._read_existing()
+            if self.fmt == "csv" and empty:
+                self._append(self._csv_line(dict(zip(CSV_COLUMNS, CSV_COLUMNS, strict=True))))
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._file is not None:
+            self._file.close()  # releases the lock
+            self._file = None
+
+    @property
+    def last_line(self) -> int:
+        """The input line of the last record (0: none yet)."""
+        return 0 if self.last is None else int(self.last["line"])
+
+    def write(self, rec: dict[str, Any]) -> None:
+        if self.fmt == "jsonl":
+            line = json.dumps(rec, separators=(",", ":"), ensure_ascii=False) + "\n"
+        else:
+            line = self._csv_line(csv_row(rec))
+        self._append(line)
+
+    def _append(self, line: str) -> None:
+        assert self._file is not None, "write() outside `with ScanOutput(...)`"
+        self._file.write(line.encode("utf-8"))
+        self._file.flush()
+
+    @staticmethod
+    def _csv_line(row: dict[str, str]) -> str:
+        buf = io.StringIO()
+        csv.DictWriter(buf, fieldnames=CSV_COLUMNS, lineterminator="\n").writerow(row)
+        return buf.getvalue()
+
+    def _repair(self, f: IO[bytes]) -> int:
+        """Drop a partial last line (a run killed mid-write), reading only the file's tail;
+        return the size kept."""
+        size = pos = f.seek(0, os.SEEK_END)
+        keep = 0
+        while pos > 0:
+            start = max(0, pos - _TAIL_CHUNK)
+            f.seek(start)
+            newline = f.read(pos - start).rfind(b"\n")
+            if newline >= 0:
+                keep = start + newline + 1
+                break
+            pos = start
+        if keep != size:
+            f.truncate(keep)
+            self.repaired = True
+        return keep
+
+    def _read_existing(self) -> None:
+        """Stream the records already written: check each, keep counts and the last."""
+        try:
+            with self.path.open(encoding="utf-8", newline="") as text:
+                rows = self._csv_rows(text) if self.fmt == "csv" else self._jsonl_rows(text)
+                for n, rec in rows:
+                    self._check(n, rec)
+                    self.records += 1
+                    self.statuses[str(rec.get("status"))] += 1
+                    self.last = rec
+        except UnicodeDecodeError as exc:
+            raise CrossmarginError(f"{self.path}: not a scan output (not UTF-8)") from exc
+        except OSError as exc:
+            raise CrossmarginError(f"{self.path}: cannot read: {exc.strerror}") from exc
+
+    def _check(self, n: int, rec: dict[str, Any]) -> None:
+        line = rec.get("line")
+        if isinstance(line, str) and line.isdigit():  # CSV
+            rec["line"] = line = int(line)
+        if not isinstance(line, int) or isinstance(line, bool) or "input" not in rec:
+            raise CrossmarginError(f"{self.path}:{n}: not a scan record; refusing to append")
+        if line <= self.last_line:
+            raise CrossmarginError(f"{self.path}:{n}: records out of input order")
+        if rec.get("target_chain") != self.target:
+            raise CrossmarginError(
+                f"{self.path}:{n}: holds results for target chain "
+                f"{rec.get('target_chain')!r}, not {self.target!r}; use another output file"
+            )
+
+    def _jsonl_rows(self, text: IO[str]) -> Iterator[tuple[int, dict[str, Any]]]:
+        for n, line in enumerate(text, start=1):
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                rec = None
+            if not isinstance(rec, dict):
+                raise CrossmarginError(f"{self.path}:{n}: not a scan record; refusing to append")
+            yield n, rec
+
+    def _csv_rows(self, text: IO[str]) -> Iterator[tuple[int, dict[str, Any]]]:
+        reader = csv.reader(text)
+        header = next(reader, None)
+        if header is None:
+            return
+        if tuple(header) != CSV_COLUMNS:
+            raise CrossmarginError(f"{self.path}: not a scan CSV (its header differs)")
+        for row in reader:
+            if len(row) != len(CSV_COLUMNS):
+                n = reader.line_num
+                raise CrossmarginError(f"{self.path}:{n}: not a scan record; refusing to append")
+            yield reader.line_num, {k: v or None for k, v in zip(CSV_COLUMNS, row, strict=True)}
+
+
+@dataclass
+class Summary:
+    total: int = 0  # input entries
+    skipped: int = 0  # already in the output
+    duplicates: int = 0  # repeated in the input
+    counts: Counter[str] = field(default_factory=Counter)  # by status, this run
+    earlier: Counter[str] = field(default_factory=Counter)  # by status, already in the output
+
+    @property
+    def written(self) -> int:
+        return sum(self.counts.values())
+
+    @property
+    def incomplete(self) -> int:
+        """Records in the whole output (this run and earlier ones) that are not `ok`:
+        partial reports and errors. A resumed run never recomputes them, so they stay."""
+        both = self.counts + self.earlier
+        return sum(n for status, n in both.items() if status != "ok")
+
+    def __str__(self) -> str:
+        done = ", ".join(f"{n} {s}" for s, n in sorted(self.counts.items())) or "nothing new"
+        dup = f", {self.duplicates} repeated in the input" if self.duplicates else ""
+        return f"scan: {self.total} entries: {done}; {self.skipped} already in the output{dup}"
+
+
+def plan(entries: list[Entry], out: ScanOutput, summary: Summary) -> list[Entry]:
+    """What is left to do: the entries after the output's last record, each account once.
+    The output must be this input's: its last record is the entry on that line, and it
+    holds one record per distinct entry up to there."""
+    last, upto = out.last_line, 0
+    if out.last is not None:
+        at = next((e for e in entries if e.line == last), None)
+        key = out.last.get("account") or out.last.get("input")
+        if at is None or at.key != key:
+            raise CrossmarginError(
+                f"{out.path}: its last record is for input line {last} ({key}), which "
+                f"--input does not have there; use the same input or another output file"
+            )
+    todo, seen = [], set()
+    for e in entries:
+        if e.key in seen:
+            summary.duplicates += 1
+        elif e.line <= last:
+            seen.add(e.key)
+            upto += 1
+        else:
+            seen.add(e.key)
+            todo.append(e)
+    if upto != out.records:
+        raise CrossmarginError(
+            f"{out.path}: holds {out.records} records where --input lines 1-{last} give "
+            f"{upto} accounts; use the same input or another output file"
+        )
+    summary.skipped = upto
+    summary.earlier = Counter(out.statuses)
+    return todo
+
+
+async def _ordered(
+    jobs: Iterator[Coroutine[Any, Any, dict[str, Any]]], window: int
+) -> AsyncIterator[dict[str, Any]]:
+    """Run up to `window` jobs at a time; yield their results in input order."""
+    pending: deque[asyncio.Task[dict[str, Any]]] = deque()
+    try:
+        for job in jobs:
+            pending.append(asyncio.create_task(job))
+            if len(pending) >= window:
+                yield await pending.popleft()
+        while pending:
+            yield await pending.popleft()
+    finally:
+        for t in pending:
+            t.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+
+
+async def run_scan(
+    config: Config,
+    todo: list[Entry],
+    out: ScanOutput,
+    summary: Summary,
+    *,
+    history: HistoryStore | None = None,
+    concurrency: int = 4,
+    console: Console | None = None,
+) -> Summary:
+    """Compute and append the records of `todo` (from `plan`), in input order. `history`:
+    the deployment's price history, as the API uses it, so both give the same figures."""
+    from crossmargin.engine import Engine
+
+    console = console or Console(stderr=True)
+    name = out.target
+    async with Engine(config, history) as engine:
+
+        async def one(e: Entry) -> dict[str, Any]:
+            if e.account is None:
+                return record(e, name, None, e.error)
+            try:
+                return record(e, name, await engine.margin(e.account, name), None)
+            except CrossmarginError as exc:  # refused or bad input: this account only
+                return record(e, name, None, "; ".join(str(exc).splitlines()))
+
+        columns = (TextColumn("scan"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        with Progress(*columns, console=console) as bar:
+            done = summary.skipped + summary.duplicates
+            task = bar.add_task("scan", total=summary.total, completed=done)
+            async for rec in _ordered((one(e) for e in todo), max(1, concurrency)):
+                out.write(rec)
+                summary.counts[rec["status"]] += 1
+                if rec["error"]:
+                    _say(bar.console, f"line {rec['line']}: {rec['input']}: {rec['error']}")
+                bar.advance(task)
+    return summary
+
+
+def _say(console: Console, text: str) -> None:
+    """A plain line on stderr: user text is not rich markup, and is not wrapped."""
+    console.print(text, markup=False, highlight=False, soft_wrap=True)
+
+
+def add_arguments(p: argparse.ArgumentParser, db_help: str) -> None:
+    p.add_argument("--input", required=True, type=Path, help="addresses, one per line")
+    p.add_argument("--output", required=True, type=Path, help="results (appended; resumable)")
+    p.add_argument("--target-chain", help="chain name or id (default: settlement chain)")
+    p.add_argument("--format", choices=("jsonl", "csv"), help="default: from --output's suffix")
+    p.add_argument("--concurrency", type=int, default=4, help="accounts read at once (4)")
+    p.add_argument("--config", help="config file (default: .devnet/crossmargin.toml)")
+    p.add_argument("--db", help=db_help)
+
+
+def run_cli(args: argparse.Namespace, config: Config, history: HistoryStore | None) -> Summary:
+    """The command: the summary says how it went (the caller picks the exit status). On
+    Ctrl-C, says how to resume and re-raises KeyboardInterrupt."""
+    from crossmargin.engine import Engine
+
+    fmt: Format = args.format or ("csv" if args.output.suffix.lower() == ".csv" else "jsonl")
+    if args.input.resolve() == args.output.resolve():
+        raise CrossmarginError("--input and --output are the same file")
+    try:
+        text = args.input.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CrossmarginError(f"{args.input}: cannot read: {exc}") from exc
+    entries = parse_input(text.splitlines())
+    target = Engine(config, history).target(args.target_chain)
+    console = Console(stderr=True)
+    summary = Summary(total=len(entries))
+    try:
+        with ScanOutput(args.output, fmt, target) as out:
+            if out.repaired:
+                _say(
+                    console,
+                    f"{args.output}: dropped a partial last line left by an interrupted run",
+                )
+            todo = plan(entries, out, summary)
+            asyncio.run(
+                run_scan(
+                    config,
+                    todo,
+                    out,
+                    summary,
+                    history=history,
+                    concurrency=args.concurrency,
+                    console=console,
+                )
+            )
+    except KeyboardInterrupt:
+        _say(
+            console,
+            f"scan interrupted: {summary.written} records written to {args.output} in this "
+            "run; rerun the same command to resume",
+        )
+        raise
+    _say(console, str(summary))
+    return summary

@@ -1,0 +1,1 @@
+"""The bottom layer: config models, the error tree, units. Imports nothing of ours."""

@@ -1,8 +1,0 @@
-"""`python -m crossmargin.devnet [--state-dir DIR] [--no-keeper] ...`"""
-
-from __future__ import annotations
-
-from crossmargin.devnet.cli import main
-
-if __name__ == "__main__":
-    raise SystemExit(main())

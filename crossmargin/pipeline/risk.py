@@ -1,0 +1,153 @@
+"""Config and exact exposures in, aggregator arrays out: the one float conversion.
+
+sigma and rho (METHOD.md §6) come from `RiskEstimates`: estimated from the stored price
+history by oracle/estimation.py when the engine has a history store, otherwise from
+config alone (`config_estimates`: overrides, sigma_default, configured or default
+correlations). Either way they are passed in: nothing here reads a database.
+
+The risk parameters used (sigma, rho and where each came from, latencies, z, kappa) are
+returned with the outcome so the report can show exactly what produced each figure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Protocol
+
+from aggregator import (
+    AssetParams,
+    MarginParams,
+    MarginResult,
+    Positions,
+    compute_margin,
+    latency_matrix,
+    z_score,
+)
+from crossmargin.core.config import Config, RepresentationConfig
+from oracle.estimation import RiskEstimates, config_estimates
+
+
+class ValuedPosition(Protocol):
+    @property
+    def rep(self) -> RepresentationConfig: ...
+
+    @property
+    def value(self) -> Fraction: ...
+
+
+@dataclass(frozen=True, slots=True)
+class RiskParameters:
+    """What the risk math was given, for the report and for replay."""
+
+    z: float
+    kappa: float
+    sigma: dict[str, float]
+    correlation: dict[str, dict[str, float]]
+    latency_days: dict[str, float]  # L(c -> target) per chain name
+    estimates: RiskEstimates | None = None  # sigma/rho with their sources and history span
+
+
+@dataclass(frozen=True, slots=True)
+class RiskOutcome:
+    result: MarginResult
+    parameters: RiskParameters
+
+    @property
+    def requirement(self) -> Fraction:
+        return Fraction(self.result.requirement)
+
+
+def _estimates(config: Config, estimates: RiskEstimates | None) -> RiskEstimates:
+    if estimates is None:
+        return config_estimates(config)
+    if estimates.symbols != tuple(a.symbol for a in config.assets):
+        raise ValueError("risk estimates are for other assets than the config's")
+    return estimates
+
+
+def asset_sigma(config: Config, estimates: RiskEstimates | None = None) -> list[float]:
+    """§6 sigma per config asset: from `estimates`, or from config alone (no history:
+    override, else sigma_default)."""
+    return list(_estimates(config, estimates).sigma)
+
+
+def correlation(config: Config, estimates: RiskEstimates | None = None) -> list[list[float]]:
+    """§6 rho (asset x asset): from `estimates`, or from config alone (configured pairs,
+    default_correlation for the rest, 1 on the diagonal)."""
+    return [list(row) for row in _estimates(config, estimates).correlation]
+
+
+def margin_params(config: Config, target: str) -> MarginParams:
+    names = [c.name for c in config.chains]
+    pairs = {
+        (names.index(p.from_chain), names.index(p.to_chain)): p.days for p in config.bridges.latency
+    }
+    latency = latency_matrix(
+        [0.0 if c.name == config.bridges.hub else c.to_hub_days for c in config.chains],
+        [0.0 if c.name == config.bridges.hub else c.from_hub_days for c in config.chains],
+        pairs,
+    )
+    z = z_score(config.risk.method, config.risk.alpha, config.risk.alpha_es)
+    return MarginParams(z, config.risk.kappa, latency, names.index(target))
+
+
+def asset_params(config: Config, estimates: RiskEstimates | None = None) -> AssetParams:
+    est = _estimates(config, estimates)
+    return AssetParams.build(
+        sigma=est.sigma_array(),
+        liq_horizon_days=[a.liquidation_horizon_days for a in config.assets],
+        h_min=[a.h_min for a in config.assets],
+        # an asset without a depth is never collateral (config checks it): no §7 term
+        conc_k=[a.concentration_k if a.liquidity_depth_usd else 0.0 for a in config.assets],
+        depth_usd=[a.liquidity_depth_usd or 0.0 for a in config.assets],
+        corr=est.correlation_array(),
+    )
+
+
+def positions_of(config: Config, valued: Sequence[ValuedPosition]) -> Positions:
+    assets = [a.symbol for a in config.assets]
+    chains = [c.name for c in config.chains]
+    return Positions.build(
+        exposure=[float(v.value) for v in valued],  # the single exact -> float step
+        asset=[assets.index(v.rep.asset) for v in valued],
+        chain=[chains.index(v.rep.chain) for v in valued],
+        bridge_addon=[v.rep.bridge_addon for v in valued],
+        bridged=[v.rep.bridged for v in valued],
+    )
+
+
+def run_risk(
+    config: Config,
+    valued: Sequence[ValuedPosition],
+    target: str,
+    estimates: RiskEstimates | None = None,
+    debt_may_be_hidden: bool = False,
+) -> RiskOutcome:
+    """METHOD.md §5-§7 on one account's valued positions, with §6 parameters from
+    `estimates` (None: from config alone). `debt_may_be_hidden` (§4): no no-debt cap."""
+    est = _estimates(config, estimates)
+    params = margin_params(config, target)
+    result = compute_margin(
+        positions_of(config, valued),
+        asset_params(config, est),
+        params,
+        debt_may_be_hidden=debt_may_be_hidden,
+    )
+    symbols = est.symbols
+    t = params.target_chain
+    return RiskOutcome(
+        result,
+        RiskParameters(
+            z=params.z,
+            kappa=params.kappa,
+            sigma=dict(zip(symbols, est.sigma, strict=True)),
+            correlation={
+                a: dict(zip(symbols, row, strict=True))
+                for a, row in zip(symbols, est.correlation, strict=True)
+            },
+            latency_days={c.name: float(params.latency[i, t]) for i, c in enumerate(config.chains)},
+            estimates=est,
+        ),
+    )
