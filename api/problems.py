@@ -28,7 +28,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from aiohttp import web, web_protocol
+from sqlalchemy.exc import SQLAlchemyError
 
+from api.store import StoreError
 from crossmargin.core.config import Config
 from crossmargin.core.errors import InputError, Refused
 
@@ -78,6 +80,7 @@ DETAILS = {
     504: "the server did not answer within its deadline",
 }
 INTERNAL = DETAILS[500]
+STORE_DOWN = "the snapshot store cannot take a report now, and none is served unstored"
 KEEP_HEADERS = ("Allow", "Retry-After", "WWW-Authenticate")
 SERVES_PROBLEMS = web.AppKey("serves_problems", bool)
 
@@ -218,6 +221,11 @@ def error_middleware(scrub: Scrubber, deadline_s: float) -> Any:
             if exc.status < 400:
                 raise
             return _http_error(exc, request)
+        except (StoreError, SQLAlchemyError):
+            # No report is served unstored (§10): the store failing is the service being
+            # unavailable, as /v1/health says, not a bug in the request.
+            log.exception("the snapshot store failed serving %s %s", request.method, request.path)
+            return problem(503, STORE_DOWN, "/problems/store-unavailable")
         except Exception:
             log.exception("unhandled error serving %s %s", request.method, request.path)
             return problem(500, INTERNAL)

@@ -27,6 +27,7 @@ end the walk.
 from __future__ import annotations
 
 import asyncio
+import logging
 from bisect import bisect_left
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -52,6 +53,8 @@ AGG_MASK = (1 << PHASE_SHIFT) - 1
 MAX_EMPTY_BATCHES = 2
 
 Progress = Callable[[str, int, int], None]  # chain name, days done, days to do
+
+log = logging.getLogger("oracle.history")
 
 
 def day_of(ts: int) -> date:
@@ -217,7 +220,8 @@ async def sync_history(
         try:
             return await sync_chain(config, reader, store, progress)
         except (ChainError, DecodeError) as exc:
-            return str(exc)
+            log.info("history sync of %s failed: %s", reader.chain.name, exc)
+            return exc.public(reader.chain.name)  # the code and sentence, never node text
 
     names = list(readers)
     outcomes = await asyncio.gather(*(one(readers[n]) for n in names))

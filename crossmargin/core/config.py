@@ -35,8 +35,9 @@ NATIVE = "native"
 
 
 def checksummed(value: str) -> str:
-    """Reject bad mixed case (a typo guard EIP-55 gives for free); emit checksummed."""
-    if not is_hex_address(value):
+    """Reject bad mixed case (a typo guard EIP-55 gives for free); emit checksummed.
+    The `0x` prefix is required (eth-utils would take bare hex or `0X` too)."""
+    if not value.startswith("0x") or not is_hex_address(value):
         raise ValueError(f"not a 20-byte hex address: {value!r}")
     body = value[2:]
     if body not in (body.lower(), body.upper()) and not is_checksum_address(value):

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from crossmargin.core.config import parse_config
+from crossmargin.core.config import checksummed, parse_config
 from crossmargin.core.errors import ConfigError
 from oracle.estimation import config_estimates
 
@@ -360,3 +360,22 @@ def test_config_check_prints_hosts_only(tmp_path: Path) -> None:
     )
     for leak in ("alice", "s3cret", "APIKEY123", "T0K", "K3Y", "99999"):
         assert leak not in res.stdout + res.stderr
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "F78aE5d9f0cceCE860C7f05e1C7927204266F817",  # 40 hex digits, no prefix
+        "0XF78aE5d9f0cceCE860C7f05e1C7927204266F817",  # upper-case X
+        "0xF78aE5d9f0cceCE860C7f05e1C7927204266F81",  # 39 digits
+        "0xF78aE5d9f0cceCE860C7f05e1C7927204266f817",  # last letter's case flipped: bad checksum
+    ],
+)
+def test_an_address_needs_0x_forty_digits_and_a_good_checksum(text: str) -> None:
+    with pytest.raises(ValueError, match=r"address|checksum"):
+        checksummed(text)
+
+
+def test_an_address_in_lower_case_is_emitted_checksummed() -> None:
+    lower = "0xf78ae5d9f0ccece860c7f05e1c7927204266f817"
+    assert checksummed(lower) == "0xF78aE5d9f0cceCE860C7f05e1C7927204266F817"

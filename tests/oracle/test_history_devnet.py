@@ -165,6 +165,12 @@ def test_interrupted_sync_resumes_to_the_same_store(net: Devnet, tmp_path: Path)
     store = store_at(tmp_path)
     broken = sync(cfg, store, fail_after=3)
     assert set(broken.errors) == {c.name for c in cfg.chains}
+    for name, error in broken.errors.items():  # the public code and sentence, no node text
+        code, _, sentence = error.partition(": ")
+        assert code, error
+        assert name in sentence, error
+        assert "http" not in error, error
+        assert "127.0.0.1" not in error, error
     partial = dump(store)
     assert 0 < sum(map(len, partial.values())) < sum(map(len, dump(clean_store).values()))
     resumed = sync(cfg, store)
