@@ -114,7 +114,27 @@ def check_plan(plan: Sequence[Deployment]) -> None:
         )
 
 
-async def setup_chain(  # noqa: C901
+class _Txs:
+    """The deployer's transactions of one chain, numbered from its planned nonce."""
+
+    def __init__(self, base_nonce: int) -> None:
+        self.base = base_nonce
+        self.items: list[tuple[str, dict[str, str]]] = []
+
+    def send(self, label: str, to: str | None, data: str, gas: int) -> None:
+        tx = {
+            "from": DEPLOYER,
+            "data": data,
+            "gas": hex(gas),
+            "nonce": hex(self.base + len(self.items)),
+            **FEES,
+        }
+        if to is not None:
+            tx["to"] = to
+        self.items.append((label, tx))
+
+
+async def setup_chain(
     rpc: Rpc,
     config: Config,
     scenario: Scenario,
@@ -130,40 +150,44 @@ async def setup_chain(  # noqa: C901
         ("anvil_setCode", [MULTICALL3, artifact("Multicall3").deployed_bytecode]),
         ("anvil_setNonce", [DEPLOYER, hex(base)]),
     ]
-    txs: list[tuple[str, dict[str, str]]] = []
-
-    def send(label: str, to: str | None, data: str, gas: int) -> None:
-        tx = {
-            "from": DEPLOYER,
-            "data": data,
-            "gas": hex(gas),
-            "nonce": hex(base + len(txs)),
-            **FEES,
-        }
-        if to is not None:
-            tx["to"] = to
-        txs.append((label, tx))
-
+    txs = _Txs(base)
     for d in plan:
         data = deploy_data(artifact(d.artifact), list(d.ctor_types), list(d.ctor_args))
-        send(f"deploy {d.label}", None, data, DEPLOY_GAS)
-    for h in histories:
-        for r in h.rounds:
-            args = (r.round_id, r.answer, r.updated_at, r.updated_at)
-            send(
-                f"feed:{h.asset} round {r.round_id}",
-                h.address,
-                calldata(UPDATE_ROUND, *args),
-                CALL_GAS,
-            )
+        txs.send(f"deploy {d.label}", None, data, DEPLOY_GAS)
+    _feed_rounds(txs, histories)
     if chain.sequencer_uptime_feed is not None:
         up_since = end_timestamp - scenario.sequencer_up_for_s
-        send(
+        txs.send(
             "sequencer round 1",
             chain.sequencer_uptime_feed,
             calldata(UPDATE_ROUND, 1, 0, up_since, up_since),
             CALL_GAS,
         )
+    prep += _holdings(txs, chain, accounts)
+    receipts = await _mine_all(rpc, chain, prep, txs)
+    for d, rc in zip(plan, receipts, strict=False):
+        got = rc.get("contractAddress") or ""
+        if got.lower() != d.address.lower():
+            raise DevnetError(f"{chain.name} {d.label}: expected {d.address}, deployed to {got}")
+    await verify_chain(rpc, chain, plan, histories)
+
+
+def _feed_rounds(txs: _Txs, histories: Sequence[FeedHistory]) -> None:
+    for h in histories:
+        for r in h.rounds:
+            args = (r.round_id, r.answer, r.updated_at, r.updated_at)
+            txs.send(
+                f"feed:{h.asset} round {r.round_id}",
+                h.address,
+                calldata(UPDATE_ROUND, *args),
+                CALL_GAS,
+            )
+
+
+def _holdings(txs: _Txs, chain: ChainConfig, accounts: Sequence[AccountEntry]) -> list[Call]:
+    """Mint each demo account's tokens on this chain; its native coin is set directly
+    (the returned cheat-code calls)."""
+    prep: list[Call] = []
     for acc in accounts:
         for hold in acc.holdings:
             if hold.chain != chain.name:
@@ -172,20 +196,22 @@ async def setup_chain(  # noqa: C901
                 prep.append(("anvil_setBalance", [acc.address, hex(int(hold.raw))]))
             else:
                 mint = calldata("mint(address,uint256)", acc.address, int(hold.raw))
-                send(f"mint {hold.symbol} to {acc.name}", hold.address, mint, CALL_GAS)
+                txs.send(f"mint {hold.symbol} to {acc.name}", hold.address, mint, CALL_GAS)
+    return prep
 
+
+async def _mine_all(
+    rpc: Rpc, chain: ChainConfig, prep: list[Call], txs: _Txs
+) -> list[dict[str, Any]]:
+    """Send every transaction with automine off (one block), then check every receipt."""
     await rpc.batch([*prep, ("evm_setAutomine", [False])])
-    hashes = await rpc.batch([("eth_sendTransaction", [tx]) for _, tx in txs])
+    hashes = await rpc.batch([("eth_sendTransaction", [tx]) for _, tx in txs.items])
     receipts = await wait_receipts(rpc, hashes)
     await rpc.call("evm_setAutomine", [True])
-    for (label, _), h, rc in zip(txs, hashes, receipts, strict=True):
+    for (label, _), h, rc in zip(txs.items, hashes, receipts, strict=True):
         if rc.get("status") != "0x1":
             raise DevnetError(f"{chain.name}: {label} failed (tx {h})")
-    for d, rc in zip(plan, receipts, strict=False):
-        got = rc.get("contractAddress") or ""
-        if got.lower() != d.address.lower():
-            raise DevnetError(f"{chain.name} {d.label}: expected {d.address}, deployed to {got}")
-    await verify_chain(rpc, chain, plan, histories)
+    return receipts
 
 
 async def verify_chain(

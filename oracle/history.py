@@ -244,7 +244,7 @@ def _chain_feeds(config: Config, chain: ChainConfig) -> list[tuple[str, Chainlin
     return list(seen.values())
 
 
-async def sync_chain(  # noqa: C901
+async def sync_chain(
     config: Config,
     reader: ChainReader,
     store: HistoryStore,
@@ -266,7 +266,6 @@ async def sync_chain(  # noqa: C901
         if st is not None:
             head.append(get_round_data(f.address, int(st.newest_round_id)))
     answers = iter(await reader.read(head, pin))
-    multicalls = 1
     window = day_of(pin.timestamp) - timedelta(days=config.history.days)
     results: dict[FeedKey, FeedResult] = {}
     states: dict[FeedKey, FeedSync] = {}
@@ -277,47 +276,89 @@ async def sync_chain(  # noqa: C901
         st = stored.get(key)
         latest_res, dec_res = next(answers), next(answers)
         check = next(answers) if st is not None else None
-        try:
-            latest, decimals = decode_round(latest_res), c.decode_decimals(dec_res)
-        except DecodeError as exc:
-            res.skipped = f"unreadable: {exc}"
-            continue
-        if st is not None and pin.timestamp < st.synced_until:
-            res.skipped = "the pinned block is older than the last sync"
-            continue
-        if st is not None and not _still_same(st, check, decimals):
-            store.reset(key)
-            res.reset, st = True, None
-        if st is None:
-            st = FeedSync(
-                chain_id=chain.chain_id,
-                feed=f.address,
-                asset=asset,
-                decimals=decimals,
-                newest_round_id=str(latest.round_id),
-                newest_answer=str(latest.answer),
-                newest_updated_at=latest.updated_at,
-                synced_until=pin.timestamp,
-                window_start=window,
-            )
-        elif days_closed_by(st.synced_until, pin.timestamp, st.window_start):
-            walks.append(_catch_up(key, f.address, st, latest, pin))
-        else:  # no day completed since the last sync: nothing to store yet
-            _advance(st, latest, pin.timestamp)
-        if window < st.window_start:  # history.days grew: extend the backfill
-            st.window_start, st.backfill_done = window, False
-        if not st.backfill_done:
-            w = _backfill(key, f.address, st)
-            if w.done:
-                st.backfill_done = True
-            else:
-                walks.append(w)
-        states[key] = st
+        planned = _plan_feed(
+            store, pin, window, res, (asset, f.address), st, check, latest_res, dec_res
+        )
+        if planned is not None:
+            states[key], feed_walks = planned
+            walks += feed_walks
     store.save(states.values(), [])
+    multicalls = 1 + await _walk(config, reader, store, pin, walks, states, results, progress)
+    for key, st in states.items():
+        results[key].backfill_done = st.backfill_done
+    return list(results.values()), multicalls
+
+
+def _plan_feed(
+    store: HistoryStore,
+    pin: BlockPin,
+    window: date,
+    res: FeedResult,
+    feed: tuple[str, str],
+    st: FeedSync | None,
+    check: CallResult | None,
+    latest_res: CallResult,
+    dec_res: CallResult,
+) -> tuple[FeedSync, list[_Walk]] | None:
+    """A feed's sync state after step 0 and the walks it still needs (None: skipped)."""
+    asset, proxy = feed
+    key = (pin.chain_id, proxy)
+    try:
+        latest, decimals = decode_round(latest_res), c.decode_decimals(dec_res)
+    except DecodeError as exc:
+        res.skipped = f"unreadable: {exc}"
+        return None
+    if st is not None and pin.timestamp < st.synced_until:
+        res.skipped = "the pinned block is older than the last sync"
+        return None
+    if st is not None and not _still_same(st, check, decimals):
+        store.reset(key)
+        res.reset, st = True, None
+    walks: list[_Walk] = []
+    if st is None:
+        st = FeedSync(
+            chain_id=pin.chain_id,
+            feed=proxy,
+            asset=asset,
+            decimals=decimals,
+            newest_round_id=str(latest.round_id),
+            newest_answer=str(latest.answer),
+            newest_updated_at=latest.updated_at,
+            synced_until=pin.timestamp,
+            window_start=window,
+        )
+    elif days_closed_by(st.synced_until, pin.timestamp, st.window_start):
+        walks.append(_catch_up(key, proxy, st, latest, pin))
+    else:  # no day completed since the last sync: nothing to store yet
+        _advance(st, latest, pin.timestamp)
+    if window < st.window_start:  # history.days grew: extend the backfill
+        st.window_start, st.backfill_done = window, False
+    if not st.backfill_done:
+        w = _backfill(key, proxy, st)
+        if w.done:
+            st.backfill_done = True
+        else:
+            walks.append(w)
+    return st, walks
+
+
+async def _walk(
+    config: Config,
+    reader: ChainReader,
+    store: HistoryStore,
+    pin: BlockPin,
+    walks: list[_Walk],
+    states: dict[FeedKey, FeedSync],
+    results: dict[FeedKey, FeedResult],
+    progress: Progress | None,
+) -> int:
+    """Step every walk one batch of rounds per multicall until all are done, storing each
+    batch's closes with the cursors (resumable after any batch). Returns the multicalls."""
+    chain, multicalls = reader.chain.name, 0
     todo = {id(w): w.days_left() for w in walks}
     total, finished = sum(todo.values()), 0
     if progress:
-        progress(chain.name, 0, total)
+        progress(chain, 0, total)
     batch = config.history.batch_rounds
     while walks:
         plan: list[tuple[_Walk, int, int]] = []
@@ -330,27 +371,32 @@ async def sync_chain(  # noqa: C901
         multicalls += 1
         rows: list[DailyClose] = []
         for w, a, b in plan:
-            st = states[w.key]
-            settled = w.step(out[a:b])
-            rows += [_row(st, d, rd) for d, rd in settled]
-            results[w.key].closes_written += len(settled)
-            if w.backfill and w.cursor is not None:
-                st.oldest_round_id, st.oldest_updated_at = str(w.cursor), w.upper
-            if w.done:
-                if w.backfill:
-                    st.backfill_done = True
-                elif w.latest is not None:
-                    _advance(st, w.latest, pin.timestamp)
+            rows += _step(w, states[w.key], results[w.key], out[a:b], pin)
             left = w.days_left()
             finished += todo[id(w)] - left
             todo[id(w)] = left
         store.save(states.values(), rows)  # closes and cursors together: resumable here
         walks = [w for w in walks if not w.done]
         if progress:
-            progress(chain.name, finished, total)
-    for key, st in states.items():
-        results[key].backfill_done = st.backfill_done
-    return list(results.values()), multicalls
+            progress(chain, finished, total)
+    return multicalls
+
+
+def _step(
+    w: _Walk, st: FeedSync, res: FeedResult, out: list[CallResult], pin: BlockPin
+) -> list[DailyClose]:
+    """One batch of a walk's rounds: the closes it settles, the feed's cursors moved."""
+    settled = w.step(out)
+    rows = [_row(st, d, rd) for d, rd in settled]
+    res.closes_written += len(settled)
+    if w.backfill and w.cursor is not None:
+        st.oldest_round_id, st.oldest_updated_at = str(w.cursor), w.upper
+    if w.done:
+        if w.backfill:
+            st.backfill_done = True
+        elif w.latest is not None:
+            _advance(st, w.latest, pin.timestamp)
+    return rows
 
 
 def _catch_up(key: FeedKey, proxy: str, st: FeedSync, latest: RoundData, pin: BlockPin) -> _Walk:

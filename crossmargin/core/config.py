@@ -385,7 +385,7 @@ class Config(Frozen):
     history: HistoryConfig = HistoryConfig()
 
     @model_validator(mode="after")
-    def _references(self) -> Self:  # noqa: C901
+    def _references(self) -> Self:
         chains = _unique([c.name for c in self.chains], "chains", "name")
         _unique([str(c.chain_id) for c in self.chains], "chains", "chain_id")
         assets = _unique([a.symbol for a in self.assets], "assets", "symbol")
@@ -400,13 +400,23 @@ class Config(Frozen):
         for i, corr in enumerate(self.risk.correlations):
             _need(corr.a, assets, f"risk.correlations.{i}.a", "asset")
             _need(corr.b, assets, f"risk.correlations.{i}.b", "asset")
+        self._check_scenarios(chains, assets)
+        self._check_representations(chains, assets)
+        return self
+
+    def _check_scenarios(self, chains: set[str], assets: set[str]) -> None:
         _unique([s.name for s in self.scenarios], "scenarios", "name")
         for i, sc in enumerate(self.scenarios):
             for shocked in sc.shocks:
                 _need(shocked, assets, f"scenarios.{i}.shocks", "asset")
             for chain in sc.halted_chains:
                 _need(chain, chains, f"scenarios.{i}.halted_chains", "chain")
+
+    def _check_representations(self, chains: set[str], assets: set[str]) -> None:
+        """Each names a known chain and asset, once per (chain, address); an asset that
+        can be collateral has a liquidity depth (METHOD.md §7 concentration)."""
         seen: dict[tuple[str, str], int] = {}
+        collateral: dict[str, int] = {}  # asset -> its first collateral representation
         for i, rep in enumerate(self.representations):
             _need(rep.chain, chains, f"representations.{i}.chain", "chain")
             _need(rep.asset, assets, f"representations.{i}.asset", "asset")
@@ -417,8 +427,6 @@ class Config(Frozen):
                     f"representations.{seen[key]}"
                 )
             seen[key] = i
-        collateral: dict[str, int] = {}  # asset -> its first collateral representation
-        for i, rep in enumerate(self.representations):
             if rep.kind == "collateral":
                 collateral.setdefault(rep.asset, i)
         for i, asset in enumerate(self.assets):
@@ -427,7 +435,6 @@ class Config(Frozen):
                     f"assets.{i}.liquidity_depth_usd: required, {asset.symbol} can be "
                     f"collateral (representations.{collateral[asset.symbol]}; METHOD.md §7)"
                 )
-        return self
 
     def chain(self, key: str | int) -> ChainConfig:
         """Look a chain up by name or chain id (as users type either)."""

@@ -31,6 +31,7 @@ from devnet.protocols.plan import (
     mint,
     plan_extra_tokens,
 )
+from devnet.protocols.spec import AaveMarket, MorphoDeployment
 from devnet.protocols.verify import verify_protocols
 from devnet.rpc import Call, Rpc
 from devnet.scenario import Scenario, to_raw
@@ -39,7 +40,7 @@ GAS_MONEY = 10 * 10**18
 FEES = {"maxFeePerGas": hex(100 * 10**9), "maxPriorityFeePerGas": hex(10**9)}
 
 
-def plan_protocols(  # noqa: C901
+def plan_protocols(
     config: Config, scenario: Scenario, chain: ChainConfig, accounts: Sequence[AccountEntry]
 ) -> ChainPlan:
     spec = scenario.protocols
@@ -52,24 +53,7 @@ def plan_protocols(  # noqa: C901
     deployment = spec.morpho(chain.name)
     morpho = plan_morpho(me, deployment, chain, tokens) if deployment else None
 
-    # Funding: liquidity to the deployer, supplies to the demo accounts.
-    funds: dict[tuple[str, str], int] = defaultdict(int)
-    if market is not None:
-        for r in market.reserves:
-            funds[(PROTOCOL_DEPLOYER, r.symbol)] += to_raw(r.liquidity, tokens[r.symbol].decimals)
-    if deployment is not None:
-        for m in deployment.markets:
-            funds[(PROTOCOL_DEPLOYER, m.loan)] += to_raw(m.liquidity, tokens[m.loan].decimals)
-    actors: dict[str, int] = {}
-    for acc in accounts:
-        mine = [p for p in acc.positions if p.chain == chain.name]
-        if mine:
-            actors[acc.address] = sum(
-                int(h.raw) for h in acc.holdings if h.chain == chain.name and h.address == "native"
-            )
-        for p in mine:
-            if p.action != "borrow":
-                funds[(acc.address, p.symbol)] += int(p.raw)
+    funds, actors = _funding(chain, market, deployment, tokens, accounts)
     owner = Stream(DEPLOYER, 0)
     for (to, symbol), amount in funds.items():
         token = tokens[symbol]
@@ -79,14 +63,7 @@ def plan_protocols(  # noqa: C901
 
     # Liquidity, then the demo accounts' supplies; then their borrows.
     me.txs = []
-    if aave is not None and market is not None:
-        for r in market.reserves:
-            amount = to_raw(r.liquidity, tokens[r.symbol].decimals)
-            _aave_action(me, aave, tokens[r.symbol], "supply", amount, PROTOCOL_DEPLOYER)
-    if morpho is not None and deployment is not None:
-        for m in deployment.markets:
-            amount = to_raw(m.liquidity, tokens[m.loan].decimals)
-            _morpho_action(me, morpho, m.name, tokens[m.loan], "supply", amount, PROTOCOL_DEPLOYER)
+    _liquidity(me, market, aave, deployment, morpho, tokens)
     supply, borrow = list(me.txs), []
     for acc in accounts:
         early, late = Stream(acc.address, 0), Stream(acc.address, 0)
@@ -108,6 +85,54 @@ def plan_protocols(  # noqa: C901
         extra_tokens=extras,
         actors=actors,
     )
+
+
+def _funding(
+    chain: ChainConfig,
+    market: AaveMarket | None,
+    deployment: MorphoDeployment | None,
+    tokens: dict[str, Token],
+    accounts: Sequence[AccountEntry],
+) -> tuple[dict[tuple[str, str], int], dict[str, int]]:
+    """What to mint to whom (liquidity to the deployer, supplies to the demo accounts),
+    and each acting demo account's native balance (to pay its gas)."""
+    funds: dict[tuple[str, str], int] = defaultdict(int)
+    if market is not None:
+        for r in market.reserves:
+            funds[(PROTOCOL_DEPLOYER, r.symbol)] += to_raw(r.liquidity, tokens[r.symbol].decimals)
+    if deployment is not None:
+        for m in deployment.markets:
+            funds[(PROTOCOL_DEPLOYER, m.loan)] += to_raw(m.liquidity, tokens[m.loan].decimals)
+    actors: dict[str, int] = {}
+    for acc in accounts:
+        mine = [p for p in acc.positions if p.chain == chain.name]
+        if mine:
+            actors[acc.address] = sum(
+                int(h.raw) for h in acc.holdings if h.chain == chain.name and h.address == "native"
+            )
+        for p in mine:
+            if p.action != "borrow":
+                funds[(acc.address, p.symbol)] += int(p.raw)
+    return funds, actors
+
+
+def _liquidity(
+    me: Stream,
+    market: AaveMarket | None,
+    aave: AaveEntry | None,
+    deployment: MorphoDeployment | None,
+    morpho: MorphoEntry | None,
+    tokens: dict[str, Token],
+) -> None:
+    """The deployer's own supplies: what the demo accounts borrow from."""
+    if aave is not None and market is not None:
+        for r in market.reserves:
+            amount = to_raw(r.liquidity, tokens[r.symbol].decimals)
+            _aave_action(me, aave, tokens[r.symbol], "supply", amount, PROTOCOL_DEPLOYER)
+    if morpho is not None and deployment is not None:
+        for m in deployment.markets:
+            amount = to_raw(m.liquidity, tokens[m.loan].decimals)
+            _morpho_action(me, morpho, m.name, tokens[m.loan], "supply", amount, PROTOCOL_DEPLOYER)
 
 
 def _position(
