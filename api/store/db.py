@@ -5,7 +5,8 @@ Appending is the one subtle operation: read the account's head, build the docume
 naming it as `prev`, insert, and move the head with a compare-and-swap, all in one
 transaction. A concurrent writer (another thread or another process) makes the insert
 or the swap fail on a unique constraint; the append is then retried on the new head,
-so every account's chain stays linear.
+so every account's chain stays linear. `append_many` does this for a whole batch (many
+accounts) in one transaction, and inserts the blobs its documents name once.
 
 Writability (for /v1/health): every append and configuration write records whether
 the database took it (`last_write`); `probe_write` tests it when nothing was written
