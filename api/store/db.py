@@ -201,8 +201,8 @@ class Store:
         self.last_write = WriteCheck(ok, time.monotonic())
 
     def probe_write(self) -> WriteCheck | None:
-        """Can a snapshot be stored now? Inserts a snapshot row and a head row in a write
-        transaction, as `append` does, and rolls back: same locks and permissions (a
+        """Can a snapshot be stored now? Inserts a snapshot, a head and a blob row in a
+        write transaction, as `append` does, and rolls back: same locks and permissions (a
         read-only file, a role without INSERT, a full disk fail here), nothing kept.
         Returns None, without waiting, if another probe is running."""
         if not self._probing.acquire(blocking=False):
@@ -226,6 +226,7 @@ class Store:
                         )
                     )
                     conn.execute(insert(HEAD).values(account=account, head_id="probe", height=0))
+                    conn.execute(insert(BLOB).values(hash=secrets.token_hex(32), document=""))
                 finally:
                     tx.rollback()
         except SQLAlchemyError as exc:

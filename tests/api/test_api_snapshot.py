@@ -224,3 +224,61 @@ def test_accounts_read_together_share_their_blobs(devnet: Any) -> None:
         assert len(built.text) < len(v1) / 3
     assert len(shared) == 1  # the same blobs, stored once
     assert len(texts[-1]) < 3000, len(texts[-1])  # the empty account (v1: ~18 KB)
+
+
+DECIMAL = st.integers(min_value=0, max_value=2**256).map(str)
+TEXT = st.none() | st.text(alphabet="abc :_", max_size=12)
+BALANCE = st.fixed_dictionaries(
+    {
+        "rep": st.fixed_dictionaries({"chain": st.just("base"), "address": TEXT, "symbol": TEXT}),
+        "raw_amount": st.none() | DECIMAL,
+        "error": TEXT,
+        "onchain_decimals": st.none() | DECIMAL,
+        "warning": TEXT,
+        "shares": st.none() | DECIMAL,
+        "total_supply": st.none() | DECIMAL,
+        "supply_error": TEXT,
+    }
+)
+CHAIN = st.fixed_dictionaries(
+    {
+        "chain": st.sampled_from(["base", "ethereum"]),
+        "pin": st.none() | st.fixed_dictionaries({"number": DECIMAL, "hash": TEXT}),
+        "error": TEXT,
+        "feeds": st.lists(st.dictionaries(st.text(max_size=5), DECIMAL, max_size=3), max_size=3),
+        "sequencer": st.none(),
+        "balances": st.lists(BALANCE, max_size=5),
+    }
+)
+EXPANDED = st.fixed_dictionaries(
+    {
+        "v": st.just("1"),
+        "kind": st.just("margin"),
+        "account": TEXT,
+        "prev": st.just(s.GENESIS),
+        "request": st.fixed_dictionaries({"target_chain": TEXT, "asset": TEXT}),
+        "inputs": st.fixed_dictionaries(
+            {
+                "chains": st.lists(CHAIN, max_size=4),
+                "estimates": st.none() | st.dictionaries(st.text(max_size=5), DECIMAL),
+                "parameters": st.dictionaries(st.text(max_size=5), DECIMAL, min_size=1),
+            }
+        ),
+        "outputs": st.dictionaries(
+            st.sampled_from(["as_of", "prices", "parameters", "totals", "warnings"]), JSON
+        ),
+    }
+)
+
+
+@given(EXPANDED)
+def test_compact_and_expand_are_inverse(doc: dict[str, Any]) -> None:
+    """Whatever the inputs, splitting a document into its own part and blobs and putting
+    it back gives the same document; the id names every blob by its hash."""
+    built = s.compact(doc)
+    stored = json.loads(built.text)
+    assert set(s.blob_refs(stored)) == set(built.blobs)
+    assert all(s.digest(text) == sha for sha, text in built.blobs.items())
+    full = s.expand(stored, built.blobs)
+    assert s.canonical({**full, "v": "1"}) == s.canonical(doc)
+    assert s.compact(json.loads(s.canonical({**full, "v": "1"}))) == built
