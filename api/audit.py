@@ -2,10 +2,13 @@
 
 For each snapshot checked: its id is the sha256 of the stored document, the document is
 canonical, the row agrees with it, its config is stored and hashes to the recorded
-config hash, and replaying its inputs gives byte-identical parameters and outputs.
+config hash, every blob it names (version "2") is stored and hashes to its name, and
+replaying its inputs gives byte-identical parameters and outputs.
 For each account: heights run 0..n-1, every `prev` is the snapshot before it (first:
 the genesis id), and the head record names the newest snapshot. Anything else is
-reported as tampering and the command exits 1.
+reported as tampering and the command exits 1. With `--all`, every stored blob must
+also hash to its name; a blob no snapshot names is counted (harmless: content-addressed,
+nothing can refer to it by mistake) but a changed one is a finding, referenced or not.
 """
 
 from __future__ import annotations
@@ -16,7 +19,16 @@ from typing import Any
 
 from api.store import Store, Summary
 from crossmargin.core.config import Config, config_hash
-from crossmargin.pipeline.snapshot import GENESIS, canonical, digest, replay, replay_config
+from crossmargin.pipeline.snapshot import (
+    GENESIS,
+    SnapshotError,
+    blob_refs,
+    canonical,
+    digest,
+    expand,
+    replay,
+    replay_config,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +47,8 @@ class AuditReport:
     snapshots: int = 0
     replayed: int = 0
     accounts: int = 0
+    blobs: int = 0  # stored blobs checked (--all)
+    unreferenced: int = 0  # of those, named by no snapshot
     findings: list[Finding] = field(default_factory=list)
 
     @property
@@ -46,6 +60,8 @@ class Auditor:
     def __init__(self, store: Store) -> None:
         self.store = store
         self._configs: dict[str, Config | str] = {}
+        self._blobs: dict[str, str] = {}  # fetched so far (checked by `expand`)
+        self.referenced: set[str] = set()
 
     def _config(self, hash_: str) -> Config | str:
         """The stored config with this hash, or why it cannot be used."""
@@ -88,9 +104,35 @@ class Auditor:
         ):
             if stored != documented:
                 problems.append(f"row's {name} disagrees with its document")
+        try:
+            full = expand(doc, self._fetch(doc))
+        except SnapshotError as exc:
+            return [*problems, f"document's blobs: {exc}"]
         if replay_it:
-            problems += self._replay(doc)
+            problems += self._replay(full)
         return problems
+
+    def _fetch(self, doc: dict[str, Any]) -> dict[str, str]:
+        """The blobs a document names, from the store (each fetched once per audit)."""
+        try:
+            refs = blob_refs(doc)
+        except SnapshotError:
+            return {}  # `expand` says what is wrong
+        self.referenced.update(refs)
+        missing = [r for r in refs if r not in self._blobs]
+        if missing:
+            self._blobs.update(self.store.blobs(missing))
+        return {r: self._blobs[r] for r in refs if r in self._blobs}
+
+    def check_blobs(self, report: AuditReport) -> None:
+        """Every stored blob hashes to its name; count those no snapshot names."""
+        for sha, text in self.store.all_blobs():
+            report.blobs += 1
+            report.unreferenced += sha not in self.referenced
+            if not text.isascii() or digest(text) != sha:
+                report.findings.append(
+                    Finding("(blobs)", sha, "stored blob does not hash to its name (changed)")
+                )
 
     def _replay(self, doc: dict[str, Any]) -> list[str]:
         try:
@@ -156,6 +198,7 @@ def verify(store: Store, snapshot_id: str | None = None) -> AuditReport | None:
         return report
     for account in store.accounts():
         auditor.check_account(account, None, report)
+    auditor.check_blobs(report)
     return report
 
 
@@ -171,6 +214,10 @@ def run_verify(url: str, snapshot_id: str | None) -> int:
         return 1
     for f in report.findings:
         print(f)
+    if snapshot_id is None:
+        print(
+            f"crossmargin audit: {report.blobs} blobs checked, {report.unreferenced} unreferenced"
+        )
     verdict = "OK" if report.ok else f"FAILED: {len(report.findings)} problem(s)"
     print(
         f"crossmargin audit: {report.snapshots} snapshots in {report.accounts} account(s) "

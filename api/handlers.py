@@ -289,6 +289,7 @@ async def snapshot(call: Call) -> web.Response:
     if found is None:
         raise ApiProblem(404, f"no snapshot {call.path['id']}", type_="/problems/not-found")
     s, text = found
+    blobs = await asyncio.to_thread(store.blobs_for, text)
     out = Snapshot(
         id=s.id,
         account=s.account,
@@ -297,6 +298,7 @@ async def snapshot(call: Call) -> web.Response:
         kind=s.kind,
         created_at=s.created_at,
         document=json.loads(text),
+        blobs={h: json.loads(b) for h, b in blobs.items()},
     )
     return _json(out.model_dump_json().encode())
 

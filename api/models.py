@@ -280,7 +280,9 @@ class SnapshotSummary(Strict):
 
 class Snapshot(Strict):
     """A stored snapshot. `document` is the canonical JSON object: serialised with sorted
-    keys, no whitespace and ASCII escapes, its sha256 is `id`."""
+    keys, no whitespace and ASCII escapes, its sha256 is `id`. `blobs`: the shared inputs
+    and outputs a version "2" document names by hash, each a JSON object whose canonical
+    form hashes to its key (empty for version "1")."""
 
     id: str
     account: str
@@ -289,6 +291,7 @@ class Snapshot(Strict):
     kind: str
     created_at: str
     document: dict[str, Any]
+    blobs: dict[str, dict[str, Any]] = {}
 
 
 class SnapshotPage(Strict):

@@ -48,6 +48,7 @@ from crossmargin.pipeline.snapshot import (
     digest,
     document,
     encode,
+    expand,
     report_of,
     request_of,
 )
@@ -77,18 +78,26 @@ def _pin_key(pins: Mapping[str, Pinned]) -> PinKey:
 
 
 def stored_mismatch(
-    sid: str, text: str, req: Request, config_hash: str, pins: PinKey, est_key: str
+    sid: str,
+    text: str,
+    req: Request,
+    config_hash: str,
+    pins: PinKey,
+    est_key: str,
+    blobs: Mapping[str, str] | None = None,
 ) -> str | None:
     """Why a stored document found by cache key may not answer `req`, or None.
 
     `config_hash` names the method too (one config per method); `pins` and `est_key`
-    are the request's pinned blocks and §6 estimates, as in its cache key."""
+    are the request's pinned blocks and §6 estimates, as in its cache key; `blobs` the
+    stored blobs the document names (checked against their hashes by `expand`)."""
     if not text.isascii() or digest(text) != sid:
         return "id_mismatch"
     try:
         doc = json.loads(text)
         if not isinstance(doc, dict) or canonical(doc) != text:
             return "malformed"
+        doc = expand(doc, blobs or {})
         asked = request_of(doc)
         inputs: dict[str, Any] = doc["inputs"]
         chains = {c["chain"]: c["pin"] for c in inputs["chains"]}
@@ -213,10 +222,11 @@ class Service:
         """In a worker thread: the stored result, if it passes `stored_mismatch`; else
         None (logged, counted)."""
         sid, text = found
-        reason = stored_mismatch(sid, text, req, config_hash, pins, est_key)
+        blobs = self.store.blobs_for(text)
+        reason = stored_mismatch(sid, text, req, config_hash, pins, est_key, blobs)
         if reason is None:
             try:
-                body = report_of(json.loads(text)).model_dump_json().encode()
+                body = report_of(expand(json.loads(text), blobs)).model_dump_json().encode()
             except (CrossmarginError, ValidationError, ValueError):
                 reason = "malformed"
             else:

@@ -5,7 +5,8 @@ Appending is the one subtle operation: read the account's head, build the docume
 naming it as `prev`, insert, and move the head with a compare-and-swap, all in one
 transaction. A concurrent writer (another thread or another process) makes the insert
 or the swap fail on a unique constraint; the append is then retried on the new head,
-so every account's chain stays linear.
+so every account's chain stays linear. `append_many` does this for a whole batch (many
+accounts) in one transaction, and inserts the blobs its documents name once.
 
 Writability (for /v1/health): every append and configuration write records whether
 the database took it (`last_write`); `probe_write` tests it when nothing was written
@@ -14,13 +15,14 @@ lately, with the statements an append runs, rolled back.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import random
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -29,13 +31,15 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import Connection, Engine, create_engine, event, insert, select, update
+from sqlalchemy import Connection, Engine, bindparam, create_engine, event, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 
-from api.store.tables import ConfigRow, HeadRow, SnapshotRow
+from api.store.tables import BlobRow, ConfigRow, HeadRow, SnapshotRow
 from crossmargin.core.errors import CrossmarginError
-from crossmargin.pipeline.snapshot import GENESIS, digest
+from crossmargin.pipeline.snapshot import GENESIS, Built, blob_refs, digest
 
 log = logging.getLogger("api.store")
 
@@ -44,6 +48,8 @@ APPEND_ATTEMPTS = 50
 SNAP = SnapshotRow.__table__  # type: ignore[attr-defined]
 HEAD = HeadRow.__table__  # type: ignore[attr-defined]
 CONF = ConfigRow.__table__  # type: ignore[attr-defined]
+BLOB = BlobRow.__table__  # type: ignore[attr-defined]
+CHUNK = 500  # values per IN (...): under every driver's parameter limit
 
 
 ENV_URL = "CROSSMARGIN_DATABASE_URL"
@@ -65,6 +71,19 @@ class Stored:
     account: str
     height: int
     prev_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """One snapshot to append: `build(prev_id)` gives its document (a v2 `Built` with
+    its blobs, or a bare document text)."""
+
+    account: str
+    kind: str
+    build: Callable[[str], Built | str]
+    target: str | None = None
+    asset: str | None = None
+    cache_key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,8 +151,8 @@ class Store:
         self._probing = threading.Lock()
 
     @classmethod
-    def open(cls, url: str, *, migrate: bool = True) -> Store:
-        """Connect; with `migrate`, first bring the schema to the newest revision."""
+    def open(cls, url: str, *, migrate: bool = True, revision: str = "head") -> Store:
+        """Connect; with `migrate`, first bring the schema to `revision` (the newest)."""
         url = normalise_url(url)
         if url.startswith("sqlite"):
             engine = _sqlite_engine(url, create=migrate)
@@ -142,7 +161,7 @@ class Store:
         store = cls(engine)
         try:
             if migrate:
-                store.migrate()
+                store.migrate(revision)
             else:
                 with store._tx() as conn:  # fail now, not halfway through an audit
                     conn.execute(select(CONF.c.hash).limit(1))
@@ -166,15 +185,15 @@ class Store:
             with conn.begin():
                 yield conn
 
-    def migrate(self) -> None:
-        """alembic upgrade head, serialised across processes (advisory lock / write lock)."""
+    def migrate(self, revision: str = "head") -> None:
+        """alembic upgrade, serialised across processes (advisory lock / write lock)."""
         cfg = AlembicConfig()
         cfg.set_main_option("script_location", str(MIGRATIONS))
         with self._tx(write=True) as conn:
             if not self.is_sqlite:
                 conn.exec_driver_sql("SELECT pg_advisory_xact_lock(726354019)")
             cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "head")
+            command.upgrade(cfg, revision)
 
     # ------------------------------------------------------------ configs
 
@@ -182,8 +201,8 @@ class Store:
         self.last_write = WriteCheck(ok, time.monotonic())
 
     def probe_write(self) -> WriteCheck | None:
-        """Can a snapshot be stored now? Inserts a snapshot row and a head row in a write
-        transaction, as `append` does, and rolls back: same locks and permissions (a
+        """Can a snapshot be stored now? Inserts a snapshot, a head and a blob row in a
+        write transaction, as `append` does, and rolls back: same locks and permissions (a
         read-only file, a role without INSERT, a full disk fail here), nothing kept.
         Returns None, without waiting, if another probe is running."""
         if not self._probing.acquire(blocking=False):
@@ -207,6 +226,7 @@ class Store:
                         )
                     )
                     conn.execute(insert(HEAD).values(account=account, head_id="probe", height=0))
+                    conn.execute(insert(BLOB).values(hash=secrets.token_hex(32), document=""))
                 finally:
                     tx.rollback()
         except SQLAlchemyError as exc:
@@ -252,82 +272,139 @@ class Store:
         self,
         account: str,
         kind: str,
-        build: Callable[[str], str],
+        build: Callable[[str], Built | str],
         *,
         target: str | None = None,
         asset: str | None = None,
         cache_key: str | None = None,
     ) -> Stored:
         """Store the document `build(prev_id)` as the account's newest snapshot."""
+        return self.append_many([Item(account, kind, build, target, asset, cache_key)])[0]
+
+    def append_many(self, items: Sequence[Item]) -> list[Stored]:
+        """Store a batch's snapshots (any accounts, an account any number of times, in
+        order) in one transaction, each document `item.build(prev_id)` onto its account's
+        head, and every blob the documents name (insert if absent). One `Stored` per
+        item, in order. A conflict with a concurrent writer retries the whole batch on
+        the new heads (builds are called again), so every chain stays linear."""
+        if not items:
+            return []
         try:
-            stored = self._append(account, kind, build, target, asset, cache_key)
+            stored = self._append_many(items)
         except SQLAlchemyError:
             self._noted(False)
             raise
         self._noted(True)
         return stored
 
-    def _append(
-        self,
-        account: str,
-        kind: str,
-        build: Callable[[str], str],
-        target: str | None,
-        asset: str | None,
-        cache_key: str | None,
-    ) -> Stored:
+    def _append_many(self, items: Sequence[Item]) -> list[Stored]:
         for attempt in range(APPEND_ATTEMPTS):
             try:
-                return self._append_once(account, kind, build, target, asset, cache_key)
+                return self._append_batch(items)
             except IntegrityError:
-                pass  # a concurrent append won the race for this head
+                pass  # a concurrent append won the race for a head
             except OperationalError as exc:
-                if not self.is_sqlite or "locked" not in str(exc.orig):
+                if not _transient(str(exc.orig)):
                     raise
             time.sleep(random.uniform(0, 0.002 * (attempt + 1)))
-        raise StoreError(f"could not append a snapshot for {account}: too much contention")
+        raise StoreError(f"could not append {len(items)} snapshot(s): too much contention")
 
-    def _append_once(
-        self,
-        account: str,
-        kind: str,
-        build: Callable[[str], str],
-        target: str | None,
-        asset: str | None,
-        cache_key: str | None,
-    ) -> Stored:
-        with self._tx(write=True) as conn:
-            head = conn.execute(
-                select(HEAD.c.head_id, HEAD.c.height).where(HEAD.c.account == account)
-            ).first()
-            prev, height = (str(head[0]), int(head[1]) + 1) if head else (GENESIS, 0)
-            text = build(prev)
-            sid = digest(text)
-            conn.execute(
-                insert(SNAP).values(
-                    id=sid,
-                    account=account,
-                    height=height,
-                    prev_id=prev,
-                    kind=kind,
-                    target=target,
-                    asset=asset,
-                    cache_key=cache_key,
-                    created_at=datetime.now(UTC).isoformat(timespec="milliseconds"),
-                    document=text,
-                )
+    def _heads(self, conn: Connection, accounts: list[str]) -> dict[str, tuple[str, int]]:
+        heads: dict[str, tuple[str, int]] = {}
+        for i in range(0, len(accounts), CHUNK):
+            q = select(HEAD.c.account, HEAD.c.head_id, HEAD.c.height).where(
+                HEAD.c.account.in_(accounts[i : i + CHUNK])
             )
-            if head is None:
-                conn.execute(insert(HEAD).values(account=account, head_id=sid, height=height))
-            else:
-                moved = conn.execute(
-                    update(HEAD)
-                    .where(HEAD.c.account == account, HEAD.c.head_id == prev)
-                    .values(head_id=sid, height=height)
+            heads.update({str(a): (str(h), int(n)) for a, h, n in conn.execute(q)})
+        return heads
+
+    def _append_batch(self, items: Sequence[Item]) -> list[Stored]:
+        now = datetime.now(UTC).isoformat(timespec="milliseconds")
+        with self._tx(write=True) as conn:
+            old = self._heads(conn, sorted({i.account for i in items}))
+            heads = dict(old)
+            rows: list[dict[str, Any]] = []
+            blobs: dict[str, str] = {}
+            out = []
+            for item in items:
+                prev, height = heads.get(item.account, (GENESIS, -1))
+                built = item.build(prev)
+                text = built if isinstance(built, str) else built.text
+                if not isinstance(built, str):
+                    blobs.update(built.blobs)
+                sid = digest(text)
+                heads[item.account] = (sid, height + 1)
+                out.append(Stored(sid, item.account, height + 1, prev))
+                rows.append(_row(item, sid, height + 1, prev, now, text))
+            self._put_blobs(conn, blobs)
+            rows.sort(key=lambda r: (r["account"], r["height"]))  # one lock order for all
+            conn.execute(insert(SNAP), rows)
+            self._move_heads(conn, old, heads)
+        return out
+
+    def _put_blobs(self, conn: Connection, blobs: Mapping[str, str]) -> None:
+        """Insert the blobs not stored yet; a blob is its hash, so an existing row with
+        that hash is the same blob (audit verify checks it)."""
+        if not blobs:
+            return
+        values = [{"hash": h, "document": blobs[h]} for h in sorted(blobs)]
+        stmt = (sqlite_insert if self.is_sqlite else pg_insert)(BLOB).on_conflict_do_nothing()
+        conn.execute(stmt, values)
+
+    def _move_heads(
+        self, conn: Connection, old: dict[str, tuple[str, int]], heads: dict[str, tuple[str, int]]
+    ) -> None:
+        """New accounts get a head row; the others a compare-and-swap from the head read."""
+        new = [
+            {"account": a, "head_id": h, "height": n} for a, (h, n) in heads.items() if a not in old
+        ]
+        if new:
+            conn.execute(insert(HEAD), sorted(new, key=lambda r: str(r["account"])))
+        moved = [
+            {"b_account": a, "b_prev": old[a][0], "head_id": h, "height": n}
+            for a, (h, n) in sorted(heads.items())
+            if a in old
+        ]
+        if moved:
+            result = conn.execute(
+                update(HEAD)
+                .where(
+                    HEAD.c.account == bindparam("b_account"), HEAD.c.head_id == bindparam("b_prev")
                 )
-                if moved.rowcount != 1:
-                    raise IntegrityError("head moved", None, Exception("head moved"))
-        return Stored(sid, account, height, prev)
+                .values(head_id=bindparam("head_id"), height=bindparam("height")),
+                moved,
+            )
+            if result.rowcount != len(moved):
+                raise IntegrityError("head moved", None, Exception("head moved"))
+
+    def blobs(self, hashes: Iterable[str]) -> dict[str, str]:
+        """The stored blobs among `hashes` (a missing one is simply absent)."""
+        wanted = sorted(set(hashes))
+        found: dict[str, str] = {}
+        with self._tx() as conn:
+            for i in range(0, len(wanted), CHUNK):
+                q = select(BLOB.c.hash, BLOB.c.document).where(
+                    BLOB.c.hash.in_(wanted[i : i + CHUNK])
+                )
+                found.update({str(h): str(d) for h, d in conn.execute(q)})
+        return found
+
+    def blobs_for(self, text: str) -> dict[str, str]:
+        """The stored blobs a document names; {} for a document that does not parse
+        (whoever reads it finds that out, and says so)."""
+        try:
+            doc = json.loads(text)
+            refs = blob_refs(doc) if isinstance(doc, dict) else []
+        except (ValueError, CrossmarginError):
+            return {}
+        return self.blobs(refs) if refs else {}
+
+    def all_blobs(self) -> Iterator[tuple[str, str]]:
+        """Every stored blob (hash, text), for the audit."""
+        with self._tx() as conn:
+            yield from (
+                (str(h), str(d)) for h, d in conn.execute(select(BLOB.c.hash, BLOB.c.document))
+            )
 
     def find_cached(self, cache_key: str, account: str) -> tuple[str, str] | None:
         """(id, document) of the account's newest stored computation with this cache key,
@@ -377,6 +454,27 @@ class Store:
             [(_summary(r._mapping), str(r.document)) for r in rows],
             None if head is None else (str(head[0]), int(head[1])),
         )
+
+
+def _transient(message: str) -> bool:
+    """A lock the database gave up waiting for (SQLite) or a deadlock it broke (PostgreSQL):
+    the batch is retried."""
+    return "locked" in message or "deadlock" in message
+
+
+def _row(item: Item, sid: str, height: int, prev: str, now: str, text: str) -> dict[str, Any]:
+    return {
+        "id": sid,
+        "account": item.account,
+        "height": height,
+        "prev_id": prev,
+        "kind": item.kind,
+        "target": item.target,
+        "asset": item.asset,
+        "cache_key": item.cache_key,
+        "created_at": now,
+        "document": text,
+    }
 
 
 def _summary(m: Any) -> Summary:

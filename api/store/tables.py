@@ -7,6 +7,9 @@ alembic migrations in `api/store/migrations/`, never by `metadata.create_all`.
 - `cm_account_head`: the newest snapshot of each account (compare-and-swap on append),
   so a deleted newest snapshot is noticed too.
 - `cm_config`: the risk configuration a snapshot was computed with, keyed by its hash.
+- `cm_blob`: inputs many snapshots share (a chain's pin and feeds, the parameters, the
+  §6 estimates), each stored once as canonical JSON under its sha256; version "2"
+  documents name them by hash (crossmargin/pipeline/snapshot.py).
 """
 
 from __future__ import annotations
@@ -44,6 +47,13 @@ class HeadRow(SQLModel, table=True):
 
 class ConfigRow(SQLModel, table=True):
     __tablename__ = "cm_config"
+
+    hash: str = Field(primary_key=True, max_length=64)
+    document: str = Field(sa_type=Text)
+
+
+class BlobRow(SQLModel, table=True):
+    __tablename__ = "cm_blob"
 
     hash: str = Field(primary_key=True, max_length=64)
     document: str = Field(sa_type=Text)

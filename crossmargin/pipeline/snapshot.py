@@ -10,17 +10,25 @@ balances, feed readings) plus the risk parameters used; `compute` is the one fun
 that turns inputs into a report, live and on replay, so `replay` of a stored document
 must give byte-identical outputs. A document also names the previous snapshot of the
 same account (`prev`), which makes each account's record a hash chain.
+
+Version "2" documents name what many snapshots share (a chain's pin and feeds, the
+parameters, the estimates, the report's shared sections) by the sha256 of a blob
+stored once; `expand` puts the blobs back, checked against their hashes ("documents,
+v2" below). Version "1" documents (all inline) are still read and replayed.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import math
+import operator
 import re
 import types
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
@@ -28,6 +36,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
+from adapters.evm import BlockPin
 from crossmargin.core.config import ChainConfig, Config, RepresentationConfig, config_hash
 from crossmargin.core.errors import CrossmarginError
 from crossmargin.pipeline.read import ChainState
@@ -36,8 +45,10 @@ from crossmargin.pipeline.risk import asset_sigma, correlation, margin_params
 from crossmargin.pipeline.value import assess, value_account
 from crossmargin.pipeline.whatif import capacity_report, stress_report
 from oracle.estimation import RiskEstimates
+from oracle.validity import FeedReading, SequencerState
 
-VERSION = "1"
+VERSION = "2"  # blobs by reference (below)
+V1 = "1"  # every input inline: stored before v2, still replayed
 GENESIS = "0" * 64  # `prev` of an account's first snapshot
 
 Kind = Literal["margin", "capacity", "stress"]
@@ -65,6 +76,19 @@ def decimal_str(value: float) -> str:
 
 def plain(value: Any) -> Any:
     """JSON-ready value with every number as a decimal string."""
+    t = type(value)  # the exact builtin types first: a document has ~10^3 values
+    if t is str or t is bool or value is None:
+        return value
+    if t is dict:
+        return {str(k): plain(v) for k, v in value.items()}
+    if t is list:
+        return [plain(v) for v in value]
+    if t is int:
+        return str(value)
+    return _plain_other(value)
+
+
+def _plain_other(value: Any) -> Any:
     if value is None or isinstance(value, bool | str):
         return value
     if isinstance(value, int):
@@ -115,74 +139,116 @@ def encode(value: Any) -> Any:
 _INT = re.compile(r"^-?[0-9]{1,80}$")
 _FLOAT = re.compile(r"^-?[0-9]{1,400}(\.[0-9]{1,400})?$")
 
+Decoder = typing.Callable[[Config, Any, Any, str], Any]
 
-def _decode(config: Config, tp: Any, v: Any, where: str) -> Any:  # noqa: C901
+
+def _decode(config: Config, tp: Any, v: Any, where: str) -> Any:
     """`v` (canonical JSON, numbers as strings) as a value of type `tp`; strict."""
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    origin = typing.get_origin(tp)
     if origin in (types.UnionType, typing.Union):
-        if v is None and type(None) in args:
-            return None
-        arms = [a for a in args if a is not type(None)]
-        if len(arms) != 1:
-            raise SnapshotError(f"{where}: cannot decode a {tp}")
-        return _decode(config, arms[0], v, where)
+        return _decode_union(config, tp, v, where)
     if origin in (list, tuple):
-        if not isinstance(v, list) or (origin is tuple and args[-1] is not Ellipsis):
-            raise SnapshotError(f"{where}: expected a list")
-        items = [_decode(config, args[0], x, f"{where}.{i}") for i, x in enumerate(v)]
-        return items if origin is list else tuple(items)
-    if tp is bool:
-        if not isinstance(v, bool):
-            raise SnapshotError(f"{where}: expected true or false")
-        return v
-    if tp is int:
-        if not isinstance(v, str) or not _INT.match(v):
-            raise SnapshotError(f"{where}: expected a decimal integer string")
-        return int(v)
-    if tp is float:
-        if not isinstance(v, str) or not _FLOAT.match(v):
-            raise SnapshotError(f"{where}: expected a decimal number string")
-        return float(v)
-    if tp is str:
-        if not isinstance(v, str):
-            raise SnapshotError(f"{where}: expected a string")
-        return v
-    if tp is date:
-        try:
-            return date.fromisoformat(_decode_str(v, where))
-        except ValueError:
-            raise SnapshotError(f"{where}: expected an ISO date") from None
-    if tp is ChainConfig:
-        try:
-            return config.chain(_decode(config, str, v, where))
-        except KeyError:
-            raise SnapshotError(f"{where}: chain {v!r} is not in the config") from None
-    if tp is RepresentationConfig:
-        ref = _obj(v, where)
-        for rep in config.representations:
-            if (rep.chain, rep.address, rep.symbol) == (
-                ref.get("chain"),
-                ref.get("address"),
-                ref.get("symbol"),
-            ) and len(ref) == 3:
-                return rep
-        raise SnapshotError(f"{where}: not a configured representation")
+        return _decode_sequence(config, tp, v, where)
+    leaf = _LEAVES.get(tp)
+    if leaf is not None:
+        return leaf(config, tp, v, where)
     if isinstance(tp, type) and (dataclasses.is_dataclass(tp) or hasattr(tp, "_fields")):
-        d = _obj(v, where)
-        hints = typing.get_type_hints(tp)
-        fields = _field_names(tp)
-        if set(d) - set(fields):
-            raise SnapshotError(f"{where}: unknown fields {sorted(set(d) - set(fields))}")
-        kwargs = {
-            name: _decode(config, hints[name], d[name], f"{where}.{name}")
-            for name in fields
-            if name in d  # absent: a field newer than the document; its default applies
-        }
-        try:
-            return tp(**kwargs)
-        except TypeError as exc:
-            raise SnapshotError(f"{where}: {exc}") from None
+        return _decode_record(config, tp, v, where)
     raise SnapshotError(f"{where}: cannot decode a {tp}")
+
+
+def _decode_union(config: Config, tp: Any, v: Any, where: str) -> Any:
+    args = typing.get_args(tp)
+    if v is None and type(None) in args:
+        return None
+    arms = [a for a in args if a is not type(None)]
+    if len(arms) != 1:
+        raise SnapshotError(f"{where}: cannot decode a {tp}")
+    return _decode(config, arms[0], v, where)
+
+
+def _decode_sequence(config: Config, tp: Any, v: Any, where: str) -> Any:
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if not isinstance(v, list) or (origin is tuple and args[-1] is not Ellipsis):
+        raise SnapshotError(f"{where}: expected a list")
+    items = [_decode(config, args[0], x, f"{where}.{i}") for i, x in enumerate(v)]
+    return items if origin is list else tuple(items)
+
+
+def _decode_bool(_config: Config, _tp: Any, v: Any, where: str) -> bool:
+    if not isinstance(v, bool):
+        raise SnapshotError(f"{where}: expected true or false")
+    return v
+
+
+def _decode_int(_config: Config, _tp: Any, v: Any, where: str) -> int:
+    if not isinstance(v, str) or not _INT.match(v):
+        raise SnapshotError(f"{where}: expected a decimal integer string")
+    return int(v)
+
+
+def _decode_float(_config: Config, _tp: Any, v: Any, where: str) -> float:
+    if not isinstance(v, str) or not _FLOAT.match(v):
+        raise SnapshotError(f"{where}: expected a decimal number string")
+    return float(v)
+
+
+def _decode_text(_config: Config, _tp: Any, v: Any, where: str) -> str:
+    return _decode_str(v, where)
+
+
+def _decode_date(_config: Config, _tp: Any, v: Any, where: str) -> date:
+    try:
+        return date.fromisoformat(_decode_str(v, where))
+    except ValueError:
+        raise SnapshotError(f"{where}: expected an ISO date") from None
+
+
+def _decode_chain(config: Config, _tp: Any, v: Any, where: str) -> ChainConfig:
+    try:
+        return config.chain(_decode_str(v, where))
+    except KeyError:
+        raise SnapshotError(f"{where}: chain {v!r} is not in the config") from None
+
+
+def _decode_rep(config: Config, _tp: Any, v: Any, where: str) -> RepresentationConfig:
+    ref = _obj(v, where)
+    for rep in config.representations:
+        if (rep.chain, rep.address, rep.symbol) == (
+            ref.get("chain"),
+            ref.get("address"),
+            ref.get("symbol"),
+        ) and len(ref) == 3:
+            return rep
+    raise SnapshotError(f"{where}: not a configured representation")
+
+
+def _decode_record(config: Config, tp: type, v: Any, where: str) -> Any:
+    d = _obj(v, where)
+    hints = typing.get_type_hints(tp)
+    fields = _field_names(tp)
+    if set(d) - set(fields):
+        raise SnapshotError(f"{where}: unknown fields {sorted(set(d) - set(fields))}")
+    kwargs = {
+        name: _decode(config, hints[name], d[name], f"{where}.{name}")
+        for name in fields
+        if name in d  # absent: a field newer than the document; its default applies
+    }
+    try:
+        return tp(**kwargs)
+    except TypeError as exc:
+        raise SnapshotError(f"{where}: {exc}") from None
+
+
+_LEAVES: dict[Any, Decoder] = {
+    bool: _decode_bool,
+    int: _decode_int,
+    float: _decode_float,
+    str: _decode_text,
+    date: _decode_date,
+    ChainConfig: _decode_chain,
+    RepresentationConfig: _decode_rep,
+}
 
 
 def _field_names(tp: type) -> list[str]:
@@ -281,6 +347,117 @@ def compute(
     return stress_report(a)
 
 
+# ---------------------------------------------------------------- documents, v2
+#
+# Version "2" stores what many snapshots share once, as content-addressed blobs (the
+# canonical JSON text under its sha256), and names them by hash from each document:
+# a chain's shared state (pin, chain error, feed readings, sequencer, and per token its
+# decimals, warning and totalSupply), the §6 estimates and the parameters. What belongs
+# to the account stays in the document: per position its raw amount, error and shares.
+# The id (sha256 of the document) commits to the blobs through their hashes. Version
+# "1" documents (everything inline) stay valid: they replay as they always did.
+
+TOKEN_FIELDS = ("rep", "onchain_decimals", "warning", "total_supply", "supply_error")
+ACCOUNT_FIELDS = ("raw_amount", "error", "shares")
+# Report sections that depend on the pins and parameters only, not on the account:
+# alike for every account of a batch, so stored once as a blob.
+SHARED_OUTPUTS = ("as_of", "prices", "parameters")
+
+
+@dataclass(frozen=True, slots=True)
+class Built:
+    """A snapshot document and the blobs it references (hash -> canonical text)."""
+
+    text: str
+    blobs: dict[str, str]
+
+    @property
+    def id(self) -> str:
+        return digest(self.text)
+
+
+def _blob(value: Any) -> tuple[str, str]:
+    text = canonical(value)
+    return digest(text), text
+
+
+_SHARED: dict[str, tuple[str, str]] = {}
+
+
+def _shared_blob(value: Any) -> tuple[str, str]:
+    """`_blob` of a value many documents of a batch hold alike (a report's shared
+    sections): keyed by its plain JSON (the C encoder, ~10x faster than `canonical`),
+    which determines the canonical text."""
+    key = json.dumps(value)
+    hit = _SHARED.get(key)
+    if hit is None:
+        if len(_SHARED) >= 64:
+            _SHARED.clear()
+        hit = _SHARED[key] = _blob(value)
+    return hit
+
+
+_TOKEN_PART = operator.attrgetter(*TOKEN_FIELDS[1:])
+
+
+@functools.lru_cache(maxsize=256)
+def _chain_blob(
+    chain: str,
+    pin: BlockPin | None,
+    error: str | None,
+    feeds: tuple[FeedReading, ...],
+    sequencer: SequencerState | None,
+    tokens: tuple[tuple[Any, ...], ...],
+) -> tuple[str, str]:
+    """A batch's accounts share one pin, feeds and tokens per chain: encoded once."""
+    return _blob(
+        {
+            "chain": chain,
+            "pin": encode(pin),
+            "error": error,
+            "feeds": encode(list(feeds)),
+            "sequencer": encode(sequencer),
+            "tokens": [
+                {
+                    "rep": {"chain": c, "address": a, "symbol": sym},
+                    **dict(zip(TOKEN_FIELDS[1:], encode(rest), strict=True)),
+                }
+                for (c, a, sym), *rest in tokens
+            ],
+        }
+    )
+
+
+def _split_chain(state: ChainState, blobs: dict[str, str]) -> dict[str, Any]:
+    tokens = tuple(
+        ((b.rep.chain, b.rep.address, b.rep.symbol), *_TOKEN_PART(b)) for b in state.balances
+    )
+    sha, text = _chain_blob(
+        state.chain.name, state.pin, state.error, tuple(state.feeds), state.sequencer, tokens
+    )
+    blobs[sha] = text
+    return {
+        "state": sha,
+        "balances": [[b.raw_amount, b.error, b.shares] for b in state.balances],
+    }
+
+
+_PARAMS: dict[tuple[int, int], tuple[Config, RiskEstimates | None, str, str]] = {}
+
+
+def _parameters_blob(config: Config, estimates: RiskEstimates | None) -> tuple[str, str]:
+    """Parameters of a (config, estimates) pair, encoded once per pair of objects."""
+    key = (id(config), id(estimates))
+    hit = _PARAMS.get(key)
+    if hit is not None and hit[0] is config and hit[1] is estimates:
+        return hit[2], hit[3]
+    sha, text = _blob(parameters(config, estimates))
+    if len(_PARAMS) >= 64:
+        _PARAMS.clear()
+    _PARAMS[key] = (config, estimates, sha, text)
+    return sha, text
+
+
 def document(
     config: Config,
     req: Request,
@@ -288,11 +465,56 @@ def document(
     report: Report,
     prev: str,
     estimates: RiskEstimates | None = None,
-) -> str:
-    """The canonical snapshot document; its id is `digest` of this text."""
-    return canonical(
+) -> Built:
+    """The canonical snapshot document (its id is `digest` of `.text`) and its blobs."""
+    blobs: dict[str, str] = {}
+    p_sha, p_text = _parameters_blob(config, estimates)
+    blobs[p_sha] = p_text
+    e_sha = None
+    if estimates is not None:
+        e_sha, e_text = _blob(encode(estimates))
+        blobs[e_sha] = e_text
+    own, shared = _split_outputs(report.model_dump(mode="json"))
+    o_sha, o_text = _shared_blob(shared)
+    blobs[o_sha] = o_text
+    text = canonical(
         {
             "v": VERSION,
+            "kind": req.kind,
+            "account": req.account,
+            "request": req.as_json(),
+            "inputs": {
+                "chains": [_split_chain(s, blobs) for s in states],
+                "estimates": e_sha,
+                "parameters": p_sha,
+            },
+            "outputs": own,
+            "shared_outputs": o_sha,
+            "prev": prev,
+        }
+    )
+    return Built(text, blobs)
+
+
+def _split_outputs(outputs: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(the account's own outputs, those every account of a batch has alike)."""
+    outputs = _obj(outputs, "outputs")
+    own = {k: v for k, v in outputs.items() if k not in SHARED_OUTPUTS}
+    return own, {k: v for k, v in outputs.items() if k in SHARED_OUTPUTS}
+
+
+def document_v1(
+    config: Config,
+    req: Request,
+    states: list[ChainState],
+    report: Report,
+    prev: str,
+    estimates: RiskEstimates | None = None,
+) -> str:
+    """A version "1" document (every input inline), as stored before blobs existed."""
+    return canonical(
+        {
+            "v": V1,
             "kind": req.kind,
             "account": req.account,
             "request": req.as_json(),
@@ -305,6 +527,118 @@ def document(
             "prev": prev,
         }
     )
+
+
+_SHA = re.compile(r"^[0-9a-f]{64}$")
+
+
+def blob_refs(doc: dict[str, Any]) -> list[str]:
+    """The blob hashes a document names (none for a version "1" document)."""
+    if doc.get("v") != VERSION:
+        return []
+    inputs = _obj(doc.get("inputs"), "inputs")
+    refs = [_obj(c, "inputs.chains.*").get("state") for c in _list(inputs.get("chains"), "chains")]
+    refs += [inputs.get("estimates"), inputs.get("parameters"), doc.get("shared_outputs")]
+    return [r for r in refs if isinstance(r, str)]
+
+
+def _load_blob(blobs: Mapping[str, str], sha: Any, where: str) -> Any:
+    if not isinstance(sha, str) or not _SHA.match(sha):
+        raise SnapshotError(f"{where}: expected a blob hash")
+    text = blobs.get(sha)
+    if text is None:
+        raise SnapshotError(f"{where}: blob {sha} is missing")
+    if not text.isascii() or digest(text) != sha:
+        raise SnapshotError(f"{where}: blob {sha} does not hash to its name (changed)")
+    value = json.loads(text)
+    if canonical(value) != text:
+        raise SnapshotError(f"{where}: blob {sha} is not canonical")
+    return value
+
+
+def _join_chain(blobs: Mapping[str, str], entry: Any, where: str) -> dict[str, Any]:
+    entry = _obj(entry, where)
+    if set(entry) != {"state", "balances"}:
+        raise SnapshotError(f"{where}: expected state and balances")
+    shared = _obj(_load_blob(blobs, entry["state"], f"{where}.state"), f"{where}.state")
+    tokens = _list(shared.pop("tokens", None), f"{where}.state.tokens")
+    own = _list(entry["balances"], f"{where}.balances")
+    if len(tokens) != len(own):
+        raise SnapshotError(f"{where}: {len(own)} balances for {len(tokens)} tokens")
+    balances = []
+    for i, (token, mine) in enumerate(zip(tokens, own, strict=True)):
+        mine = _list(mine, f"{where}.balances.{i}")
+        if len(mine) != len(ACCOUNT_FIELDS):
+            raise SnapshotError(f"{where}.balances.{i}: expected {len(ACCOUNT_FIELDS)} values")
+        token = _obj(token, f"{where}.state.tokens.{i}")
+        balances.append({**token, **dict(zip(ACCOUNT_FIELDS, mine, strict=True))})
+    return {**shared, "balances": balances}
+
+
+def expand(doc: dict[str, Any], blobs: Mapping[str, str]) -> dict[str, Any]:
+    """A document with its blobs put back in place, in the version "1" shape (what
+    replay and the served-document check read). Every blob is checked against its hash;
+    a missing or changed blob is a SnapshotError. A version "1" document is returned
+    as it is."""
+    v = doc.get("v")
+    if v == V1:
+        return doc
+    if v != VERSION:
+        raise SnapshotError(f"v: unknown document version {v!r}")
+    inputs = _obj(doc.get("inputs"), "inputs")
+    if set(inputs) != {"chains", "estimates", "parameters"}:
+        raise SnapshotError("inputs: expected chains, estimates and parameters")
+    chains = _list(inputs["chains"], "inputs.chains")
+    est = inputs["estimates"]
+    own = _obj(doc.get("outputs"), "outputs")
+    shared = _obj(_load_blob(blobs, doc.get("shared_outputs"), "shared_outputs"), "outputs")
+    if set(shared) - set(SHARED_OUTPUTS) or set(own) & set(SHARED_OUTPUTS):
+        raise SnapshotError("outputs: sections in the wrong place")
+    rest = {k: v for k, v in doc.items() if k != "shared_outputs"}
+    return {
+        **rest,
+        "outputs": {**own, **shared},
+        "inputs": {
+            "chains": [_join_chain(blobs, c, f"inputs.chains.{i}") for i, c in enumerate(chains)],
+            "estimates": None if est is None else _load_blob(blobs, est, "inputs.estimates"),
+            "parameters": _load_blob(blobs, inputs["parameters"], "inputs.parameters"),
+        },
+    }
+
+
+def compact(doc: dict[str, Any]) -> Built:
+    """The inverse of `expand`: a document in the expanded shape (JSON as `expand` gives
+    it) as a version "2" document and its blobs."""
+    inputs = _obj(doc.get("inputs"), "inputs")
+    blobs: dict[str, str] = {}
+
+    def put(value: Any) -> str:
+        sha, text = _blob(value)
+        blobs[sha] = text
+        return sha
+
+    chains = []
+    for i, c in enumerate(_list(inputs.get("chains"), "inputs.chains")):
+        shared = {k: v for k, v in _obj(c, f"inputs.chains.{i}").items() if k != "balances"}
+        own = [_obj(b, f"inputs.chains.{i}.balances.*") for b in _list(c.get("balances"), "b")]
+        shared["tokens"] = [{k: v for k, v in b.items() if k not in ACCOUNT_FIELDS} for b in own]
+        balances = [[b.get(k) for k in ACCOUNT_FIELDS] for b in own]
+        chains.append({"state": put(shared), "balances": balances})
+    est = inputs.get("estimates")
+    compacted = {
+        "chains": chains,
+        "estimates": None if est is None else put(est),
+        "parameters": put(inputs.get("parameters")),
+    }
+    mine, alike = _split_outputs(doc.get("outputs"))
+    compacted_doc = {
+        **doc,
+        "v": VERSION,
+        "inputs": compacted,
+        "outputs": mine,
+        "shared_outputs": put(alike),
+    }
+    return Built(canonical(compacted_doc), blobs)
 
 
 def request_of(doc: dict[str, Any]) -> Request:
@@ -320,11 +654,17 @@ def request_of(doc: dict[str, Any]) -> Request:
     )
 
 
-def replay(config: Config, doc: dict[str, Any]) -> tuple[str, str]:
+def replay(
+    config: Config, doc: dict[str, Any], blobs: Mapping[str, str] | None = None
+) -> tuple[str, str]:
     """Recompute from a stored document's inputs: (parameters, outputs) as canonical
-    JSON, to be compared byte for byte with the stored ones."""
-    if doc.get("v") != VERSION:
+    JSON, to be compared byte for byte with the stored ones. A version "2" document is
+    expanded with `blobs` first; without `blobs`, `doc` must be in the expanded
+    (version "1") shape already, as `expand` returns it."""
+    if doc.get("v") not in (V1, VERSION):
         raise SnapshotError(f"v: unknown document version {doc.get('v')!r}")
+    if blobs is not None:
+        doc = expand(doc, blobs)
     req = request_of(doc)
     inputs = _obj(doc.get("inputs"), "inputs")
     states = decode_states(config, inputs.get("chains"))
@@ -337,7 +677,10 @@ def replay(config: Config, doc: dict[str, Any]) -> tuple[str, str]:
 
 
 def report_of(doc: dict[str, Any]) -> Report:
-    """A stored document's outputs as the report model (decimal strings coerced back)."""
+    """A stored document's outputs as the report model (decimal strings coerced back);
+    a version "2" document expanded (`expand`) first."""
+    if doc.get("v") == VERSION and "shared_outputs" in doc:
+        raise SnapshotError("a version 2 document: expand it with its blobs first")
     model = REPORTS[request_of(doc).kind]
     report = model.model_validate(_obj(doc.get("outputs"), "outputs"))
     assert isinstance(report, MarginReport | CapacityReport | StressReport)

@@ -39,7 +39,7 @@ from crossmargin.cli.render import render_margin
 from crossmargin.core.config import ChainConfig, Config, RepresentationConfig, load_config
 from crossmargin.engine import Engine
 from crossmargin.pipeline.report import MarginReport, Position, fixed6
-from crossmargin.pipeline.snapshot import canonical, replay, replay_config
+from crossmargin.pipeline.snapshot import canonical, expand, replay, replay_config
 from devnet import BackgroundDevnet, Devnet
 from devnet.evm import DEPLOYER, artifact, calldata, deploy_data
 from devnet.rpc import Rpc
@@ -338,7 +338,7 @@ def test_snapshot_of_an_implausible_position_replays_byte_identically(
         audit = verify(store, sid)
         found = store.get(sid)
         assert found is not None
-        doc = json.loads(found[1])
+        doc = expand(json.loads(found[1]), store.blobs_for(found[1]))
         config_text = store.get_config(doc["inputs"]["parameters"]["config_hash"])
     finally:
         store.close()

@@ -21,8 +21,9 @@ import aiohttp
 from aiohttp import web
 
 from api.security import new_key
-from api.store import Store
+from api.store import Item, Store
 from crossmargin.core.config import ApiKeyConfig
+from crossmargin.pipeline.snapshot import Built, digest
 
 
 class ServerThread:
@@ -176,5 +177,29 @@ def append_many(url: str, account: str, tag: str, n: int) -> None:
     try:
         for i in range(n):
             store.append(account, "margin", lambda prev, i=i: json.dumps([prev, tag, i]))
+    finally:
+        store.close()
+
+
+SHARED_BLOBS = ('{"shared":"pin"}', '{"shared":"parameters"}')
+
+
+def built_doc(prev: str, *parts: Any) -> Built:
+    """A stand-in version "2" document naming the same two blobs as every other."""
+    blobs = {digest(t): t for t in SHARED_BLOBS}
+    return Built(json.dumps([prev, *parts, sorted(blobs)]), blobs)
+
+
+def append_batches(url: str, accounts: list[str], tag: str, batches: int) -> None:
+    """A writer process of the bulk-append tests: `batches` batches over `accounts`."""
+    store = Store.open(url)
+    try:
+        for b in range(batches):
+            store.append_many(
+                [
+                    Item(a, "margin", lambda prev, a=a, b=b: built_doc(prev, tag, a, b))
+                    for a in accounts
+                ]
+            )
     finally:
         store.close()

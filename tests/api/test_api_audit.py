@@ -19,7 +19,7 @@ from api.app import create_app
 from api.audit import verify
 from api.store import Store, normalise_url
 from crossmargin.cli import main as cli
-from crossmargin.pipeline.snapshot import canonical, digest, replay, replay_config
+from crossmargin.pipeline.snapshot import canonical, digest, expand, replay, replay_config
 
 
 @dataclass
@@ -108,10 +108,10 @@ def test_served_results_replay_byte_identically(trail: Trail) -> None:
             assert found is not None
             text_ = found[1]
             assert digest(text_) == sid
-            doc = json.loads(text_)
+            doc = expand(json.loads(text_), store.blobs_for(text_))
             config_text = store.get_config(doc["inputs"]["parameters"]["config_hash"])
             assert config_text is not None
-            params, outputs = replay(replay_config(config_text), doc)
+            params, outputs = replay(replay_config(config_text), doc)  # expanded already
             assert outputs == canonical(doc["outputs"]) == canonical(json.loads(body))
             assert params == canonical(doc["inputs"]["parameters"])
     finally:
@@ -119,9 +119,11 @@ def test_served_results_replay_byte_identically(trail: Trail) -> None:
 
 
 def _edit(text_: str, section: str) -> str:
-    """Change the last digit of the first non-zero raw balance in `section`."""
+    """Change the last digit of the first non-zero raw balance in `section` (inputs: an
+    account's own balance, `["<raw>",error,shares]`; outputs: a position's raw_amount)."""
     start = text_.index(f'"{section}":')
-    m = next(m for m in re.finditer(r'"raw_amount":"([0-9]+)"', text_[start:]) if int(m.group(1)))
+    pattern = r'\["([0-9]+)",' if section == "inputs" else r'"raw_amount":"([0-9]+)"'
+    m = next(m for m in re.finditer(pattern, text_[start:]) if int(m.group(1)))
     i = start + m.end(1) - 1
     return text_[:i] + str((int(text_[i]) + 1) % 10) + text_[i + 1 :]
 
@@ -161,6 +163,32 @@ def cut_out(t: Trail) -> None:
     sql(t.url, "update cm_account_head set height = height - 1 where head_id = :i", i=t.alice[-1])
 
 
+def blob_of(t: Trail, index: int, pick: Callable[[dict[str, Any]], str]) -> str:
+    return pick(json.loads(document(t.url, t.alice[index])))
+
+
+def chain_state(doc: dict[str, Any]) -> str:
+    return str(doc["inputs"]["chains"][0]["state"])
+
+
+def alter_blob(t: Trail) -> None:
+    """A shared input changed in place (its hash kept): a feed's answer."""
+    sha = blob_of(t, 1, chain_state)
+    change = "update cm_blob set document = replace(document, :a, :b) where hash = :h"
+    sql(t.url, change, a='"answer":"', b='"answer":"1', h=sha)
+
+
+def delete_blob(t: Trail) -> None:
+    sql(
+        t.url, "delete from cm_blob where hash = :h", h=blob_of(t, 3, lambda d: d["shared_outputs"])
+    )
+
+
+def plant_blob(t: Trail) -> None:
+    """A blob no snapshot names, whose content is not what its name says."""
+    sql(t.url, "insert into cm_blob (hash, document) values (:h, '{}')", h="ab" * 32)
+
+
 def alter_config(t: Trail) -> None:
     old, new = '"kappa":0.5', '"kappa":0.1'
     sql(t.url, "update cm_config set document = replace(document, :a, :b)", a=old, b=new)
@@ -182,6 +210,9 @@ def alter_config(t: Trail) -> None:
         (delete(0), "is missing (deleted link)"),
         (cut_out, "row's prev_id disagrees with its document"),
         (alter_config, "is altered"),
+        (alter_blob, "does not hash to its name (changed)"),
+        (delete_blob, "is missing"),
+        (plant_blob, "stored blob does not hash to its name"),
     ],
     ids=[
         "input-byte",
@@ -194,6 +225,9 @@ def alter_config(t: Trail) -> None:
         "deleted-first",
         "cut-out-and-spliced",
         "config",
+        "blob-changed",
+        "blob-deleted",
+        "blob-planted",
     ],
 )
 def test_tampering_is_detected(

@@ -15,6 +15,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from api_helpers import with_chain
 
 from api.app import create_app
+from crossmargin.pipeline.snapshot import canonical, expand
 
 FAST = {"timeout_s": 1.0, "retries": 1, "retry_budget_s": 3.0, "cooldown_s": 0.5}
 REPR = re.compile(r"Error\b|Errno|Exception|\('|\[Connect|ssl:|Traceback|<[a-z_.]+ object")
@@ -66,7 +67,10 @@ async def test_unreachable_and_silent_endpoints_leak_nothing(
     assert all(p["raw_amount"] is None for p in report["positions"] if p["chain_id"] in down)
     warned = [w["detail"] for w in report["warnings"] if w["code"] == "chain_unavailable"]
     assert len(warned) == 2
-    inputs = {c["chain"]: c for c in json.loads(stored)["document"]["inputs"]["chains"]}
+    served = json.loads(stored)
+    blobs = {h: canonical(b) for h, b in served["blobs"].items()}  # a client can check them
+    full = expand(served["document"], blobs)
+    inputs = {c["chain"]: c for c in full["inputs"]["chains"]}
     assert inputs["ethereum"]["error"] == chain(report, "ethereum")["reason"]
     assert inputs["arbitrum"]["error"] == chain(report, "arbitrum")["reason"]
 

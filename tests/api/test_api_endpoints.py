@@ -18,7 +18,7 @@ from eth_utils.address import to_checksum_address
 from api.app import SERVICE, create_app
 from api.service import Service
 from crossmargin.core.errors import Refused
-from crossmargin.pipeline.snapshot import canonical, digest
+from crossmargin.pipeline.snapshot import blob_refs, canonical, digest
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 Client = TestClient[Any, Any]
@@ -160,6 +160,8 @@ async def test_snapshot_pages_and_documents(client: Client, devnet: Any) -> None
     assert digest(canonical(snap["document"])) == served[2]  # anyone can check the id
     assert snap["document"]["prev"] == served[1]
     assert set(snap["document"]["inputs"]) == {"chains", "estimates", "parameters"}
+    assert set(snap["blobs"]) == set(blob_refs(snap["document"]))  # served with it ...
+    assert all(digest(canonical(b)) == h for h, b in snap["blobs"].items())  # ... checkable
 
 
 async def test_reference_data_and_health(client: Client, devnet: Any) -> None:

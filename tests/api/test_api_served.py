@@ -20,7 +20,17 @@ from api.service import stored_mismatch
 from api.store import Store, normalise_url
 from crossmargin.core.config import config_hash
 from crossmargin.engine import Engine
-from crossmargin.pipeline.snapshot import Request, canonical, compute, digest, document
+from crossmargin.pipeline.snapshot import (
+    Built,
+    Request,
+    SnapshotError,
+    canonical,
+    compact,
+    compute,
+    digest,
+    document,
+    expand,
+)
 
 
 def ask(devnet: Any, url: str, path: str) -> tuple[str, str, bytes, dict[str, float]]:
@@ -69,7 +79,7 @@ def rewrite(url: str, snapshot_id: str, document_text: str) -> None:
         engine.dispose()
 
 
-def foreign_document(devnet: Any, req: Request) -> Callable[[str], str]:
+def foreign_document(devnet: Any, req: Request) -> Callable[[str], Built]:
     """A valid snapshot document of `req`, read and computed now (to be planted)."""
 
     async def read() -> Any:
@@ -120,19 +130,27 @@ def test_tampered_and_foreign_documents_are_not_served(devnet: Any, database: st
         store.close()
 
 
+Stored = tuple[str, Any, dict[str, str]]
+
+
 @pytest.fixture(scope="module")
-def stored(devnet: Any, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Any]:
-    """A snapshot document the API stored (bob's margin, target base), and its pins as
-    the service keys them."""
+def stored(devnet: Any, tmp_path_factory: pytest.TempPathFactory) -> Stored:
+    """A snapshot document the API stored (bob's margin, target base), its pins as the
+    service keys them, and the blobs it names."""
     url = f"sqlite:///{tmp_path_factory.mktemp('served') / 'snapshots.db'}"
     bob = devnet.demo_accounts["bob"]
     sid, _, _, _ = ask(devnet, url, f"/v1/accounts/{bob}/margin?target_chain=base")
     doc = row(url, sid)["document"]
+    store = Store.open(url)
+    try:
+        blobs = store.blobs_for(doc)
+    finally:
+        store.close()
     pins = tuple(
         (c["chain"], int(c["pin"]["number"]), c["pin"]["hash"])
-        for c in json.loads(doc)["inputs"]["chains"]
+        for c in expand(json.loads(doc), blobs)["inputs"]["chains"]
     )
-    return doc, pins
+    return doc, pins, blobs
 
 
 def _set(path: tuple[Any, ...], value: Any) -> Callable[[dict[str, Any]], None]:
@@ -168,31 +186,45 @@ CHAIN0 = ("inputs", "chains", 0)
 )
 def test_what_a_stored_document_must_match(
     devnet: Any,
-    stored: tuple[str, Any],
+    stored: Stored,
     change: Callable[[dict[str, Any]], None] | None,
     reason: str | None,
 ) -> None:
-    text_, pins = stored
+    text_, pins, blobs = stored
     doc = json.loads(text_)
     req = Request("margin", doc["account"], "base")
     cfg_hash = config_hash(devnet.config)
     if change is not None:
-        change(doc)
-        text_ = canonical(doc)  # a well-formed document with a correct id
-    assert stored_mismatch(digest(text_), text_, req, cfg_hash, pins, "config") == reason
+        full = expand(doc, blobs)  # changed where the figure is, then stored consistently
+        change(full)
+        try:
+            built = compact(full)
+        except SnapshotError:  # not even a document's shape: stored as it stands
+            built = Built(canonical(full), blobs)
+        text_, blobs = built.text, built.blobs  # a well-formed document with a correct id
+    assert stored_mismatch(digest(text_), text_, req, cfg_hash, pins, "config", blobs) == reason
 
 
-def test_a_document_must_be_its_id_and_canonical(devnet: Any, stored: tuple[str, Any]) -> None:
-    text_, pins = stored
+def test_a_document_must_be_its_id_and_canonical(devnet: Any, stored: Stored) -> None:
+    text_, pins, blobs = stored
     req = Request("margin", json.loads(text_)["account"], "base")
     cfg_hash = config_hash(devnet.config)
-    assert stored_mismatch(digest(text_), text_, req, cfg_hash, pins, "config") is None
-    assert stored_mismatch("f" * 64, text_, req, cfg_hash, pins, "config") == "id_mismatch"
+
+    def mismatch(sid: str, text_: str, cfg: str, est: str, blobs: dict[str, str]) -> str | None:
+        return stored_mismatch(sid, text_, req, cfg, pins, est, blobs)
+
+    assert mismatch(digest(text_), text_, cfg_hash, "config", blobs) is None
+    assert mismatch("f" * 64, text_, cfg_hash, "config", blobs) == "id_mismatch"
     spaced = json.dumps(json.loads(text_), sort_keys=True)  # same content, not canonical
-    assert stored_mismatch(digest(spaced), spaced, req, cfg_hash, pins, "config") == "malformed"
+    assert mismatch(digest(spaced), spaced, cfg_hash, "config", blobs) == "malformed"
     risk_es = devnet.config.risk.model_copy(update={"method": "es"})
     es = config_hash(devnet.config.model_copy(update={"risk": risk_es}))
-    assert stored_mismatch(digest(text_), text_, req, es, pins, "config") == "request_mismatch"
-    assert stored_mismatch(digest(text_), text_, req, cfg_hash, pins, "e" * 64) == (
-        "estimates_mismatch"
-    )
+    assert mismatch(digest(text_), text_, es, "config", blobs) == "request_mismatch"
+    assert mismatch(digest(text_), text_, cfg_hash, "e" * 64, blobs) == "estimates_mismatch"
+    # the blobs it names: each must be there and be what its hash says
+    some = sorted(blobs)[0]
+    assert mismatch(digest(text_), text_, cfg_hash, "config", {}) == "malformed"
+    fewer = {k: v for k, v in blobs.items() if k != some}
+    assert mismatch(digest(text_), text_, cfg_hash, "config", fewer) == "malformed"
+    changed = {**blobs, some: blobs[some].replace('"', "'", 1)}
+    assert mismatch(digest(text_), text_, cfg_hash, "config", changed) == "malformed"

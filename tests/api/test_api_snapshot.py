@@ -1,5 +1,6 @@
-"""METHOD.md §10 documents: canonical JSON, engine inputs to JSON and back, and replay
-from stored inputs giving byte-identical outputs (no database involved)."""
+"""METHOD.md §10 documents: canonical JSON, engine inputs to JSON and back, version "2"
+documents with their shared inputs in content-addressed blobs, and replay from stored
+inputs giving byte-identical outputs (no database involved)."""
 
 from __future__ import annotations
 
@@ -108,17 +109,41 @@ def test_replay_is_byte_identical(
     states = read_states(devnet, name)
     req = s.Request(kind, devnet.demo_accounts[name], target, asset)
     report = s.compute(config, states, req)
-    text = s.document(config, req, states, report, s.GENESIS)
+    built = s.document(config, req, states, report, s.GENESIS)
+    text = built.text
     assert s.canonical(json.loads(text)) == text
+    assert json.loads(text)["v"] == "2"
+    for sha, blob in built.blobs.items():
+        assert s.digest(blob) == sha
+        assert s.canonical(json.loads(blob)) == blob
 
     replay_config = s.replay_config(risk_document(config))  # endpoints are not stored
     assert config_hash(replay_config) == config_hash(config)
     doc = json.loads(text)
-    params, outputs = s.replay(replay_config, doc)
-    assert params == s.canonical(doc["inputs"]["parameters"])
-    assert outputs == s.canonical(doc["outputs"])
+    full = s.expand(doc, built.blobs)
+    params, outputs = s.replay(replay_config, doc, built.blobs)
+    assert params == s.canonical(full["inputs"]["parameters"])
+    assert outputs == s.canonical(full["outputs"])
     assert outputs == s.canonical(report.model_dump(mode="json"))
-    assert s.report_of(doc) == report  # what the API serves from a stored document
+    assert s.report_of(full) == report  # what the API serves from a stored document
+    with pytest.raises(s.SnapshotError):
+        s.report_of(doc)  # not without its blobs
+    assert s.decode_states(config, full["inputs"]["chains"]) == states
+
+    # the version "1" document of the same computation: everything inline, replays as
+    # it always did, and is what `expand` gives for the version "2" one
+    v1 = json.loads(s.document_v1(config, req, states, report, s.GENESIS))
+    assert s.replay(replay_config, v1) == (params, outputs)
+    assert {**full, "v": "1"} == v1
+    assert s.compact(v1) == built  # and back
+
+
+def v2_doc(devnet: Any, name: str) -> tuple[dict[str, Any], dict[str, str]]:
+    config = devnet.config
+    states = read_states(devnet, name)
+    req = s.Request("margin", devnet.demo_accounts[name], "base")
+    built = s.document(config, req, states, s.compute(config, states, req), s.GENESIS)
+    return json.loads(built.text), built.blobs
 
 
 @pytest.mark.parametrize(
@@ -130,14 +155,130 @@ def test_replay_is_byte_identical(
         (("inputs", "chains", 0, "chain"), "solana"),
     ],
 )
-def test_malformed_inputs_are_refused(devnet: Any, path: tuple[Any, ...], value: Any) -> None:
-    config = devnet.config
-    states = read_states(devnet, "alice")
-    req = s.Request("margin", devnet.demo_accounts["alice"], "base")
-    doc = json.loads(s.document(config, req, states, s.compute(config, states, req), s.GENESIS))
+@pytest.mark.parametrize("version", ["1", "2"])
+def test_malformed_inputs_are_refused(
+    devnet: Any, path: tuple[Any, ...], value: Any, version: str
+) -> None:
+    """Changed inputs of either version (for "2": in the blob or in the document, then
+    stored consistently under new hashes) are refused on replay."""
+    doc, blobs = v2_doc(devnet, "alice")
+    doc = s.expand(doc, blobs)
     node = doc
     for key in path[:-1]:
         node = node[key]
     node[path[-1]] = value
+    if version == "2":
+        built = s.compact(doc)  # (canonical: the number becomes a string again ...)
+        doc, blobs = json.loads(built.text), built.blobs
+        if path[-1] == "raw_amount":  # (... so it goes into the document as it stands)
+            doc["inputs"]["chains"][0]["balances"][0][0] = value
+    else:
+        doc["v"] = "1"
     with pytest.raises(s.SnapshotError):
-        s.replay(config, doc)
+        s.replay(devnet.config, doc, blobs)
+
+
+def test_blobs_are_checked_against_their_hashes(devnet: Any) -> None:
+    doc, blobs = v2_doc(devnet, "carol")
+    refs = s.blob_refs(doc)
+    assert set(refs) == set(blobs)
+    params = doc["inputs"]["parameters"]
+    state = doc["inputs"]["chains"][0]["state"]
+    for changed, problem in [
+        ({k: v for k, v in blobs.items() if k != params}, "is missing"),
+        ({**blobs, state: blobs[state].replace('"number":"', '"number":"1')}, "changed"),
+        ({**blobs, params: " " + blobs[params]}, "changed"),
+    ]:
+        with pytest.raises(s.SnapshotError, match=problem):
+            s.expand(doc, changed)
+    bad = {**doc, "inputs": {**doc["inputs"], "parameters": "not-a-hash"}}
+    with pytest.raises(s.SnapshotError, match="expected a blob hash"):
+        s.expand(bad, blobs)
+    short = json.loads(json.dumps(doc))
+    short["inputs"]["chains"][0]["balances"].pop()
+    with pytest.raises(s.SnapshotError, match="balances for"):
+        s.expand(short, blobs)
+    with pytest.raises(s.SnapshotError, match="version"):
+        s.expand({**doc, "v": "3"}, blobs)
+
+
+def test_accounts_read_together_share_their_blobs(devnet: Any) -> None:
+    """One pin per chain for a batch: every account's document names the same chain and
+    parameter blobs, and an empty account's document is small."""
+    config = devnet.config
+    empty = "0x" + "ee" * 20
+    accounts = [*devnet.demo_accounts.values(), empty]
+
+    async def run() -> list[list[ChainState]]:
+        async with Engine(config) as engine:
+            got = await engine.read_many(accounts)
+            return [got[a] for a in accounts]
+
+    texts, shared = [], set()
+    for account, states in zip(accounts, asyncio.run(run()), strict=True):
+        req = s.Request("margin", account, "base")
+        built = s.document(config, req, states, s.compute(config, states, req), s.GENESIS)
+        texts.append(built.text)
+        shared.add(frozenset(built.blobs))
+        v1 = s.document_v1(config, req, states, s.compute(config, states, req), s.GENESIS)
+        assert len(built.text) < len(v1) / 3
+    assert len(shared) == 1  # the same blobs, stored once
+    assert len(texts[-1]) < 3000, len(texts[-1])  # the empty account (v1: ~18 KB)
+
+
+DECIMAL = st.integers(min_value=0, max_value=2**256).map(str)
+TEXT = st.none() | st.text(alphabet="abc :_", max_size=12)
+BALANCE = st.fixed_dictionaries(
+    {
+        "rep": st.fixed_dictionaries({"chain": st.just("base"), "address": TEXT, "symbol": TEXT}),
+        "raw_amount": st.none() | DECIMAL,
+        "error": TEXT,
+        "onchain_decimals": st.none() | DECIMAL,
+        "warning": TEXT,
+        "shares": st.none() | DECIMAL,
+        "total_supply": st.none() | DECIMAL,
+        "supply_error": TEXT,
+    }
+)
+CHAIN = st.fixed_dictionaries(
+    {
+        "chain": st.sampled_from(["base", "ethereum"]),
+        "pin": st.none() | st.fixed_dictionaries({"number": DECIMAL, "hash": TEXT}),
+        "error": TEXT,
+        "feeds": st.lists(st.dictionaries(st.text(max_size=5), DECIMAL, max_size=3), max_size=3),
+        "sequencer": st.none(),
+        "balances": st.lists(BALANCE, max_size=5),
+    }
+)
+EXPANDED = st.fixed_dictionaries(
+    {
+        "v": st.just("1"),
+        "kind": st.just("margin"),
+        "account": TEXT,
+        "prev": st.just(s.GENESIS),
+        "request": st.fixed_dictionaries({"target_chain": TEXT, "asset": TEXT}),
+        "inputs": st.fixed_dictionaries(
+            {
+                "chains": st.lists(CHAIN, max_size=4),
+                "estimates": st.none() | st.dictionaries(st.text(max_size=5), DECIMAL),
+                "parameters": st.dictionaries(st.text(max_size=5), DECIMAL, min_size=1),
+            }
+        ),
+        "outputs": st.dictionaries(
+            st.sampled_from(["as_of", "prices", "parameters", "totals", "warnings"]), JSON
+        ),
+    }
+)
+
+
+@given(EXPANDED)
+def test_compact_and_expand_are_inverse(doc: dict[str, Any]) -> None:
+    """Whatever the inputs, splitting a document into its own part and blobs and putting
+    it back gives the same document; the id names every blob by its hash."""
+    built = s.compact(doc)
+    stored = json.loads(built.text)
+    assert set(s.blob_refs(stored)) == set(built.blobs)
+    assert all(s.digest(text) == sha for sha, text in built.blobs.items())
+    full = s.expand(stored, built.blobs)
+    assert s.canonical({**full, "v": "1"}) == s.canonical(doc)
+    assert s.compact(json.loads(s.canonical({**full, "v": "1"}))) == built

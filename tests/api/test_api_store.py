@@ -1,16 +1,25 @@
-"""The snapshot store on SQLite and PostgreSQL: migrations, and one linear hash chain per
-account however many threads and processes append at once."""
+"""The snapshot store on SQLite and PostgreSQL: migrations (and the upgrade of a store of
+version "1" documents), bulk appends in one transaction with shared blobs stored once,
+and one linear hash chain per account however many threads and processes append at once."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import multiprocessing
 import threading
 from collections.abc import Callable
+from typing import Any
 
-from api_helpers import append_many
+import pytest
+from api_helpers import SHARED_BLOBS, append_batches, append_many, built_doc
+from sqlalchemy import inspect
 
-from api.store import Store
+from api.audit import verify
+from api.store import Item, Store
+from crossmargin.core.config import config_hash, risk_document
+from crossmargin.engine import Engine
+from crossmargin.pipeline import snapshot as s
 from crossmargin.pipeline.snapshot import GENESIS, digest
 
 
@@ -98,5 +107,145 @@ def test_cache_key_lookup_and_pages(database: str) -> None:
         assert got is not None
         assert got[0].prev_id == ids[1]
         assert store.get("f" * 64) is None
+    finally:
+        store.close()
+
+
+def blob_count(store: Store) -> int:
+    return len(list(store.all_blobs()))
+
+
+def test_append_many_in_one_transaction(database: str) -> None:
+    store = Store.open(database)
+    try:
+        assert store.append_many([]) == []
+        accounts = [f"0xbatch{i:03}" for i in range(300)]
+        items = [Item(a, "margin", lambda prev, a=a: built_doc(prev, a)) for a in accounts]
+        again = Item(accounts[7], "stress", lambda prev: built_doc(prev, "again"), cache_key="k")
+        out = store.append_many([*items, again])
+        assert [o.account for o in out] == [*accounts, accounts[7]]
+        assert all((o.height, o.prev_id) == (0, GENESIS) for o in out[:-1])
+        assert (out[-1].height, out[-1].prev_id) == (1, out[7].id)  # in order, same batch
+        assert blob_count(store) == len(SHARED_BLOBS)  # named 301 times, stored once
+        assert store.blobs([digest(SHARED_BLOBS[0]), "f" * 64]) == {
+            digest(SHARED_BLOBS[0]): SHARED_BLOBS[0]
+        }
+
+        second = store.append_many(items[:5])  # onto the heads
+        assert [(o.height, o.prev_id) for o in second] == [(1, o.id) for o in out[:5]]
+        assert_linear(store, accounts[0], 2)
+        assert_linear(store, accounts[7], 2)
+        assert_linear(store, accounts[299], 1)
+        found = store.find_cached("k", accounts[7])
+        assert found is not None
+        assert found[0] == out[-1].id
+
+        def broken(prev: str) -> s.Built:
+            raise RuntimeError("a document that cannot be built")
+
+        with pytest.raises(RuntimeError):  # all or nothing: the batch is one transaction
+            store.append_many(
+                [Item("0xnew", "margin", lambda p: built_doc(p)), Item("0xb", "margin", broken)]
+            )
+        assert store.chain_rows("0xnew") == ([], None)
+    finally:
+        store.close()
+
+
+def test_bulk_appends_stay_linear_under_concurrent_threads(database: str) -> None:
+    store = Store.open(database)
+    accounts = [f"0xshared{i}" for i in range(20)]
+    try:
+        threads = [
+            threading.Thread(target=append_batches, args=(database, accounts, f"t{k}", 5))
+            for k in range(4)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for account in accounts:
+            assert_linear(store, account, 20)
+        assert blob_count(store) == len(SHARED_BLOBS)
+    finally:
+        store.close()
+
+
+def test_bulk_appends_stay_linear_across_processes(database: str) -> None:
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["api.store", "api_helpers"])
+    accounts = [f"0xproc{i}" for i in range(30)]
+    with ctx.Pool(3) as pool:  # each migrates a fresh database too, at once
+        pool.starmap(append_batches, [(database, accounts[k:], f"p{k}", 4) for k in range(3)])
+    store = Store.open(database)
+    try:
+        assert_linear(store, accounts[0], 4)
+        assert_linear(store, accounts[1], 8)
+        for account in accounts[2:]:
+            assert_linear(store, account, 12)
+        assert blob_count(store) == len(SHARED_BLOBS)
+    finally:
+        store.close()
+
+
+def test_upgrade_of_a_store_of_version_1_documents(devnet: Any, database: str) -> None:
+    """A store of the previous revision holding real version "1" snapshots: after the
+    upgrade they verify as they stand, and version "2" snapshots chain onto them."""
+    config = devnet.config
+    alice, bob = devnet.demo_accounts["alice"], devnet.demo_accounts["bob"]
+
+    async def read() -> dict[str, Any]:
+        async with Engine(config) as engine:
+            got = await engine.read_many([alice, bob])
+            return {a: got[a] for a in (alice, bob)}
+
+    states = asyncio.run(read())
+    requests = [
+        s.Request("margin", alice, "base"),
+        s.Request("stress", alice),
+        s.Request("capacity", bob, "arbitrum", "USDC"),
+    ]
+
+    def append(store: Store, req: s.Request, v1: bool) -> Any:
+        st = states[req.account]
+        report = s.compute(config, st, req)
+        make = s.document_v1 if v1 else s.document
+        return store.append(
+            req.account,
+            req.kind,
+            lambda prev: make(config, req, st, report, prev),
+            target=req.target,
+            asset=req.asset,
+        )
+
+    old = Store.open(database, revision="0002")
+    try:
+        assert "cm_blob" not in inspect(old.engine).get_table_names()
+        old.put_config(config_hash(config), risk_document(config))
+        before = [append(old, req, v1=True) for req in requests]
+    finally:
+        old.close()
+
+    store = Store.open(database)  # upgrades to head
+    try:
+        assert "cm_blob" in inspect(store.engine).get_table_names()
+        for sid in (b.id for b in before):  # ids unchanged: the documents were not touched
+            found = store.get(sid)
+            assert found is not None
+            assert json.loads(found[1])["v"] == "1"
+        report = verify(store)
+        assert report is not None
+        assert report.ok, report.findings
+        assert (report.snapshots, report.replayed, report.blobs) == (3, 3, 0)
+
+        after = [append(store, req, v1=False) for req in requests]
+        assert after[0].prev_id == before[1].id  # alice's head was her stress snapshot
+        assert after[1].prev_id == after[0].id
+        assert (after[2].prev_id, after[2].height) == (before[2].id, 1)
+        report = verify(store)
+        assert report is not None
+        assert report.ok, report.findings
+        assert (report.snapshots, report.replayed, report.unreferenced) == (6, 6, 0)
+        assert report.blobs > 0
     finally:
         store.close()
