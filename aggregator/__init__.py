@@ -9,8 +9,10 @@ Inputs (float64 USD exposures; the caller converts raw integer amounts once, §4
 - `MarginParams(z, kappa, latency, target_chain)`, with `z_score(method, alpha,
   alpha_es)` and `latency_matrix(to_hub, from_hub, pairs)`.
 
-Entry points: `compute_margin` (§7, with attribution), `compute_margin_batch` (§7,
-many accounts), `borrowing_capacity` (§8), `run_stress` (§9).
+Entry points: `compute_margin_batch` (§7 with attribution, many accounts: the one
+implementation), `compute_margin` (the same for one account, a batch of one),
+`free_margin_many` (§7 without attribution), `borrowing_capacity` (§8, which searches
+with `free_margin_many`), `run_stress` (§9).
 
 Choices where METHOD.md is silent (all conservative unless noted):
 
@@ -45,13 +47,18 @@ Choices where METHOD.md is silent (all conservative unless noted):
 """
 
 from aggregator._types import BoolArray, FloatArray, IntArray
-from aggregator.batch import BatchMarginResult, BatchPositions, compute_margin_batch
 from aggregator.capacity import BorrowCapacity, borrowing_capacity
 from aggregator.errors import AggregatorError, CapacityNotMonotone, InvalidInput
 from aggregator.horizons import latency_matrix, position_horizons
-from aggregator.inputs import AssetParams, MarginParams, Positions, z_score
-from aggregator.margin import compute_margin
-from aggregator.results import COMPONENT_NAMES, Attribution, Components, MarginResult
+from aggregator.inputs import AssetParams, BatchPositions, MarginParams, Positions, z_score
+from aggregator.margin import compute_margin, compute_margin_batch, free_margin_many
+from aggregator.results import (
+    COMPONENT_NAMES,
+    Attribution,
+    BatchMarginResult,
+    Components,
+    MarginResult,
+)
 from aggregator.stress import Scenario, ScenarioResult, StressReport, run_stress
 
 __all__ = [
@@ -77,6 +84,7 @@ __all__ = [
     "borrowing_capacity",
     "compute_margin",
     "compute_margin_batch",
+    "free_margin_many",
     "latency_matrix",
     "position_horizons",
     "run_stress",

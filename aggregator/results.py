@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from aggregator._types import FloatArray
+from aggregator._types import BoolArray, FloatArray
 
 COMPONENT_NAMES = (
     "market",
@@ -94,6 +94,46 @@ class MarginResult:
     positions: Attribution
     chains: Attribution
     attribution_residual: float
+
+
+@dataclass(frozen=True)
+class BatchMarginResult:
+    """Portfolio margin of n_accounts accounts (§4, §7): per-account figures are arrays of
+    length n_accounts; per-position figures follow the batch's flat position order.
+
+    Same meaning as `MarginResult` field by field; health is NaN where debt is 0.
+    positions: the §7 shares per position; chains: per account x chain, shape
+    (n_accounts, n_chains) in each of the four arrays.
+    """
+
+    market: FloatArray
+    bridge_latency: FloatArray
+    correlation: FloatArray
+    bridge_risk: FloatArray
+    concentration: FloatArray
+    floor: FloatArray
+    requirement: FloatArray
+    capped: BoolArray
+    collateral: FloatArray
+    debt: FloatArray
+    equity: FloatArray
+    free_margin: FloatArray
+    health: FloatArray
+    liquidatable: BoolArray
+    var_base: FloatArray
+    var_stressed: FloatArray
+    horizon: FloatArray
+    haircut: FloatArray
+    positions: Attribution
+    chains: Attribution
+
+    @property
+    def n_accounts(self) -> int:
+        return int(self.requirement.shape[0])
+
+    def components(self, k: int) -> Components:
+        """Account k's six components."""
+        return Components(*(float(getattr(self, name)[k]) for name in COMPONENT_NAMES))
 
 
 def empty_attribution(n: int) -> Attribution:
