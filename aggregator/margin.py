@@ -61,6 +61,22 @@ def concentration_rate(
     return rate
 
 
+def rows_times(u: FloatArray, m: FloatArray) -> FloatArray:
+    """u @ m for u of shape (n_accounts, k), summing over k in a fixed order, so that each
+    account's row is bit-identical whatever the batch size (BLAS picks its kernels, and
+    so its rounding, by shape): a batch of N gives the reports of N batches of one."""
+    out = np.zeros((u.shape[0], m.shape[1]), dtype=np.float64)
+    for i in range(m.shape[0]):  # over assets, never over accounts or positions
+        out += u[:, i, None] * m[i]
+    return out
+
+
+def row_dot(a: FloatArray, b: FloatArray) -> FloatArray:
+    """Row-wise dot product, one row at a time in the same order for any batch size."""
+    dot: FloatArray = (a * b).sum(axis=1)
+    return dot
+
+
 @dataclass(frozen=True)
 class _Totals:
     """Per-account §7 figures (arrays of n_accounts) and the per-position intermediates
@@ -123,10 +139,10 @@ def _totals(
     s = sigma * np.sqrt(horizon) * x
 
     factor = assets.corr_factor
-    w_market = by_cell(s_market) @ factor
-    w = by_cell(s) @ factor
-    q_market = np.einsum("ij,ij->i", w_market, w_market)
-    q_base = np.einsum("ij,ij->i", w, w)
+    w_market = rows_times(by_cell(s_market), factor)
+    w = rows_times(by_cell(s), factor)
+    q_market = row_dot(w_market, w_market)
+    q_base = row_dot(w, w)
     s_plus = by_account(np.where(is_coll, s, 0.0))
     s_minus = by_account(np.where(is_debt, s, 0.0))
     kappa, z = params.kappa, params.z
@@ -138,8 +154,8 @@ def _totals(
 
     coll_by_asset = by_cell(x_coll)
     rate = concentration_rate(assets.conc_k, assets.depth_usd, coll_by_asset)
-    concentration = np.einsum("ij,ij->i", rate, coll_by_asset)
-    floor_base = coll_by_asset @ assets.h_min
+    concentration = row_dot(rate, coll_by_asset)
+    floor_base = row_dot(coll_by_asset, assets.h_min[None, :])
     bridge_risk = by_account(pos.bridge_addon * x_coll)
     collateral = by_account(x_coll)
     debt = by_account(np.where(is_debt, -x, 0.0))
@@ -172,8 +188,8 @@ def _totals(
         s_plus=s_plus,
         s_minus=s_minus,
         rate=rate,
-        rs_cell=w @ factor.T,
-        rs_market_cell=w_market @ factor.T,
+        rs_cell=rows_times(w, factor.T),
+        rs_market_cell=rows_times(w_market, factor.T),
         horizon=horizon,
         s=s,
         s_market=s_market,
@@ -329,25 +345,4 @@ def compute_margin(
     r = compute_margin_batch(
         BatchPositions.of(positions), assets, params, debt_may_be_hidden=debt_may_be_hidden
     )
-    debt = float(r.debt[0])
-    requirement = float(r.requirement[0])
-    per_chain = Attribution(r.chains.euler[0], r.chains.bridge_risk[0],
-                            r.chains.concentration[0], r.chains.floor[0])  # fmt: skip
-    return MarginResult(
-        components=r.components(0),
-        requirement=requirement,
-        capped=bool(r.capped[0]),
-        collateral=float(r.collateral[0]),
-        debt=debt,
-        equity=float(r.equity[0]),
-        free_margin=float(r.free_margin[0]),
-        health=float(r.health[0]) if debt > 0 else None,
-        liquidatable=bool(r.liquidatable[0]),
-        var_base=float(r.var_base[0]),
-        var_stressed=float(r.var_stressed[0]),
-        horizon=r.horizon,
-        haircut=r.haircut,
-        positions=r.positions,
-        chains=per_chain,
-        attribution_residual=requirement - float(r.positions.total.sum()),
-    )
+    return r.account(0, slice(None))

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from aggregator._types import BoolArray, FloatArray
+from aggregator._types import BoolArray, FloatArray, IntArray
 
 COMPONENT_NAMES = (
     "market",
@@ -134,6 +134,34 @@ class BatchMarginResult:
     def components(self, k: int) -> Components:
         """Account k's six components."""
         return Components(*(float(getattr(self, name)[k]) for name in COMPONENT_NAMES))
+
+    def account(self, k: int, where: slice | IntArray) -> MarginResult:
+        """Account k's figures as one `MarginResult`; `where` selects its positions in the
+        batch's flat order (a slice when they are contiguous)."""
+        debt = float(self.debt[k])
+        requirement = float(self.requirement[k])
+        p = self.positions
+        mine = Attribution(p.euler[where], p.bridge_risk[where], p.concentration[where],
+                           p.floor[where])  # fmt: skip
+        c = self.chains
+        return MarginResult(
+            components=self.components(k),
+            requirement=requirement,
+            capped=bool(self.capped[k]),
+            collateral=float(self.collateral[k]),
+            debt=debt,
+            equity=float(self.equity[k]),
+            free_margin=float(self.free_margin[k]),
+            health=float(self.health[k]) if debt > 0 else None,
+            liquidatable=bool(self.liquidatable[k]),
+            var_base=float(self.var_base[k]),
+            var_stressed=float(self.var_stressed[k]),
+            horizon=self.horizon[where],
+            haircut=self.haircut[where],
+            positions=mine,
+            chains=Attribution(c.euler[k], c.bridge_risk[k], c.concentration[k], c.floor[k]),
+            attribution_residual=requirement - float(mine.total.sum()),
+        )
 
 
 def empty_attribution(n: int) -> Attribution:
