@@ -101,8 +101,8 @@ class _Totals:
     s_plus: FloatArray
     s_minus: FloatArray
     rate: FloatArray  # k_a sqrt(V_a / D_a), (n_accounts, n_assets)
-    rs_cell: FloatArray  # (R s) per account x asset
-    rs_market_cell: FloatArray
+    w: FloatArray  # F^T u per account (rows): (R s) per account x asset is w F^T
+    w_market: FloatArray
     horizon: FloatArray
     s: FloatArray
     s_market: FloatArray
@@ -188,8 +188,8 @@ def _totals(
         s_plus=s_plus,
         s_minus=s_minus,
         rate=rate,
-        rs_cell=rows_times(w, factor.T),
-        rs_market_cell=rows_times(w_market, factor.T),
+        w=w,
+        w_market=w_market,
         horizon=horizon,
         s=s,
         s_market=s_market,
@@ -236,7 +236,7 @@ def compute_margin_batch(
     t = _totals(batch, assets, params, debt_may_be_hidden)
     account, asset = batch.account, pos.asset
     rate_p = t.rate[account, asset]
-    var_share = _var_shares(t, batch, params)
+    var_share = _var_shares(t, batch, assets, params)
     bridge_share = pos.bridge_addon * t.x_collateral
     conc_share = rate_p * t.x_collateral
     floor_weight = assets.h_min[asset] * t.x_collateral
@@ -302,7 +302,9 @@ def _per_chain(shares: Attribution, batch: BatchPositions, n_chains: int) -> Att
     )
 
 
-def _var_shares(t: _Totals, batch: BatchPositions, params: MarginParams) -> FloatArray:
+def _var_shares(
+    t: _Totals, batch: BatchPositions, assets: AssetParams, params: MarginParams
+) -> FloatArray:
     """VaR shares of §7: the Euler allocation z s*_p (R* s*)_p / sqrt(s*^T R* s*) of V*, the
     largest of VaR(T, R^s), VaR(T, R), VaR(L=0, R) (ties in that order), with that VaR's
     horizons s* and matrix R*, scaled by var_part / V* so that they sum to var_part
@@ -324,11 +326,17 @@ def _var_shares(t: _Totals, batch: BatchPositions, params: MarginParams) -> Floa
     side_sum = np.where(t.x_collateral > 0, t.s_plus[account], 0.0) + np.where(
         batch.positions.exposure < 0, t.s_minus[account], 0.0
     )
-    rs = t.rs_cell[account, asset]
+    factor_t = assets.corr_factor.T
+    rs = rows_times(t.w, factor_t)[account, asset]
     choice_p = choice[account]
     s_star = np.where(choice_p == 2, t.s_market, t.s)
     r_star_s = np.choose(
-        choice_p, ((1.0 - kappa) * rs + kappa * side_sum, rs, t.rs_market_cell[account, asset])
+        choice_p,
+        (
+            (1.0 - kappa) * rs + kappa * side_sum,
+            rs,
+            rows_times(t.w_market, factor_t)[account, asset],
+        ),
     )
     shares: FloatArray = scale[account] * s_star * r_star_s
     return shares
