@@ -70,7 +70,7 @@ def capacity_report(a: Assessment, target: str, asset: str | None = None) -> Cap
     return CapacityReport(
         account=a.account,
         target_chain=ChainRef(chain_id=chain.chain_id, name=chain.name),
-        status="partial" if a.partial else "ok",
+        status=Code.PARTIAL if a.partial else Code.OK,
         as_of=a.as_of,
         free_margin_usd=free,
         capacities=rows,

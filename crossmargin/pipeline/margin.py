@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
+from crossmargin.core.codes import Code
 from crossmargin.core.config import Config, config_hash
 from crossmargin.pipeline.read import ChainState
 from crossmargin.pipeline.report import (
@@ -138,7 +139,7 @@ def _margin_report(a: Assessment, risk: RiskOutcome, shared: _Shared) -> MarginR
     return MarginReport(
         account=a.account,
         target_chain=ChainRef(chain_id=target_chain.chain_id, name=target_chain.name),
-        status="partial" if a.partial else "ok",
+        status=Code.PARTIAL if a.partial else Code.OK,
         method=config.risk.method,
         as_of=a.as_of,
         max_time_skew_s=a.max_time_skew_s,
@@ -203,7 +204,7 @@ def _valued_positions(valued: list[Valued], risk: RiskOutcome, shares: list[str]
             symbol=v.rep.symbol,
             kind=v.rep.kind,
             bridged=v.rep.bridged,
-            status="ok",
+            status=Code.OK,
             reason=v.flag,
             raw_amount=str(v.raw_amount),
             decimals=v.rep.decimals,

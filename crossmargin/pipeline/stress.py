@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from aggregator import Scenario, run_stress
+from crossmargin.core.codes import Code
 from crossmargin.pipeline.capacity import asset_index
 from crossmargin.pipeline.report import ScenarioOutcome, StressReport, fixed6
 from crossmargin.pipeline.risk import positions_of
@@ -28,7 +29,7 @@ def stress_report(a: Assessment) -> StressReport:
     known = not a.debt_unknown
     return StressReport(
         account=a.account,
-        status="partial" if a.partial else "ok",
+        status=Code.PARTIAL if a.partial else Code.OK,
         as_of=a.as_of,
         equity_usd=fixed6(a.collateral - a.debt) if known else None,
         scenarios=[
