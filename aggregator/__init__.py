@@ -29,7 +29,7 @@ Choices where METHOD.md is silent (all conservative unless noted):
   bridge_latency + correlation. The cap at collateral without debt applies to
   `requirement` and scales every share by M / (sum of components), so the shares
   always sum to M; components are reported uncapped and `capped` says when it bit.
-  `compute_margin(..., debt_may_be_hidden=True)` (§4: debt that cannot be valued)
+  `debt_may_be_hidden=True` (§4: debt that cannot be valued; per account in a batch)
   never caps: hidden debt is not "no debt".
 - Standalone haircut is NaN for positions that are not collateral; batch health is
   NaN where debt is 0 (single-account health is None).
@@ -42,6 +42,8 @@ Choices where METHOD.md is silent (all conservative unless noted):
   sigma or latency (a bigger hedge leg can lower VaR), nor in kappa when a long and
   a short are negatively correlated. It is monotone in alpha and concentration
   always, and in sigma, latency and kappa for long-only books with rho >= 0 (tested).
+- Batch sums over assets run in a fixed order (`rows_times`, not BLAS), so an
+  account's figures are bit-identical whatever batch it is computed in.
 - Correlation matrices must be symmetric, unit-diagonal and PSD within 1e-8
   (eigenvalues above -1e-8 are clipped to 0); otherwise `InvalidInput`.
 """

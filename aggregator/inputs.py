@@ -108,11 +108,6 @@ class Positions:
         """x > 0 (§4: collateral = sum of x_p > 0)."""
         return self.exposure > 0
 
-    @property
-    def is_debt(self) -> BoolArray:
-        """x < 0 (§4: debt = sum of |x_p| over x_p < 0)."""
-        return self.exposure < 0
-
 
 @dataclass(frozen=True)
 class BatchPositions:

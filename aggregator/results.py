@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-
 from aggregator._types import BoolArray, FloatArray, IntArray
 
 COMPONENT_NAMES = (
@@ -162,9 +160,3 @@ class BatchMarginResult:
             chains=Attribution(c.euler[k], c.bridge_risk[k], c.concentration[k], c.floor[k]),
             attribution_residual=requirement - float(mine.total.sum()),
         )
-
-
-def empty_attribution(n: int) -> Attribution:
-    """All-zero attribution for n positions or chains."""
-    zeros = np.zeros(n, dtype=np.float64)
-    return Attribution(zeros, zeros, zeros, zeros)

@@ -1,4 +1,6 @@
-"""Config and exact exposures in, aggregator arrays out: the one float conversion.
+"""Config and exact exposures in, aggregator arrays out: the one float conversion
+(`batch_positions_of`), and one aggregator call for a whole batch (`run_risk_many`), with
+the per-asset and per-chain parameters built once per batch, not per account.
 
 sigma and rho (METHOD.md §6) come from `RiskEstimates`: estimated from the stored price
 history by oracle/estimation.py when the engine has a history store, otherwise from
@@ -187,14 +189,3 @@ def run_risk_many(
     ends = np.cumsum([len(v) for v in accounts]).tolist()
     spans = [slice(end - len(v), end) for v, end in zip(accounts, ends, strict=True)]
     return BatchRiskOutcome(result, spans, risk_parameters(config, params, est))
-
-
-def run_risk(
-    config: Config,
-    valued: Sequence[ValuedPosition],
-    target: str,
-    estimates: RiskEstimates | None = None,
-    debt_may_be_hidden: bool = False,
-) -> RiskOutcome:
-    """`run_risk_many` for one account (a batch of one)."""
-    return run_risk_many(config, [valued], target, estimates, [debt_may_be_hidden]).outcome(0)

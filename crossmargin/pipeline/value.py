@@ -1,8 +1,11 @@
-"""From what was read to the margin report: prices (§3), exposures (§4), risk (§5-§7).
+"""From what was read to exact exposures: prices (§3), positions valued (§4), what
+could not be read or valued, for many accounts at once (`assess_many`; one account is a
+batch of one).
 
-No I/O: the same chain states always give the same report, which is what lets an
+No I/O: the same chain states always give the same assessment, which is what lets an
 auditor replay a figure. Money stays exact (`Fraction` of integers) up to the single
-place where exposures become float64 for the risk math (`crossmargin.pipeline.risk.positions_of`).
+place where exposures become float64 for the risk math
+(`crossmargin.pipeline.risk.batch_positions_of`). The margin report is margin.py's.
 """
 
 from __future__ import annotations
