@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from fractions import Fraction
+from math import lcm
 from typing import Literal, overload
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -43,16 +44,15 @@ def split6(total: str, parts: Sequence[Fraction | float]) -> list[str]:
         return []
     ratios = [(n * 1_000_000, d) for n, d in (p.as_integer_ratio() for p in parts)]
     units = [n // d for n, d in ratios]  # floor
-    rest = [Fraction(n - u * d, d) for (n, d), u in zip(ratios, units, strict=True)]
+    # the remainders (n - u d) / d, exactly, as integers over their common denominator
+    common = lcm(*(d for _, d in ratios))
+    rest = [(n - u * d) * (common // d) for (n, d), u in zip(ratios, units, strict=True)]
     residue = _micro(total) - sum(units)
     n = len(units)
     rounds, extra = divmod(abs(residue), n)
-    if residue >= 0:  # stable sort: ties keep the earlier part first
-        order = sorted(range(n), key=lambda i: -rest[i])
-        step = 1
-    else:
-        order = sorted(range(n), key=lambda i: rest[i])
-        step = -1
+    # stable sorts (reverse=True keeps stability too): ties keep the earlier part first
+    order = sorted(range(n), key=rest.__getitem__, reverse=residue >= 0)
+    step = 1 if residue >= 0 else -1
     for rank, i in enumerate(order):
         units[i] += step * (rounds + (1 if rank < extra else 0))
     return [_fixed6_units(u) for u in units]
