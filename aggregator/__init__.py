@@ -9,8 +9,10 @@ Inputs (float64 USD exposures; the caller converts raw integer amounts once, §4
 - `MarginParams(z, kappa, latency, target_chain)`, with `z_score(method, alpha,
   alpha_es)` and `latency_matrix(to_hub, from_hub, pairs)`.
 
-Entry points: `compute_margin` (§7, with attribution), `compute_margin_batch` (§7,
-many accounts), `borrowing_capacity` (§8), `run_stress` (§9).
+Entry points: `compute_margin_batch` (§7 with attribution, many accounts: the one
+implementation), `compute_margin` (the same for one account, a batch of one),
+`free_margin_many` (§7 without attribution), `borrowing_capacity` (§8, which searches
+with `free_margin_many`), `run_stress` (§9).
 
 Choices where METHOD.md is silent (all conservative unless noted):
 
@@ -27,7 +29,7 @@ Choices where METHOD.md is silent (all conservative unless noted):
   bridge_latency + correlation. The cap at collateral without debt applies to
   `requirement` and scales every share by M / (sum of components), so the shares
   always sum to M; components are reported uncapped and `capped` says when it bit.
-  `compute_margin(..., debt_may_be_hidden=True)` (§4: debt that cannot be valued)
+  `debt_may_be_hidden=True` (§4: debt that cannot be valued; per account in a batch)
   never caps: hidden debt is not "no debt".
 - Standalone haircut is NaN for positions that are not collateral; batch health is
   NaN where debt is 0 (single-account health is None).
@@ -40,18 +42,25 @@ Choices where METHOD.md is silent (all conservative unless noted):
   sigma or latency (a bigger hedge leg can lower VaR), nor in kappa when a long and
   a short are negatively correlated. It is monotone in alpha and concentration
   always, and in sigma, latency and kappa for long-only books with rho >= 0 (tested).
+- Batch sums over assets run in a fixed order (`rows_times`, not BLAS), so an
+  account's figures are bit-identical whatever batch it is computed in.
 - Correlation matrices must be symmetric, unit-diagonal and PSD within 1e-8
   (eigenvalues above -1e-8 are clipped to 0); otherwise `InvalidInput`.
 """
 
 from aggregator._types import BoolArray, FloatArray, IntArray
-from aggregator.batch import BatchMarginResult, BatchPositions, compute_margin_batch
 from aggregator.capacity import BorrowCapacity, borrowing_capacity
 from aggregator.errors import AggregatorError, CapacityNotMonotone, InvalidInput
 from aggregator.horizons import latency_matrix, position_horizons
-from aggregator.inputs import AssetParams, MarginParams, Positions, z_score
-from aggregator.margin import compute_margin
-from aggregator.results import COMPONENT_NAMES, Attribution, Components, MarginResult
+from aggregator.inputs import AssetParams, BatchPositions, MarginParams, Positions, z_score
+from aggregator.margin import compute_margin, compute_margin_batch, free_margin_many
+from aggregator.results import (
+    COMPONENT_NAMES,
+    Attribution,
+    BatchMarginResult,
+    Components,
+    MarginResult,
+)
 from aggregator.stress import Scenario, ScenarioResult, StressReport, run_stress
 
 __all__ = [
@@ -77,6 +86,7 @@ __all__ = [
     "borrowing_capacity",
     "compute_margin",
     "compute_margin_batch",
+    "free_margin_many",
     "latency_matrix",
     "position_horizons",
     "run_stress",

@@ -108,10 +108,30 @@ class Positions:
         """x > 0 (§4: collateral = sum of x_p > 0)."""
         return self.exposure > 0
 
-    @property
-    def is_debt(self) -> BoolArray:
-        """x < 0 (§4: debt = sum of |x_p| over x_p < 0)."""
-        return self.exposure < 0
+
+@dataclass(frozen=True)
+class BatchPositions:
+    """Flat positions of n_accounts accounts; account[p] in 0..n_accounts-1, any order.
+    One account is a batch of one (`BatchPositions.of`)."""
+
+    positions: Positions
+    account: IntArray
+    n_accounts: int
+
+    def __post_init__(self) -> None:
+        n = self.positions.exposure.shape[0]
+        if self.account.shape != (n,) or not np.issubdtype(self.account.dtype, np.integer):
+            raise InvalidInput(f"account: expected integers of shape ({n},)")
+        if self.n_accounts < 0:
+            raise InvalidInput("n_accounts: must be >= 0")
+        if n and not (0 <= self.account.min() and self.account.max() < self.n_accounts):
+            raise InvalidInput("account: indices must lie in 0..n_accounts-1")
+
+    @classmethod
+    def of(cls, positions: Positions) -> BatchPositions:
+        """One account as a batch of one."""
+        n = positions.exposure.shape[0]
+        return cls(positions, np.zeros(n, dtype=np.intp), 1)
 
 
 @dataclass(frozen=True)

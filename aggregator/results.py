@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-
-from aggregator._types import FloatArray
+from aggregator._types import BoolArray, FloatArray, IntArray
 
 COMPONENT_NAMES = (
     "market",
@@ -96,7 +94,69 @@ class MarginResult:
     attribution_residual: float
 
 
-def empty_attribution(n: int) -> Attribution:
-    """All-zero attribution for n positions or chains."""
-    zeros = np.zeros(n, dtype=np.float64)
-    return Attribution(zeros, zeros, zeros, zeros)
+@dataclass(frozen=True)
+class BatchMarginResult:
+    """Portfolio margin of n_accounts accounts (§4, §7): per-account figures are arrays of
+    length n_accounts; per-position figures follow the batch's flat position order.
+
+    Same meaning as `MarginResult` field by field; health is NaN where debt is 0.
+    positions: the §7 shares per position; chains: per account x chain, shape
+    (n_accounts, n_chains) in each of the four arrays.
+    """
+
+    market: FloatArray
+    bridge_latency: FloatArray
+    correlation: FloatArray
+    bridge_risk: FloatArray
+    concentration: FloatArray
+    floor: FloatArray
+    requirement: FloatArray
+    capped: BoolArray
+    collateral: FloatArray
+    debt: FloatArray
+    equity: FloatArray
+    free_margin: FloatArray
+    health: FloatArray
+    liquidatable: BoolArray
+    var_base: FloatArray
+    var_stressed: FloatArray
+    horizon: FloatArray
+    haircut: FloatArray
+    positions: Attribution
+    chains: Attribution
+
+    @property
+    def n_accounts(self) -> int:
+        return int(self.requirement.shape[0])
+
+    def components(self, k: int) -> Components:
+        """Account k's six components."""
+        return Components(*(float(getattr(self, name)[k]) for name in COMPONENT_NAMES))
+
+    def account(self, k: int, where: slice | IntArray) -> MarginResult:
+        """Account k's figures as one `MarginResult`; `where` selects its positions in the
+        batch's flat order (a slice when they are contiguous)."""
+        debt = float(self.debt[k])
+        requirement = float(self.requirement[k])
+        p = self.positions
+        mine = Attribution(p.euler[where], p.bridge_risk[where], p.concentration[where],
+                           p.floor[where])  # fmt: skip
+        c = self.chains
+        return MarginResult(
+            components=self.components(k),
+            requirement=requirement,
+            capped=bool(self.capped[k]),
+            collateral=float(self.collateral[k]),
+            debt=debt,
+            equity=float(self.equity[k]),
+            free_margin=float(self.free_margin[k]),
+            health=float(self.health[k]) if debt > 0 else None,
+            liquidatable=bool(self.liquidatable[k]),
+            var_base=float(self.var_base[k]),
+            var_stressed=float(self.var_stressed[k]),
+            horizon=self.horizon[where],
+            haircut=self.haircut[where],
+            positions=mine,
+            chains=Attribution(c.euler[k], c.bridge_risk[k], c.concentration[k], c.floor[k]),
+            attribution_residual=requirement - float(mine.total.sum()),
+        )

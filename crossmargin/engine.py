@@ -16,10 +16,12 @@ import aiohttp
 from adapters.evm import EvmAdapter
 from crossmargin.core.config import Config, checksummed
 from crossmargin.core.errors import InputError
+from crossmargin.pipeline.capacity import capacity_report
+from crossmargin.pipeline.margin import margin_report
 from crossmargin.pipeline.read import ChainState, read_chain, read_chain_many
 from crossmargin.pipeline.report import CapacityReport, MarginReport, StressReport
-from crossmargin.pipeline.value import Assessment, assess, margin_report
-from crossmargin.pipeline.whatif import capacity_report, stress_report
+from crossmargin.pipeline.stress import stress_report
+from crossmargin.pipeline.value import Assessment, assess
 from oracle.estimation import RiskEstimates
 from oracle.store import HistoryStore
 

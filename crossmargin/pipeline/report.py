@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from fractions import Fraction
-from math import floor
+from math import lcm
 from typing import Literal, overload
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -22,12 +22,13 @@ def fixed6(value: Fraction | float | int | None) -> str | None:
     """USD figures and ratios: exact half-even rounding to 6 decimals, as a string."""
     if value is None:
         return None
-    scaled = Fraction(value) * 1_000_000  # Fraction(float) is exact: no double rounding
-    q, r = divmod(scaled.numerator, scaled.denominator)
-    if 2 * r > scaled.denominator or (2 * r == scaled.denominator and q % 2 == 1):
+    # a float's and a Fraction's exact ratio (no double rounding), without building a
+    # Fraction: this runs for every figure of every report
+    n, d = value.as_integer_ratio()
+    q, r = divmod(n * 1_000_000, d)
+    if 2 * r > d or (2 * r == d and q % 2 == 1):
         q += 1
-    sign, q = ("-" if q < 0 else ""), abs(q)
-    return f"{sign}{q // 1_000_000}.{q % 1_000_000:06d}"
+    return _fixed6_units(q)
 
 
 def split6(total: str, parts: Sequence[Fraction | float]) -> list[str]:
@@ -41,21 +42,25 @@ def split6(total: str, parts: Sequence[Fraction | float]) -> list[str]:
     """
     if not parts:
         return []
-    micro = [Fraction(p) * 1_000_000 for p in parts]
-    units = [floor(m) for m in micro]
-    rest = [m - u for m, u in zip(micro, units, strict=True)]
+    ratios = [(n * 1_000_000, d) for n, d in (p.as_integer_ratio() for p in parts)]
+    units = [n // d for n, d in ratios]  # floor
+    # the remainders (n - u d) / d, exactly, as integers over their common denominator
+    common = lcm(*(d for _, d in ratios))
+    rest = [(n - u * d) * (common // d) for (n, d), u in zip(ratios, units, strict=True)]
     residue = _micro(total) - sum(units)
     n = len(units)
     rounds, extra = divmod(abs(residue), n)
-    if residue >= 0:  # stable sort: ties keep the earlier part first
-        order = sorted(range(n), key=lambda i: -rest[i])
-        step = 1
-    else:
-        order = sorted(range(n), key=lambda i: rest[i])
-        step = -1
+    # stable sorts (reverse=True keeps stability too): ties keep the earlier part first
+    order = sorted(range(n), key=rest.__getitem__, reverse=residue >= 0)
+    step = 1 if residue >= 0 else -1
     for rank, i in enumerate(order):
         units[i] += step * (rounds + (1 if rank < extra else 0))
     return [_fixed6_units(u) for u in units]
+
+
+def sum6(values: Sequence[str]) -> str:
+    """The exact sum of fixed-6 strings, as a fixed-6 string."""
+    return _fixed6_units(sum(_micro(v) for v in values))
 
 
 def _micro(value: str) -> int:

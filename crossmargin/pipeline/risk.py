@@ -1,4 +1,6 @@
-"""Config and exact exposures in, aggregator arrays out: the one float conversion.
+"""Config and exact exposures in, aggregator arrays out: the one float conversion
+(`batch_positions_of`), and one aggregator call for a whole batch (`run_risk_many`), with
+the per-asset and per-chain parameters built once per batch, not per account.
 
 sigma and rho (METHOD.md §6) come from `RiskEstimates`: estimated from the stored price
 history by oracle/estimation.py when the engine has a history store, otherwise from
@@ -16,12 +18,16 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Protocol
 
+import numpy as np
+
 from aggregator import (
     AssetParams,
+    BatchMarginResult,
+    BatchPositions,
     MarginParams,
     MarginResult,
     Positions,
-    compute_margin,
+    compute_margin_batch,
     latency_matrix,
     z_score,
 )
@@ -107,47 +113,79 @@ def asset_params(config: Config, estimates: RiskEstimates | None = None) -> Asse
 
 
 def positions_of(config: Config, valued: Sequence[ValuedPosition]) -> Positions:
-    assets = [a.symbol for a in config.assets]
-    chains = [c.name for c in config.chains]
-    return Positions.build(
-        exposure=[float(v.value) for v in valued],  # the single exact -> float step
-        asset=[assets.index(v.rep.asset) for v in valued],
-        chain=[chains.index(v.rep.chain) for v in valued],
-        bridge_addon=[v.rep.bridge_addon for v in valued],
-        bridged=[v.rep.bridged for v in valued],
-    )
+    """One account's positions as aggregator arrays (a batch of one of `batch_positions_of`)."""
+    return batch_positions_of(config, [valued]).positions
 
 
-def run_risk(
-    config: Config,
-    valued: Sequence[ValuedPosition],
-    target: str,
-    estimates: RiskEstimates | None = None,
-    debt_may_be_hidden: bool = False,
-) -> RiskOutcome:
-    """METHOD.md §5-§7 on one account's valued positions, with §6 parameters from
-    `estimates` (None: from config alone). `debt_may_be_hidden` (§4): no no-debt cap."""
-    est = _estimates(config, estimates)
-    params = margin_params(config, target)
-    result = compute_margin(
-        positions_of(config, valued),
-        asset_params(config, est),
-        params,
-        debt_may_be_hidden=debt_may_be_hidden,
+def batch_positions_of(
+    config: Config, accounts: Sequence[Sequence[ValuedPosition]]
+) -> BatchPositions:
+    """Every account's valued positions as one flat batch, account by account in order
+    (account k's positions are contiguous): the single exact -> float step (§4)."""
+    assets = {a.symbol: i for i, a in enumerate(config.assets)}
+    chains = {c.name: i for i, c in enumerate(config.chains)}
+    flat = [v for valued in accounts for v in valued]
+    positions = Positions.build(
+        exposure=[float(v.value) for v in flat],  # the single exact -> float step
+        asset=[assets[v.rep.asset] for v in flat],
+        chain=[chains[v.rep.chain] for v in flat],
+        bridge_addon=[v.rep.bridge_addon for v in flat],
+        bridged=[v.rep.bridged for v in flat],
     )
+    account = np.repeat(np.arange(len(accounts), dtype=np.intp), [len(v) for v in accounts])
+    return BatchPositions(positions, account, len(accounts))
+
+
+def risk_parameters(config: Config, params: MarginParams, est: RiskEstimates) -> RiskParameters:
+    """What the risk math is given for one target, shared by every account of a batch."""
     symbols = est.symbols
     t = params.target_chain
-    return RiskOutcome(
-        result,
-        RiskParameters(
-            z=params.z,
-            kappa=params.kappa,
-            sigma=dict(zip(symbols, est.sigma, strict=True)),
-            correlation={
-                a: dict(zip(symbols, row, strict=True))
-                for a, row in zip(symbols, est.correlation, strict=True)
-            },
-            latency_days={c.name: float(params.latency[i, t]) for i, c in enumerate(config.chains)},
-            estimates=est,
-        ),
+    return RiskParameters(
+        z=params.z,
+        kappa=params.kappa,
+        sigma=dict(zip(symbols, est.sigma, strict=True)),
+        correlation={
+            a: dict(zip(symbols, row, strict=True))
+            for a, row in zip(symbols, est.correlation, strict=True)
+        },
+        latency_days={c.name: float(params.latency[i, t]) for i, c in enumerate(config.chains)},
+        estimates=est,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class BatchRiskOutcome:
+    """§5-§7 of a batch: per-account figures in `result`, account k's positions at
+    `spans[k]` of the flat arrays, and the parameters every account shared."""
+
+    result: BatchMarginResult
+    spans: list[slice]
+    parameters: RiskParameters
+
+    def outcome(self, k: int) -> RiskOutcome:
+        return RiskOutcome(self.result.account(k, self.spans[k]), self.parameters)
+
+
+def run_risk_many(
+    config: Config,
+    accounts: Sequence[Sequence[ValuedPosition]],
+    target: str,
+    estimates: RiskEstimates | None = None,
+    debt_may_be_hidden: Sequence[bool] | None = None,
+) -> BatchRiskOutcome:
+    """METHOD.md §5-§7 on many accounts' valued positions in one aggregator call, with §6
+    parameters from `estimates` (None: from config alone), built once for the batch.
+    `debt_may_be_hidden` (§4), per account: no no-debt cap."""
+    est = _estimates(config, estimates)
+    params = margin_params(config, target)
+    batch = batch_positions_of(config, accounts)
+    hidden = np.array(
+        debt_may_be_hidden if debt_may_be_hidden is not None else [False] * len(accounts),
+        dtype=np.bool_,
+    )
+    result = compute_margin_batch(
+        batch, asset_params(config, est), params, debt_may_be_hidden=hidden
+    )
+    ends = np.cumsum([len(v) for v in accounts]).tolist()
+    spans = [slice(end - len(v), end) for v, end in zip(accounts, ends, strict=True)]
+    return BatchRiskOutcome(result, spans, risk_parameters(config, params, est))

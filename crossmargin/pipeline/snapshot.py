@@ -6,8 +6,8 @@ a decimal string (integers as they are, floats in their shortest round-trip form
 without an exponent), so any client can re-serialise a document and get the same bytes.
 
 The inputs are what the engine read (one `ChainState` per chain: pinned block, raw
-balances, feed readings) plus the risk parameters used; `compute` is the one function
-that turns inputs into a report, live and on replay, so `replay` of a stored document
+balances, feed readings) plus the risk parameters used; `crossmargin.pipeline.figures.compute` is the one
+function that turns inputs into a report, live and on replay, so `replay` of a stored document
 must give byte-identical outputs. A document also names the previous snapshot of the
 same account (`prev`), which makes each account's record a hash chain.
 
@@ -32,18 +32,19 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel
 
 from adapters.evm import BlockPin
 from crossmargin.core.config import ChainConfig, Config, RepresentationConfig, config_hash
 from crossmargin.core.errors import CrossmarginError
+from crossmargin.pipeline.figures import Report
+from crossmargin.pipeline.figures import Request as Request
+from crossmargin.pipeline.figures import compute as compute
 from crossmargin.pipeline.read import ChainState
 from crossmargin.pipeline.report import CapacityReport, MarginReport, StressReport
 from crossmargin.pipeline.risk import asset_sigma, correlation, margin_params
-from crossmargin.pipeline.value import assess, value_account
-from crossmargin.pipeline.whatif import capacity_report, stress_report
 from oracle.estimation import RiskEstimates
 from oracle.validity import FeedReading, SequencerState
 
@@ -51,8 +52,6 @@ VERSION = "2"  # blobs by reference (below)
 V1 = "1"  # every input inline: stored before v2, still replayed
 GENESIS = "0" * 64  # `prev` of an account's first snapshot
 
-Kind = Literal["margin", "capacity", "stress"]
-Report = MarginReport | CapacityReport | StressReport
 REPORTS: dict[str, type[BaseModel]] = {
     "margin": MarginReport,
     "capacity": CapacityReport,
@@ -314,37 +313,6 @@ def parameters(config: Config, estimates: RiskEstimates | None = None) -> dict[s
         },
         "config_hash": config_hash(config),
     }
-
-
-@dataclass(frozen=True, slots=True)
-class Request:
-    """What was asked: the kind of figure, for whom, on which target, for which asset."""
-
-    kind: Kind
-    account: str
-    target: str | None = None  # chain name (margin, capacity)
-    asset: str | None = None  # capacity: one borrow asset, or None for every asset
-
-    def as_json(self) -> dict[str, Any]:
-        return {"target_chain": self.target, "asset": self.asset}
-
-
-def compute(
-    config: Config,
-    states: list[ChainState],
-    req: Request,
-    estimates: RiskEstimates | None = None,
-) -> Report:
-    """The one path from inputs to a report, live and on replay. `estimates`: §6 sigma
-    and rho from the price history (None: from config alone)."""
-    if req.kind == "margin":
-        assert req.target is not None
-        return value_account(config, states, req.account, req.target, estimates)
-    a = assess(config, states, req.account, estimates)
-    if req.kind == "capacity":
-        assert req.target is not None
-        return capacity_report(a, req.target, req.asset)
-    return stress_report(a)
 
 
 # ---------------------------------------------------------------- documents, v2

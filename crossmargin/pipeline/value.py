@@ -1,38 +1,33 @@
-"""From what was read to the margin report: prices (§3), exposures (§4), risk (§5-§7).
+"""From what was read to exact exposures: prices (§3), positions valued (§4), what
+could not be read or valued, for many accounts at once (`assess_many`; one account is a
+batch of one).
 
-No I/O: the same chain states always give the same report, which is what lets an
+No I/O: the same chain states always give the same assessment, which is what lets an
 auditor replay a figure. Money stays exact (`Fraction` of integers) up to the single
-place where exposures become float64 for the risk math (`crossmargin.pipeline.risk.positions_of`).
+place where exposures become float64 for the risk math
+(`crossmargin.pipeline.risk.batch_positions_of`). The margin report is margin.py's.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
 from adapters.balances import BalanceRead
-from crossmargin.core.config import Config, RepresentationConfig, config_hash
+from adapters.evm import BlockPin
+from crossmargin.core.codes import Code
+from crossmargin.core.config import Config, RepresentationConfig
 from crossmargin.pipeline.read import ChainState
 from crossmargin.pipeline.report import (
     BlockRef,
-    ChainRef,
     ChainSummary,
-    Haircuts,
-    HistoryUsed,
-    MarginReport,
-    Parameters,
     Position,
-    Price,
-    PriceSource,
-    Totals,
     Warning_,
     fixed6,
-    split6,
 )
-from crossmargin.pipeline.risk import RiskOutcome, run_risk
 from oracle.estimation import RiskEstimates, config_estimates
 from oracle.validity import CHAIN_UNAVAILABLE, AssetPrice, FeedReading, aggregate_price
 
@@ -48,6 +43,17 @@ class Valued:
     price: Fraction
     value: Fraction
     flag: str | None = None
+
+
+def exact_sum(values: Iterable[Fraction]) -> Fraction:
+    """The exact sum of USD values over their least common denominator: integer
+    arithmetic and one normalisation, instead of one Fraction per addition (this runs for
+    every chain and total of every report)."""
+    parts = [(v.numerator, v.denominator) for v in values]
+    if not parts:
+        return Fraction(0)
+    common = math.lcm(*(d for _, d in parts))
+    return Fraction(sum(n * (common // d) for n, d in parts), common)
 
 
 def implausible_balance(b: BalanceRead) -> str | None:
@@ -75,8 +81,10 @@ def _implausible(config: Config, b: BalanceRead, price: Fraction | None) -> str 
     rep = b.rep
     if flag is None and price is not None and b.raw_amount and rep.kind == "collateral":
         limit = config.asset(rep.asset).max_position_usd
+        if limit is None:
+            return None
         worth = Fraction(b.raw_amount, 10**rep.decimals) * price
-        if limit is not None and worth > Fraction(limit):
+        if worth > Fraction(limit):
             return f"worth {fixed6(worth)} USD, above max_position_usd {limit}"
     return flag
 
@@ -109,31 +117,6 @@ def _prices(config: Config, states: list[ChainState]) -> dict[str, AssetPrice]:
     }
 
 
-def _price_model(p: AssetPrice) -> Price:
-    return Price(
-        asset=p.asset,
-        collateral_usd=fixed6(p.collateral),
-        debt_usd=fixed6(p.debt),
-        deviation=fixed6(p.deviation),
-        sources=[
-            PriceSource(
-                chain_id=r.chain_id,
-                feed=r.address,
-                round_id=str(r.round.round_id) if r.round and r.kind == "chainlink" else None,
-                answer=str(r.round.answer) if r.round else None,
-                decimals=r.decimals,
-                updated_at=r.round.updated_at if r.round else None,
-                valid=r.valid,
-                reason=r.reason,
-                kind=r.kind,
-                price_id=r.price_id,
-                confidence=None if r.confidence is None else str(r.confidence),
-            )
-            for r in p.sources
-        ],
-    )
-
-
 @dataclass
 class Assessment:
     """What one account holds at the pinned blocks, valued exactly (§2-§4); target-free,
@@ -159,11 +142,11 @@ class Assessment:
 
     @property
     def collateral(self) -> Fraction:
-        return sum((v.value for v in self.valued if v.value > 0), Fraction(0))
+        return exact_sum(v.value for v in self.valued if v.value.numerator > 0)
 
     @property
     def debt(self) -> Fraction:
-        return sum((-v.value for v in self.valued if v.value < 0), Fraction(0))
+        return -exact_sum(v.value for v in self.valued if v.value.numerator < 0)
 
     @property
     def max_time_skew_s(self) -> int | None:
@@ -201,62 +184,101 @@ def debt_gaps(config: Config, unvalued: Sequence[Position]) -> list[str]:
     return reasons
 
 
-def assess(  # noqa: C901
-    config: Config,
-    states: list[ChainState],
-    account: str,
-    estimates: RiskEstimates | None = None,
-) -> Assessment:
-    """METHOD.md §2-§4: prices from valid readings, exact exposures, what could not be read.
-    `estimates`: §6 sigma/rho from the price history (None: from config alone)."""
-    warnings: list[Warning_] = []
-    estimates = estimates if estimates is not None else config_estimates(config)
-    if estimates.repaired:
-        warnings.append(
-            Warning_(
-                code="correlation_repaired",
-                detail="estimated and configured correlations were not PSD; "
-                "negative eigenvalues clipped to 0",
+_PriceKey = tuple[tuple[str, bool, int], ...]
+
+
+@dataclass
+class _BatchContext:
+    """What every account of one batch shares: config, §6 estimates, the warnings they
+    raise, and prices with their warnings per distinct set of feed readings (one set when
+    the reader shared its pins and feeds across the batch, as it does)."""
+
+    config: Config
+    estimates: RiskEstimates
+    warnings: list[Warning_]
+    prices: dict[_PriceKey, tuple[dict[str, AssetPrice], list[Warning_], list[Any]]] = field(
+        default_factory=dict
+    )
+
+    def prices_of(self, states: list[ChainState]) -> tuple[dict[str, AssetPrice], list[Warning_]]:
+        """§3 prices for these states, computed once per distinct feed readings."""
+        key = tuple((s.chain.name, s.available, id(s.feeds)) for s in states)
+        hit = self.prices.get(key)
+        if hit is None:  # the feed lists are kept alive with the entry: ids stay theirs
+            prices = _prices(self.config, states)
+            hit = (prices, _price_warnings(prices), [s.feeds for s in states])
+            self.prices[key] = hit
+        return hit[0], hit[1]
+
+
+def _estimate_warnings(estimates: RiskEstimates) -> list[Warning_]:
+    if not estimates.repaired:
+        return []
+    return [
+        Warning_(
+            code=Code.CORRELATION_REPAIRED,
+            detail="estimated and configured correlations were not PSD; "
+            "negative eigenvalues clipped to 0",
+        )
+    ]
+
+
+def _price_warnings(prices: dict[str, AssetPrice]) -> list[Warning_]:
+    """§3: an unpriced asset, deviating sources, and every invalid reading with why."""
+    out: list[Warning_] = []
+    for p in prices.values():
+        if not p.priced:
+            why = ", ".join(sorted({r.reason or "" for r in p.sources}))
+            detail = f"{p.asset}: no valid price reading ({why})"
+            out.append(Warning_(code=Code.UNPRICED, detail=detail))
+        if p.deviation_flag:
+            detail = f"{p.asset}: sources deviate by {fixed6(p.deviation)}"
+            out.append(Warning_(code=Code.PRICE_DEVIATION, detail=detail))
+        for r in p.sources:
+            if r.reason and r.reason != CHAIN_UNAVAILABLE:
+                detail = f"{p.asset} feed {r.address} on chain {r.chain_id}"
+                out.append(Warning_(code=Code(r.reason), detail=detail))
+    return out
+
+
+@dataclass
+class _Account:
+    """One account's assessment as it is built, chain by chain."""
+
+    config: Config
+    prices: dict[str, AssetPrice]
+    warnings: list[Warning_]
+    positions: list[Position] = field(default_factory=list)
+    valued: list[Valued] = field(default_factory=list)
+    as_of: list[BlockRef] = field(default_factory=list)
+    chain_rows: list[ChainSummary] = field(default_factory=list)
+
+    def warn(self, code: Code, detail: str) -> None:
+        self.warnings.append(Warning_(code=code, detail=detail))
+
+    def unavailable(self, state: ChainState) -> None:
+        """§2: an unreadable chain lists its positions as unavailable, valued 0."""
+        chain = state.chain
+        self.warn(Code.CHAIN_UNAVAILABLE, f"{chain.name} ({chain.chain_id}): {state.error}")
+        reps = [r for r in self.config.representations if r.chain == chain.name]
+        self.positions += [
+            _position(chain.chain_id, r, Code.UNAVAILABLE, state.error) for r in reps
+        ]
+        self.chain_rows.append(
+            ChainSummary(
+                chain_id=chain.chain_id,
+                name=chain.name,
+                status=Code.UNAVAILABLE,
+                reason=state.error,
+                collateral_usd=None,
+                debt_usd=None,
             )
         )
 
-    def warn(code: str, detail: str) -> None:
-        warnings.append(Warning_(code=code, detail=detail))
-
-    prices = _prices(config, states)
-    for p in prices.values():
-        if not p.priced:
-            why = sorted({r.reason or "" for r in p.sources})
-            warn("unpriced", f"{p.asset}: no valid price reading ({', '.join(why)})")
-        if p.deviation_flag:
-            warn("price_deviation", f"{p.asset}: sources deviate by {fixed6(p.deviation)}")
-        for r in p.sources:
-            if r.reason and r.reason != CHAIN_UNAVAILABLE:
-                warn(r.reason, f"{p.asset} feed {r.address} on chain {r.chain_id}")
-
-    positions: list[Position] = []
-    valued: list[Valued] = []
-    as_of: list[BlockRef] = []
-    chain_rows: list[ChainSummary] = []
-    for state in states:
+    def chain(self, state: ChainState, pin: BlockPin) -> None:
+        """§2-§4 for one readable chain: its pin, and every balance read at it."""
         chain = state.chain
-        if not state.available or state.pin is None:
-            warn("chain_unavailable", f"{chain.name} ({chain.chain_id}): {state.error}")
-            reps = [r for r in config.representations if r.chain == chain.name]
-            positions += [_position(chain.chain_id, r, "unavailable", state.error) for r in reps]
-            chain_rows.append(
-                ChainSummary(
-                    chain_id=chain.chain_id,
-                    name=chain.name,
-                    status="unavailable",
-                    reason=state.error,
-                    collateral_usd=None,
-                    debt_usd=None,
-                )
-            )
-            continue
-        pin = state.pin
-        as_of.append(
+        self.as_of.append(
             BlockRef(
                 chain_id=pin.chain_id,
                 name=chain.name,
@@ -266,59 +288,89 @@ def assess(  # noqa: C901
             )
         )
         for b in state.balances:
-            rep = b.rep
-            if b.raw_amount is None:
-                warn("read_error", f"{rep.symbol} on {chain.name}: {b.error}")
-                positions.append(_position(chain.chain_id, rep, "error", b.error))
-                continue
-            if b.warning:
-                warn("decimals_unverified", f"{rep.symbol} on {chain.name}: {b.warning}")
-            if b.raw_amount == 0:
-                continue
-            ap = prices[rep.asset]
-            price = ap.collateral if rep.kind == "collateral" else ap.debt
-            flag = _implausible(config, b, price)
-            if flag is not None:
-                counted = "counted 0" if rep.kind == "collateral" else "debt counted in full"
-                warn("implausible", f"{rep.symbol} on {chain.name}: {flag}; {counted}")
-                if rep.kind == "collateral":  # §4: implausible collateral counts 0
-                    positions.append(
-                        _position(chain.chain_id, rep, "implausible", flag, b.raw_amount, price)
-                    )
-                    continue
-            if price is None:
-                positions.append(
-                    _position(chain.chain_id, rep, "unpriced", "no valid price", b.raw_amount)
-                )
-                continue
-            value = Fraction(b.raw_amount, 10**rep.decimals) * price
-            valued.append(
-                Valued(
-                    chain.chain_id,
-                    rep,
-                    b.raw_amount,
-                    price,
-                    value if rep.kind == "collateral" else -value,
-                    flag,
-                )
-            )
-        chain_rows.append(
+            self.balance(chain.chain_id, chain.name, b)
+        self.chain_rows.append(
             ChainSummary(
                 chain_id=chain.chain_id,
                 name=chain.name,
-                status="ok",
+                status=Code.OK,
                 collateral_usd=None,
                 debt_usd=None,
             )
         )
 
-    skew = _skew(as_of)
+    def balance(self, chain_id: int, chain_name: str, b: BalanceRead) -> None:
+        """§4 for one read: unreadable, zero, implausible, unpriced or valued exactly."""
+        rep = b.rep
+        where = f"{rep.symbol} on {chain_name}"
+        if b.raw_amount is None:
+            self.warn(Code.READ_ERROR, f"{where}: {b.error}")
+            self.positions.append(_position(chain_id, rep, Code.ERROR, b.error))
+            return
+        if b.warning:
+            self.warn(Code.DECIMALS_UNVERIFIED, f"{where}: {b.warning}")
+        if b.raw_amount == 0:
+            return
+        ap = self.prices[rep.asset]
+        price = ap.collateral if rep.kind == "collateral" else ap.debt
+        flag = _implausible(self.config, b, price)
+        if flag is not None:
+            counted = "counted 0" if rep.kind == "collateral" else "debt counted in full"
+            self.warn(Code.IMPLAUSIBLE, f"{where}: {flag}; {counted}")
+            if rep.kind == "collateral":  # §4: implausible collateral counts 0
+                self.positions.append(
+                    _position(chain_id, rep, Code.IMPLAUSIBLE, flag, b.raw_amount, price)
+                )
+                return
+        if price is None:
+            self.positions.append(
+                _position(chain_id, rep, Code.UNPRICED, "no valid price", b.raw_amount)
+            )
+            return
+        value = Fraction(b.raw_amount * price.numerator, 10**rep.decimals * price.denominator)
+        signed = value if rep.kind == "collateral" else -value
+        self.valued.append(Valued(chain_id, rep, b.raw_amount, price, signed, flag))
+
+
+def assess_many(
+    config: Config,
+    states_by_account: Mapping[str, list[ChainState]],
+    estimates: RiskEstimates | None = None,
+) -> list[Assessment]:
+    """METHOD.md §2-§4 for every account of a batch, in the mapping's order: prices from
+    valid readings (once per distinct set of readings), exact exposures, what could not
+    be read. `estimates`: §6 sigma/rho from the price history (None: from config alone)."""
+    est = estimates if estimates is not None else config_estimates(config)
+    ctx = _BatchContext(config, est, _estimate_warnings(est))
+    return [_assess(ctx, states, account) for account, states in states_by_account.items()]
+
+
+def assess(
+    config: Config,
+    states: list[ChainState],
+    account: str,
+    estimates: RiskEstimates | None = None,
+) -> Assessment:
+    """`assess_many` for one account (a batch of one)."""
+    return assess_many(config, {account: states}, estimates)[0]
+
+
+def _assess(ctx: _BatchContext, states: list[ChainState], account: str) -> Assessment:
+    config = ctx.config
+    prices, price_warnings = ctx.prices_of(states)
+    acc = _Account(config, prices, [*ctx.warnings, *price_warnings])
+    for state in states:
+        if not state.available or state.pin is None:
+            acc.unavailable(state)
+        else:
+            acc.chain(state, state.pin)
+    skew = _skew(acc.as_of)
     if skew is not None and skew > config.risk.max_time_skew_s:
-        warn("time_skew", f"pinned blocks are {skew} s apart")
-    gaps = debt_gaps(config, positions)
+        acc.warn(Code.TIME_SKEW, f"pinned blocks are {skew} s apart")
+    gaps = debt_gaps(config, acc.positions)
     if gaps:
-        warn(
-            "debt_unknown",
+        acc.warn(
+            Code.DEBT_UNKNOWN,
             f"debt cannot be valued (METHOD.md §4): {'; '.join(gaps)}. Debt, equity, free "
             "margin, health and stress solvency are not computed; borrowing capacity is 0",
         )
@@ -327,70 +379,14 @@ def assess(  # noqa: C901
         config,
         account,
         prices,
-        valued,
-        positions,
-        as_of,
-        chain_rows,
-        warnings,
+        acc.valued,
+        acc.positions,
+        acc.as_of,
+        acc.chain_rows,
+        acc.warnings,
         gaps,
         partial,
-        estimates,
-    )
-
-
-def value_account(
-    config: Config,
-    states: list[ChainState],
-    account: str,
-    target: str,
-    estimates: RiskEstimates | None = None,
-) -> MarginReport:
-    """METHOD.md §2-§7 for one account at the pinned blocks recorded in `states`."""
-    return margin_report(assess(config, states, account, estimates), target)
-
-
-def margin_report(a: Assessment, target: str) -> MarginReport:
-    """METHOD.md §5-§7 on an assessment, for one target chain. When debt cannot be valued
-    (§4) the debt-dependent totals are null and the rest covers what could be valued."""
-    config = a.config
-    target_chain = config.chain(target)
-    valued = a.valued
-    collateral, debt = a.collateral, a.debt
-    equity = collateral - debt
-    risk = run_risk(
-        config, valued, target_chain.name, a.estimates, debt_may_be_hidden=a.debt_unknown
-    )
-    m = collateral if risk.result.capped else risk.requirement  # capped: exactly collateral
-    m6 = fixed6(m)
-    shares = split6(m6, risk.result.positions.total.tolist())
-    positions = _valued_positions(valued, risk, shares) + a.unvalued
-    chain_rows = [_chain_totals(row, valued, shares, a.unvalued) for row in a.chain_rows]
-    free = equity - m
-    health: Fraction | None = (collateral - m) / debt if debt > 0 else None
-    known = not a.debt_unknown
-    status = "partial" if a.partial else "ok"
-    return MarginReport(
-        account=a.account,
-        target_chain=ChainRef(chain_id=target_chain.chain_id, name=target_chain.name),
-        status=status,
-        method=config.risk.method,
-        as_of=a.as_of,
-        max_time_skew_s=a.max_time_skew_s,
-        totals=Totals(
-            collateral_usd=fixed6(collateral),
-            debt_usd=fixed6(debt) if known else None,
-            equity_usd=fixed6(equity) if known else None,
-            margin_requirement_usd=m6,
-            free_margin_usd=fixed6(free) if known else None,
-            health=fixed6(health) if known else None,
-            liquidatable=free < 0 if known else None,
-        ),
-        haircuts=Haircuts(**{k: fixed6(v) for k, v in risk.result.components.as_dict().items()}),
-        parameters=_parameters(config, risk),
-        chains=chain_rows,
-        positions=positions,
-        prices=[_price_model(p) for p in a.prices.values()],
-        warnings=list(a.warnings),
+        ctx.estimates,
     )
 
 
@@ -416,81 +412,4 @@ def _position(
         decimals=rep.decimals,
         price_usd=fixed6(price),
         value_usd=fixed6(0) if status == "implausible" else None,
-    )
-
-
-def _finite(value: float) -> str | None:
-    return fixed6(float(value)) if math.isfinite(value) else None
-
-
-def _parameters(config: Config, risk: RiskOutcome) -> Parameters:
-    p = risk.parameters
-    return Parameters(
-        z=fixed6(p.z),
-        kappa=fixed6(p.kappa),
-        sigma={k: fixed6(v) for k, v in p.sigma.items()},
-        correlation={a: {b: fixed6(v) for b, v in row.items()} for a, row in p.correlation.items()},
-        latency_days={k: fixed6(v) for k, v in p.latency_days.items()},
-        config_hash=config_hash(config),
-        **_sources(p.estimates),
-    )
-
-
-def _sources(est: RiskEstimates | None) -> dict[str, Any]:
-    """Where sigma and rho came from (ewma, floor, default, config, override) and the
-    span of price history behind the EWMA."""
-    if est is None:
-        return {}
-    d = est.as_dict()
-    return {
-        "sigma_source": d["sigma_source"],
-        "correlation_source": d["correlation_source"],
-        "history": HistoryUsed(
-            observations=est.observations, first_day=d["first_day"], last_day=d["last_day"]
-        ),
-    }
-
-
-def _valued_positions(valued: list[Valued], risk: RiskOutcome, shares: list[str]) -> list[Position]:
-    """`shares`: each position's served §7 share of M (they sum exactly to the served M)."""
-    return [
-        Position(
-            chain_id=v.chain_id,
-            asset=v.rep.asset,
-            token=v.rep.address,
-            symbol=v.rep.symbol,
-            kind=v.rep.kind,
-            bridged=v.rep.bridged,
-            status="ok",
-            reason=v.flag,
-            raw_amount=str(v.raw_amount),
-            decimals=v.rep.decimals,
-            price_usd=fixed6(v.price),
-            value_usd=fixed6(v.value),
-            horizon_days=fixed6(float(risk.result.horizon[i])),
-            haircut=_finite(float(risk.result.haircut[i])),
-            margin_usd=shares[i],
-        )
-        for i, v in enumerate(valued)
-    ]
-
-
-def _chain_totals(
-    row: ChainSummary, valued: list[Valued], shares: list[str], unvalued: list[Position]
-) -> ChainSummary:
-    """A readable chain's collateral, debt (null when a debt position on it could not be
-    read or priced, §4) and share of M: the exact sum of its positions' served shares."""
-    if row.status != "ok":
-        return row
-    mine = [i for i, v in enumerate(valued) if v.chain_id == row.chain_id]
-    coll = sum((valued[i].value for i in mine if valued[i].value > 0), Fraction(0))
-    debt = sum((-valued[i].value for i in mine if valued[i].value < 0), Fraction(0))
-    debt_unknown = any(p.kind == "debt" and p.chain_id == row.chain_id for p in unvalued)
-    margin = sum((Fraction(shares[i]) for i in mine), Fraction(0))
-    return row.model_copy(
-        update={
-            "collateral_usd": fixed6(coll),
-            "debt_usd": None if debt_unknown else fixed6(debt),
-            "margin_usd": fixed6(margin),
-        }
     )

@@ -15,8 +15,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from crossmargin.core.config import Config, RepresentationConfig, load_config
+from crossmargin.pipeline.margin import margin_report
 from crossmargin.pipeline.report import ChainSummary, MarginReport
-from crossmargin.pipeline.value import Assessment, Valued, margin_report
+from crossmargin.pipeline.value import Assessment, Valued
 
 CONFIG: Config = load_config(
     Path(__file__).resolve().parents[2] / "configs" / "devnet.toml", env={}

@@ -19,8 +19,9 @@ from adapters.calls import RoundData
 from adapters.evm import BlockPin
 from crossmargin.core.config import Config, RepresentationConfig, load_config, parse_config
 from crossmargin.core.errors import ConfigError
+from crossmargin.pipeline.margin import value_account
 from crossmargin.pipeline.read import ChainState
-from crossmargin.pipeline.value import assess, implausible_balance, value_account
+from crossmargin.pipeline.value import assess, implausible_balance
 from oracle.validity import FeedReading
 
 ROOT = Path(__file__).resolve().parents[2]

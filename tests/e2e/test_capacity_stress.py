@@ -11,8 +11,10 @@ import pytest
 
 from crossmargin.core.errors import InputError
 from crossmargin.engine import Engine
-from crossmargin.pipeline.value import Assessment, Valued, margin_report
-from crossmargin.pipeline.whatif import capacity_report, stress_report
+from crossmargin.pipeline.capacity import capacity_report
+from crossmargin.pipeline.margin import margin_report
+from crossmargin.pipeline.stress import stress_report
+from crossmargin.pipeline.value import Assessment, Valued
 
 
 def assessment(devnet: Any, name: str) -> Assessment:

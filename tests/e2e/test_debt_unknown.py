@@ -28,8 +28,9 @@ from api.app import create_app
 from crossmargin.cli import main
 from crossmargin.core.config import RepresentationConfig, load_config
 from crossmargin.engine import Engine
-from crossmargin.pipeline.value import margin_report
-from crossmargin.pipeline.whatif import capacity_report, stress_report
+from crossmargin.pipeline.capacity import capacity_report
+from crossmargin.pipeline.margin import margin_report
+from crossmargin.pipeline.stress import stress_report
 
 BASE = 8453
 FIGURES_NULL = ("debt_usd", "equity_usd", "free_margin_usd", "health", "liquidatable")

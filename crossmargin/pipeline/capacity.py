@@ -1,26 +1,21 @@
-"""What-if figures on an assessment: borrowing capacity (§8) and stress scenarios (§9)."""
+"""Borrowing capacity (METHOD.md §8) of an assessed account, per borrow asset."""
 
 from __future__ import annotations
 
 from fractions import Fraction
 
-from aggregator import CapacityNotMonotone, Scenario, borrowing_capacity, run_stress
+from aggregator import CapacityNotMonotone, borrowing_capacity
+from crossmargin.core.codes import Code
 from crossmargin.core.config import Config
 from crossmargin.core.errors import InputError, Refused
-from crossmargin.pipeline.report import (
-    Capacity,
-    CapacityReport,
-    ChainRef,
-    ScenarioOutcome,
-    StressReport,
-    Warning_,
-    fixed6,
-)
+from crossmargin.pipeline.margin import margin_report
+from crossmargin.pipeline.report import Capacity, CapacityReport, ChainRef, Warning_, fixed6
 from crossmargin.pipeline.risk import asset_params, margin_params, positions_of
-from crossmargin.pipeline.value import Assessment, margin_report
+from crossmargin.pipeline.value import Assessment
 
 
-def _asset_index(config: Config, symbol: str) -> int:
+def asset_index(config: Config, symbol: str) -> int:
+    """The config index of an asset symbol; an unknown one is the caller's mistake."""
     symbols = [a.symbol for a in config.assets]
     if symbol not in symbols:
         raise InputError(f"unknown asset {symbol!r}; known: {', '.join(symbols)}")
@@ -38,7 +33,7 @@ def capacity_report(a: Assessment, target: str, asset: str | None = None) -> Cap
     config = a.config
     chain = config.chain(target)
     symbols = [asset] if asset else [x.symbol for x in config.assets]
-    indices = [_asset_index(config, s) for s in symbols]
+    indices = [asset_index(config, s) for s in symbols]
     positions = positions_of(config, a.valued)
     params = margin_params(config, chain.name)
     assets = asset_params(config, a.estimates)
@@ -68,53 +63,16 @@ def capacity_report(a: Assessment, target: str, asset: str | None = None) -> Cap
                              price_usd=fixed6(price)))  # fmt: skip
     if a.debt_unknown:
         warnings.append(
-            Warning_(code="capacity_zero", detail="debt cannot be valued (§4): capacity 0")
+            Warning_(code=Code.CAPACITY_ZERO, detail="debt cannot be valued (§4): capacity 0")
         )
     else:
         free = margin_report(a, chain.name).totals.free_margin_usd
     return CapacityReport(
         account=a.account,
         target_chain=ChainRef(chain_id=chain.chain_id, name=chain.name),
-        status="partial" if a.partial else "ok",
+        status=Code.PARTIAL if a.partial else Code.OK,
         as_of=a.as_of,
         free_margin_usd=free,
         capacities=rows,
         warnings=warnings,
-    )
-
-
-def stress_report(a: Assessment) -> StressReport:
-    """§9: every configured scenario on the account's exposures; the worst by equity.
-    When debt cannot be valued (§4), debt, equity and solvency after each shock, today's
-    equity and the worst are null; the collateral after each shock is still shown."""
-    config = a.config
-    chains = [c.name for c in config.chains]
-    scenarios = [
-        Scenario(
-            name=s.name,
-            asset_shocks={_asset_index(config, k): v for k, v in s.shocks.items()},
-            bridged_shock=-s.bridged_depeg,
-            halted_chains=frozenset(chains.index(c) for c in s.halted_chains),
-        )
-        for s in config.scenarios
-    ]
-    result = run_stress(positions_of(config, a.valued), scenarios)
-    known = not a.debt_unknown
-    return StressReport(
-        account=a.account,
-        status="partial" if a.partial else "ok",
-        as_of=a.as_of,
-        equity_usd=fixed6(a.collateral - a.debt) if known else None,
-        scenarios=[
-            ScenarioOutcome(
-                name=r.name,
-                collateral_usd=fixed6(r.collateral),
-                debt_usd=fixed6(r.debt) if known else None,
-                equity_usd=fixed6(r.equity) if known else None,
-                solvent=r.solvent if known else None,
-            )
-            for r in result.results
-        ],
-        worst=result.worst.name if result.worst and known else None,
-        warnings=list(a.warnings),
     )
