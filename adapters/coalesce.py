@@ -4,9 +4,10 @@ A `ChainReader` like `EvmAdapter` (it is one), so the engine and the pipeline ne
 change; what it adds is that calls issued concurrently by independent callers (API
 requests, batches, scan workers) for the same pinned block go out together:
 
-- Per pin (the BlockPin itself: chain, number and hash), a queue of calls. A caller's
-  calls are appended and it awaits its own slice of the results. Different pins never
-  share a multicall.
+- Per pin (the BlockPin itself: chain, number and hash), a queue of distinct calls. A
+  caller's calls are added (one already queued, such as a token's decimals() or a feed
+  every caller asks for, is sent once) and it awaits its own results, in its order.
+  Different pins never share a multicall.
 - Flush when the queue reaches the endpoint's adaptive chunk size (at once, as a full
   `aggregate3`), or when `window_s` has passed since the queue's first call and no
   multicall of that pin is in flight; while one is, a partial queue keeps filling and
@@ -25,11 +26,12 @@ requests, batches, scan workers) for the same pinned block go out together:
   (they may share a multicall already sent) and its results are dropped.
 - `pin()` called concurrently makes one request; every caller gets the same BlockPin.
 
-`window_s` default (WINDOW_S): bench/adapters.py measures 50 concurrent callers at 0,
-1 and 2 ms; callers started together coalesce fully at 0 (next loop turn), and API
-requests, which reach the reader a few loop turns apart (parsing, cache look-ups in
-threads), need a timer: 2 ms matches the service's former READ_WINDOW_S and costs an
-idle request 2 ms against a multicall's own ~3-10 ms on anvil.
+`window_s` default (WINDOW_S, 2 ms), measured by bench/adapters.py (d): 50 callers of
+one account each arriving over 20 ms at 4 chains make 200 requests plain and 8 coalesced
+at any window from 0 (next loop turn) to 5 ms, because Nagle's rule does the work under
+load. The window matters for a burst arriving at an idle reader (its first caller would
+otherwise go alone): 2 ms, the service's former READ_WINDOW_S, is below one multicall's
+own ~3-10 ms on anvil, so an idle request pays little for it.
 """
 
 from __future__ import annotations
@@ -52,17 +54,39 @@ class CoalesceStats:
 
     callers: int = 0  # read() calls with at least one call
     calls: int = 0  # calls they asked for
+    sent: int = 0  # distinct calls sent (callers asking the same thing share it)
     flushes: int = 0  # chunks sent to EvmAdapter.read (one aggregate3 unless split)
+
+
+Waiter = tuple[asyncio.Future[list[CallResult]], list[int]]
 
 
 @dataclass(eq=False)
 class _Queue:
-    """The calls waiting for one pin, and who waits for which slice."""
+    """The distinct calls waiting for one pin, and where each waiter's results are."""
 
     calls: list[Call] = field(default_factory=list)
-    waiters: list[tuple[asyncio.Future[list[CallResult]], int, int]] = field(default_factory=list)
+    index: dict[Call, int] = field(default_factory=dict)
+    waiters: list[Waiter] = field(default_factory=list)
     timer: asyncio.Handle | None = None
     due: bool = False  # the window has passed: flush as soon as nothing is in flight
+
+    def add(self, calls: list[Call], lo: int, size: int) -> tuple[list[int], int]:
+        """Take calls from `lo` until the queue holds `size` distinct ones; a call already
+        queued (a token's decimals(), a feed, asked by every caller) is not sent twice.
+        Returns where each taken call's result will be, and where taking stopped."""
+        index, mine, where = self.index, self.calls, []
+        n = len(calls)
+        i = lo
+        while i < n and len(mine) < size:
+            call = calls[i]
+            j = index.get(call)
+            if j is None:
+                j = index[call] = len(mine)
+                mine.append(call)
+            where.append(j)
+            i += 1
+        return where, i
 
 
 class CoalescingReader(EvmAdapter):
@@ -123,13 +147,13 @@ class CoalescingReader(EvmAdapter):
             if queue is None:
                 queue = self._queues[pin] = _Queue()
             size = self.rpc.chunk_size()
-            hi = min(n, lo + max(1, size - len(queue.calls)))
+            if len(queue.calls) >= size:  # the chunk size shrank since it filled
+                self._flush(pin)
+                continue
+            where, lo = queue.add(calls, lo, size)
             future: asyncio.Future[list[CallResult]] = loop.create_future()
-            start = len(queue.calls)
-            queue.calls += calls[lo:hi]
-            queue.waiters.append((future, start, len(queue.calls)))
+            queue.waiters.append((future, where))
             parts.append(future)
-            lo = hi
             if len(queue.calls) >= size:
                 self._flush(pin)
         queue = self._queues.get(pin)
@@ -153,6 +177,7 @@ class CoalescingReader(EvmAdapter):
         if queue.timer is not None:
             queue.timer.cancel()
         self.stats.flushes += 1
+        self.stats.sent += len(queue.calls)
         self._inflight[pin] = self._inflight.get(pin, 0) + 1
         task = asyncio.ensure_future(self._send(pin, queue))
         self._tasks.add(task)
@@ -163,17 +188,17 @@ class CoalescingReader(EvmAdapter):
         try:
             results = await EvmAdapter.read(self, queue.calls, pin)
         except asyncio.CancelledError:
-            for future, _, _ in queue.waiters:
+            for future, _ in queue.waiters:
                 future.cancel()
             raise
         except Exception as exc:  # delivered to exactly the callers of this chunk
-            for future, _, _ in queue.waiters:
+            for future, _ in queue.waiters:
                 if not future.done():
                     future.set_exception(exc)
         else:
-            for future, lo, hi in queue.waiters:
+            for future, where in queue.waiters:
                 if not future.done():
-                    future.set_result(results[lo:hi])
+                    future.set_result([results[j] for j in where])
         finally:
             self._landed(pin)
 

@@ -23,29 +23,30 @@ from crossmargin.core.errors import RpcError
 CHAIN = "ethereum"
 
 
-def caller_calls(config: Config, accounts: list[str]) -> list[Call]:
-    """What one caller might read: every configured token of its accounts, and ETH."""
+def caller_calls(config: Config, accounts: list[str], shared: bool = False) -> list[Call]:
+    """What one caller might read: every configured token of its accounts, and ETH;
+    `shared`: first the tokens' decimals(), which every such caller asks for."""
     tokens = [
         r.address
         for r in config.representations
         if r.chain == CHAIN and not r.is_native and r.standard == "erc20"
     ]
     assert tokens
-    out: list[Call] = []
+    out: list[Call] = [c.decimals(t) for t in tokens] if shared else []
     for a in accounts:
         out.append(c.eth_balance(a))
         out += [c.balance_of(t, a) for t in tokens]
     return out
 
 
-def callers(config: Config, devnet: Any, n: int) -> list[list[Call]]:
+def callers(config: Config, devnet: Any, n: int, shared: bool = False) -> list[list[Call]]:
     """n disjoint call lists: demo accounts (real balances) then made-up ones."""
     demo = list(devnet.demo_accounts.values())
     lists = []
     for i in range(n):
         mine = [demo[i % len(demo)]] if i < len(demo) else []
         mine.append(c.checksum(f"0x{0xC0A1E5CE0000 + i:040x}"))
-        lists.append(caller_calls(config, mine))
+        lists.append(caller_calls(config, mine, shared))
     return lists
 
 
@@ -59,7 +60,7 @@ async def test_concurrent_callers_share_multicalls_and_get_their_own_results(
 ) -> None:
     config: Config = devnet.config
     chain = config.chain(CHAIN)
-    lists = callers(config, devnet, 50)
+    lists = callers(config, devnet, 50, shared=True)
     async with aiohttp.ClientSession() as session:
         plain = EvmAdapter(chain, session)
         pin = await plain.pin()
@@ -72,9 +73,12 @@ async def test_concurrent_callers_share_multicalls_and_get_their_own_results(
     assert got == expected
     assert any(r.data.strip(b"\x00") for rs in got for r in rs)  # real balances among them
     total = sum(map(len, lists))
+    distinct = len({call for calls in lists for call in calls})
+    assert distinct < total  # every caller asked for the decimals: sent once
     assert total <= chain.max_calls_per_batch
     assert reader.rpc.requests - before == 1  # 50 callers, one aggregate3
-    assert (reader.stats.callers, reader.stats.flushes, reader.stats.calls) == (50, 1, total)
+    stats = reader.stats
+    assert (stats.callers, stats.flushes, stats.calls, stats.sent) == (50, 1, total, distinct)
 
 
 @pytest.mark.asyncio
@@ -82,7 +86,7 @@ async def test_full_chunks_go_at_once_and_callers_span_chunks(devnet: Any) -> No
     """Chunk size 16: 30 callers of odd sizes are packed into full aggregate3s, a caller
     straddling two of them gets its results in order."""
     config: Config = devnet.config
-    lists = callers(config, devnet, 30)
+    lists = callers(config, devnet, 30, shared=True)
     async with FaultProxy(config.chain(CHAIN).rpc_urls[0]) as proxy:
         chain = fast_chain(config.chain(CHAIN), [proxy.url], max_calls_per_batch=16)
         async with aiohttp.ClientSession() as session:
@@ -94,9 +98,10 @@ async def test_full_chunks_go_at_once_and_callers_span_chunks(devnet: Any) -> No
             proxy.payloads.clear()
             got = await asyncio.gather(*(reader.read(calls, pin) for calls in lists))
     assert got == expected
-    total = sum(map(len, lists))
     sent = eth_calls(proxy)
-    assert len(sent) == -(-total // 16)  # packed: every multicall full but the last
+    sizes = sorted(int(p["params"][0]["data"][74:138], 16) for p in sent)  # Call3[] length
+    assert sizes[1:] == [16] * (len(sent) - 1)  # packed: every multicall full but one
+    assert sum(sizes) == reader.stats.sent < reader.stats.calls  # decimals once per chunk
     assert all(p["params"][1] == {"blockHash": pin.hash, "requireCanonical": True} for p in sent)
 
 
