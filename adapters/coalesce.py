@@ -186,7 +186,7 @@ class CoalescingReader(EvmAdapter):
     async def _send(self, pin: BlockPin, queue: _Queue) -> None:
         """Read one chunk; hand each waiter its slice, or the chunk's error."""
         try:
-            results = await EvmAdapter.read(self, queue.calls, pin)
+            results = await self._read_chunk(queue.calls, pin)
         except asyncio.CancelledError:
             for future, _ in queue.waiters:
                 future.cancel()
@@ -201,6 +201,10 @@ class CoalescingReader(EvmAdapter):
                     future.set_result([results[j] for j in where])
         finally:
             self._landed(pin)
+
+    async def _read_chunk(self, calls: list[Call], pin: BlockPin) -> list[CallResult]:
+        """One flushed chunk, read as a lone EvmAdapter would (the seam tests replace it)."""
+        return await EvmAdapter.read(self, calls, pin)
 
     def _landed(self, pin: BlockPin) -> None:
         """A multicall of `pin` returned: a due partial queue of that pin goes now."""
