@@ -23,7 +23,7 @@ requests, batches, scan workers) for the same pinned block go out together:
   tree as a lone `EvmAdapter.read`); a call that reverts is `success=False` in its own
   caller's results (aggregate3 allowFailure), nobody else's business.
 - A caller cancelled while waiting leaves the others untouched: its calls still go out
-  (they may share a multicall already sent) and its results are dropped.
+  with theirs and its results are dropped; a chunk nobody waits for any more is not sent.
 - `pin()` called concurrently makes one request; every caller gets the same BlockPin.
 
 `window_s` default (WINDOW_S, 2 ms), measured by bench/adapters.py (d): 50 callers of
@@ -55,7 +55,7 @@ class CoalesceStats:
     callers: int = 0  # read() calls with at least one call
     calls: int = 0  # calls they asked for
     sent: int = 0  # distinct calls sent (callers asking the same thing share it)
-    flushes: int = 0  # chunks sent to EvmAdapter.read (one aggregate3 unless split)
+    flushes: int = 0  # chunks flushed: one aggregate3 each, unless split (or nobody waits)
 
 
 Waiter = tuple[asyncio.Future[list[CallResult]], list[int]]
@@ -184,8 +184,11 @@ class CoalescingReader(EvmAdapter):
         task.add_done_callback(self._tasks.discard)
 
     async def _send(self, pin: BlockPin, queue: _Queue) -> None:
-        """Read one chunk; hand each waiter its slice, or the chunk's error."""
+        """Read one chunk; hand each waiter its slice, or the chunk's error. A chunk whose
+        callers have all gone (cancelled: a request timed out) is not sent."""
         try:
+            if all(future.done() for future, _ in queue.waiters):
+                return
             results = await self._read_chunk(queue.calls, pin)
         except asyncio.CancelledError:
             for future, _ in queue.waiters:

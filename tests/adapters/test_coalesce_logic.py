@@ -110,3 +110,18 @@ async def test_full_queue_goes_without_waiting_for_the_window() -> None:
         assert not stuck.done()  # a partial queue waits for its window
         stuck.cancel()
         await reader.close()
+
+
+@pytest.mark.asyncio
+async def test_a_chunk_nobody_waits_for_is_not_sent() -> None:
+    async with aiohttp.ClientSession() as session:
+        reader = FakeChunks(session, 100, set())
+        reader.window_s = 0.01
+        gone = asyncio.ensure_future(reader.read(UNIVERSE[:3], PINS[0]))
+        await asyncio.sleep(0)
+        gone.cancel()
+        kept = await reader.read(UNIVERSE[3:5], PINS[1])
+        await asyncio.sleep(0.05)
+        assert kept == [answer(c, PINS[1]) for c in UNIVERSE[3:5]]
+        assert [pin for pin, _ in reader.chunks] == [PINS[1]]
+        assert reader.stats.flushes == 2
