@@ -68,6 +68,9 @@ class ChainReader(Protocol):
     async def read(self, calls: list[Call], pin: BlockPin) -> list[CallResult]: ...
 
 
+Span = tuple[int, int, int]  # calls[lo:hi] still to read, and the timeouts it has had
+
+
 def _hex_int(value: Any) -> int:
     if not isinstance(value, str) or not value.startswith("0x"):
         raise ValueError(f"not a hex quantity: {value!r}")
@@ -141,7 +144,7 @@ class EvmAdapter:
 
     # ------------------------------------------------------------------ reading
 
-    async def read(self, calls: list[Call], pin: BlockPin) -> list[CallResult]:  # noqa: C901
+    async def read(self, calls: list[Call], pin: BlockPin) -> list[CallResult]:
         """Results in call order, all at `pin`; any chunk that cannot be read fails it all."""
         if pin.chain_id != self.chain.chain_id:
             raise ValueError(f"pin of chain {pin.chain_id} used on chain {self.chain.chain_id}")
@@ -150,40 +153,52 @@ class EvmAdapter:
         if not n:
             return []
         deadline = time.monotonic() + self.chain.retry_budget_s
-        todo: deque[tuple[int, int, int]] = deque([(0, n, 0)])  # lo, hi, timeouts so far
-
-        async def worker() -> None:
-            while todo:
-                lo, hi, timeouts = todo.popleft()
-                size = self.rpc.chunk_size()
-                if hi - lo > size:
-                    todo.appendleft((lo + size, hi, timeouts))
-                    hi = lo + size
-                try:
-                    out[lo:hi] = await self._aggregate3(calls[lo:hi], pin, deadline)
-                except PayloadTooLarge:
-                    if hi - lo == 1:
-                        raise
-                    mid = (lo + hi) // 2
-                    todo.extendleft([(mid, hi, timeouts), (lo, mid, timeouts)])
-                except RequestTimeout:
-                    if timeouts >= self.chain.retries or time.monotonic() >= deadline:
-                        raise
-                    mid = (lo + hi) // 2
-                    if mid == lo:
-                        todo.appendleft((lo, hi, timeouts + 1))
-                    else:
-                        todo.extendleft([(mid, hi, timeouts + 1), (lo, mid, timeouts + 1)])
-
+        todo: deque[Span] = deque([(0, n, 0)])
         size = self.rpc.chunk_size()
         workers = min(self.chain.max_concurrency * len(self.rpc.endpoints), -(-n // size))
         if workers <= 1:
-            await worker()
+            await self._drain(calls, pin, todo, out, deadline)
         else:
-            await _all([worker() for _ in range(workers)])
+            await _all([self._drain(calls, pin, todo, out, deadline) for _ in range(workers)])
         if any(r is None for r in out):  # pragma: no cover - every range is read or raises
             raise AssertionError("multicall read left calls unanswered")
         return out  # type: ignore[return-value]
+
+    async def _drain(
+        self,
+        calls: list[Call],
+        pin: BlockPin,
+        todo: deque[Span],
+        out: list[CallResult | None],
+        deadline: float,
+    ) -> None:
+        """One worker: read spans off `todo` in chunks of the endpoint's size; a span the
+        node refuses as too large or too slow goes back as two halves."""
+        while todo:
+            lo, hi, timeouts = todo.popleft()
+            size = self.rpc.chunk_size()
+            if hi - lo > size:
+                todo.appendleft((lo + size, hi, timeouts))
+                hi = lo + size
+            try:
+                out[lo:hi] = await self._aggregate3(calls[lo:hi], pin, deadline)
+            except (PayloadTooLarge, RequestTimeout) as exc:
+                todo.extendleft(self._halves(exc, (lo, hi, timeouts), deadline))
+
+    def _halves(self, exc: ChainError, span: Span, deadline: float) -> list[Span]:
+        """The spans to send again after `exc` (in extendleft order), or `exc` raised: a
+        single call too large, or timeouts beyond `retries` or the deadline."""
+        lo, hi, timeouts = span
+        mid = (lo + hi) // 2
+        if isinstance(exc, PayloadTooLarge):
+            if hi - lo == 1:
+                raise exc
+            return [(mid, hi, timeouts), (lo, mid, timeouts)]
+        if timeouts >= self.chain.retries or time.monotonic() >= deadline:
+            raise exc
+        if mid == lo:
+            return [(lo, hi, timeouts + 1)]
+        return [(mid, hi, timeouts + 1), (lo, mid, timeouts + 1)]
 
     async def _aggregate3(
         self, calls: list[Call], pin: BlockPin, deadline: float

@@ -221,7 +221,7 @@ class JsonRpcClient:
         """One call, retried and failed over as the table in the module docstring says."""
         return await self.attempt(lambda ep: self.send(ep, method, params))
 
-    async def attempt(  # noqa: C901
+    async def attempt(
         self,
         op: Callable[[Endpoint], Awaitable[T]],
         *,
@@ -234,42 +234,15 @@ class JsonRpcClient:
         deadline = deadline if deadline is not None else time.monotonic() + chain.retry_budget_s
         last: ChainError | None = None
         for attempt in range(chain.retries + 1):
-            now = time.monotonic()
-            ep = self._choose(now)
-            if ep is None:
-                raise last or NoUsableEndpoint(chain.chain_id, self._refusals())
-            wait = ep.not_before - now
-            if wait > 0:
-                if now + wait > deadline:
-                    raise last or RateLimited(
-                        chain.chain_id, "back-off outlasts the retry budget", endpoint=ep.url
-                    )
-                await asyncio.sleep(wait)
+            ep = await self._ready(deadline, last)
             try:
                 if verify and not ep.verified:
                     await self.verify(ep)
                 result = await op(ep)
-            except PayloadTooLarge as exc:
-                ep.shrink(exc.n_calls)
-                raise
-            except RequestTimeout as exc:
-                self._fault(ep)
-                ep.last_error = exc
-                if n_calls > 1:
-                    ep.shrink(n_calls)
+            except ChainError as exc:
+                if not self._retried(ep, exc, attempt, n_calls):
                     raise
                 last = exc
-            except RateLimited as exc:
-                ep.stats.rate_limited += 1
-                delay = exc.retry_after if exc.retry_after is not None else backoff(attempt)
-                ep.not_before = time.monotonic() + delay
-                ep.last_error = last = exc
-            except EndpointRefused as exc:
-                ep.refused = ep.last_error = exc
-                last = exc
-            except (TransportError, PinUnavailable, HeadWentBackwards) as exc:
-                self._fault(ep)
-                ep.last_error = last = exc
             else:
                 ep.succeeded(n_calls)
                 return result
@@ -281,6 +254,47 @@ class JsonRpcClient:
                 await asyncio.sleep(min(backoff(attempt), max(0.0, deadline - time.monotonic())))
         assert last is not None
         raise last
+
+    async def _ready(self, deadline: float, last: ChainError | None) -> Endpoint:
+        """The endpoint to try next, once its rate-limit back-off (if any) is over."""
+        now = time.monotonic()
+        ep = self._choose(now)
+        if ep is None:
+            raise last or NoUsableEndpoint(self.chain.chain_id, self._refusals())
+        wait = ep.not_before - now
+        if wait > 0:
+            if now + wait > deadline:
+                raise last or RateLimited(
+                    self.chain.chain_id, "back-off outlasts the retry budget", endpoint=ep.url
+                )
+            await asyncio.sleep(wait)
+        return ep
+
+    def _retried(self, ep: Endpoint, exc: ChainError, attempt: int, n_calls: int) -> bool:
+        """Learn from `exc` on `ep` (the table in the module docstring); whether `attempt`
+        tries again (False: the caller raises it)."""
+        if isinstance(exc, PayloadTooLarge):
+            ep.shrink(exc.n_calls)
+            return False
+        if isinstance(exc, RequestTimeout):
+            self._fault(ep)
+            ep.last_error = exc
+            if n_calls > 1:
+                ep.shrink(n_calls)
+                return False
+            return True
+        if isinstance(exc, RateLimited):
+            ep.stats.rate_limited += 1
+            delay = exc.retry_after if exc.retry_after is not None else backoff(attempt)
+            ep.not_before = time.monotonic() + delay
+        elif isinstance(exc, EndpointRefused):
+            ep.refused = exc
+        elif isinstance(exc, TransportError | PinUnavailable | HeadWentBackwards):
+            self._fault(ep)
+        else:
+            return False
+        ep.last_error = exc
+        return True
 
     def _fault(self, ep: Endpoint) -> None:
         ep.stats.failures += 1
@@ -398,11 +412,32 @@ class JsonRpcClient:
     def _bad(self, ep: Endpoint, message: str) -> BadResponse:
         return BadResponse(self.chain.chain_id, message, endpoint=ep.url)
 
-    async def _post(self, ep: Endpoint, body: Any, n_rpc: int, n_calls: int) -> Any:  # noqa: C901
+    async def _post(self, ep: Endpoint, body: Any, n_rpc: int, n_calls: int) -> Any:
+        """POST `body` on `ep`; the JSON reply, or the error the HTTP exchange amounts to."""
         cid = self.chain.chain_id
         payload = json.dumps(body, separators=(",", ":")).encode()
         if len(payload) > MAX_BODY_BYTES and n_calls > 1:
             raise PayloadTooLarge(cid, n_calls, f"{len(payload)} byte body", endpoint=ep.url)
+        status, retry_after, raw = await self._exchange(ep, payload, n_rpc)
+        try:
+            reply = json.loads(raw)
+        except ValueError:
+            reply = None
+        if status != 200:
+            raise self._refusal(ep, status, reply, n_calls, retry_after)
+        if reply is None:
+            text = raw[:200].decode("utf-8", "replace").lower()
+            if any(w in text for w in _RATE_LIMIT_WORDS):
+                raise RateLimited(cid, "rate limit in a non-JSON body", endpoint=ep.url)
+            raise BadResponse(cid, "response body is not JSON", endpoint=ep.url)
+        return reply
+
+    async def _exchange(
+        self, ep: Endpoint, payload: bytes, n_rpc: int
+    ) -> tuple[int, float | None, bytes]:
+        """One HTTP request within the endpoint's throttle and concurrency bound: status,
+        Retry-After and body, with transport failures mapped into the error tree."""
+        cid = self.chain.chain_id
         headers = {"Content-Type": "application/json"}
         async with ep.slots, ep.throttle:
             ep.stats.requests += 1
@@ -424,27 +459,23 @@ class JsonRpcClient:
                 raise BadResponse(cid, f"truncated body: {exc}", endpoint=ep.url) from exc
             except aiohttp.ClientError as exc:
                 raise TransportError(cid, f"{type(exc).__name__}: {exc}", endpoint=ep.url) from exc
-        try:
-            reply = json.loads(raw)
-        except ValueError:
-            reply = None
+        return status, retry_after, raw
+
+    def _refusal(
+        self, ep: Endpoint, status: int, reply: Any, n_calls: int, retry_after: float | None
+    ) -> ChainError:
+        """The error a non-200 answer means: a rate limit or a too-large payload if the
+        status or its JSON-RPC error says so, else a transport fault."""
+        cid = self.chain.chain_id
+        err: ChainError | None = None
+        if isinstance(reply, dict) and "error" in reply:
+            err = classify(cid, ep.url, reply["error"], n_calls, retry_after)
         if status == 429:
-            if isinstance(reply, dict) and "error" in reply:
-                err = classify(cid, ep.url, reply["error"], n_calls, retry_after)
-                if isinstance(err, RateLimited):
-                    raise err
-            raise RateLimited(cid, "HTTP 429", retry_after=retry_after, endpoint=ep.url)
+            if isinstance(err, RateLimited):
+                return err
+            return RateLimited(cid, "HTTP 429", retry_after=retry_after, endpoint=ep.url)
         if status == 413:
-            raise PayloadTooLarge(cid, n_calls, "HTTP 413", endpoint=ep.url)
-        if status != 200:
-            if isinstance(reply, dict) and "error" in reply:
-                err = classify(cid, ep.url, reply["error"], n_calls, retry_after)
-                if isinstance(err, RateLimited | PayloadTooLarge):
-                    raise err
-            raise TransportError(cid, f"HTTP {status}", endpoint=ep.url)
-        if reply is None:
-            text = raw[:200].decode("utf-8", "replace").lower()
-            if any(w in text for w in _RATE_LIMIT_WORDS):
-                raise RateLimited(cid, "rate limit in a non-JSON body", endpoint=ep.url)
-            raise BadResponse(cid, "response body is not JSON", endpoint=ep.url)
-        return reply
+            return PayloadTooLarge(cid, n_calls, "HTTP 413", endpoint=ep.url)
+        if isinstance(err, RateLimited | PayloadTooLarge):
+            return err
+        return TransportError(cid, f"HTTP {status}", endpoint=ep.url)

@@ -17,10 +17,19 @@ JSON-RPC batches), mines one block and pins it. Then, side by side:
               failover machinery, block-hash reads (EIP-1898), per-position decoding
               into BalanceRead (adapters/balances.py), decimals checked per token.
 
+  (d) callers `--callers` independent callers (50: API requests, batches) each read
+              `--per-caller` accounts (20) on every chain at the pinned block, all
+              at once: plain EvmAdapter (each caller its own multicalls) against
+              CoalescingReader (adapters/coalesce.py: shared multicalls). Then the
+              coalescing window, measured on callers of one account each arriving
+              over `--spread-ms` (as API requests do): plain, and windows of 0, 1, 2
+              and 5 ms. Elapsed time includes the spread.
+
 (b) and (c) read everything (accounts x (tokens + native) x 4 chains), best of
 `--repeat` runs each, interleaved. Every method's numbers are asserted equal to the
 values the bench wrote (and so to each other). RPC requests are HTTP requests (for (c)
-also JSON-RPC calls). Last line: `adapters: N.Nx naive, 0.NN of floor`.
+also JSON-RPC calls). Last line: `adapters: N.Nx naive, 0.NN of floor; coalesced
+callers N.Nx reads/s, N.Nx fewer requests`.
 """
 
 from __future__ import annotations
@@ -43,6 +52,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from adapters import calls as c
 from adapters.balances import BalancePlan
+from adapters.coalesce import CoalescingReader
 from adapters.evm import BlockPin, EvmAdapter
 from crossmargin.core.config import ChainConfig, RepresentationConfig
 from devnet import Devnet
@@ -303,6 +313,86 @@ async def project(
     return out, elapsed, requests, calls
 
 
+# ---------------------------------------------------------------------------- (d) callers
+
+
+@dataclass
+class CallersRun:
+    secs: float
+    requests: int
+    reads: int
+
+
+async def callers(
+    setups: Sequence[ChainSetup],
+    accounts: Sequence[str],
+    n_callers: int,
+    per_caller: int,
+    window_s: float | None,
+    spread_s: float = 0.0,
+) -> tuple[dict[tuple[int, str, str], int], CallersRun]:
+    """`n_callers` independent readers of `per_caller` accounts each on every chain;
+    `window_s` None: plain EvmAdapters, else one CoalescingReader per chain. Caller i
+    starts at i/n of `spread_s`."""
+    groups = [accounts[i * per_caller : (i + 1) * per_caller] for i in range(n_callers)]
+    assert all(len(g) == per_caller for g in groups), "not enough accounts for the callers"
+    async with aiohttp.ClientSession() as session:
+        readers: list[EvmAdapter] = [
+            EvmAdapter(s.chain, session)
+            if window_s is None
+            else CoalescingReader(s.chain, session, window_s=window_s)
+            for s in setups
+        ]
+        for r in readers:
+            await r.verify_chain_id()
+        before = sum(r.rpc.requests for r in readers)
+
+        async def one(i: int, setup: ChainSetup, reader: EvmAdapter) -> dict[str, Any]:
+            if spread_s:
+                await asyncio.sleep(spread_s * i / n_callers)
+            plan = BalancePlan(representations(setup), groups[i])
+            results = await reader.read(plan.calls, setup.pin)
+            return await plan.finish(reader, results, setup.pin)
+
+        jobs = [
+            (s, one(i, s, r))
+            for i in range(n_callers)
+            for s, r in zip(setups, readers, strict=True)
+        ]
+        t0 = time.perf_counter()
+        done = await asyncio.gather(*(job for _, job in jobs))
+        elapsed = time.perf_counter() - t0
+        requests = sum(r.rpc.requests for r in readers) - before
+    out: dict[tuple[int, str, str], int] = {}
+    for (s, _), reads in zip(jobs, done, strict=True):
+        for account, row in reads.items():
+            for b in row:
+                assert b.raw_amount is not None, (s.chain.name, account, b)
+                token = "native" if b.rep.standard == "native" else b.rep.address
+                out[s.chain.chain_id, token, account] = b.raw_amount
+    return out, CallersRun(elapsed, requests, len(out))
+
+
+async def callers_case(
+    setups: Sequence[ChainSetup], accounts: Sequence[str], args: argparse.Namespace
+) -> tuple[CallersRun, CallersRun, list[tuple[float | None, CallersRun]]]:
+    """Plain vs coalesced, `--per-caller` accounts each, all at once; then callers of one
+    account each (API requests) arriving over `--spread-ms`: plain, and coalesced at
+    windows of 0 (next loop turn), 1, 2 and 5 ms. Best of `--repeat`, interleaved."""
+    truth = {(s.chain.chain_id, t, a): q for s in setups for (t, a), q in s.expected.items()}
+    n, k, spread = args.callers, args.per_caller, args.spread_ms / 1000
+    cases: list[tuple[float | None, int, float]] = [(None, k, 0.0), (0.002, k, 0.0)]
+    cases += [(w, 1, spread) for w in (None, 0.0, 0.001, 0.002, 0.005)]
+    runs: list[list[CallersRun]] = [[] for _ in cases]
+    for _ in range(args.repeat):
+        for (window, per, spread_s), done in zip(cases, runs, strict=True):
+            values, run = await callers(setups, accounts, n, per, window, spread_s)
+            assert all(truth[key] == v for key, v in values.items()), "callers read wrong numbers"
+            done.append(run)
+    best = [min(r, key=lambda run: run.secs) for r in runs]
+    return best[0], best[1], [(w, run) for (w, _, _), run in zip(cases[2:], best[2:], strict=True)]
+
+
 # ---------------------------------------------------------------------------- main
 
 
@@ -344,6 +434,7 @@ async def main(args: argparse.Namespace) -> None:
             for (t, a), v in naive_values.items():
                 assert v == pvalues[first.chain.chain_id, t, a], ("naive and adapters differ", t, a)
             n_naive = len(naive_values)
+            plain, shared, sweep = await callers_case(setups, accounts, args)
 
     a_rate, b_rate, c_rate = n_naive / a_secs, total / b_secs, total / c_secs
     per_chain = total // len(setups)
@@ -383,7 +474,21 @@ async def main(args: argparse.Namespace) -> None:
     print(f"(c) JSON-RPC calls: {c_calls} ({c_calls / len(setups):.1f} per chain for "
           f"{per_chain} reads); all {total} values equal across methods (naive on its "
           f"{n_naive}-read subsample)")  # fmt: skip
-    print(f"adapters: {c_rate / a_rate:.1f}x naive, {c_rate / b_rate:.2f} of floor")
+    print()
+    n, k = args.callers, args.per_caller
+    print(f"(d) {n} concurrent callers x {k} accounts x {len(setups)} chains, one pin each")
+    print(f"{'reader':<34}{'reads':>8}{'seconds':>10}{'balances/s':>13}{'HTTP requests':>15}")
+    for name, run in (("plain EvmAdapter", plain), ("CoalescingReader (2 ms window)", shared)):
+        print(f"{name:<34}{run.reads:>8}{run.secs:>10.3f}{run.reads / run.secs:>13,.0f}"
+              f"{run.requests:>15}")  # fmt: skip
+    print(f"{n} callers x 1 account x {len(setups)} chains, arriving over {args.spread_ms} ms:")
+    for window, run in sweep:
+        name = "plain" if window is None else f"window {window * 1000:.0f} ms"
+        print(f"  {name:<14}{run.secs:>8.3f} s{run.requests:>6} requests")
+    speed = (shared.reads / shared.secs) / (plain.reads / plain.secs)
+    fewer = plain.requests / max(1, shared.requests)
+    print(f"adapters: {c_rate / a_rate:.1f}x naive, {c_rate / b_rate:.2f} of floor; "
+          f"coalesced callers {speed:.1f}x reads/s, {fewer:.1f}x fewer requests")  # fmt: skip
 
 
 if __name__ == "__main__":
@@ -392,4 +497,7 @@ if __name__ == "__main__":
     parser.add_argument("--tokens", type=int, default=10)
     parser.add_argument("--naive-reads", type=int, default=2000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--callers", type=int, default=50)
+    parser.add_argument("--per-caller", type=int, default=20)
+    parser.add_argument("--spread-ms", type=float, default=20.0)
     asyncio.run(main(parser.parse_args()))

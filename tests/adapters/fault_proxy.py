@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Self
@@ -104,7 +105,7 @@ class FaultProxy:
         finally:
             self.inflight -= 1
 
-    async def _answer(self, request: web.Request) -> web.StreamResponse:  # noqa: C901
+    async def _answer(self, request: web.Request) -> web.StreamResponse:
         raw = await request.read()
         payload = json.loads(raw)
         items = payload if isinstance(payload, list) else [payload]
@@ -114,64 +115,148 @@ class FaultProxy:
         fault = self._take(methods)
         if fault is None:
             return web.json_response(await self._forward(payload))
-        kind, args = fault.kind, fault.args
-        first_id = items[0].get("id")
-        if kind == "http429":
-            headers = {"Retry-After": args["retry_after"]} if args.get("retry_after") else {}
-            return web.Response(status=429, text="Too Many Requests", headers=headers)
-        if kind == "rpc_limit":  # Infura-style -32005 with backoff_seconds, HTTP 200
-            data = {"backoff_seconds": args.get("backoff", 0.3)}
-            return web.json_response(_error(first_id, -32005, "daily request count exceeded", data))
-        if kind == "body_limit":  # a rate limit told only in the message of a 200 answer
-            return web.json_response(_error(first_id, -32000, "rate limit exceeded, slow down"))
-        if kind == "http413":
-            return web.Response(status=413, text="Request Entity Too Large")
-        if kind == "anvil_large":  # what anvil answers for a body over 2 MiB
-            return web.json_response(_error(None, -32600, "Invalid request"))
-        if kind == "http5xx":
-            return web.Response(status=args.get("status", 502), text="Bad Gateway")
-        if kind == "reset":
-            assert request.transport is not None
-            request.transport.abort()
-            return web.Response()
-        if kind == "timeout":
-            await asyncio.sleep(args.get("delay", 5.0))
-            return web.json_response(await self._forward(payload))
-        if kind in ("truncate", "cut"):
-            body = json.dumps(await self._forward(payload)).encode()
-            if kind == "truncate":  # a shorter body, consistently framed: not JSON
-                return web.Response(body=body[: len(body) // 2], content_type="application/json")
-            resp = web.StreamResponse(headers={"Content-Length": str(len(body))})
-            await resp.prepare(request)
-            await resp.write(body[: len(body) // 2])
-            assert request.transport is not None
-            request.transport.abort()  # the connection dies mid-body
-            return resp
-        if kind == "garbage_result":  # well-formed JSON-RPC, damaged eth_call data
-            reply = await self._forward(payload)
-            reply["result"] = reply["result"][: len(reply["result"]) // 2]
-            return web.json_response(reply)
-        if kind in ("shuffle", "drop_id", "wrong_id", "chain_id"):
-            reply = await self._forward(payload)
-            replies = reply if isinstance(reply, list) else [reply]
-            if kind == "shuffle":
-                replies.reverse()
-            elif kind == "drop_id":
-                replies.pop()
-            elif kind == "wrong_id":
-                replies[0]["id"] = 987654321
-            else:
-                for req, rep in zip(items, replies, strict=False):
-                    if req.get("method") == "eth_chainId":
-                        rep["result"] = hex(args["chain_id"])
-            return web.json_response(replies if isinstance(reply, list) else replies[0])
-        if kind == "head_back":  # the endpoint reports an older head
-            for item in items:
-                if item.get("method") == "eth_getBlockByNumber" and not str(
-                    item["params"][0]
-                ).startswith("0x"):
-                    item["params"][0] = hex(args["number"])
-            return web.json_response(await self._forward(payload))
-        if kind == "header_not_found":
-            return web.json_response(_error(first_id, -32000, "header not found"))
-        raise AssertionError(f"unknown fault {kind}")
+        answer = _ANSWERS.get(fault.kind)
+        if answer is None:
+            raise AssertionError(f"unknown fault {fault.kind}")
+        return await answer(self, _Asked(request, payload, items, fault.args))
+
+
+@dataclass
+class _Asked:
+    """A request that drew a fault, and the fault's arguments."""
+
+    request: web.Request
+    payload: Any
+    items: list[Any]
+    args: dict[str, Any]
+
+    @property
+    def first_id(self) -> Any:
+        return self.items[0].get("id")
+
+
+Answer = Callable[[FaultProxy, _Asked], Awaitable[web.StreamResponse]]
+
+
+async def _http429(proxy: FaultProxy, q: _Asked) -> web.StreamResponse:
+    retry_after = q.args.get("retry_after")
+    headers = {"Retry-After": retry_after} if retry_after else {}
+    return web.Response(status=429, text="Too Many Requests", headers=headers)
+
+
+async def _rpc_limit(proxy: FaultProxy, q: _Asked) -> web.StreamResponse:
+    """Infura-style -32005 with backoff_seconds, HTTP 200."""
+    data = {"backoff_seconds": q.args.get("backoff", 0.3)}
+    return web.json_response(_error(q.first_id, -32005, "daily request count exceeded", data))
+
+
+async def _body_limit(proxy: FaultProxy, q: _Asked) -> web.StreamResponse:
+    """A rate limit told only in the message of a 200 answer."""
+    return web.json_response(_error(q.first_id, -32000, "rate limit exceeded, slow down"))
+
+
+async def _http413(proxy: FaultProxy, q: _Asked) -> web.StreamResponse:
+    return web.Response(status=413, text="Request Entity Too Large")
+
+
+async def _anvil_large(proxy: FaultProxy, q: _Asked) -> web.StreamResponse:
+    """What anvil answers for a body over 2 MiB."""
+    return web.json_response(_error(None, -32600, "Invalid request"))
+
+
+async def _http5xx(proxy: FaultProxy, q: _Asked) -> web.StreamResponse:
+    return web.Response(status=q.args.get("status", 502), text="Bad Gateway")
+
+
+async def _reset(proxy: FaultProxy, q: _Asked) -> web.StreamResponse:
+    assert q.request.transport is not None
+    q.request.transport.abort()
+    return web.Response()
+
+
+async def _timeout(proxy: FaultProxy, q: _Asked) -> web.StreamResponse:
+    await asyncio.sleep(q.args.get("delay", 5.0))
+    return web.json_response(await proxy._forward(q.payload))
+
+
+async def _truncate(proxy: FaultProxy, q: _Asked) -> web.StreamResponse:
+    """A shorter body, consistently framed: not JSON."""
+    body = json.dumps(await proxy._forward(q.payload)).encode()
+    return web.Response(body=body[: len(body) // 2], content_type="application/json")
+
+
+async def _cut(proxy: FaultProxy, q: _Asked) -> web.StreamResponse:
+    """The connection dies mid-body."""
+    body = json.dumps(await proxy._forward(q.payload)).encode()
+    resp = web.StreamResponse(headers={"Content-Length": str(len(body))})
+    await resp.prepare(q.request)
+    await resp.write(body[: len(body) // 2])
+    assert q.request.transport is not None
+    q.request.transport.abort()
+    return resp
+
+
+async def _garbage_result(proxy: FaultProxy, q: _Asked) -> web.StreamResponse:
+    """Well-formed JSON-RPC, damaged eth_call data."""
+    reply = await proxy._forward(q.payload)
+    reply["result"] = reply["result"][: len(reply["result"]) // 2]
+    return web.json_response(reply)
+
+
+def _mangle(kind: str) -> Answer:
+    """Replies forwarded, then reordered, cut short, mislabelled or re-chained."""
+
+    async def answer(proxy: FaultProxy, q: _Asked) -> web.StreamResponse:
+        reply = await proxy._forward(q.payload)
+        replies = reply if isinstance(reply, list) else [reply]
+        if kind == "shuffle":
+            replies.reverse()
+        elif kind == "drop_id":
+            replies.pop()
+        elif kind == "wrong_id":
+            replies[0]["id"] = 987654321
+        else:
+            for req, rep in zip(q.items, replies, strict=False):
+                if req.get("method") == "eth_chainId":
+                    rep["result"] = hex(q.args["chain_id"])
+        return web.json_response(replies if isinstance(reply, list) else replies[0])
+
+    return answer
+
+
+async def _head_back(proxy: FaultProxy, q: _Asked) -> web.StreamResponse:
+    """The endpoint reports an older head."""
+    for item in q.items:
+        if item.get("method") == "eth_getBlockByNumber" and not str(item["params"][0]).startswith(
+            "0x"
+        ):
+            item["params"][0] = hex(q.args["number"])
+    return web.json_response(await proxy._forward(q.payload))
+
+
+async def _header_not_found(proxy: FaultProxy, q: _Asked) -> web.StreamResponse:
+    return web.json_response(_error(q.first_id, -32000, "header not found"))
+
+
+async def _rpc_error(proxy: FaultProxy, q: _Asked) -> web.StreamResponse:
+    """The node answers with an error that is none of the retried kinds."""
+    return web.json_response(_error(q.first_id, -32603, "internal error"))
+
+
+_ANSWERS: dict[str, Answer] = {
+    "http429": _http429,
+    "rpc_limit": _rpc_limit,
+    "body_limit": _body_limit,
+    "http413": _http413,
+    "anvil_large": _anvil_large,
+    "http5xx": _http5xx,
+    "reset": _reset,
+    "timeout": _timeout,
+    "truncate": _truncate,
+    "cut": _cut,
+    "garbage_result": _garbage_result,
+    **{kind: _mangle(kind) for kind in ("shuffle", "drop_id", "wrong_id", "chain_id")},
+    "head_back": _head_back,
+    "header_not_found": _header_not_found,
+    "rpc_error": _rpc_error,
+}
