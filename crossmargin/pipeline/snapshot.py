@@ -6,9 +6,10 @@ a decimal string (integers as they are, floats in their shortest round-trip form
 without an exponent), so any client can re-serialise a document and get the same bytes.
 
 The inputs are what the engine read (one `ChainState` per chain: pinned block, raw
-balances, feed readings) plus the risk parameters used; `crossmargin.pipeline.figures.compute` is the one
-function that turns inputs into a report, live and on replay, so `replay` of a stored document
-must give byte-identical outputs. A document also names the previous snapshot of the
+balances, feed readings) plus the risk parameters used;
+`crossmargin.pipeline.figures.compute` is the one function that turns inputs into a
+report, live and on replay, so `replay` of a stored document must give byte-identical
+outputs. A document also names the previous snapshot of the
 same account (`prev`), which makes each account's record a hash chain.
 
 Version "2" documents name what many snapshots share (a chain's pin and feeds, the
