@@ -52,6 +52,7 @@ bench: setup
 	$(BIN)/python bench/adapters.py
 	$(BIN)/python bench/oracle.py
 	test ! -f bench/api.py || $(BIN)/python bench/api.py
+	$(BIN)/python bench/pipeline.py
 
 # Regenerate the Python lock after editing pyproject.toml dependencies.
 lock: $(PY_OK)

@@ -11,10 +11,10 @@ up by (kind, account, target, asset, method, pinned blocks, §6 estimates):
    asset, method and config, every pin, the §6 estimates) is this one
    (`stored_mismatch`); otherwise it is logged, counted
    (`crossmargin_store_rejected_total{reason}`) and the result computed afresh;
-3. else the chains are read at the pins (reads shared across kinds and targets, and
-   concurrent reads batched into shared multicalls), the report is computed by
-   `crossmargin.pipeline.snapshot.compute` and appended to the account's hash chain before it
-   is served (`miss`).
+3. else the chains are read at the pins through the engine (reads shared across kinds
+   and targets, and concurrent reads batched into shared multicalls), the report is
+   computed by the engine (`Engine.evaluate`) and appended to the account's hash chain
+   before it is served (`miss`).
 
 Results with a chain that could not be pinned are never cached: the next request
 tries the chain again.
@@ -31,7 +31,7 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
-from adapters.evm import BlockPin
+from adapters.evm import BlockPin, EvmAdapter
 from api.cache import Coalescer
 from api.metrics import Metrics
 from api.pins import Pinned, Pins
@@ -40,11 +40,10 @@ from api.store import Store
 from crossmargin.core.config import Config, config_hash, risk_document
 from crossmargin.core.errors import CrossmarginError, InputError, Refused
 from crossmargin.engine import Engine
-from crossmargin.pipeline.read import ChainState, read_chain_many
+from crossmargin.pipeline.read import ChainState
 from crossmargin.pipeline.snapshot import (
     Request,
     canonical,
-    compute,
     digest,
     document,
     encode,
@@ -107,17 +106,24 @@ def stored_mismatch(
 
 
 class Service:
-    def __init__(self, config: Config, engine: Engine, store: Store, metrics: Metrics) -> None:
+    """`engine` computes (and reads through its readers); `adapters` are the real chains
+    behind it, for pinning and /v1/health."""
+
+    def __init__(
+        self,
+        config: Config,
+        engine: Engine,
+        adapters: Mapping[str, EvmAdapter],
+        store: Store,
+        metrics: Metrics,
+    ) -> None:
         self.config = config
         self.engine = engine
-        self.adapters = engine.adapters
+        self.adapters = adapters
         self.store = store
         self.metrics = metrics
         self.scrub = Scrubber(config)
-        self.methods = {
-            m: config.model_copy(update={"risk": config.risk.model_copy(update={"method": m})})
-            for m in ("var", "es")
-        }
+        self.methods = {m: engine.method(m) for m in ("var", "es")}
         self.hashes = {m: config_hash(c) for m, c in self.methods.items()}
         self.pins = Pins(self.adapters, config.api.pin_ttl_s)
         self.results: Coalescer[ResultKey, Served] = Coalescer(config.api.cache_entries)
@@ -202,8 +208,9 @@ class Service:
             lambda _: complete,
         )
         self.metrics.cache.labels("reads", outcome).inc()
-        cfg = self.methods[method]
-        served = await asyncio.to_thread(self._compute_and_store, cfg, req, states, est, cache_key)
+        served = await asyncio.to_thread(
+            self._compute_and_store, method, req, states, est, cache_key
+        )
         self.metrics.snapshots.inc()
         return served
 
@@ -229,14 +236,17 @@ class Service:
 
     def _compute_and_store(
         self,
-        cfg: Config,
+        method: str,
         req: Request,
         states: list[ChainState],
         est: RiskEstimates | None,
         cache_key: str | None,
     ) -> Served:
-        """In a worker thread: the pure computation, then the append (§10)."""
-        report = compute(cfg, states, req, est)
+        """In a worker thread: the engine's pure step, then the append (§10).
+        (`Store.append_many` takes a batch's snapshots in one transaction: `batch` is
+        where it plugs in.)"""
+        cfg = self.methods[method]
+        report = self.engine.evaluate(req, states, est, method).unwrap()
         stored = self.store.append(
             req.account,
             req.kind,
@@ -283,20 +293,14 @@ class Service:
     async def _read_many(
         self, accounts: list[str], pins: Mapping[str, Pinned]
     ) -> dict[str, list[ChainState]]:
-        """Every account on every chain at the pins, in shared multicalls per chain."""
-
-        async def chain(name: str) -> list[ChainState]:
-            adapter, pin = self.adapters[name], pins[name]
-            if isinstance(pin, str):
-                return [ChainState(adapter.chain, error=self.scrub(pin)) for _ in accounts]
-            states = await read_chain_many(self.config, adapter, accounts, pin)
+        """Every account on every chain at the pins: the one place the service reads,
+        through the engine (shared multicalls per chain)."""
+        per_account = await self.engine.read(accounts, pins)
+        for states in per_account:
             for state in states:
                 if state.error is not None:
                     state.error = self.scrub(state.error)
-            return states
-
-        per_chain = await asyncio.gather(*(chain(n) for n in self.adapters))
-        return {a: [states[i] for states in per_chain] for i, a in enumerate(accounts)}
+        return dict(zip(accounts, per_account, strict=True))
 
     async def batch(
         self, accounts: list[str], target: str, method: str

@@ -34,8 +34,8 @@ JSON = st.recursive(
 
 def read_states(devnet: Any, name: str) -> list[ChainState]:
     async def run() -> list[ChainState]:
-        async with Engine(devnet.config) as engine:
-            return await engine.read(devnet.demo_accounts[name])
+        async with Engine.connect(devnet.config) as engine:
+            return (await engine.read([devnet.demo_accounts[name]]))[0]
 
     return asyncio.run(run())
 
