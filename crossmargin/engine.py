@@ -180,11 +180,16 @@ class Engine:
         pins: Mapping[str, Pinned] | None = None,
     ) -> list[Result]:
         """The unit of work: read every distinct account once, then compute each request
-        (results in request order)."""
+        (results in request order). The computing runs in a worker thread, so the event
+        loop goes on reading other batches meanwhile."""
         accounts = list(dict.fromkeys(r.account for r in requests))
         states = dict(zip(accounts, await self.read(accounts, pins), strict=True))
         est = await self.estimates()
-        return [self.evaluate(r, states[r.account], est, method) for r in requests]
+
+        def compute_all() -> list[Result]:
+            return [self.evaluate(r, states[r.account], est, method) for r in requests]
+
+        return await asyncio.to_thread(compute_all)
 
     # ------------------------------------------------------------------ batches of one
 
