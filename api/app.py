@@ -84,7 +84,8 @@ def create_app(
         store = await asyncio.to_thread(Store.open, url)
         try:
             async with open_adapters(config) as adapters:
-                # The read seam: every computation reads through these readers.
+                # The read seam: every computation reads through the engine's readers;
+                # a coalescing reader (adapters/) wraps `adapters` here, in this one line.
                 app[ENGINE] = engine = Engine(config, adapters, history)
                 service = Service(config, engine, adapters, store, metrics)
                 app[SERVICE] = service

@@ -57,7 +57,9 @@ log = logging.getLogger("api")
 Source = Literal["hit", "coalesced", "store", "miss"]
 PinKey = tuple[tuple[str, int, str] | tuple[str, None, None], ...]
 ResultKey = tuple[Request, str, PinKey, str]
-READ_WINDOW_S = 0.002  # reads asked for this close together share one multicall per chain
+# Reads asked for this close together share one multicall per chain: until the adapters
+# coalesce concurrent reads themselves (then `_read` is just `_read_many([account])`).
+READ_WINDOW_S = 0.002
 READ_CACHE = 512  # states of recent reads (many objects: kept few, for the GC's sake)
 
 
@@ -183,19 +185,7 @@ class Service:
         req, method, pin_key, est_key = key
         cache_key = None
         if complete:
-            cache_key = digest(
-                canonical(
-                    [
-                        req.kind,
-                        req.account,
-                        req.target,
-                        req.asset,
-                        self.hashes[method],
-                        est_key,
-                        pin_key,
-                    ]
-                )
-            )
+            cache_key = self._cache_key(req, method, pin_key, est_key)
             found = await asyncio.to_thread(self.store.find_cached, cache_key, req.account)
             if found is not None:
                 check = (req, found, self.hashes[method], pin_key, est_key)
@@ -213,6 +203,39 @@ class Service:
         )
         self.metrics.snapshots.inc()
         return served
+
+    def _cache_key(self, req: Request, method: str, pin_key: PinKey, est_key: str) -> str:
+        """The store's key of a result: the request, the config, the estimates, the pins."""
+        parts = [req.kind, req.account, req.target, req.asset, self.hashes[method]]
+        return digest(canonical([*parts, est_key, pin_key]))
+
+    def _serve_many(
+        self,
+        method: str,
+        reqs: list[Request],
+        states: list[list[ChainState]],
+        est: RiskEstimates | None,
+        pin_key: PinKey,
+        est_key: str,
+    ) -> list[Served | None]:
+        """In one worker thread, a batch's results: each found in the store (if it passes
+        `stored_mismatch`) or computed by the engine and appended. None where the engine
+        gives a problem: that request is served on its own, for its problem+json.
+        (`Store.append_many`, one transaction per batch, plugs in here.)"""
+        out: list[Served | None] = []
+        for req, st in zip(reqs, states, strict=True):
+            cache_key = self._cache_key(req, method, pin_key, est_key)
+            found = self.store.find_cached(cache_key, req.account)
+            if found is not None:
+                served = self._stored(req, found, self.hashes[method], pin_key, est_key)
+                if served is not None:
+                    out.append(served)
+                    continue
+            try:
+                out.append(self._compute_and_store(method, req, st, est, cache_key))
+            except CrossmarginError:
+                out.append(None)
+        return out
 
     def _stored(
         self, req: Request, found: tuple[str, str], config_hash: str, pins: PinKey, est_key: str
@@ -306,22 +329,36 @@ class Service:
         self, accounts: list[str], target: str, method: str
     ) -> list[tuple[str, Served | bytes]]:
         """Margin of many accounts at one set of pins: each its own snapshot; a failure
-        is that account's problem (as problem+json bytes), not the batch's."""
+        is that account's problem (as problem+json bytes), not the batch's. Accounts not
+        already cached are read together through the engine (one multicall batch per
+        chain) and computed and stored in one worker thread."""
         pins = await self.pins.current()
-        _, est_key = await self.estimates()
+        est, est_key = await self.estimates()
         pin_key = _pin_key(pins)
+        done: dict[str, Served] = {}
         if all(isinstance(p, BlockPin) for p in pins.values()):
             todo = [
                 a
-                for a in accounts
+                for a in dict.fromkeys(accounts)
                 if (Request("margin", a, target), method, pin_key, est_key) not in self.results
-                and (a, pin_key) not in self.reads
             ]
-            if len(todo) > 1:  # read them together: one multicall batch per chain
-                for account, states in (await self._read_many(todo, pins)).items():
-                    self.reads.put((account, pin_key), states)
+            if len(todo) > 1:
+                reqs = [Request("margin", a, target) for a in todo]
+                states = list((await self._read_many(todo, pins)).values())
+                many = (method, reqs, states, est, pin_key, est_key)
+                results = await asyncio.to_thread(self._serve_many, *many)
+                for req, served in zip(reqs, results, strict=True):
+                    if served is None:
+                        continue
+                    self.results.put((req, method, pin_key, est_key), served)
+                    done[req.account] = served
+                    self.metrics.cache.labels("result", "store" if served.stored else "miss").inc()
+                    if not served.stored:
+                        self.metrics.snapshots.inc()
 
         async def one(account: str) -> tuple[str, Served | bytes]:
+            if account in done:
+                return account, done[account]
             try:
                 served, _ = await self.serve(Request("margin", account, target), method, pins)
             except Refused as exc:

@@ -304,7 +304,11 @@ def api_run(config: Any, accounts: Sequence[str], tmp: Path) -> tuple[float, dic
     key, digest = new_key()
     bench_key = ApiKeyConfig(name="bench", sha256=digest, rate_per_s=1e6, burst=10_000_000)
     api = config.api.model_copy(
-        update={"keys": [bench_key], "cache_entries": 2 * len(accounts) + 100}
+        update={
+            "keys": [bench_key],
+            "cache_entries": 2 * len(accounts) + 100,
+            "request_timeout_s": 600.0,  # a batch's wait in the queue is the bench's load
+        }
     )
     cfg = config.model_copy(update={"api": api})
     db = f"sqlite:///{tmp / f'api-{len(accounts)}.db'}"

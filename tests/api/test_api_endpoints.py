@@ -16,8 +16,8 @@ from api_helpers import api_config
 from eth_utils.address import to_checksum_address
 
 from api.app import SERVICE, create_app
-from api.service import Service
 from crossmargin.core.errors import Refused
+from crossmargin.engine import Engine, Result
 from crossmargin.pipeline.snapshot import canonical, digest
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -77,15 +77,18 @@ async def test_batch_errors_are_inline(
     client: Client, devnet: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     bob, carol = devnet.demo_accounts["bob"], devnet.demo_accounts["carol"]
-    real = Service.serve
+    real = Engine.evaluate
 
-    async def serve(self: Service, req: Any, method: str, pins: Any = None) -> Any:
+    def evaluate(self: Engine, req: Any, states: Any, est: Any, method: Any = None) -> Any:
         if req.account == carol:
-            raise Refused("capacity is not defined for these parameters")
-        return await real(self, req, method, pins)
+            return Result(
+                req, states, None, Refused("capacity is not defined for these parameters")
+            )
+        return real(self, req, states, est, method)
 
-    monkeypatch.setattr(Service, "serve", serve)
-    resp = await client.post("/v1/margin:batch", json={"accounts": [bob, carol]})
+    monkeypatch.setattr(Engine, "evaluate", evaluate)
+    body = {"accounts": [bob, carol], "target_chain": "optimism", "method": "es"}  # not cached
+    resp = await client.post("/v1/margin:batch", json=body)
     assert resp.status == 200
     ok, failed = (await resp.json())["results"]
     assert ok["margin"]["account"] == bob
