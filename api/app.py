@@ -30,7 +30,7 @@ from api.service import Service
 from api.store import Store, database_url
 from api.web import add_web_routes
 from crossmargin.core.config import Config
-from crossmargin.engine import Engine
+from crossmargin.engine import Engine, open_adapters
 from oracle.store import HistoryStore
 
 __all__ = ["ENGINE", "SERVICE", "create_app"]
@@ -54,7 +54,7 @@ def create_app(
     app: web.Application
 
     def adapters() -> Mapping[str, EvmAdapter]:
-        return app[ENGINE].adapters if ENGINE in app else {}
+        return app[SERVICE].adapters if SERVICE in app else {}
 
     metrics = Metrics(adapters)
     problems = error_middleware(Scrubber(config), config.api.request_timeout_s)
@@ -83,9 +83,11 @@ def create_app(
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         store = await asyncio.to_thread(Store.open, url)
         try:
-            async with Engine(config, history) as engine:
-                app[ENGINE] = engine
-                service = Service(config, engine, store, metrics)
+            async with open_adapters(config) as adapters:
+                # The read seam: every computation reads through the engine's readers;
+                # a coalescing reader (adapters/) wraps `adapters` here, in this one line.
+                app[ENGINE] = engine = Engine(config, adapters, history)
+                service = Service(config, engine, adapters, store, metrics)
                 app[SERVICE] = service
                 try:
                     await service.start()

@@ -11,10 +11,10 @@ up by (kind, account, target, asset, method, pinned blocks, §6 estimates):
    asset, method and config, every pin, the §6 estimates) is this one
    (`stored_mismatch`); otherwise it is logged, counted
    (`crossmargin_store_rejected_total{reason}`) and the result computed afresh;
-3. else the chains are read at the pins (reads shared across kinds and targets, and
-   concurrent reads batched into shared multicalls), the report is computed by
-   `crossmargin.pipeline.snapshot.compute` and appended to the account's hash chain before it
-   is served (`miss`).
+3. else the chains are read at the pins through the engine (reads shared across kinds
+   and targets, and concurrent reads batched into shared multicalls), the report is
+   computed by the engine (`Engine.evaluate`) and appended to the account's hash chain
+   before it is served (`miss`).
 
 Results with a chain that could not be pinned are never cached: the next request
 tries the chain again.
@@ -31,20 +31,19 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
-from adapters.evm import BlockPin
+from adapters.evm import BlockPin, EvmAdapter
 from api.cache import Coalescer
 from api.metrics import Metrics
 from api.pins import Pinned, Pins
 from api.problems import Scrubber, problem_body
-from api.store import Store
+from api.store import Item, Store
 from crossmargin.core.config import Config, config_hash, risk_document
 from crossmargin.core.errors import CrossmarginError, InputError, Refused
 from crossmargin.engine import Engine
-from crossmargin.pipeline.read import ChainState, read_chain_many
+from crossmargin.pipeline.figures import Report, Request
+from crossmargin.pipeline.read import ChainState
 from crossmargin.pipeline.snapshot import (
-    Request,
     canonical,
-    compute,
     digest,
     document,
     encode,
@@ -59,7 +58,6 @@ log = logging.getLogger("api")
 Source = Literal["hit", "coalesced", "store", "miss"]
 PinKey = tuple[tuple[str, int, str] | tuple[str, None, None], ...]
 ResultKey = tuple[Request, str, PinKey, str]
-READ_WINDOW_S = 0.002  # reads asked for this close together share one multicall per chain
 READ_CACHE = 512  # states of recent reads (many objects: kept few, for the GC's sake)
 
 
@@ -116,24 +114,29 @@ def stored_mismatch(
 
 
 class Service:
-    def __init__(self, config: Config, engine: Engine, store: Store, metrics: Metrics) -> None:
+    """`engine` computes (and reads through its readers); `adapters` are the real chains
+    behind it, for pinning and /v1/health."""
+
+    def __init__(
+        self,
+        config: Config,
+        engine: Engine,
+        adapters: Mapping[str, EvmAdapter],
+        store: Store,
+        metrics: Metrics,
+    ) -> None:
         self.config = config
         self.engine = engine
-        self.adapters = engine.adapters
+        self.adapters = adapters
         self.store = store
         self.metrics = metrics
         self.scrub = Scrubber(config)
-        self.methods = {
-            m: config.model_copy(update={"risk": config.risk.model_copy(update={"method": m})})
-            for m in ("var", "es")
-        }
+        self.methods = {m: engine.method(m) for m in ("var", "es")}
         self.hashes = {m: config_hash(c) for m, c in self.methods.items()}
         self.pins = Pins(self.adapters, config.api.pin_ttl_s)
         self.results: Coalescer[ResultKey, Served] = Coalescer(config.api.cache_entries)
         self.reads: Coalescer[tuple[str, PinKey], list[ChainState]] = Coalescer(READ_CACHE)
         self._estimates: tuple[RiskEstimates | None, str] = (None, "config")
-        self._waiting: dict[PinKey, dict[str, asyncio.Future[list[ChainState]]]] = {}
-        self._tasks: set[asyncio.Task[dict[str, list[ChainState]]]] = set()
         self.store_probe: asyncio.Future[Any] | None = None  # a write probe (/v1/health)
 
     async def start(self) -> None:
@@ -144,9 +147,6 @@ class Service:
     async def close(self) -> None:
         if self.store_probe is not None:
             self.store_probe.cancel()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.results.close()
         await self.reads.close()
         await self.pins.close()
@@ -186,19 +186,7 @@ class Service:
         req, method, pin_key, est_key = key
         cache_key = None
         if complete:
-            cache_key = digest(
-                canonical(
-                    [
-                        req.kind,
-                        req.account,
-                        req.target,
-                        req.asset,
-                        self.hashes[method],
-                        est_key,
-                        pin_key,
-                    ]
-                )
-            )
+            cache_key = self._cache_key(req, method, pin_key, est_key)
             found = await asyncio.to_thread(self.store.find_cached, cache_key, req.account)
             if found is not None:
                 check = (req, found, self.hashes[method], pin_key, est_key)
@@ -211,10 +199,74 @@ class Service:
             lambda _: complete,
         )
         self.metrics.cache.labels("reads", outcome).inc()
-        cfg = self.methods[method]
-        served = await asyncio.to_thread(self._compute_and_store, cfg, req, states, est, cache_key)
+        served = await asyncio.to_thread(
+            self._compute_and_store, method, req, states, est, cache_key
+        )
         self.metrics.snapshots.inc()
         return served
+
+    def _cache_key(self, req: Request, method: str, pin_key: PinKey, est_key: str) -> str:
+        """The store's key of a result: the request, the config, the estimates, the pins."""
+        parts = [req.kind, req.account, req.target, req.asset, self.hashes[method]]
+        return digest(canonical([*parts, est_key, pin_key]))
+
+    def _serve_many(
+        self,
+        method: str,
+        reqs: list[Request],
+        states: list[list[ChainState]],
+        est: RiskEstimates | None,
+        pin_key: PinKey,
+        est_key: str,
+    ) -> list[Served | None]:
+        """In one worker thread, a batch's results: each found in the store (if it passes
+        `stored_mismatch`), or computed by the engine in one pass and appended with the
+        others in one transaction (`Store.append_many`). None where the engine gives a
+        problem: that request is served on its own, for its problem+json."""
+        out: list[Served | None] = [None] * len(reqs)
+        todo: list[int] = []
+        for i, req in enumerate(reqs):
+            found = self.store.find_cached(
+                self._cache_key(req, method, pin_key, est_key), req.account
+            )
+            served = None
+            if found is not None:
+                served = self._stored(req, found, self.hashes[method], pin_key, est_key)
+            if served is None:
+                todo.append(i)
+            out[i] = served
+        by_account = {reqs[i].account: states[i] for i in todo}
+        results = self.engine.evaluate_many([reqs[i] for i in todo], by_account, est, method)
+        ok = [(i, r) for i, r in zip(todo, results, strict=True) if r.error is None]
+        stored = self.store.append_many(
+            [
+                self._item(method, r.request, r.states, r.unwrap(), est, pin_key, est_key)
+                for _, r in ok
+            ]
+        )
+        for (i, r), s in zip(ok, stored, strict=True):
+            out[i] = Served(r.unwrap().model_dump_json().encode(), s.id, False)
+        return out
+
+    def _item(
+        self,
+        method: str,
+        req: Request,
+        states: list[ChainState],
+        report: Report,
+        est: RiskEstimates | None,
+        pin_key: PinKey,
+        est_key: str,
+    ) -> Item:
+        cfg = self.methods[method]
+        return Item(
+            req.account,
+            req.kind,
+            lambda prev: document(cfg, req, states, report, prev, est),
+            target=req.target,
+            asset=req.asset,
+            cache_key=self._cache_key(req, method, pin_key, est_key),
+        )
 
     def _stored(
         self, req: Request, found: tuple[str, str], config_hash: str, pins: PinKey, est_key: str
@@ -239,14 +291,17 @@ class Service:
 
     def _compute_and_store(
         self,
-        cfg: Config,
+        method: str,
         req: Request,
         states: list[ChainState],
         est: RiskEstimates | None,
         cache_key: str | None,
     ) -> Served:
-        """In a worker thread: the pure computation, then the append (§10)."""
-        report = compute(cfg, states, req, est)
+        """In a worker thread: the engine's pure step, then the append (§10).
+        (`Store.append_many` takes a batch's snapshots in one transaction: `batch` is
+        where it plugs in.)"""
+        cfg = self.methods[method]
+        report = self.engine.evaluate(req, states, est, method).unwrap()
         stored = self.store.append(
             req.account,
             req.kind,
@@ -258,76 +313,56 @@ class Service:
         return Served(report.model_dump_json().encode(), stored.id, False)
 
     async def _read(self, account: str, pins: Mapping[str, Pinned]) -> list[ChainState]:
-        """One account's states. Reads asked for within READ_WINDOW_S of each other at
-        the same pins go out together (`_read_many`): under load, one multicall per
-        chain serves many requests."""
-        key = _pin_key(pins)
-        waiting = self._waiting.get(key)
-        if waiting is None:
-            waiting = self._waiting[key] = {}
-            asyncio.get_running_loop().call_later(READ_WINDOW_S, self._flush, key, pins)
-        future = waiting.get(account)
-        if future is None:
-            future = waiting[account] = asyncio.get_running_loop().create_future()
-        return await future
-
-    def _flush(self, key: PinKey, pins: Mapping[str, Pinned]) -> None:
-        waiting = self._waiting.pop(key)
-
-        def deliver(task: asyncio.Task[dict[str, list[ChainState]]]) -> None:
-            for account, future in waiting.items():
-                if future.done():
-                    continue
-                if task.cancelled():
-                    future.cancel()
-                elif (exc := task.exception()) is not None:
-                    future.set_exception(exc)
-                else:
-                    future.set_result(task.result()[account])
-
-        task = asyncio.ensure_future(self._read_many(list(waiting), pins))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        task.add_done_callback(deliver)
+        """One account's states. Concurrent requests at the same pins share multicalls at
+        the seam (the engine's readers are `CoalescingReader`s), not here."""
+        return (await self._read_many([account], pins))[account]
 
     async def _read_many(
         self, accounts: list[str], pins: Mapping[str, Pinned]
     ) -> dict[str, list[ChainState]]:
-        """Every account on every chain at the pins, in shared multicalls per chain."""
-
-        async def chain(name: str) -> list[ChainState]:
-            adapter, pin = self.adapters[name], pins[name]
-            if isinstance(pin, str):
-                return [ChainState(adapter.chain, error=self.scrub(pin)) for _ in accounts]
-            states = await read_chain_many(self.config, adapter, accounts, pin)
+        """Every account on every chain at the pins: the one place the service reads,
+        through the engine (shared multicalls per chain)."""
+        per_account = await self.engine.read(accounts, pins)
+        for states in per_account:
             for state in states:
                 if state.error is not None:
                     state.error = self.scrub(state.error)
-            return states
-
-        per_chain = await asyncio.gather(*(chain(n) for n in self.adapters))
-        return {a: [states[i] for states in per_chain] for i, a in enumerate(accounts)}
+        return dict(zip(accounts, per_account, strict=True))
 
     async def batch(
         self, accounts: list[str], target: str, method: str
     ) -> list[tuple[str, Served | bytes]]:
         """Margin of many accounts at one set of pins: each its own snapshot; a failure
-        is that account's problem (as problem+json bytes), not the batch's."""
+        is that account's problem (as problem+json bytes), not the batch's. Accounts not
+        already cached are read together through the engine (one multicall batch per
+        chain) and computed and stored in one worker thread."""
         pins = await self.pins.current()
-        _, est_key = await self.estimates()
+        est, est_key = await self.estimates()
         pin_key = _pin_key(pins)
+        done: dict[str, Served] = {}
         if all(isinstance(p, BlockPin) for p in pins.values()):
             todo = [
                 a
-                for a in accounts
+                for a in dict.fromkeys(accounts)
                 if (Request("margin", a, target), method, pin_key, est_key) not in self.results
-                and (a, pin_key) not in self.reads
             ]
-            if len(todo) > 1:  # read them together: one multicall batch per chain
-                for account, states in (await self._read_many(todo, pins)).items():
-                    self.reads.put((account, pin_key), states)
+            if len(todo) > 1:
+                reqs = [Request("margin", a, target) for a in todo]
+                states = list((await self._read_many(todo, pins)).values())
+                many = (method, reqs, states, est, pin_key, est_key)
+                results = await asyncio.to_thread(self._serve_many, *many)
+                for req, served in zip(reqs, results, strict=True):
+                    if served is None:
+                        continue
+                    self.results.put((req, method, pin_key, est_key), served)
+                    done[req.account] = served
+                    self.metrics.cache.labels("result", "store" if served.stored else "miss").inc()
+                    if not served.stored:
+                        self.metrics.snapshots.inc()
 
         async def one(account: str) -> tuple[str, Served | bytes]:
+            if account in done:
+                return account, done[account]
             try:
                 served, _ = await self.serve(Request("margin", account, target), method, pins)
             except Refused as exc:

@@ -122,12 +122,12 @@ def bench_config(
 
 
 def requests(engine: Engine) -> dict[str, int]:
-    return {n: sum(s.requests for s in a.rpc.stats.values()) for n, a in engine.adapters.items()}
+    return {n: sum(s.requests for s in a.rpc.stats.values()) for n, a in engine.readers.items()}
 
 
 async def measure(config: Config, repeats: int) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    async with Engine(config) as engine:
+    async with Engine.connect(config) as engine:
         t0 = time.perf_counter()
         a = await engine.assess(HOLDER)
         out["first_ms"] = (time.perf_counter() - t0) * 1e3
@@ -148,7 +148,7 @@ async def measure(config: Config, repeats: int) -> dict[str, Any]:
             sorted(times)[int(0.9 * len(times)) - 1],
         )
         out["calls"] = {}
-        for name in engine.adapters:
+        for name in engine.readers:
             reps = [r for r in config.representations if r.chain == name]
             balances = BalancePlan(reps, [HOLDER]).calls
             out["calls"][name] = (len(balances), len(plan_feeds(config, config.chain(name)).calls))
@@ -156,7 +156,7 @@ async def measure(config: Config, repeats: int) -> dict[str, Any]:
         # The same balances without a single feed call: pin + read, as reading.py does,
         # the chains concurrently.
         async def balances_only(name: str) -> None:
-            adapter = engine.adapters[name]
+            adapter = engine.readers[name]
             reps = [r for r in config.representations if r.chain == name]
             await adapter.read(BalancePlan(reps, [HOLDER]).calls, await adapter.pin())
 
@@ -164,7 +164,7 @@ async def measure(config: Config, repeats: int) -> dict[str, Any]:
         times = []
         for _ in range(repeats):
             t0 = time.perf_counter()
-            await asyncio.gather(*(balances_only(n) for n in engine.adapters))
+            await asyncio.gather(*(balances_only(n) for n in engine.readers))
             times.append((time.perf_counter() - t0) * 1e3)
         after = requests(engine)
         out["without_feeds"] = {n: (after[n] - before[n]) / repeats for n in after}

@@ -51,8 +51,8 @@ def workload(config: Config, demo: list[str], n: int) -> list[tuple[s.Request, M
     accounts = [*demo, *(f"0x{i:040x}" for i in range(1, n - len(demo) + 1))][:n]
 
     async def read() -> dict[str, Any]:
-        async with Engine(config) as engine:
-            return await engine.read_many(accounts)
+        async with Engine.connect(config) as engine:
+            return dict(zip(accounts, await engine.read(accounts), strict=True))
 
     states = asyncio.run(read())
     out = []

@@ -23,7 +23,7 @@ from crossmargin.cli.main import bound_urls, database, open_store
 from crossmargin.cli.prices import ENV_URL
 from crossmargin.core.config import Config, load_config
 from crossmargin.core.errors import CrossmarginError
-from crossmargin.engine import Engine
+from crossmargin.engine import open_adapters
 from devnet.cli import print_summary
 from devnet.net import Devnet
 from oracle.history import sync_history
@@ -32,8 +32,8 @@ from oracle.store import HistoryStore
 
 async def _sync(config: Config, history: HistoryStore) -> None:
     """Daily closes from the devnet's feed rounds, so sigma and rho are estimated (§6)."""
-    async with Engine(config) as engine:
-        report = await sync_history(config, engine.adapters, history)
+    async with open_adapters(config) as adapters:
+        report = await sync_history(config, adapters, history)
     written = sum(f.closes_written for f in report.feeds)
     failed = ", ".join(sorted(report.errors)) or "none"
     print(f"price history: {written} daily closes stored (failed chains: {failed})", flush=True)

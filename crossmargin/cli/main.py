@@ -172,7 +172,7 @@ def _cmd_margin(args: argparse.Namespace) -> int:
     history = open_history(config, args.db)
 
     async def run() -> MarginReport:
-        async with Engine(config, history) as engine:
+        async with Engine.connect(config, history) as engine:
             return await engine.margin(args.address, args.target_chain)
 
     try:

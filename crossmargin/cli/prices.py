@@ -63,19 +63,18 @@ async def sync_with_progress(
 
 
 def run(args: argparse.Namespace, config: Config) -> int:
-    from crossmargin.engine import Engine
+    from crossmargin.engine import open_adapters
 
     url = database_url(args.db, config)
     store = HistoryStore.open(url)
     err = Console(stderr=True)
 
     async def go() -> tuple[SyncReport, dict[str, int]]:
-        async with Engine(config) as engine:
-            readers: dict[str, ChainReader] = dict(engine.adapters)
+        async with open_adapters(config) as adapters:
+            readers: dict[str, ChainReader] = dict(adapters)
             report = await sync_with_progress(config, readers, store, err)
             requests = {
-                name: sum(s.requests for s in a.rpc.stats.values())
-                for name, a in engine.adapters.items()
+                name: sum(s.requests for s in a.rpc.stats.values()) for name, a in adapters.items()
             }
         return report, requests
 

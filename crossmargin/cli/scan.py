@@ -12,6 +12,12 @@ Output, one record per account in input order:
   figure that could not be computed is empty, never 0, and `unknown_reason` says why
   (METHOD.md §4: debt that cannot be valued).
 
+At scale: the input is streamed (never held whole) and accounts go to the engine in
+batches (`--batch-size`, 256): each batch is one pinned read per chain in shared
+multicalls, `--concurrency` batches in flight, records written in input order as each
+batch completes. Memory is bounded by the batches in flight plus one key per distinct
+account (to skip repeats).
+
 Resumable: records are written in input order, so the output's last record says how far
 a previous run got; rerunning the same command skips the input up to that line and
 finishes the job. The existing output is streamed (one line in memory at a time: its
@@ -29,6 +35,7 @@ import asyncio
 import csv
 import fcntl
 import io
+import itertools
 import json
 import os
 from collections import Counter, deque
@@ -42,7 +49,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from crossmargin.core.config import Config, checksummed
 from crossmargin.core.errors import CrossmarginError
+from crossmargin.engine import Engine, target_name
 from crossmargin.pipeline.report import MarginReport
+from crossmargin.pipeline.snapshot import Request
 
 if TYPE_CHECKING:
     from oracle.store import HistoryStore
@@ -70,6 +79,7 @@ CSV_COLUMNS = (
     "warnings",
 )
 _HEADER_WORDS = {"address", "account"}
+BATCH_SIZE = 256  # accounts per engine batch
 _TAIL_CHUNK = 1 << 16  # bytes read at a time when looking for the last newline
 
 
@@ -87,24 +97,48 @@ class Entry:
         return self.account or self.text
 
 
-def parse_input(lines: Iterable[str]) -> list[Entry]:
-    entries: list[Entry] = []
+def _first_field(raw: str) -> tuple[str, str] | None:
+    """(the line's text, its first field) or None for a blank or comment line."""
+    text = raw.strip()
+    if not text or text.startswith("#"):
+        return None
+    fields = text.replace(",", " ").split()
+    return text, fields[0].strip("\"'") if fields else ""
+
+
+def iter_entries(lines: Iterable[str]) -> Iterator[Entry]:
+    """The input's entries, one line at a time (streamed: nothing is kept)."""
+    none_yet = True  # a header is skipped only before the first entry
     for n, raw in enumerate(lines, start=1):
-        text = raw.strip()
-        if not text or text.startswith("#"):
+        got = _first_field(raw)
+        if got is None:
             continue
-        fields = text.replace(",", " ").split()
-        first = fields[0].strip("\"'") if fields else ""
+        text, first = got
+        if none_yet and first and first.lower() in _HEADER_WORDS:
+            continue
+        none_yet = False
         if not first:  # `,` or `"",x`: nothing in the first column
-            entries.append(Entry(n, text, None, "no address in the line's first field"))
-            continue
-        if not entries and first.lower() in _HEADER_WORDS:
+            yield Entry(n, text, None, "no address in the line's first field")
             continue
         try:
-            entries.append(Entry(n, first, checksummed(first), None))
+            yield Entry(n, first, checksummed(first), None)
         except ValueError as exc:
-            entries.append(Entry(n, first, None, str(exc)))
-    return entries
+            yield Entry(n, first, None, str(exc))
+
+
+def parse_input(lines: Iterable[str]) -> list[Entry]:
+    return list(iter_entries(lines))
+
+
+def count_entries(lines: Iterable[str]) -> int:
+    """How many entries `iter_entries` gives, without checksumming (for the progress bar)."""
+    n = 0
+    for raw in lines:
+        got = _first_field(raw)
+        if got is None or (not n and got[1] and got[1].lower() in _HEADER_WORDS):
+            continue
+        n += 1
+    return n
 
 
 def record(
@@ -299,29 +333,33 @@ class Summary:
         return f"scan: {self.total} entries: {done}; {self.skipped} already in the output{dup}"
 
 
-def plan(entries: list[Entry], out: ScanOutput, summary: Summary) -> list[Entry]:
+def plan(entries: Iterable[Entry], out: ScanOutput, summary: Summary) -> Iterator[Entry]:
     """What is left to do: the entries after the output's last record, each account once.
     The output must be this input's: its last record is the entry on that line, and it
-    holds one record per distinct entry up to there."""
-    last, upto = out.last_line, 0
+    holds one record per distinct entry up to there. That is checked here, before
+    anything is written, by reading the input up to that line; the rest is streamed."""
+    last = out.last_line
+    it = iter(entries)
+    seen: set[str] = set()
+    upto, at, pending = 0, None, None
+    for e in it:
+        if e.line > last:
+            pending = e
+            break
+        if e.line == last:
+            at = e
+        if e.key in seen:
+            summary.duplicates += 1
+        else:
+            seen.add(e.key)
+            upto += 1
     if out.last is not None:
-        at = next((e for e in entries if e.line == last), None)
         key = out.last.get("account") or out.last.get("input")
         if at is None or at.key != key:
             raise CrossmarginError(
                 f"{out.path}: its last record is for input line {last} ({key}), which "
                 f"--input does not have there; use the same input or another output file"
             )
-    todo, seen = [], set()
-    for e in entries:
-        if e.key in seen:
-            summary.duplicates += 1
-        elif e.line <= last:
-            seen.add(e.key)
-            upto += 1
-        else:
-            seen.add(e.key)
-            todo.append(e)
     if upto != out.records:
         raise CrossmarginError(
             f"{out.path}: holds {out.records} records where --input lines 1-{last} give "
@@ -329,14 +367,36 @@ def plan(entries: list[Entry], out: ScanOutput, summary: Summary) -> list[Entry]
         )
     summary.skipped = upto
     summary.earlier = Counter(out.statuses)
-    return todo
+    return _todo(pending, it, seen, summary)
+
+
+def _todo(
+    first: Entry | None, rest: Iterator[Entry], seen: set[str], summary: Summary
+) -> Iterator[Entry]:
+    for e in itertools.chain([first] if first is not None else [], rest):
+        if e.key in seen:
+            summary.duplicates += 1
+            continue
+        seen.add(e.key)
+        yield e
+
+
+def batched(entries: Iterable[Entry], size: int) -> Iterator[list[Entry]]:
+    batch: list[Entry] = []
+    for e in entries:
+        batch.append(e)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 async def _ordered(
-    jobs: Iterator[Coroutine[Any, Any, dict[str, Any]]], window: int
-) -> AsyncIterator[dict[str, Any]]:
+    jobs: Iterator[Coroutine[Any, Any, list[dict[str, Any]]]], window: int
+) -> AsyncIterator[list[dict[str, Any]]]:
     """Run up to `window` jobs at a time; yield their results in input order."""
-    pending: deque[asyncio.Task[dict[str, Any]]] = deque()
+    pending: deque[asyncio.Task[list[dict[str, Any]]]] = deque()
     try:
         for job in jobs:
             pending.append(asyncio.create_task(job))
@@ -350,42 +410,50 @@ async def _ordered(
         await asyncio.gather(*pending, return_exceptions=True)
 
 
+async def scan_batch(engine: Engine, target: str, batch: list[Entry]) -> list[dict[str, Any]]:
+    """One batch through the engine (one read per chain for all its accounts); the
+    records in the batch's order. A failure is that account's record, not the batch's."""
+    valid = [e for e in batch if e.account is not None]
+    results = await engine.run([Request("margin", e.account or "", target) for e in valid])
+    by_line = {e.line: r for e, r in zip(valid, results, strict=True)}
+    recs = []
+    for e in batch:
+        r = by_line.get(e.line)
+        if r is None:
+            recs.append(record(e, target, None, e.error))
+        elif r.error is not None:
+            recs.append(record(e, target, None, "; ".join(str(r.error).splitlines())))
+        else:
+            assert isinstance(r.report, MarginReport)
+            recs.append(record(e, target, r.report, None))
+    return recs
+
+
 async def run_scan(
-    config: Config,
-    todo: list[Entry],
+    engine: Engine,
+    todo: Iterable[Entry],
     out: ScanOutput,
     summary: Summary,
     *,
-    history: HistoryStore | None = None,
-    concurrency: int = 4,
+    batch_size: int = BATCH_SIZE,
+    concurrency: int = 2,
     console: Console | None = None,
 ) -> Summary:
-    """Compute and append the records of `todo` (from `plan`), in input order. `history`:
-    the deployment's price history, as the API uses it, so both give the same figures."""
-    from crossmargin.engine import Engine
-
+    """Compute and append the records of `todo` (from `plan`), in input order. The
+    engine carries the deployment's price history, as the API's does, so both give the
+    same figures."""
     console = console or Console(stderr=True)
-    name = out.target
-    async with Engine(config, history) as engine:
-
-        async def one(e: Entry) -> dict[str, Any]:
-            if e.account is None:
-                return record(e, name, None, e.error)
-            try:
-                return record(e, name, await engine.margin(e.account, name), None)
-            except CrossmarginError as exc:  # refused or bad input: this account only
-                return record(e, name, None, "; ".join(str(exc).splitlines()))
-
-        columns = (TextColumn("scan"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-        with Progress(*columns, console=console) as bar:
-            done = summary.skipped + summary.duplicates
-            task = bar.add_task("scan", total=summary.total, completed=done)
-            async for rec in _ordered((one(e) for e in todo), max(1, concurrency)):
+    jobs = (scan_batch(engine, out.target, b) for b in batched(todo, max(1, batch_size)))
+    columns = (TextColumn("scan"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console) as bar:
+        task = bar.add_task("scan", total=summary.total, completed=summary.skipped)
+        async for recs in _ordered(jobs, max(1, concurrency)):
+            for rec in recs:
                 out.write(rec)
                 summary.counts[rec["status"]] += 1
                 if rec["error"]:
                     _say(bar.console, f"line {rec['line']}: {rec['input']}: {rec['error']}")
-                bar.advance(task)
+            bar.update(task, completed=summary.skipped + summary.duplicates + summary.written)
     return summary
 
 
@@ -399,27 +467,49 @@ def add_arguments(p: argparse.ArgumentParser, db_help: str) -> None:
     p.add_argument("--output", required=True, type=Path, help="results (appended; resumable)")
     p.add_argument("--target-chain", help="chain name or id (default: settlement chain)")
     p.add_argument("--format", choices=("jsonl", "csv"), help="default: from --output's suffix")
-    p.add_argument("--concurrency", type=int, default=4, help="accounts read at once (4)")
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=BATCH_SIZE,
+        help=f"accounts per engine batch: one read per chain ({BATCH_SIZE})",
+    )
+    p.add_argument("--concurrency", type=int, default=2, help="batches read at once (2)")
     p.add_argument("--config", help="config file (default: .devnet/crossmargin.toml)")
     p.add_argument("--db", help=db_help)
+
+
+def _lines(path: Path) -> Iterator[str]:
+    try:
+        with path.open(encoding="utf-8") as f:
+            yield from f
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CrossmarginError(f"{path}: cannot read: {exc}") from exc
 
 
 def run_cli(args: argparse.Namespace, config: Config, history: HistoryStore | None) -> Summary:
     """The command: the summary says how it went (the caller picks the exit status). On
     Ctrl-C, says how to resume and re-raises KeyboardInterrupt."""
-    from crossmargin.engine import Engine
-
     fmt: Format = args.format or ("csv" if args.output.suffix.lower() == ".csv" else "jsonl")
     if args.input.resolve() == args.output.resolve():
         raise CrossmarginError("--input and --output are the same file")
-    try:
-        text = args.input.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise CrossmarginError(f"{args.input}: cannot read: {exc}") from exc
-    entries = parse_input(text.splitlines())
-    target = Engine(config, history).target(args.target_chain)
+    total = count_entries(_lines(args.input))  # a first pass: also finds undecodable input
+    target = target_name(config, args.target_chain)
     console = Console(stderr=True)
-    summary = Summary(total=len(entries))
+    summary = Summary(total=total)
+
+    async def go(out: ScanOutput) -> None:
+        todo = plan(iter_entries(_lines(args.input)), out, summary)
+        async with Engine.connect(config, history) as engine:
+            await run_scan(
+                engine,
+                todo,
+                out,
+                summary,
+                batch_size=args.batch_size,
+                concurrency=args.concurrency,
+                console=console,
+            )
+
     try:
         with ScanOutput(args.output, fmt, target) as out:
             if out.repaired:
@@ -427,18 +517,7 @@ def run_cli(args: argparse.Namespace, config: Config, history: HistoryStore | No
                     console,
                     f"{args.output}: dropped a partial last line left by an interrupted run",
                 )
-            todo = plan(entries, out, summary)
-            asyncio.run(
-                run_scan(
-                    config,
-                    todo,
-                    out,
-                    summary,
-                    history=history,
-                    concurrency=args.concurrency,
-                    console=console,
-                )
-            )
+            asyncio.run(go(out))
     except KeyboardInterrupt:
         _say(
             console,

@@ -4,16 +4,18 @@ and on replay, so a stored snapshot's outputs can be recomputed byte for byte.""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from crossmargin.core.config import Config
+from crossmargin.core.errors import CrossmarginError
 from crossmargin.pipeline.capacity import capacity_report
-from crossmargin.pipeline.margin import margin_report
+from crossmargin.pipeline.margin import margin_report, margin_reports
 from crossmargin.pipeline.read import ChainState
 from crossmargin.pipeline.report import CapacityReport, MarginReport, StressReport
 from crossmargin.pipeline.stress import stress_report
-from crossmargin.pipeline.value import assess
+from crossmargin.pipeline.value import assess, assess_many
 from oracle.estimation import RiskEstimates
 
 Kind = Literal["margin", "capacity", "stress"]
@@ -49,3 +51,41 @@ def compute(
         assert req.target is not None
         return capacity_report(a, req.target, req.asset)
     return stress_report(a)
+
+
+def compute_many(
+    config: Config,
+    requests: Sequence[Request],
+    states: Mapping[str, list[ChainState]],
+    estimates: RiskEstimates | None = None,
+) -> list[Report | CrossmarginError]:
+    """`compute` for a batch, report for report the same (tested): every account valued
+    once (`assess_many`, prices per distinct feed set) and the margin requests of one
+    target in one risk call (`margin_reports`). A request that fails is its error."""
+    accounts = list(dict.fromkeys(r.account for r in requests))
+    out: list[Report | CrossmarginError | None] = [None] * len(requests)
+    try:
+        valued = assess_many(config, {a: states[a] for a in accounts}, estimates)
+        assessed = dict(zip(accounts, valued, strict=True))
+    except CrossmarginError:
+        assessed = {}  # one account's failure must stay its own: value them one by one
+    by_target: dict[str, list[int]] = {}
+    for i, r in enumerate(requests):
+        if r.kind == "margin" and r.account in assessed and r.target is not None:
+            by_target.setdefault(r.target, []).append(i)
+    for target, idx in by_target.items():
+        try:
+            reports = margin_reports([assessed[requests[i].account] for i in idx], target)
+        except CrossmarginError:
+            continue  # computed one by one below, so the error is that request's
+        for i, report in zip(idx, reports, strict=True):
+            out[i] = report
+    for i, r in enumerate(requests):
+        if out[i] is None:
+            try:
+                out[i] = compute(config, states[r.account], r, estimates)
+            except CrossmarginError as exc:
+                out[i] = exc
+    done = [o for o in out if o is not None]
+    assert len(done) == len(requests)
+    return done

@@ -3,7 +3,7 @@
 This is where adapters meet oracle: a plan of calls is built from config, sent as a single
 block-pinned batch, and every slot is decoded on its own, so one bad token is one flagged
 position, not a lost chain. `read_chain_many` reads any number of accounts with one pin
-and shared batches (feeds once); `read_chain` is its one-account case.
+and shared batches (feeds once); one account is a batch of one.
 """
 
 from __future__ import annotations
@@ -40,13 +40,6 @@ class ChainState:
     @property
     def available(self) -> bool:
         return self.pin is not None and self.error is None
-
-
-async def read_chain(
-    config: Config, reader: ChainReader, account: str, pin: BlockPin | None = None
-) -> ChainState:
-    """Pin (unless given), read, decode. Chain-level failures become `error`, not raises."""
-    return (await read_chain_many(config, reader, [account], pin))[0]
 
 
 async def read_chain_many(

@@ -214,7 +214,7 @@ def hostile(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hostile]:
 
 def _margin(config: Config) -> MarginReport:
     async def run() -> MarginReport:
-        async with Engine(config) as engine:
+        async with Engine.connect(config) as engine:
             return await engine.margin(ACCOUNT, CHAIN)
 
     return asyncio.run(run())

@@ -260,9 +260,9 @@ async def test_bytes32_and_string_metadata(weird: Weird) -> None:
 async def test_margin_report_flags_weird_positions_and_counts_nothing_twice(
     weird: Weird,
 ) -> None:
-    async with Engine(weird.config) as engine:
+    async with Engine.connect(weird.config) as engine:
         report = await engine.margin(HOLDER, CHAIN)
-        many = await engine.read_many([HOLDER, NOBODY])
+        many = dict(zip([HOLDER, NOBODY], await engine.read([HOLDER, NOBODY]), strict=True))
     positions = {p.symbol: p for p in report.positions if p.chain_id == 1}
     for symbol in ("EIGHTY", "BRK1", "BRK2", "BRK3", "BRK4", "EOA"):
         assert positions[symbol].status == "error"

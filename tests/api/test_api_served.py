@@ -83,8 +83,8 @@ def foreign_document(devnet: Any, req: Request) -> Callable[[str], Built]:
     """A valid snapshot document of `req`, read and computed now (to be planted)."""
 
     async def read() -> Any:
-        async with Engine(devnet.config) as engine:
-            return await engine.read(req.account)
+        async with Engine.connect(devnet.config) as engine:
+            return (await engine.read([req.account]))[0]
 
     states = asyncio.run(read())
     report = compute(devnet.config, states, req)

@@ -35,8 +35,8 @@ JSON = st.recursive(
 
 def read_states(devnet: Any, name: str) -> list[ChainState]:
     async def run() -> list[ChainState]:
-        async with Engine(devnet.config) as engine:
-            return await engine.read(devnet.demo_accounts[name])
+        async with Engine.connect(devnet.config) as engine:
+            return (await engine.read([devnet.demo_accounts[name]]))[0]
 
     return asyncio.run(run())
 
@@ -210,9 +210,8 @@ def test_accounts_read_together_share_their_blobs(devnet: Any) -> None:
     accounts = [*devnet.demo_accounts.values(), empty]
 
     async def run() -> list[list[ChainState]]:
-        async with Engine(config) as engine:
-            got = await engine.read_many(accounts)
-            return [got[a] for a in accounts]
+        async with Engine.connect(config) as engine:
+            return await engine.read(accounts)
 
     texts, shared = [], set()
     for account, states in zip(accounts, asyncio.run(run()), strict=True):

@@ -195,9 +195,9 @@ def test_upgrade_of_a_store_of_version_1_documents(devnet: Any, database: str) -
     alice, bob = devnet.demo_accounts["alice"], devnet.demo_accounts["bob"]
 
     async def read() -> dict[str, Any]:
-        async with Engine(config) as engine:
-            got = await engine.read_many([alice, bob])
-            return {a: got[a] for a in (alice, bob)}
+        async with Engine.connect(config) as engine:
+            got = await engine.read([alice, bob])
+            return dict(zip((alice, bob), got, strict=True))
 
     states = asyncio.run(read())
     requests = [

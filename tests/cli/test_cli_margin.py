@@ -87,7 +87,7 @@ def test_table_of_a_partial_report(devnet: Any) -> None:
     config = devnet.config.model_copy(update={"chains": chains})
 
     async def margin() -> MarginReport:
-        async with Engine(config) as engine:
+        async with Engine.connect(config) as engine:
             return await engine.margin(devnet.demo_accounts["bob"], "arbitrum")
 
     report = asyncio.run(margin())

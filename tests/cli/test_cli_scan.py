@@ -129,7 +129,8 @@ def test_resume_after_kill_equals_a_clean_run(tmp_path: Path, devnet: Any) -> No
 
     out = tmp_path / "out.jsonl"
     argv = [sys.executable, "-m", "crossmargin.cli", "scan", "--input", str(src), "--output",
-            str(out), "--concurrency", "1", "--config", str(devnet.config_path)]  # fmt: skip
+            str(out), "--concurrency", "1", "--batch-size", "1",
+            "--config", str(devnet.config_path)]  # fmt: skip
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 60
@@ -202,7 +203,7 @@ def big(devnet: Any, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, by
 
 def scan_argv(devnet: Any, src: Path, out: Path) -> list[str]:
     return [*CLI, "scan", "--input", str(src), "--output", str(out), "--concurrency", "1",
-            "--config", str(devnet.config_path)]  # fmt: skip
+            "--batch-size", "1", "--config", str(devnet.config_path)]  # fmt: skip
 
 
 def wait_for_lines(out: Path, proc: subprocess.Popen[str], n: int) -> None:

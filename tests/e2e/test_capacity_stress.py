@@ -19,7 +19,7 @@ from crossmargin.pipeline.value import Assessment, Valued
 
 def assessment(devnet: Any, name: str) -> Assessment:
     async def run() -> Assessment:
-        async with Engine(devnet.config) as engine:
+        async with Engine.connect(devnet.config) as engine:
             return await engine.assess(devnet.demo_accounts[name])
 
     return asyncio.run(run())

@@ -189,7 +189,7 @@ def test_unreadable_debt_position(devnet: Any) -> None:
     )
 
     async def run() -> dict[str, Any]:
-        async with Engine(config) as engine:
+        async with Engine.connect(config) as engine:
             a = await engine.assess(devnet.demo_accounts["carol"])
         dump = {
             "margin": margin_report(a, "arbitrum"),

@@ -45,7 +45,7 @@ FEED_ABI = [
 
 def margin(config: Config, account: str, target: str) -> MarginReport:
     async def run() -> MarginReport:
-        async with Engine(config) as engine:
+        async with Engine.connect(config) as engine:
             return await engine.margin(account, target)
 
     return asyncio.run(run())

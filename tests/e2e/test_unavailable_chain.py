@@ -30,7 +30,7 @@ def with_dead_chain(config: Config, name: str) -> Config:
 
 def margin(config: Config, account: str) -> MarginReport:
     async def run() -> MarginReport:
-        async with Engine(config) as engine:
+        async with Engine.connect(config) as engine:
             return await engine.margin(account, "ethereum")
 
     return asyncio.run(run())

@@ -54,8 +54,8 @@ def clean(net: Devnet) -> Iterator[None]:
 
 def sync(config: Config, store: HistoryStore, fail_after: int | None = None) -> SyncReport:
     async def run() -> SyncReport:
-        async with Engine(config) as engine:
-            readers: dict[str, ChainReader] = dict(engine.adapters)
+        async with Engine.connect(config) as engine:
+            readers: dict[str, ChainReader] = dict(engine.readers)
             if fail_after is not None:
                 readers = {n: Flaky(r, fail_after) for n, r in readers.items()}
             return await sync_history(config, readers, store)
@@ -185,7 +185,7 @@ def test_engine_takes_sigma_and_rho_from_the_history(net: Devnet, tmp_path: Path
     account = net.demo_accounts["carol"]
 
     async def run(history: HistoryStore | None) -> object:
-        async with Engine(net.config, history=history) as engine:
+        async with Engine.connect(net.config, history=history) as engine:
             return await engine.margin(account, "ethereum")
 
     with_history = asyncio.run(run(store))

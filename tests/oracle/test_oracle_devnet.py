@@ -51,10 +51,10 @@ def clean(chains: dict[str, Chain]) -> Iterator[None]:
 
 def margin(config: Config, account: str, requests: dict[str, int] | None = None) -> MarginReport:
     async def run() -> MarginReport:
-        async with Engine(config) as engine:
+        async with Engine.connect(config) as engine:
             report = await engine.margin(account, "ethereum")
             if requests is not None:
-                for name, adapter in engine.adapters.items():
+                for name, adapter in engine.readers.items():
                     requests[name] = sum(s.requests for s in adapter.rpc.stats.values())
             return report
 
@@ -65,14 +65,14 @@ def balances_only_requests(config: Config, account: str) -> dict[str, int]:
     """RPC requests per chain to pin and read the same balances without any feed call."""
 
     async def run() -> dict[str, int]:
-        async with Engine(config) as engine:
-            for name, adapter in engine.adapters.items():
+        async with Engine.connect(config) as engine:
+            for name, adapter in engine.readers.items():
                 reps = [r for r in config.representations if r.chain == name]
                 calls = BalancePlan(reps, [account]).calls  # what reading.py sends, minus feeds
                 await adapter.read(calls, await adapter.pin())
             return {
                 name: sum(s.requests for s in a.rpc.stats.values())
-                for name, a in engine.adapters.items()
+                for name, a in engine.readers.items()
             }
 
     return asyncio.run(run())

@@ -1,0 +1,461 @@
+"""Benchmark: the whole pipeline at the speed of the chain reads, four ways, one run.
+
+    .venv/bin/python bench/pipeline.py [--accounts 1000,10000] [--rss-accounts 100000]
+
+One process starts its own devnet (4 anvil chains, state in a temporary directory) and
+funds N accounts with anvil cheatcodes (anvil_setBalance; anvil_setStorageAt on the
+OpenZeppelin tokens' `_balances` and `_totalSupply` slots): a third empty, a third
+wallet-only (native coin and a token), a third with collateral and debt, over the 4
+chains. One block is mined; nothing moves the chains after that, so every method below
+reads the same pinned blocks. For each N, measured in the same run:
+
+  (a) floor   the adapters' raw read of exactly those balances and feeds: per chain one
+              pin and `EvmAdapter.read` of the batch's calls, chains concurrently, no
+              decoding beyond the multicall envelope (best of 2);
+  (b) engine  `Engine.run` end to end in batches: read, value, report, and each report's
+              snapshot appended to a SQLite store (api/store);
+  (c) api     `POST /v1/margin:batch` on a running API (this process, own thread; the
+              client is a child process), batches of `api.max_batch`, 4 clients;
+  (d) scan    `crossmargin scan` (a subprocess, start-up included) into a JSONL file.
+
+Every method's totals are asserted equal per account. With `--rss-accounts` a scan of
+that many (random, mostly empty) accounts is run and its peak RSS printed. Last line:
+`pipeline: N accounts/s, 0.XX of read floor; api batch 0.XX; scan 0.XX` (for the
+largest N; accounts/s is the engine's).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import functools
+import json
+import os
+import random
+import resource
+import secrets
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):  # run as a file: this file's folder would shadow the package
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+import aiohttp
+from aiohttp import web
+from eth_utils.address import to_checksum_address
+from eth_utils.crypto import keccak
+
+KEY_HEADER = "X-API-Key"
+ENGINE_BATCH = 1000
+API_CLIENTS = 4
+TOTALS = ("collateral_usd", "debt_usd", "equity_usd", "margin_requirement_usd", "health")
+
+
+# ---------------------------------------------------------------- accounts and funding
+
+
+def slot(account: str, index: int) -> str:
+    """OpenZeppelin 5 ERC20 mapping slot: keccak(account . index)."""
+    return "0x" + keccak(bytes(12) + bytes.fromhex(account[2:]) + index.to_bytes(32, "big")).hex()
+
+
+def word(n: int) -> str:
+    return "0x" + n.to_bytes(32, "big").hex()
+
+
+def make_accounts(n: int) -> list[str]:
+    rng = random.Random(11)
+    return [to_checksum_address(f"0x{rng.getrandbits(160):040x}") for _ in range(n)]
+
+
+def holdings(config: Any, accounts: Sequence[str]) -> dict[str, list[tuple[Any, int]]]:
+    """Per chain: (representation, account, raw amount) to write. Account i: i % 3 == 0
+    empty, 1 wallet-only (native + one collateral token), 2 collateral and debt."""
+    rng = random.Random(7)
+    out: dict[str, list[tuple[Any, int]]] = {c.name: [] for c in config.chains}
+    for i, account in enumerate(accounts):
+        if i % 3 == 0:
+            continue
+        chain = config.chains[i % len(config.chains)]
+        reps = [r for r in config.representations if r.chain == chain.name]
+        native = next(r for r in reps if r.is_native)
+        tokens = [r for r in reps if r.kind == "collateral" and not r.is_native]
+        debts = [r for r in reps if r.kind == "debt"]
+        out[chain.name].append(((native, account), rng.randrange(1, 50) * 10**17))
+        token = tokens[i % len(tokens)]
+        out[chain.name].append(((token, account), rng.randrange(1, 10**4) * 10**token.decimals))
+        if i % 3 == 2 and debts:
+            debt = debts[i % len(debts)]
+            # a tenth of a unit: always far below the collateral, whatever the asset
+            out[chain.name].append(((debt, account), 10 ** max(0, debt.decimals - 1)))
+    return out
+
+
+async def fund(config: Any, urls: dict[str, str], accounts: Sequence[str]) -> None:
+    from devnet.rpc import Rpc
+
+    plan = holdings(config, accounts)
+    async with aiohttp.ClientSession() as session:
+
+        async def chain(c: Any) -> None:
+            rpc = Rpc(session, urls[c.name], c.chain_id)
+            writes: list[tuple[str, list[Any]]] = []
+            supply: dict[str, int] = {}
+            for (rep, account), raw in plan[c.name]:
+                if rep.is_native:
+                    writes.append(("anvil_setBalance", [account, hex(raw)]))
+                else:
+                    writes.append(
+                        ("anvil_setStorageAt", [rep.address, slot(account, 0), word(raw)])
+                    )
+                    supply[rep.address] = supply.get(rep.address, 0) + raw
+            for token, total in supply.items():
+                old = int(await rpc.call("eth_getStorageAt", [token, word(2), "latest"]), 16)
+                writes.append(("anvil_setStorageAt", [token, word(2), word(old + total)]))
+            for i in range(0, len(writes), 2000):
+                await rpc.batch(writes[i : i + 2000])
+            await rpc.call("evm_mine", [])
+
+        await asyncio.gather(*(chain(c) for c in config.chains))
+
+
+# ---------------------------------------------------------------- (a) the read floor
+
+
+async def floor(config: Any, accounts: Sequence[str]) -> float:
+    """Seconds for one pin and one read of every balance and feed, chains concurrently."""
+    from adapters.balances import BalancePlan
+    from crossmargin.engine import open_adapters
+    from oracle.feeds import plan_feeds
+
+    best = float("inf")
+    async with open_adapters(config) as adapters:
+        plans = {
+            n: BalancePlan([r for r in config.representations if r.chain == n], accounts).calls
+            + list(plan_feeds(config, config.chain(n)).calls)
+            for n in adapters
+        }
+        for _ in range(2):
+
+            async def one(name: str) -> None:
+                a = adapters[name]
+                await a.read(plans[name], await a.pin())
+
+            t0 = time.perf_counter()
+            await asyncio.gather(*(one(n) for n in adapters))
+            best = min(best, time.perf_counter() - t0)
+    return best
+
+
+# ---------------------------------------------------------------- (b) the engine
+
+
+def store_all(store: Any, config: Any, results: Sequence[Any], est: Any) -> dict[str, Any]:
+    """Each result's snapshot appended (`Store.append_many`, one transaction for the
+    batch, plugs in here); the totals per account."""
+    from crossmargin.pipeline.snapshot import document
+
+    totals = {}
+    for r in results:
+        report = r.unwrap()
+        build = functools.partial(document, config, r.request, r.states, report, estimates=est)
+        store.append(
+            r.request.account,
+            "margin",
+            lambda prev, build=build: build(prev),
+            target=r.request.target,
+        )
+        totals[r.request.account] = report.model_dump(mode="json")["totals"]
+    return totals
+
+
+async def engine_run(config: Any, accounts: Sequence[str], db: str) -> tuple[float, dict[str, Any]]:
+    """Batches of ENGINE_BATCH through `Engine.run`, two in flight (one reading while the
+    other computes), each batch's snapshots stored in a worker thread."""
+    from api.store import Store
+    from crossmargin.core.config import config_hash, risk_document
+    from crossmargin.engine import Engine
+    from crossmargin.pipeline.snapshot import Request
+
+    store = Store.open(db)
+    store.put_config(config_hash(config), risk_document(config))
+    target = config.settlement_chain
+    totals: dict[str, Any] = {}
+    try:
+        async with Engine.connect(config) as engine:
+            est = await engine.estimates()
+
+            async def one(batch: Sequence[str]) -> dict[str, Any]:
+                results = await engine.run([Request("margin", a, target) for a in batch])
+                return await asyncio.to_thread(store_all, store, config, results, est)
+
+            t0 = time.perf_counter()
+            pending: list[asyncio.Task[dict[str, Any]]] = []
+            for i in range(0, len(accounts), ENGINE_BATCH):
+                pending.append(asyncio.create_task(one(accounts[i : i + ENGINE_BATCH])))
+                if len(pending) >= 2:
+                    totals.update(await pending.pop(0))
+            for task in pending:
+                totals.update(await task)
+            elapsed = time.perf_counter() - t0
+    finally:
+        store.close()
+    return elapsed, totals
+
+
+def split_times(config: Any, accounts: Sequence[str]) -> dict[str, float]:
+    """Where the engine's time goes, on in-memory states (seconds per 1,000 accounts):
+    read (the adapters, timed in (a)), compute (`Engine.evaluate`), document (the
+    snapshot's canonical JSON)."""
+    from crossmargin.engine import Engine
+    from crossmargin.pipeline.snapshot import Request, document
+
+    async def go() -> dict[str, float]:
+        async with Engine.connect(config) as engine:
+            states = await engine.read(accounts)
+        reqs = [Request("margin", a, config.settlement_chain) for a in accounts]
+        t0 = time.perf_counter()
+        results = [engine.evaluate(r, s, None) for r, s in zip(reqs, states, strict=True)]
+        t1 = time.perf_counter()
+        size = sum(
+            len(document(config, r.request, r.states, r.unwrap(), "0" * 64)) for r in results
+        )
+        t2 = time.perf_counter()
+        k = 1000 / len(accounts)
+        return {"compute": (t1 - t0) * k, "document": (t2 - t1) * k, "bytes": size / len(accounts)}
+
+    return asyncio.run(go())
+
+
+# ---------------------------------------------------------------- (c) the API
+
+
+async def _load(args: argparse.Namespace, accounts: list[str]) -> None:
+    """Child mode: POST every account in batches from API_CLIENTS clients; print JSON."""
+    size = args.batch
+    groups = [accounts[i : i + size] for i in range(0, len(accounts), size)]
+    totals: dict[str, Any] = {}
+    headers = {KEY_HEADER: os.environ["CROSSMARGIN_BENCH_KEY"]}
+    timeout = aiohttp.ClientTimeout(total=600)
+    async with aiohttp.ClientSession(headers=headers, timeout=timeout) as s:
+
+        async def client() -> None:
+            while groups:
+                group = groups.pop()
+                async with s.post(f"{args.load}/v1/margin:batch", json={"accounts": group}) as r:
+                    body = await r.json()
+                    assert r.status == 200, body
+                for item in body["results"]:
+                    assert item["error"] is None, item
+                    totals[item["account"]] = item["margin"]["totals"]
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(client() for _ in range(API_CLIENTS)))
+        elapsed = time.perf_counter() - t0
+    print(json.dumps({"elapsed": elapsed, "totals": totals}))
+
+
+class Server:
+    """The API in a thread of this process, as `crossmargin serve` runs it."""
+
+    def __init__(self, app: web.Application) -> None:
+        self.app = app
+        self.port = 0
+        self._ready = threading.Event()
+        self._stop: tuple[asyncio.AbstractEventLoop, asyncio.Event] | None = None
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._serve()), daemon=True)
+
+    async def _serve(self) -> None:
+        runner = web.AppRunner(self.app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        stop = asyncio.Event()
+        self._stop = (asyncio.get_running_loop(), stop)
+        self._ready.set()
+        await stop.wait()
+        await runner.cleanup()
+
+    def __enter__(self) -> Server:
+        self._thread.start()
+        if not self._ready.wait(60):
+            raise SystemExit("API server did not start")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._stop is not None
+        loop, stop = self._stop
+        loop.call_soon_threadsafe(stop.set)
+        self._thread.join(60)
+
+
+def api_run(config: Any, accounts: Sequence[str], tmp: Path) -> tuple[float, dict[str, Any]]:
+    from api.app import create_app
+    from api.security import new_key
+    from crossmargin.core.config import ApiKeyConfig
+
+    key, digest = new_key()
+    bench_key = ApiKeyConfig(name="bench", sha256=digest, rate_per_s=1e6, burst=10_000_000)
+    api = config.api.model_copy(
+        update={
+            "keys": [bench_key],
+            "cache_entries": 2 * len(accounts) + 100,
+            "request_timeout_s": 600.0,  # a batch's wait in the queue is the bench's load
+        }
+    )
+    cfg = config.model_copy(update={"api": api})
+    db = f"sqlite:///{tmp / f'api-{len(accounts)}.db'}"
+    src = tmp / f"accounts-{len(accounts)}.txt"
+    src.write_text("\n".join(accounts) + "\n")
+    with Server(create_app(cfg, database=db)) as server:
+        child = [
+            sys.executable,
+            str(Path(__file__).resolve()),
+            "--load",
+            f"http://127.0.0.1:{server.port}",
+            "--accounts-file",
+            str(src),
+            "--batch",
+            str(api.max_batch),
+        ]
+        env = {**os.environ, "CROSSMARGIN_BENCH_KEY": key}
+        out = subprocess.run(child, env=env, capture_output=True, text=True, check=False)
+    if out.returncode:
+        raise SystemExit(f"api load failed:\n{out.stdout}\n{out.stderr}")
+    result = json.loads(out.stdout)
+    return float(result["elapsed"]), result["totals"]
+
+
+# ---------------------------------------------------------------- (d) scan
+
+
+def scan_run(
+    config_path: Path, accounts: Sequence[str], tmp: Path, tag: str
+) -> tuple[float, dict[str, Any], int]:
+    """Seconds, totals per account, peak RSS (KiB) of one `crossmargin scan` process."""
+    src, out = tmp / f"scan-{tag}.txt", tmp / f"scan-{tag}.jsonl"
+    src.write_text("\n".join(accounts) + "\n")
+    argv = [
+        sys.executable,
+        "-c",
+        "import resource, sys\n"
+        "from crossmargin.cli import main\n"
+        "code = main(sys.argv[1:])\n"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n"
+        "sys.exit(code)",
+        "scan",
+        "--input",
+        str(src),
+        "--output",
+        str(out),
+        "--config",
+        str(config_path),
+        "--db",
+        f"sqlite:///{tmp / f'history-{tag}.db'}",
+    ]
+    t0 = time.perf_counter()
+    proc = subprocess.run(argv, capture_output=True, text=True, check=False)
+    elapsed = time.perf_counter() - t0
+    if proc.returncode not in (0, 3):
+        raise SystemExit(f"scan failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    rss = int(proc.stderr.strip().splitlines()[-1])
+    totals = {}
+    with out.open() as f:
+        for line in f:
+            rec = json.loads(line)
+            assert rec["status"] == "ok", rec
+            totals[rec["account"]] = rec["report"]["totals"]
+    return elapsed, totals, rss
+
+
+# ---------------------------------------------------------------- main
+
+
+def same(name: str, a: dict[str, Any], b: dict[str, Any]) -> None:
+    assert a.keys() == b.keys(), f"{name}: different accounts"
+    for account, t in a.items():
+        got = {k: b[account][k] for k in TOTALS}
+        want = {k: t[k] for k in TOTALS}
+        assert got == want, f"{name}: {account}: {got} != {want}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--accounts", default="1000,10000", help="comma-separated N")
+    p.add_argument("--rss-accounts", type=int, default=100_000, help="0: skip")
+    p.add_argument("--load", help=argparse.SUPPRESS)  # child mode: the API's base URL
+    p.add_argument("--accounts-file", help=argparse.SUPPRESS)
+    p.add_argument("--batch", type=int, default=100, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.load:
+        asyncio.run(_load(args, Path(args.accounts_file).read_text().split()))
+        return 0
+
+    from devnet import BackgroundDevnet
+
+    sizes = [int(n) for n in args.accounts.split(",")]
+    line = ""
+    with tempfile.TemporaryDirectory() as name:
+        tmp = Path(name)
+        with BackgroundDevnet(state_dir=tmp / "devnet", keeper=False) as net:
+            config = net.config
+            urls = {c.name: net.rpc_url(c.name) for c in config.chains}
+            accounts = make_accounts(max(sizes))
+            t0 = time.perf_counter()
+            asyncio.run(fund(config, urls, accounts))
+            print(f"funded {len(accounts)} accounts in {time.perf_counter() - t0:.1f} s")
+            for n in sizes:
+                batch = accounts[:n]
+                f = asyncio.run(floor(config, batch))
+                e, engine_totals = asyncio.run(
+                    engine_run(config, batch, f"sqlite:///{tmp / f'engine-{n}.db'}")
+                )
+                a, api_totals = api_run(config, batch, tmp)
+                s, scan_totals, rss = scan_run(net.config_path, batch, tmp, str(n))
+                same("api", engine_totals, api_totals)
+                same("scan", engine_totals, scan_totals)
+                print(
+                    f"N={n}: floor {n / f:,.0f} accounts/s; engine {n / e:,.0f}/s; "
+                    f"api batch {n / a:,.0f}/s; "
+                    f"scan {n / s:,.0f}/s (peak RSS {rss / 1024:.0f} MB); figures match",
+                    flush=True,
+                )
+                line = (
+                    f"pipeline: {n / e:,.0f} accounts/s, {f / e:.2f} of read floor; "
+                    f"api batch {f / a:.2f}; scan {f / s:.2f}"
+                )
+            split = split_times(config, accounts[: min(len(accounts), 1000)])
+            print(
+                f"per 1,000 accounts: read {1000 * f / n:.2f} s (floor), compute "
+                f"{split['compute']:.2f} s, snapshot document {split['document']:.2f} s "
+                f"({split['bytes'] / 1000:.1f} KB each)",
+                flush=True,
+            )
+            if args.rss_accounts:
+                big = [
+                    to_checksum_address("0x" + secrets.token_hex(20))
+                    for _ in range(args.rss_accounts)
+                ]
+                big[: len(accounts)] = accounts[: len(big)]
+                s, _, rss = scan_run(net.config_path, big, tmp, "rss")
+                print(
+                    f"scan of {len(big):,} accounts: {s:.0f} s ({len(big) / s:,.0f}/s), "
+                    f"peak RSS {rss / 1024:.0f} MB (target < 500 MB)",
+                    flush=True,
+                )
+    print(
+        f"bench RSS of this process {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024} MB"
+    )
+    print(line)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
