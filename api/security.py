@@ -51,6 +51,9 @@ class Principal:
     bucket: str  # what is rate limited: "key:<name>" or "anon:<address>"
 
 
+EPSILON = 1e-9  # of a token
+
+
 class TokenBucket:
     """`rate` tokens per second up to `capacity`; a request takes `cost` tokens. The
     balance may go below 0 (a batch larger than the capacity): that is debt."""
@@ -69,7 +72,7 @@ class TokenBucket:
         self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
         self.updated = now
         need = min(cost, self.capacity)
-        if self.tokens + paid >= need:
+        if self.tokens + paid >= need - EPSILON:  # float drift must not cost a Retry-After
             self.tokens -= cost - paid
             return 0.0
         return (need - self.tokens) / self.rate

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from api.problems import ApiProblem
@@ -38,6 +38,7 @@ LIMITS = st.tuples(
 
 
 @given(LIMITS, st.lists(st.tuples(st.floats(0.0, 30.0), st.integers(1, 1000)), max_size=40))
+@example((0.1, 5, 33), [(1.3, 33), (7.0, 33), (7.0, 33)])  # float drift: once a 3rd refusal
 def test_batches_pass_and_rates_hold(limits: tuple[float, int, int], steps: Any) -> None:
     rate, burst, max_batch = limits
     api = ApiConfig(
