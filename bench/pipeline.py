@@ -157,21 +157,18 @@ async def floor(config: Any, accounts: Sequence[str]) -> float:
 
 
 def store_all(store: Any, config: Any, results: Sequence[Any], est: Any) -> dict[str, Any]:
-    """Each result's snapshot appended (`Store.append_many`, one transaction for the
-    batch, plugs in here); the totals per account."""
+    """The batch's snapshots appended in one transaction (`Store.append_many`); the
+    totals per account."""
+    from api.store import Item
     from crossmargin.pipeline.snapshot import document
 
-    totals = {}
+    totals, items = {}, []
     for r in results:
         report = r.unwrap()
         build = functools.partial(document, config, r.request, r.states, report, estimates=est)
-        store.append(
-            r.request.account,
-            "margin",
-            lambda prev, build=build: build(prev),
-            target=r.request.target,
-        )
+        items.append(Item(r.request.account, "margin", build, target=r.request.target))
         totals[r.request.account] = report.model_dump(mode="json")["totals"]
+    store.append_many(items)
     return totals
 
 
