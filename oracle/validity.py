@@ -17,22 +17,24 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 from adapters.calls import RoundData
+from crossmargin.core.codes import Code
 from crossmargin.core.config import FeedConfig, PythFeedConfig
 
-# Reason codes, as reported in warnings and in each price's sources.
-STALE = "stale"
-NON_POSITIVE = "non_positive"
-OUT_OF_BOUNDS = "out_of_bounds"
-INCOMPLETE_ROUND = "incomplete_round"
-SEQUENCER_DOWN = "sequencer_down"
-SEQUENCER_GRACE = "sequencer_grace"
-SEQUENCER_UNKNOWN = "sequencer_unknown"
-DECIMALS_MISMATCH = "decimals_mismatch"
-WIDE_CONFIDENCE = "wide_confidence"
-FUTURE_TIMESTAMP = "future_timestamp"
-ZERO_ROUND = "zero_round"
-UNREADABLE = "unreadable"
-CHAIN_UNAVAILABLE = "chain_unavailable"
+# Reason codes, as reported in warnings and in each price's sources: the one list is
+# crossmargin/core/codes.py.
+STALE = Code.STALE
+NON_POSITIVE = Code.NON_POSITIVE
+OUT_OF_BOUNDS = Code.OUT_OF_BOUNDS
+INCOMPLETE_ROUND = Code.INCOMPLETE_ROUND
+SEQUENCER_DOWN = Code.SEQUENCER_DOWN
+SEQUENCER_GRACE = Code.SEQUENCER_GRACE
+SEQUENCER_UNKNOWN = Code.SEQUENCER_UNKNOWN
+DECIMALS_MISMATCH = Code.DECIMALS_MISMATCH
+WIDE_CONFIDENCE = Code.WIDE_CONFIDENCE
+FUTURE_TIMESTAMP = Code.FUTURE_TIMESTAMP
+ZERO_ROUND = Code.ZERO_ROUND
+UNREADABLE = Code.UNREADABLE
+CHAIN_UNAVAILABLE = Code.CHAIN_UNAVAILABLE
 
 CHAINLINK = "chainlink"
 PYTH = "pyth"
