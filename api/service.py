@@ -39,7 +39,7 @@ from api.problems import Scrubber, problem_body
 from api.store import Item, Store
 from crossmargin.core.config import Config, config_hash, risk_document
 from crossmargin.core.errors import CrossmarginError, InputError, Refused
-from crossmargin.engine import Engine
+from crossmargin.engine import Engine, Result
 from crossmargin.pipeline.figures import Report, Request
 from crossmargin.pipeline.read import ChainState
 from crossmargin.pipeline.snapshot import (
@@ -59,6 +59,17 @@ Source = Literal["hit", "coalesced", "store", "miss"]
 PinKey = tuple[tuple[str, int, str] | tuple[str, None, None], ...]
 ResultKey = tuple[Request, str, PinKey, str]
 READ_CACHE = 512  # states of recent reads (many objects: kept few, for the GC's sake)
+
+
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    """A request waiting to be computed and stored with others (`_compute_and_store_soon`)."""
+
+    method: str
+    req: Request
+    states: list[ChainState]
+    est: RiskEstimates | None
+    cache_key: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +149,9 @@ class Service:
         self.reads: Coalescer[tuple[str, PinKey], list[ChainState]] = Coalescer(READ_CACHE)
         self._estimates: tuple[RiskEstimates | None, str] = (None, "config")
         self.store_probe: asyncio.Future[Any] | None = None  # a write probe (/v1/health)
+        self._pending: list[tuple[_Pending, asyncio.Future[Served]]] = []
+        self._flushing = False
+        self._tasks: set[asyncio.Task[list[Served | BaseException]]] = set()
 
     async def start(self) -> None:
         """Store the configs snapshots will name (one per method), for replay."""
@@ -147,6 +161,9 @@ class Service:
     async def close(self) -> None:
         if self.store_probe is not None:
             self.store_probe.cancel()
+        for _, future in self._pending:
+            future.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.results.close()
         await self.reads.close()
         await self.pins.close()
@@ -199,9 +216,7 @@ class Service:
             lambda _: complete,
         )
         self.metrics.cache.labels("reads", outcome).inc()
-        served = await asyncio.to_thread(
-            self._compute_and_store, method, req, states, est, cache_key
-        )
+        served = await self._compute_and_store_soon(_Pending(method, req, states, est, cache_key))
         self.metrics.snapshots.inc()
         return served
 
@@ -289,28 +304,94 @@ class Service:
         )
         return None
 
-    def _compute_and_store(
+    async def _compute_and_store_soon(self, item: _Pending) -> Served:
+        """Requests computed while others are in flight go out together: one worker
+        thread computes them in one pass and appends them in one transaction (Nagle's
+        rule, as the reads at the seam). Each request still gets its own outcome."""
+        future: asyncio.Future[Served] = asyncio.get_running_loop().create_future()
+        self._pending.append((item, future))
+        if not self._flushing:
+            self._flushing = True
+            asyncio.get_running_loop().call_soon(self._flush_pending)
+        return await future
+
+    def _flush_pending(self) -> None:
+        todo, self._pending = self._pending, []
+        work = asyncio.to_thread(self._compute_and_store_many, [i for i, _ in todo])
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(lambda t: self._deliver(t, [f for _, f in todo]))
+
+    def _deliver(
         self,
-        method: str,
-        req: Request,
-        states: list[ChainState],
-        est: RiskEstimates | None,
-        cache_key: str | None,
-    ) -> Served:
-        """In a worker thread: the engine's pure step, then the append (§10).
-        (`Store.append_many` takes a batch's snapshots in one transaction: `batch` is
-        where it plugs in.)"""
-        cfg = self.methods[method]
-        report = self.engine.evaluate(req, states, est, method).unwrap()
-        stored = self.store.append(
+        task: asyncio.Future[list[Served | BaseException]],
+        futures: list[asyncio.Future[Served]],
+    ) -> None:
+        outcomes: list[Served | BaseException]
+        if task.cancelled():
+            outcomes = [asyncio.CancelledError() for _ in futures]
+        elif (exc := task.exception()) is not None:
+            outcomes = [exc for _ in futures]
+        else:
+            outcomes = task.result()
+        for future, outcome in zip(futures, outcomes, strict=True):
+            if future.done():
+                continue
+            if isinstance(outcome, BaseException):
+                future.set_exception(outcome)
+            else:
+                future.set_result(outcome)
+        if self._pending:
+            self._flush_pending()
+        else:
+            self._flushing = False
+
+    def _compute_and_store_many(self, items: list[_Pending]) -> list[Served | BaseException]:
+        """In a worker thread: the engine's pure step for every item (grouped by method,
+        estimates and pins, each group in one pass), then one append of them all (§10)."""
+        out: list[Served | BaseException | None] = [None] * len(items)
+        groups: dict[tuple[object, ...], list[int]] = {}
+        for i, it in enumerate(items):
+            pins = tuple((st.pin.hash if st.pin else st.error) for st in it.states)
+            groups.setdefault((it.method, id(it.est), pins), []).append(i)
+        ok: list[tuple[int, Result]] = []
+        for idx in groups.values():
+            first = items[idx[0]]
+            by_account = {items[i].req.account: items[i].states for i in idx}
+            reqs = [items[i].req for i in idx]
+            for i, r in zip(
+                idx,
+                self.engine.evaluate_many(reqs, by_account, first.est, first.method),
+                strict=True,
+            ):
+                if r.error is not None:
+                    out[i] = r.error
+                else:
+                    ok.append((i, r))
+        try:
+            stored = self.store.append_many([self._item_for(items[i], r.unwrap()) for i, r in ok])
+        except Exception as exc:  # the store: every computed item fails with it
+            for i, _ in ok:
+                out[i] = exc
+        else:
+            for (i, r), st in zip(ok, stored, strict=True):
+                out[i] = Served(r.unwrap().model_dump_json().encode(), st.id, False)
+        done = [o for o in out if o is not None]
+        assert len(done) == len(items)
+        return done
+
+    def _item_for(self, it: _Pending, report: Report) -> Item:
+        cfg = self.methods[it.method]
+        req, states, est = it.req, it.states, it.est
+        return Item(
             req.account,
             req.kind,
             lambda prev: document(cfg, req, states, report, prev, est),
             target=req.target,
             asset=req.asset,
-            cache_key=cache_key,
+            cache_key=it.cache_key,
         )
-        return Served(report.model_dump_json().encode(), stored.id, False)
 
     async def _read(self, account: str, pins: Mapping[str, Pinned]) -> list[ChainState]:
         """One account's states. Concurrent requests at the same pins share multicalls at
