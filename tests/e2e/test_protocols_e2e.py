@@ -238,3 +238,21 @@ def test_protocol_accounts_served(devnet: Any, user: str) -> None:
     for p in served:
         for key in ("total_collateral_base", "total_debt_base", "available_borrows_base"):
             assert p[key].isdigit()
+
+
+def test_unreadable_account_data_is_a_debt_gap(devnet: Any) -> None:
+    """A pool whose getUserAccountData cannot be decoded (here: a market configured at
+    an address with no contract, which answers empty data) leaves the debt unchecked."""
+    config, user = devnet.config, devnet.demo_accounts["erin"]
+    url = config.chain("ethereum").rpc_urls[0]
+    no_code = "0x" + "12" * 20
+    assert rpc_call(url, "eth_getCode", no_code, "latest") == "0x"
+    market = config.protocols[0].model_copy(update={"pool": no_code})
+    broken = config.model_copy(update={"protocols": [market, *config.protocols[1:]]})
+    margin, capacity = reports(broken, user, "ethereum")
+    (p,) = [p for p in margin.protocols if p.chain == "ethereum"]
+    assert p.status == "error"
+    assert p.reason == "protocol_unreadable: account data unreadable"
+    assert "protocol_unreadable" in [w.code for w in margin.warnings]
+    assert margin.totals.debt_usd is None
+    assert all(c.capacity_usd == "0.000000" for c in capacity.capacities)
