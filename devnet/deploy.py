@@ -79,7 +79,9 @@ def plan_chain(config: Config, scenario: Scenario, chain: ChainConfig) -> list[D
         )
 
     for rep in config.representations:
-        if rep.chain == chain.name and not rep.is_native:
+        # protocol positions (aTokens, debt tokens) are the protocols' own contracts:
+        # devnet/protocols/ creates them and checks their configured addresses
+        if rep.chain == chain.name and not rep.is_native and rep.protocol is None:
             art = "DevDebtToken" if rep.kind == "debt" else "DevToken"
             name = scenario.token_names.get(rep.symbol, rep.symbol)
             ctor_args = (name, rep.symbol, rep.decimals)

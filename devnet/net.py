@@ -46,7 +46,11 @@ from devnet.manifest import (
 )
 from devnet.prices import feed_histories
 from devnet.protocols.plan import ChainPlan
-from devnet.protocols.setup import plan_protocols, setup_protocols
+from devnet.protocols.setup import (
+    check_protocol_representations,
+    plan_protocols,
+    setup_protocols,
+)
 from devnet.rpc import Rpc
 from devnet.scenario import Scenario, load_scenario
 
@@ -225,6 +229,8 @@ class _Inputs:
             check_plan(plan_chain(template, scenario, chain))
         accounts = build_accounts(template, scenario)
         plans = {c.name: plan_protocols(template, scenario, c, accounts) for c in template.chains}
+        for plan in plans.values():
+            check_protocol_representations(template, plan)
         return cls(config_src, scenario_src, text, template, scenario, accounts, plans)
 
     def feeds(self) -> dict[str, list[str]]:

@@ -3,7 +3,7 @@
 
 import { usd } from "./format.js";
 import { drawChains, drawStress, drawWaterfall } from "./charts.js";
-import { debtUnknown, renderBlocks, renderCapacity, renderParams, renderPositions, renderPrices, renderTotals, renderWarnings } from "./tables.js";
+import { debtUnknown, renderBlocks, renderCapacity, renderParams, renderPositions, renderPrices, renderProtocols, renderTotals, renderWarnings } from "./tables.js";
 
 const $ = (id) => document.getElementById(id);
 let generation = 0; // answers to an older request are dropped
@@ -183,6 +183,7 @@ async function load(account, target) {
   if (capacity.problem) problemBox($("capacity"), capacity.problem);
   else renderCapacity($("capacity"), capacity.data);
   renderPositions($("positions"), m);
+  renderProtocols($("protocols"), m);
   renderPrices($("prices"), m);
   renderBlocks($("blocks"), m);
   renderWarnings($("warnings"), m);

@@ -238,3 +238,27 @@ export function renderParams(container, m) {
   ));
   container.replaceChildren(dl, sigma, lat);
 }
+
+// METHOD.md section 12: each lending-protocol account as the protocol itself counts it.
+export function renderProtocols(container, m) {
+  const accounts = m.protocols || [];
+  if (accounts.length === 0) {
+    container.replaceChildren(h("p", { class: "empty" }, "No positions in configured lending protocols."));
+    return;
+  }
+  const rows = accounts.map((p) =>
+    h(
+      "tr",
+      { "data-chain": p.chain, "data-protocol": p.protocol, class: p.liquidatable ? "bad" : null },
+      cell("Protocol", `${p.protocol} on ${p.chain}`),
+      cell("Health factor", p.status === "ok" ? h("span", { "data-value": p.health_factor ?? "", title: p.health_factor_wad ?? "no debt" }, p.health_factor === null ? "no debt" : ratio(p.health_factor)) : p.reason || EM, "num", { "data-field": "health_factor" }),
+      cell("Collateral (protocol)", money(p.total_collateral_usd), "num"),
+      cell("Debt (protocol)", money(p.total_debt_usd), "num", { "data-field": "total_debt_usd" }),
+      cell("Debt listed", money(p.listed_debt_usd), "num"),
+      cell("Available borrows", money(p.available_borrows_usd), "num", { "data-field": "available_borrows_usd" }),
+      cell("Unlisted debt", p.unlisted_debt === null ? EM : p.unlisted_debt ? "yes" : "no"),
+    ),
+  );
+  const head = [["Protocol"], ["Health factor", "num"], ["Collateral (protocol)", "num"], ["Debt (protocol)", "num"], ["Debt listed", "num"], ["Available borrows", "num"], ["Unlisted debt"]];
+  container.replaceChildren(table(head, rows, "protocols"));
+}

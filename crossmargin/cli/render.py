@@ -8,7 +8,7 @@ base units. Every cell is literal text: nothing from the report is read as rich 
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from io import StringIO
 
 from rich import box
@@ -137,6 +137,7 @@ def render_margin(report: MarginReport, width: int | None = None) -> str:
     if not report.positions:
         _row(positions, "-", "no positions", "", "", "", "", "", "")
     say(positions)
+    _say_protocols(say, report)
 
     prices = _table(
         "Prices (collateral at the lowest valid source, debt at the highest)",
@@ -164,3 +165,27 @@ def render_margin(report: MarginReport, width: int | None = None) -> str:
     else:
         say(Text("no warnings"))
     return out.getvalue().rstrip()
+
+
+def _say_protocols(say: Callable[..., None], report: MarginReport) -> None:
+    """METHOD.md §12: each lending-protocol account as the protocol counts it (a table
+    only when the account has one)."""
+    if not report.protocols:
+        return
+    cols = ("protocol", "chain", "health factor", "debt USD", "listed USD", "available USD")
+    table = _table("Lending protocols (their own figures)", cols, right=cols[2:])
+    for p in report.protocols:
+        if p.status != "ok":
+            _row(table, p.protocol, p.chain, p.reason, "-", p.listed_debt_usd, "-")
+            continue
+        debt = f"{p.total_debt_usd}{' (unlisted)' if p.unlisted_debt else ''}"
+        _row(
+            table,
+            p.protocol,
+            p.chain,
+            p.health_factor or "no debt",
+            debt,
+            p.listed_debt_usd,
+            p.available_borrows_usd,
+        )
+    say(table)

@@ -31,6 +31,9 @@ class Code(StrEnum):
     TIME_SKEW = "time_skew"
     DEBT_UNKNOWN = "debt_unknown"
     CAPACITY_ZERO = "capacity_zero"
+    UNLISTED_DEBT = "unlisted_debt"
+    LOCAL_LIQUIDATION_RISK = "local_liquidation_risk"
+    PROTOCOL_UNREADABLE = "protocol_unreadable"
     # feed-reading reasons (§3), also warning codes
     STALE = "stale"
     NON_POSITIVE = "non_positive"
@@ -96,6 +99,18 @@ USES: Final[dict[Code, tuple[tuple[str, ...], str]]] = {
     Code.TIME_SKEW: ((WARNING,), "pinned blocks' timestamps differ by more than max_time_skew"),
     Code.DEBT_UNKNOWN: ((WARNING,), "debt cannot be valued (§4): debt-dependent figures null"),
     Code.CAPACITY_ZERO: ((WARNING,), "borrowing capacity is 0 because debt cannot be valued"),
+    Code.UNLISTED_DEBT: (
+        (WARNING,),
+        "a protocol reports more debt than its configured representations hold (§12)",
+    ),
+    Code.LOCAL_LIQUIDATION_RISK: (
+        (WARNING,),
+        "a protocol account's own health factor is below local_health_warn (§12)",
+    ),
+    Code.PROTOCOL_UNREADABLE: (
+        (WARNING,),
+        "a protocol's own account figures could not be read: its debt is unchecked (§12)",
+    ),
     Code.STALE: ((FEED, WARNING), "updatedAt older than the feed's heartbeat at the pin (§3.2)"),
     Code.NON_POSITIVE: ((FEED, WARNING), "answer <= 0 (§3.1)"),
     Code.OUT_OF_BOUNDS: ((FEED, WARNING), "answer outside [min_answer, max_answer] (§3.1)"),

@@ -192,6 +192,10 @@ class RepresentationConfig(Frozen):
     bridge_addon: Fraction01 = 0.0
     standard: Literal["native", "erc20", "erc4626"] = "erc20"
     native_alias: bool = False
+    # §12: a position inside a lending protocol (an Aave v3 aToken or variable-debt
+    # token), read as an ordinary ERC-20 balance; names the kind of the chain's
+    # `[[protocols]]` entry whose market it belongs to.
+    protocol: Literal["aave_v3"] | None = None
 
     @property
     def is_native(self) -> bool:
@@ -214,7 +218,20 @@ class RepresentationConfig(Frozen):
             raise ValueError('standard "native" goes with address "native", and only with it')
         if self.native_alias and self.standard != "erc20":
             raise ValueError("native_alias is only for erc20 representations")
+        if self.protocol is not None and self.standard != "erc20":
+            raise ValueError("a protocol representation is an erc20 balance (aToken, debt token)")
         return self
+
+
+class ProtocolConfig(Frozen):
+    """A lending-protocol market on one chain whose own account figures are read
+    (METHOD.md §12): for `aave_v3`, `pool` is the Pool (or L2Pool) proxy users call;
+    `getUserAccountData(user)` is read there in the same multicall as the balances.
+    Its positions are the representations tagged `protocol = "<kind>"` on that chain."""
+
+    kind: Literal["aave_v3"]
+    chain: Name
+    pool: Address
 
 
 class LatencyConfig(Frozen):
@@ -286,6 +303,9 @@ class RiskConfig(Frozen):
     # feed's publishers (Pyth), and METHOD gives it no per-feed or per-chain scope.
     future_tolerance_s: int = Field(default=60, ge=0)
     correlations: list[CorrelationConfig] = Field(default_factory=list)
+    # §12: a protocol account whose own health factor is below this is warned
+    # (`local_liquidation_risk`); below 1 it is liquidatable.
+    local_health_warn: float = Field(default=1.05, ge=1.0, allow_inf_nan=False)
 
     @field_validator("correlations")
     @classmethod
@@ -378,6 +398,7 @@ class Config(Frozen):
     chains: list[ChainConfig] = Field(min_length=1)
     assets: list[AssetConfig] = Field(min_length=1)
     representations: list[RepresentationConfig] = Field(min_length=1)
+    protocols: list[ProtocolConfig] = Field(default_factory=list)
     risk: RiskConfig
     bridges: BridgeConfig
     scenarios: list[ScenarioConfig] = Field(default_factory=list)
@@ -402,7 +423,31 @@ class Config(Frozen):
             _need(corr.b, assets, f"risk.correlations.{i}.b", "asset")
         self._check_scenarios(chains, assets)
         self._check_representations(chains, assets)
+        self._check_protocols(chains)
         return self
+
+    def _check_protocols(self, chains: set[str]) -> None:
+        """One market per (kind, chain), on a known chain; every protocol-tagged
+        representation has its market on its chain (§12 reads it there)."""
+        seen: set[tuple[str, str]] = set()
+        for i, p in enumerate(self.protocols):
+            _need(p.chain, chains, f"protocols.{i}.chain", "chain")
+            if (p.kind, p.chain) in seen:
+                raise ValueError(f"protocols.{i}: a second {p.kind} market on {p.chain}")
+            seen.add((p.kind, p.chain))
+        for i, rep in enumerate(self.representations):
+            if rep.protocol is not None and (rep.protocol, rep.chain) not in seen:
+                raise ValueError(
+                    f"representations.{i}.protocol: no [[protocols]] entry of kind "
+                    f"{rep.protocol} on {rep.chain}"
+                )
+
+    def protocol(self, kind: str, chain: str) -> ProtocolConfig | None:
+        """The chain's market of that kind, if configured."""
+        for p in self.protocols:
+            if p.kind == kind and p.chain == chain:
+                return p
+        return None
 
     def _check_scenarios(self, chains: set[str], assets: set[str]) -> None:
         _unique([s.name for s in self.scenarios], "scenarios", "name")

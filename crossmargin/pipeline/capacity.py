@@ -40,6 +40,7 @@ def capacity_report(a: Assessment, target: str, asset: str | None = None) -> Cap
     warnings = list(a.warnings)
     rows: list[Capacity] = []
     free: str | None = None
+    local = a.available_borrows(chain.chain_id)  # §12 cap on this target chain, if any
     for symbol, index in zip(symbols, indices, strict=True):
         price = a.prices[symbol].debt
         if a.debt_unknown:
@@ -58,9 +59,11 @@ def capacity_report(a: Assessment, target: str, asset: str | None = None) -> Cap
                 f"free margin is not decreasing in new {symbol} debt for these parameters; "
                 "capacity is not defined"
             ) from exc
-        usd = Fraction(cap.usd)
+        usd, reason = Fraction(cap.usd), None
+        if local is not None and local < usd:  # §12: never above the protocol's own
+            usd, reason = local, f"at the protocol's own available borrows on {chain.name}"
         rows.append(Capacity(asset=symbol, capacity_usd=fixed6(usd), amount=fixed6(usd / price),
-                             price_usd=fixed6(price)))  # fmt: skip
+                             price_usd=fixed6(price), reason=reason))  # fmt: skip
     if a.debt_unknown:
         warnings.append(
             Warning_(code=Code.CAPACITY_ZERO, detail="debt cannot be valued (§4): capacity 0")

@@ -150,7 +150,8 @@ def _margin_report(a: Assessment, risk: RiskOutcome, shared: _Shared) -> MarginR
             margin_requirement_usd=m6,
             free_margin_usd=fixed6(free) if known else None,
             health=fixed6(health) if known else None,
-            liquidatable=free < 0 if known else None,
+            # §12: a local health factor below 1 is liquidatable whatever else is known
+            liquidatable=True if a.locally_liquidatable else (free < 0 if known else None),
         ),
         haircuts=Haircuts(**{k: fixed6(v) for k, v in risk.result.components.as_dict().items()}),
         parameters=shared.parameters,
@@ -158,6 +159,7 @@ def _margin_report(a: Assessment, risk: RiskOutcome, shared: _Shared) -> MarginR
         positions=positions,
         prices=shared.prices(a.prices),
         warnings=list(a.warnings),
+        protocols=a.protocols,
     )
 
 

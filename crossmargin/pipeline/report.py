@@ -207,6 +207,34 @@ class Parameters(Model):
     history: HistoryUsed | None = None
 
 
+class ProtocolAccount(Model):
+    """METHOD.md §12: the account in one protocol market, as the protocol itself counts
+    it at the pinned block. Raw figures are the protocol's own integers (Aave v3: USD
+    with 8 decimals, health factor in WAD); `*_usd` are the same as fixed-6 decimals.
+    `health_factor` is null when the account has no debt there (Aave: unbounded) or the
+    figures could not be read (`status` "error", with `reason`). `listed_debt_usd` is
+    the debt valued from the market's configured representations (§3 prices);
+    `unlisted_debt` is true when the protocol reports more than 0.01 USD beyond it."""
+
+    protocol: str
+    chain_id: int
+    chain: str
+    pool: str
+    status: Literal["ok", "error"]
+    reason: str | None = None
+    health_factor: str | None
+    health_factor_wad: str | None
+    total_collateral_base: str | None
+    total_debt_base: str | None
+    available_borrows_base: str | None
+    total_collateral_usd: str | None
+    total_debt_usd: str | None
+    available_borrows_usd: str | None
+    listed_debt_usd: str | None
+    unlisted_debt: bool | None
+    liquidatable: bool | None
+
+
 class MarginReport(Model):
     account: str
     target_chain: ChainRef
@@ -221,6 +249,7 @@ class MarginReport(Model):
     prices: list[Price]
     parameters: Parameters
     warnings: list[Warning_]
+    protocols: list[ProtocolAccount] = Field(default_factory=list)  # §12
 
 
 class Capacity(Model):

@@ -282,7 +282,13 @@ def _opt_str(v: Any, where: str) -> str | None:
 
 
 def encode_states(states: list[ChainState]) -> list[Any]:
-    return [encode(s) for s in states]
+    """Chain states as recorded; `protocols` only where a protocol market was read, so
+    documents of chains without one are as they were before §12 reads existed."""
+    out = [encode(s) for s in states]
+    for d in out:
+        if not d["protocols"]:
+            del d["protocols"]
+    return out
 
 
 def decode_states(config: Config, data: Any) -> list[ChainState]:
@@ -405,10 +411,13 @@ def _split_chain(state: ChainState, blobs: dict[str, str]) -> dict[str, Any]:
         state.chain.name, state.pin, state.error, tuple(state.feeds), state.sequencer, tokens
     )
     blobs[sha] = text
-    return {
+    entry: dict[str, Any] = {
         "state": sha,
         "balances": [[b.raw_amount, b.error, b.shares] for b in state.balances],
     }
+    if state.protocols:  # §12: the account's own figures in protocol markets
+        entry["protocols"] = encode(state.protocols)
+    return entry
 
 
 _PARAMS: dict[tuple[int, int], tuple[Config, RiskEstimates | None, str, str]] = {}
@@ -527,8 +536,9 @@ def _load_blob(blobs: Mapping[str, str], sha: Any, where: str) -> Any:
 
 def _join_chain(blobs: Mapping[str, str], entry: Any, where: str) -> dict[str, Any]:
     entry = _obj(entry, where)
-    if set(entry) != {"state", "balances"}:
-        raise SnapshotError(f"{where}: expected state and balances")
+    if set(entry) - {"protocols"} != {"state", "balances"}:
+        raise SnapshotError(f"{where}: expected state and balances (and protocols)")
+    protocols = {"protocols": entry["protocols"]} if "protocols" in entry else {}
     shared = _obj(_load_blob(blobs, entry["state"], f"{where}.state"), f"{where}.state")
     tokens = _list(shared.pop("tokens", None), f"{where}.state.tokens")
     own = _list(entry["balances"], f"{where}.balances")
@@ -541,7 +551,7 @@ def _join_chain(blobs: Mapping[str, str], entry: Any, where: str) -> dict[str, A
             raise SnapshotError(f"{where}.balances.{i}: expected {len(ACCOUNT_FIELDS)} values")
         token = _obj(token, f"{where}.state.tokens.{i}")
         balances.append({**token, **dict(zip(ACCOUNT_FIELDS, mine, strict=True))})
-    return {**shared, "balances": balances}
+    return {**shared, "balances": balances, **protocols}
 
 
 def expand(doc: dict[str, Any], blobs: Mapping[str, str]) -> dict[str, Any]:
@@ -588,11 +598,15 @@ def compact(doc: dict[str, Any]) -> Built:
 
     chains = []
     for i, c in enumerate(_list(inputs.get("chains"), "inputs.chains")):
-        shared = {k: v for k, v in _obj(c, f"inputs.chains.{i}").items() if k != "balances"}
+        per_account = ("balances", "protocols")  # beside the shared state
+        shared = {k: v for k, v in _obj(c, f"inputs.chains.{i}").items() if k not in per_account}
         own = [_obj(b, f"inputs.chains.{i}.balances.*") for b in _list(c.get("balances"), "b")]
         shared["tokens"] = [{k: v for k, v in b.items() if k not in ACCOUNT_FIELDS} for b in own]
         balances = [[b.get(k) for k in ACCOUNT_FIELDS] for b in own]
-        chains.append({"state": put(shared), "balances": balances})
+        entry: dict[str, Any] = {"state": put(shared), "balances": balances}
+        if c.get("protocols"):
+            entry["protocols"] = c["protocols"]
+        chains.append(entry)
     est = inputs.get("estimates")
     compacted = {
         "chains": chains,

@@ -20,11 +20,12 @@ from adapters.balances import BalanceRead
 from adapters.evm import BlockPin
 from crossmargin.core.codes import Code
 from crossmargin.core.config import Config, RepresentationConfig
-from crossmargin.pipeline.read import ChainState
+from crossmargin.pipeline.read import ChainState, ProtocolRead
 from crossmargin.pipeline.report import (
     BlockRef,
     ChainSummary,
     Position,
+    ProtocolAccount,
     Warning_,
     fixed6,
 )
@@ -133,6 +134,22 @@ class Assessment:
     debt_gaps: list[str]  # §4: why debt may be hidden or unpriced (see `debt_gaps`)
     partial: bool
     estimates: RiskEstimates | None = None  # §6 sigma/rho (None: from config alone)
+    protocols: list[ProtocolAccount] = field(default_factory=list)  # §12, per market
+
+    @property
+    def locally_liquidatable(self) -> bool:
+        """§12: some protocol market would liquidate the account by its own rules."""
+        return any(p.liquidatable for p in self.protocols)
+
+    def available_borrows(self, chain_id: int) -> Fraction | None:
+        """§12: the most the account's protocol markets on `chain_id` would lend it (USD),
+        over the markets where it has a position; None: no such market (no cap)."""
+        caps = [
+            Fraction(int(p.available_borrows_base or 0), AAVE_BASE)
+            for p in self.protocols
+            if p.chain_id == chain_id and p.status == "ok" and _active(p)
+        ]
+        return max(caps) if caps else None
 
     @property
     def debt_unknown(self) -> bool:
@@ -151,6 +168,53 @@ class Assessment:
     @property
     def max_time_skew_s(self) -> int | None:
         return _skew(self.as_of)
+
+
+AAVE_BASE = 10**8  # Aave v3's base currency: USD with 8 decimals
+UNLISTED_TOLERANCE = Fraction(1, 100)  # §12: 0.01 USD
+
+
+def _active(p: ProtocolAccount) -> bool:
+    """The account has collateral or debt in the market (an account there)."""
+    return int(p.total_collateral_base or 0) > 0 or int(p.total_debt_base or 0) > 0
+
+
+def protocol_account(
+    chain_id: int, chain: str, read: ProtocolRead, listed: Fraction
+) -> ProtocolAccount:
+    """§12 for one market: the protocol's own figures beside the debt the service
+    listed there (`listed`, USD from configured representations at §3 prices)."""
+    d = read.account_data
+    base: dict[str, Any] = {
+        "protocol": read.kind,
+        "chain_id": chain_id,
+        "chain": chain,
+        "pool": read.pool,
+    }
+    if d is None:
+        return ProtocolAccount(**base, status="error", reason=read.error, health_factor=None,
+                               health_factor_wad=None, total_collateral_base=None,
+                               total_debt_base=None, available_borrows_base=None,
+                               total_collateral_usd=None, total_debt_usd=None,
+                               available_borrows_usd=None, listed_debt_usd=fixed6(listed),
+                               unlisted_debt=None, liquidatable=None)  # fmt: skip
+    reported = Fraction(d.total_debt_base, AAVE_BASE)
+    health = d.health
+    return ProtocolAccount(
+        **base,
+        status="ok",
+        health_factor=fixed6(health),
+        health_factor_wad=None if d.health_factor is None else str(d.health_factor),
+        total_collateral_base=str(d.total_collateral_base),
+        total_debt_base=str(d.total_debt_base),
+        available_borrows_base=str(d.available_borrows_base),
+        total_collateral_usd=fixed6(Fraction(d.total_collateral_base, AAVE_BASE)),
+        total_debt_usd=fixed6(reported),
+        available_borrows_usd=fixed6(Fraction(d.available_borrows_base, AAVE_BASE)),
+        listed_debt_usd=fixed6(listed),
+        unlisted_debt=reported - listed > UNLISTED_TOLERANCE,
+        liquidatable=health is not None and health < 1,
+    )
 
 
 def _skew(as_of: list[BlockRef]) -> int | None:
@@ -252,6 +316,8 @@ class _Account:
     valued: list[Valued] = field(default_factory=list)
     as_of: list[BlockRef] = field(default_factory=list)
     chain_rows: list[ChainSummary] = field(default_factory=list)
+    protocols: list[ProtocolAccount] = field(default_factory=list)
+    protocol_gaps: list[str] = field(default_factory=list)  # §12 reasons for §4
 
     def warn(self, code: Code, detail: str) -> None:
         self.warnings.append(Warning_(code=code, detail=detail))
@@ -289,6 +355,8 @@ class _Account:
         )
         for b in state.balances:
             self.balance(chain.chain_id, chain.name, b)
+        for read in state.protocols:
+            self.protocol(chain.chain_id, chain.name, read)
         self.chain_rows.append(
             ChainSummary(
                 chain_id=chain.chain_id,
@@ -298,6 +366,38 @@ class _Account:
                 debt_usd=None,
             )
         )
+
+    def protocol(self, chain_id: int, chain_name: str, read: ProtocolRead) -> None:
+        """§12 for one market: debt completeness (joins §4) and the local floor."""
+        listed = -exact_sum(
+            v.value
+            for v in self.valued
+            if v.chain_id == chain_id and v.rep.protocol == read.kind and v.value.numerator < 0
+        )
+        p = protocol_account(chain_id, chain_name, read, listed)
+        if p.status == "ok" and not _active(p):
+            return  # no account in this market: nothing to list or check
+        self.protocols.append(p)
+        where = f"{read.kind} on {chain_name} ({chain_id})"
+        if p.status != "ok":
+            self.warn(Code.PROTOCOL_UNREADABLE, f"{where}: {read.error}")
+            self.protocol_gaps.append(f"{where}: the protocol's own debt could not be read")
+            return
+        if p.unlisted_debt:
+            detail = (
+                f"{where} reports {p.total_debt_usd} USD of debt, {p.listed_debt_usd} USD "
+                "is in configured representations"
+            )
+            self.warn(Code.UNLISTED_DEBT, detail)
+            self.protocol_gaps.append(f"{where}: unlisted debt")
+        warn_below = Fraction(self.config.risk.local_health_warn)
+        health = read.account_data.health if read.account_data else None
+        if health is not None and health < warn_below:
+            self.warn(
+                Code.LOCAL_LIQUIDATION_RISK,
+                f"{where}: health factor {p.health_factor} below {fixed6(warn_below)}"
+                + ("; liquidatable there" if p.liquidatable else ""),
+            )
 
     def balance(self, chain_id: int, chain_name: str, b: BalanceRead) -> None:
         """§4 for one read: unreadable, zero, implausible, unpriced or valued exactly."""
@@ -367,7 +467,7 @@ def _assess(ctx: _BatchContext, states: list[ChainState], account: str) -> Asses
     skew = _skew(acc.as_of)
     if skew is not None and skew > config.risk.max_time_skew_s:
         acc.warn(Code.TIME_SKEW, f"pinned blocks are {skew} s apart")
-    gaps = debt_gaps(config, acc.positions)
+    gaps = debt_gaps(config, acc.positions) + acc.protocol_gaps
     if gaps:
         acc.warn(
             Code.DEBT_UNKNOWN,
@@ -387,6 +487,7 @@ def _assess(ctx: _BatchContext, states: list[ChainState], account: str) -> Asses
         gaps,
         partial,
         ctx.estimates,
+        acc.protocols,
     )
 
 

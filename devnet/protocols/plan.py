@@ -131,7 +131,7 @@ def chain_tokens(config: Config, scenario: Scenario, chain: str) -> dict[str, To
     feeds = {(f.chain, a.symbol): f.address for a in config.assets for f in a.feeds}
     tokens = {}
     for r in config.representations:
-        if r.chain == chain and not r.is_native and r.kind == "collateral":
+        if r.chain == chain and not r.is_native and r.kind == "collateral" and not r.protocol:
             feed = feeds.get((chain, r.asset))
             if feed is not None:
                 tokens[r.symbol] = Token(r.symbol, r.address, r.decimals, feed, in_config=True)

@@ -87,6 +87,38 @@ def plan_protocols(
     )
 
 
+def check_protocol_representations(config: Config, plan: ChainPlan) -> None:
+    """The configured pools must be the plan's, and every representation tagged
+    `protocol = "aave_v3"` on the plan's chain a token the planned Aave market creates
+    (collateral: an aToken, debt: a variable-debt token) with its decimals: the config
+    names the protocol's real contracts, which the devnet does not deploy as stand-ins."""
+    wrong = []
+    for market in config.protocols:
+        if market.chain == plan.chain:
+            pool = plan.aave.pool if plan.aave is not None else None
+            if pool is None or pool.lower() != market.pool.lower():
+                wrong.append(f"{plan.chain} {market.kind}: pool {market.pool}, Aave's {pool}")
+    for rep in config.representations:
+        if rep.chain != plan.chain or rep.protocol is None:
+            continue
+        want = {}
+        if plan.aave is not None:
+            for r in plan.aave.reserves:
+                token = r.a_token if rep.kind == "collateral" else r.variable_debt_token
+                want[token.lower()] = r.decimals
+        decimals = want.get(rep.address.lower())
+        if decimals is None:
+            kind = "aToken" if rep.kind == "collateral" else "variable-debt token"
+            wrong.append(f"{plan.chain} {rep.symbol}: {rep.address} is no Aave v3 {kind} here")
+        elif decimals != rep.decimals:
+            wrong.append(f"{plan.chain} {rep.symbol}: decimals {rep.decimals}, Aave's {decimals}")
+    if wrong:
+        raise DevnetError(
+            "protocol representations do not match the protocols' address book "
+            "(the manifest's chains[].aave_v3):\n  " + "\n  ".join(wrong)
+        )
+
+
 def _funding(
     chain: ChainConfig,
     market: AaveMarket | None,

@@ -29,7 +29,7 @@ def caller_calls(config: Config, accounts: list[str], shared: bool = False) -> l
     tokens = [
         r.address
         for r in config.representations
-        if r.chain == CHAIN and not r.is_native and r.standard == "erc20"
+        if r.chain == CHAIN and not r.is_native and r.standard == "erc20" and not r.protocol
     ]
     assert tokens
     out: list[Call] = [c.decimals(t) for t in tokens] if shared else []

@@ -222,7 +222,9 @@ def test_accounts_read_together_share_their_blobs(devnet: Any) -> None:
         v1 = s.document_v1(config, req, states, s.compute(config, states, req), s.GENESIS)
         assert len(built.text) < len(v1) / 3
     assert len(shared) == 1  # the same blobs, stored once
-    assert len(texts[-1]) < 3000, len(texts[-1])  # the empty account (v1: ~18 KB)
+    # the empty account (v1: ~18 KB); its own part includes its (empty) Aave account
+    # data on the two chains with a configured market (§12)
+    assert len(texts[-1]) < 3500, len(texts[-1])
 
 
 DECIMAL = st.integers(min_value=0, max_value=2**256).map(str)

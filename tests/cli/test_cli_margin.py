@@ -164,3 +164,26 @@ def test_usage_errors_exit_2_and_bad_input_1(devnet: Any) -> None:
     assert bad.stderr.strip().splitlines() == [
         "crossmargin: error: not a 20-byte hex address: '0x1234'"
     ]
+
+
+def test_margin_table_lists_protocol_accounts(devnet: Any) -> None:
+    """METHOD.md §12 in the CLI table: frank's Aave market on ethereum, its own figures."""
+
+    async def margin() -> MarginReport:
+        async with Engine(devnet.config) as engine:
+            return await engine.margin(devnet.demo_accounts["frank"], "ethereum")
+
+    report = asyncio.run(margin())
+    (p,) = report.protocols
+    table = render_margin(report, width=160)
+    assert "Lending protocols (their own figures)" in table
+    (row,) = [line for line in table.splitlines() if line.strip().startswith("aave_v3")]
+    assert row.split() == [
+        "aave_v3",
+        "ethereum",
+        str(p.health_factor),
+        str(p.total_debt_usd),
+        "(unlisted)",
+        str(p.listed_debt_usd),
+        str(p.available_borrows_usd),
+    ]

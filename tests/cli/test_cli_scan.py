@@ -93,7 +93,9 @@ def test_jsonl_and_csv(tmp_path: Path, devnet: Any, capsys: pytest.CaptureFixtur
     assert all(r["report"] is None and r["error"] for r in recs if r["status"] == "error")
     assert {r["target_chain"] for r in recs} == {"base"}
     ok = [r for r in recs if r["status"] == "ok"]
-    assert len(ok) == len(demo) + 3
+    assert len(ok) == len(demo) + 3 - 1  # frank: Aave debt the config does not list (§12)
+    frank = next(r for r in recs if r["account"] == devnet.demo_accounts["frank"])
+    assert frank["status"] == "partial"
     bob = next(r for r in recs if r["account"] == devnet.demo_accounts["bob"])
     assert main(["margin", bob["account"], "--target-chain", "base", "--json",
                  "--config", str(devnet.config_path)]) == 0  # fmt: skip
@@ -117,7 +119,8 @@ def test_jsonl_and_csv(tmp_path: Path, devnet: Any, capsys: pytest.CaptureFixtur
         totals = rec["report"]["totals"]
         for key in ("collateral_usd", "debt_usd", "equity_usd", "free_margin_usd", "health"):
             assert row[key] == (totals[key] or "")
-        assert row["liquidatable"] == str(totals["liquidatable"]).lower()
+        liquidatable = totals["liquidatable"]  # null (frank, §12): an empty cell
+        assert row["liquidatable"] == ("" if liquidatable is None else str(liquidatable).lower())
 
 
 def test_resume_after_kill_equals_a_clean_run(tmp_path: Path, devnet: Any) -> None:
@@ -217,7 +220,8 @@ def wait_for_lines(out: Path, proc: subprocess.Popen[str], n: int) -> None:
 
 def test_exit_status_is_0_only_when_every_record_is_ok(tmp_path: Path, devnet: Any) -> None:
     src = tmp_path / "accounts.txt"
-    src.write_text("\n".join(devnet.demo_accounts.values()) + "\n", encoding="utf-8")
+    ok = [a for name, a in devnet.demo_accounts.items() if name != "frank"]  # frank: §12
+    src.write_text("\n".join(ok) + "\n", encoding="utf-8")
     out = tmp_path / "out.jsonl"
     assert scan(devnet, "--input", str(src), "--output", str(out)) == 0
     assert {r["status"] for r in jsonl(out)} == {"ok"}
@@ -354,7 +358,8 @@ def measured(argv: list[str], err: Path) -> tuple[int, int]:
 def test_resume_streams_a_huge_output(tmp_path: Path, devnet: Any) -> None:
     """Resuming after 25,000 records (over 150 MiB) costs no more memory than after 2:
     the existing output is streamed, not read whole."""
-    demo = list(devnet.demo_accounts.values())
+    # every record ok (exit 0): frank's Aave debt the config does not list is partial
+    demo = [a for name, a in devnet.demo_accounts.items() if name != "frank"]
     small_in, small_out = tmp_path / "small.txt", tmp_path / "small.jsonl"
     small_in.write_text("\n".join(demo[:2]) + "\n", encoding="utf-8")
     assert scan(devnet, "--input", str(small_in), "--output", str(small_out)) == 0

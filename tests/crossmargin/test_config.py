@@ -379,3 +379,56 @@ def test_an_address_needs_0x_forty_digits_and_a_good_checksum(text: str) -> None
 def test_an_address_in_lower_case_is_emitted_checksummed() -> None:
     lower = "0xf78ae5d9f0ccece860c7f05e1c7927204266f817"
     assert checksummed(lower) == "0xF78aE5d9f0cceCE860C7f05e1C7927204266F817"
+
+
+POOL = "0x87870Bca3F3fD6335C3F4ce8392D69350B4fA4E2"  # Aave v3 Pool, Ethereum
+A_WETH = "0x4d5F47FA6A74757f35C14fD3a6Ef8E3C9BC514E8"  # aEthWETH
+
+
+def _with_aave(protocols: str, rep_extra: str = 'protocol = "aave_v3"') -> str:
+    return (
+        GOOD
+        + protocols
+        + f"""
+[[representations]]
+chain = "ethereum"
+asset = "ETH"
+symbol = "aEthWETH"
+address = "{A_WETH}"
+decimals = 18
+{rep_extra}
+"""
+    )
+
+
+AAVE = f'\n[[protocols]]\nkind = "aave_v3"\nchain = "ethereum"\npool = "{POOL}"\n'
+
+
+def test_an_aave_market_and_its_representations_load() -> None:
+    config = parse_config(_with_aave(AAVE), env={})
+    market = config.protocol("aave_v3", "ethereum")
+    assert market is not None
+    assert market.pool == POOL
+    assert config.protocol("aave_v3", "arbitrum") is None
+    assert [r.symbol for r in config.representations if r.protocol] == ["aEthWETH"]
+    assert config.risk.local_health_warn == 1.05  # §12 default
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (_with_aave(""), "representations.1.protocol: no [[protocols]] entry of kind aave_v3"),
+        (_with_aave(AAVE + AAVE), "protocols.1: a second aave_v3 market on ethereum"),
+        (_with_aave(AAVE.replace('"ethereum"', '"mars"')), "protocols.0.chain: unknown chain"),
+        (_with_aave(AAVE.replace("aave_v3", "compound_v3")), "protocols.0.kind"),
+        (_with_aave(AAVE, 'protocol = "morpho"'), "representations.1.protocol"),
+        (
+            _with_aave(AAVE).replace("[risk]\n", "[risk]\nlocal_health_warn = 0.9\n"),
+            "risk.local_health_warn",
+        ),
+    ],
+)
+def test_bad_protocol_config_names_the_path(text: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, env={}, source="bad.toml")
+    assert expected in str(info.value)

@@ -12,7 +12,7 @@ from devnet.errors import DevnetError
 from devnet.evm import artifact, create_address
 from devnet.manifest import build_accounts
 from devnet.protocols.plan import PROTOCOL_DEPLOYER, ChainPlan
-from devnet.protocols.setup import plan_protocols
+from devnet.protocols.setup import check_protocol_representations, plan_protocols
 from devnet.protocols.spec import PositionSpec, percent
 from devnet.scenario import Scenario, load_scenario
 
@@ -149,3 +149,30 @@ def test_a_reserve_without_a_token_is_refused(config: Config, scenario: Scenario
     spec = scenario.protocols.model_copy(update={"aave_v3": [broken]})
     with pytest.raises(DevnetError, match="no token GHO"):
         plans(config, scenario.model_copy(update={"protocols": spec}))
+
+
+def test_protocol_representations_are_checked_against_the_address_book(
+    config: Config, scenario: Scenario
+) -> None:
+    """The configured Aave pool and aToken / debt-token representations are the market's
+    own contracts: a wrong address or decimals is refused before any process starts."""
+    book = plans(config, scenario)
+    for plan in book.values():
+        check_protocol_representations(config, plan)  # the shipped config fits
+    arb, eth = book["arbitrum"].aave, book["ethereum"].aave
+    assert arb is not None
+    assert eth is not None
+    reps = list(config.representations)
+    i = next(k for k, r in enumerate(reps) if r.symbol == "aArbWETH")
+    moved = reps[i].model_copy(update={"address": arb.reserve("WBTC").a_token})
+    bad = config.model_copy(update={"representations": [*reps[:i], moved, *reps[i + 1 :]]})
+    with pytest.raises(DevnetError, match="aArbWETH: decimals 18, Aave's 8"):
+        check_protocol_representations(bad, book["arbitrum"])
+    elsewhere = reps[i].model_copy(update={"address": create_address(PROTOCOL_DEPLOYER, 9999)})
+    bad = config.model_copy(update={"representations": [*reps[:i], elsewhere, *reps[i + 1 :]]})
+    with pytest.raises(DevnetError, match=r"aArbWETH: .* is no Aave v3 aToken here"):
+        check_protocol_representations(bad, book["arbitrum"])
+    market = config.protocols[1].model_copy(update={"pool": eth.pool})
+    bad = config.model_copy(update={"protocols": [config.protocols[0], market]})
+    with pytest.raises(DevnetError, match="arbitrum aave_v3: pool"):
+        check_protocol_representations(bad, book["arbitrum"])

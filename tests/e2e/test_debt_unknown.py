@@ -278,7 +278,8 @@ def test_served_shares_sum_to_the_served_requirement(devnet: Any, tmp_path: Path
         for c in devnet.config.chains
     ]
     margins = api_get(Path(devnet.config_path), tmp_path / "s.db", paths)
+    frank = devnet.demo_accounts["frank"]  # Aave debt in a reserve not listed (§12)
     for margin in margins:
-        assert margin["status"] == "ok"
+        assert margin["status"] == ("partial" if margin["account"] == frank else "ok")
         assert_shares_add_up(margin)
         assert [p for p in margin["positions"] if p["status"] == "ok"]

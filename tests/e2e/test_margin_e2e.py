@@ -92,13 +92,17 @@ def test_reported_collateral_matches_independent_computation(devnet: Any) -> Non
     config = devnet.config
     for name, account in devnet.demo_accounts.items():
         report = margin(config, account, "arbitrum")
-        assert report.status == "ok", (name, report.warnings)
+        # frank's Aave debt is partly in a reserve the config does not list (§12)
+        assert report.status == ("partial" if name == "frank" else "ok"), (name, report.warnings)
         assert report.target_chain.chain_id == 42161
         assert {b.chain_id for b in report.as_of} == {1, 42161, 10, 8453}
         collateral, debt = independent_collateral(config, report)
         assert collateral > 0, name
         assert report.totals.collateral_usd == fixed6(collateral), name
-        assert report.totals.debt_usd == fixed6(debt), name
-        assert report.totals.equity_usd == fixed6(collateral - debt), name
+        if name == "frank":  # §12 unlisted debt: debt cannot be valued (§4)
+            assert (report.totals.debt_usd, report.totals.equity_usd) == (None, None)
+        else:
+            assert report.totals.debt_usd == fixed6(debt), name
+            assert report.totals.equity_usd == fixed6(collateral - debt), name
         positive = [c for c in report.chains if c.collateral_usd and Fraction(c.collateral_usd) > 0]
         assert len(positive) >= 2, name

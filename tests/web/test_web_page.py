@@ -314,3 +314,24 @@ def test_unpriced_debt_is_unknown_per_chain(
         else:
             assert debt.inner_text() == usd(c["debt_usd"])
     page.screenshot(path=ARTIFACTS / "unpriced-debt.png", full_page=True)
+
+
+def test_protocol_panel_shows_the_protocols_own_figures(
+    page: Page, web_server: ServedApp, devnet: Any
+) -> None:
+    """METHOD.md §12 on the page: erin's Aave accounts, each row the API's exact figures."""
+    base, erin = web_server.url, devnet.demo_accounts["erin"]
+    open_account(page, base, erin, "arbitrum")
+    _, margin = get_json(f"{base}/v1/accounts/{erin}/margin?target_chain=arbitrum")
+    assert {p["chain"] for p in margin["protocols"]} == {"ethereum", "arbitrum"}
+    for p in margin["protocols"]:
+        row = page.locator(f'#protocols tr[data-chain="{p["chain"]}"]')
+        hf = row.locator('[data-field="health_factor"] span')
+        assert hf.get_attribute("data-value") == p["health_factor"]
+        assert hf.inner_text() == str(Decimal(p["health_factor"]).quantize(Decimal("0.001")))
+        for key in ("total_debt_usd", "available_borrows_usd"):
+            money = row.locator(f'[data-field="{key}"] .money')
+            assert money.get_attribute("data-value") == p[key]
+            assert money.inner_text() == usd(p[key])
+    warned = page.locator('#warnings li[data-code="local_liquidation_risk"]')
+    assert warned.count() == 1
