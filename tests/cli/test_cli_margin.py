@@ -170,7 +170,7 @@ def test_margin_table_lists_protocol_accounts(devnet: Any) -> None:
     """METHOD.md §12 in the CLI table: frank's Aave market on ethereum, its own figures."""
 
     async def margin() -> MarginReport:
-        async with Engine(devnet.config) as engine:
+        async with Engine.connect(devnet.config) as engine:
             return await engine.margin(devnet.demo_accounts["frank"], "ethereum")
 
     report = asyncio.run(margin())

@@ -20,6 +20,7 @@ from crossmargin.core.config import ChainConfig, Config
 from crossmargin.core.errors import ChainError, PinUnavailable, TransportError
 
 BALANCE_OF = sel("balanceOf(address)")
+USER_ACCOUNT_DATA = sel("getUserAccountData(address)")
 ETH_BALANCE = sel("getEthBalance(address)")
 DECIMALS = sel("decimals()")
 TOTAL_SUPPLY = sel("totalSupply()")
@@ -51,6 +52,7 @@ class FakeChain:
     """One chain's state by block; a `ChainReader`."""
 
     def __init__(self, chain: ChainConfig, number: int = 100, timestamp: int = START) -> None:
+        self.pools: set[str] = set()  # Aave v3 pools (lower case): accounts hold nothing there
         self.chain = chain
         self.number, self.timestamp = number, timestamp
         self.down: ChainError | None = None
@@ -126,6 +128,8 @@ class FakeChain:
             return CallResult(True, _words(held + 10**30))
         if selector == LATEST and target in state.rounds:
             return CallResult(True, _words(*state.rounds[target]))
+        if selector == USER_ACCOUNT_DATA and target in self.pools:
+            return CallResult(True, _words(0, 0, 0, 0, 0, 2**256 - 1))  # no Aave position
         return REVERT
 
 
@@ -142,6 +146,8 @@ def fake_chains(config: Config, prices: dict[str, float]) -> dict[str, FakeChain
             fc = chains[feed.chain]
             answer = round(prices[asset.symbol] * 10**feed.decimals)
             fc.set_round(feed.address, answer, fc.timestamp - 60)
+    for proto in config.protocols:
+        chains[proto.chain].pools.add(proto.pool.lower())
     for c in config.chains:
         if c.sequencer_uptime_feed is not None:
             fc = chains[c.name]

@@ -71,8 +71,8 @@ def reports(config: Config, account: str, target: str) -> tuple[MarginReport, Ca
     """Margin and capacity from one read (one pin per chain)."""
 
     async def run() -> list[ChainState]:
-        async with Engine(config) as engine:
-            return await engine.read(account)
+        async with Engine.connect(config) as engine:
+            return (await engine.read([account]))[0]
 
     states = asyncio.run(run())
     a = assess(config, states, account)
@@ -187,8 +187,8 @@ def test_protocol_reads_replay(devnet: Any) -> None:
     config, user = devnet.config, devnet.demo_accounts["erin"]
 
     async def run() -> list[ChainState]:
-        async with Engine(config) as engine:
-            return await engine.read(user)
+        async with Engine.connect(config) as engine:
+            return (await engine.read([user]))[0]
 
     states = asyncio.run(run())
     assert any(st.protocols for st in states)
