@@ -28,6 +28,7 @@ from crossmargin.pipeline.report import (
     Position,
     Price,
     PriceSource,
+    ProtocolAccount,
     Totals,
     fixed6,
     split6,
@@ -132,7 +133,7 @@ def _margin_report(a: Assessment, risk: RiskOutcome, shared: _Shared) -> MarginR
     m6 = fixed6(m)
     shares = split6(m6, risk.result.positions.total.tolist())
     positions = _valued_positions(valued, risk, shares) + a.unvalued
-    chain_rows = _chain_totals(a.chain_rows, valued, shares, a.unvalued)
+    chain_rows = _chain_totals(a.chain_rows, valued, shares, a.unvalued, a.protocols)
     free = equity - m
     health: Fraction | None = (collateral - m) / debt if debt > 0 else None
     known = not a.debt_unknown
@@ -221,14 +222,20 @@ def _valued_positions(valued: list[Valued], risk: RiskOutcome, shares: list[str]
 
 
 def _chain_totals(
-    rows: list[ChainSummary], valued: list[Valued], shares: list[str], unvalued: list[Position]
+    rows: list[ChainSummary],
+    valued: list[Valued],
+    shares: list[str],
+    unvalued: list[Position],
+    protocols: list[ProtocolAccount],
 ) -> list[ChainSummary]:
     """Each readable chain's collateral, debt (null when a debt position on it could not be
-    read or priced, §4) and share of M: the exact sum of its positions' served shares."""
+    read or priced, or a protocol market there reports debt the config does not list or
+    could not be read: §4, §12) and share of M: the exact sum of its positions' shares."""
     by_chain: dict[int, list[int]] = {}
     for i, v in enumerate(valued):
         by_chain.setdefault(v.chain_id, []).append(i)
     unknown = {p.chain_id for p in unvalued if p.kind == "debt"}
+    unknown |= {p.chain_id for p in protocols if p.status != "ok" or p.unlisted_debt}
     out = []
     for row in rows:
         if row.status != "ok":

@@ -133,6 +133,10 @@ def test_frank_unlisted_debt(devnet: Any) -> None:
         None,
     )
     assert Fraction(totals.collateral_usd) > 0
+    # the chain whose market hides debt shows no debt figure; the others still do
+    per_chain = {c.name: c.debt_usd for c in margin.chains}
+    assert per_chain["ethereum"] is None
+    assert all(v is not None for n, v in per_chain.items() if n != "ethereum"), per_chain
     assert capacity.capacities
     assert all(c.capacity_usd == "0.000000" for c in capacity.capacities)
     assert "capacity_zero" in [w.code for w in capacity.warnings]
