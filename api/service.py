@@ -12,9 +12,10 @@ up by (kind, account, target, asset, method, pinned blocks, §6 estimates):
    (`stored_mismatch`); otherwise it is logged, counted
    (`crossmargin_store_rejected_total{reason}`) and the result computed afresh;
 3. else the chains are read at the pins through the engine (reads shared across kinds
-   and targets, and concurrent reads batched into shared multicalls), the report is
-   computed by the engine (`Engine.evaluate`) and appended to the account's hash chain
-   before it is served (`miss`).
+   and targets; concurrent reads share multicalls at the seam, `CoalescingReader`), and
+   the report is computed by the engine and appended to the account's hash chain before
+   it is served (`miss`). Requests that reach this step while others are being computed
+   go out together: one pass (`Engine.evaluate_many`), one `Store.append_many`.
 
 Results with a chain that could not be pinned are never cached: the next request
 tries the chain again.
