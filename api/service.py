@@ -251,38 +251,18 @@ class Service:
             if served is None:
                 todo.append(i)
             out[i] = served
-        by_account = {reqs[i].account: states[i] for i in todo}
-        results = self.engine.evaluate_many([reqs[i] for i in todo], by_account, est, method)
-        ok = [(i, r) for i, r in zip(todo, results, strict=True) if r.error is None]
-        stored = self.store.append_many(
-            [
-                self._item(method, r.request, r.states, r.unwrap(), est, pin_key, est_key)
-                for _, r in ok
-            ]
-        )
-        for (i, r), s in zip(ok, stored, strict=True):
-            out[i] = Served(r.unwrap().model_dump_json().encode(), s.id, False)
+        pending = [
+            _Pending(
+                method, reqs[i], states[i], est, self._cache_key(reqs[i], method, pin_key, est_key)
+            )
+            for i in todo
+        ]
+        outcomes, store_failure = self._compute_and_append(pending)
+        if store_failure is not None:
+            raise store_failure
+        for i, outcome in zip(todo, outcomes, strict=True):
+            out[i] = outcome if isinstance(outcome, Served) else None
         return out
-
-    def _item(
-        self,
-        method: str,
-        req: Request,
-        states: list[ChainState],
-        report: Report,
-        est: RiskEstimates | None,
-        pin_key: PinKey,
-        est_key: str,
-    ) -> Item:
-        cfg = self.methods[method]
-        return Item(
-            req.account,
-            req.kind,
-            lambda prev: document(cfg, req, states, report, prev, est),
-            target=req.target,
-            asset=req.asset,
-            cache_key=self._cache_key(req, method, pin_key, est_key),
-        )
 
     def _stored(
         self, req: Request, found: tuple[str, str], config_hash: str, pins: PinKey, est_key: str
@@ -349,9 +329,25 @@ class Service:
             self._flushing = False
 
     def _compute_and_store_many(self, items: list[_Pending]) -> list[Served | BaseException]:
-        """In a worker thread: the engine's pure step for every item (grouped by method,
-        estimates and pins, each group in one pass), then one append of them all (§10)."""
-        out: list[Served | BaseException | None] = [None] * len(items)
+        """In a worker thread, for the batcher: each item's outcome; a store failure is
+        the outcome of every item it kept from being stored."""
+        outcomes, store_failure = self._compute_and_append(items)
+        done: list[Served | BaseException] = []
+        for o in outcomes:
+            if o is not None:
+                done.append(o)
+            else:  # only a failed append leaves an item without an outcome
+                assert store_failure is not None
+                done.append(store_failure)
+        return done
+
+    def _compute_and_append(
+        self, items: list[_Pending]
+    ) -> tuple[list[Served | CrossmarginError | None], Exception | None]:
+        """The engine's pure step for every item (grouped by method, estimates and pins,
+        each group in one pass), then one append of them all (§10). Per item: served,
+        or its own engine error, or None where the append failed (the failure beside)."""
+        out: list[Served | CrossmarginError | None] = [None] * len(items)
         groups: dict[tuple[object, ...], list[int]] = {}
         for i, it in enumerate(items):
             pins = tuple((st.pin.hash if st.pin else st.error) for st in it.states)
@@ -361,26 +357,21 @@ class Service:
             first = items[idx[0]]
             by_account = {items[i].req.account: items[i].states for i in idx}
             reqs = [items[i].req for i in idx]
-            for i, r in zip(
-                idx,
-                self.engine.evaluate_many(reqs, by_account, first.est, first.method),
-                strict=True,
-            ):
+            results = self.engine.evaluate_many(reqs, by_account, first.est, first.method)
+            for i, r in zip(idx, results, strict=True):
                 if r.error is not None:
                     out[i] = r.error
                 else:
                     ok.append((i, r))
+        if not ok:
+            return out, None
         try:
             stored = self.store.append_many([self._item_for(items[i], r.unwrap()) for i, r in ok])
-        except Exception as exc:  # the store: every computed item fails with it
-            for i, _ in ok:
-                out[i] = exc
-        else:
-            for (i, r), st in zip(ok, stored, strict=True):
-                out[i] = Served(r.unwrap().model_dump_json().encode(), st.id, False)
-        done = [o for o in out if o is not None]
-        assert len(done) == len(items)
-        return done
+        except Exception as exc:  # the store's failure: whoever called decides
+            return out, exc
+        for (i, r), st in zip(ok, stored, strict=True):
+            out[i] = Served(r.unwrap().model_dump_json().encode(), st.id, False)
+        return out, None
 
     def _item_for(self, it: _Pending, report: Report) -> Item:
         cfg = self.methods[it.method]
