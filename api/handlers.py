@@ -304,6 +304,7 @@ def figures(document: str) -> SnapshotFigures | None:
     chains: list[Any] = found_chains if isinstance(found_chains, list) else []
     return SnapshotFigures(
         status=_text(out.get("status")),
+        method=_text(out.get("method")),
         health=_text(totals.get("health")),
         free_margin_usd=_text(totals.get("free_margin_usd", out.get("free_margin_usd"))),
         unavailable_chains=[

@@ -274,11 +274,13 @@ class Liveness(Strict):
 
 class SnapshotFigures(Strict):
     """A stored computation's headline figures, as its document's outputs hold them (for
-    history charts; the snapshot itself is the evidence). `health` and `free_margin_usd`
-    are null where the report has them null or has no such figure (stress);
+    history charts; the snapshot itself is the evidence). `method`: var or es (margin
+    reports only). `health` and `free_margin_usd` are null where the report has them
+    null or has no such figure (stress);
     `unavailable_chains`: the chains the computation could not read."""
 
     status: str | None
+    method: str | None
     health: str | None
     free_margin_usd: str | None
     unavailable_chains: list[str]

@@ -77,6 +77,7 @@ async def test_every_operation_round_trips(served: str, devnet: Any) -> None:
         assert [i.id for i in page.items] == [margin.snapshot_id]
         figures = page.items[0].figures
         assert figures is not None
+        assert figures.method == "es"
         assert figures.health == margin.report.totals.health
         assert figures.free_margin_usd == margin.report.totals.free_margin_usd
         assert figures.unavailable_chains == []
