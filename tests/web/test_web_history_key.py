@@ -163,6 +163,12 @@ def test_key_field_on_a_keyed_deployment(
     assert None in sent  # the first requests, before the key
     assert sent[-1] == key  # every request since carries it
     assert sent[sent.index(key) :] == [key] * len(sent[sent.index(key) :])
+    with page.expect_popup() as popup:  # a snapshot link is fetched with the key
+        page.click("#snapshot a.snapshot-link")
+    shown = popup.value
+    shown.wait_for_load_state()
+    assert json.loads(shown.inner_text("body"))["id"] == page.inner_text("#snapshot-id")
+    shown.close()
     page.reload()  # the key stays for the tab's session
     page.wait_for_selector('#status[data-state="ok"], #status[data-state="partial"]')
     assert page.inner_text("#account") == alice
