@@ -21,6 +21,7 @@ from importlib.metadata import PackageNotFoundError, version
 from aiohttp import web
 
 from adapters.evm import EvmAdapter
+from api.docs import add_docs_routes
 from api.handlers import ENGINE, SERVICE, operations
 from api.metrics import Metrics
 from api.openapi import bind, spec
@@ -77,6 +78,7 @@ def create_app(
     app.router.add_get("/openapi.json", openapi)
     app.router.add_get("/metrics", metrics.handler)
     add_web_routes(app)  # the web page (api/web.py): `/`, /static/*, /v1/web/context
+    add_docs_routes(app)  # the API reference (api/docs.py): /docs, offline
 
     url = database_url(database, config.api.database_url)
 

@@ -23,6 +23,7 @@ from api.models import (
     Queries,
     RepresentationInfo,
     Snapshot,
+    SnapshotFigures,
     SnapshotPage,
     SnapshotSummary,
     StoreHealth,
@@ -270,7 +271,7 @@ def _store_health(svc: Service, mono: float) -> StoreHealth:
     return StoreHealth(writable=True, checked_age_s=age)
 
 
-def _summary(s: Summary) -> SnapshotSummary:
+def _summary(s: Summary, document: str | None = None) -> SnapshotSummary:
     return SnapshotSummary(
         id=s.id,
         account=s.account,
@@ -280,6 +281,37 @@ def _summary(s: Summary) -> SnapshotSummary:
         target_chain=s.target,
         asset=s.asset,
         created_at=s.created_at,
+        figures=None if document is None else figures(document),
+    )
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def figures(document: str) -> SnapshotFigures | None:
+    """The headline figures of a stored document's outputs (v1 and v2 both keep `totals`,
+    `status` and `chains` among the account's own outputs), or None if it has none."""
+    try:
+        doc = json.loads(document)
+    except ValueError:
+        return None
+    out = doc.get("outputs") if isinstance(doc, dict) else None
+    if not isinstance(out, dict):
+        return None
+    found_totals, found_chains = out.get("totals"), out.get("chains")
+    totals: dict[str, Any] = found_totals if isinstance(found_totals, dict) else {}
+    chains: list[Any] = found_chains if isinstance(found_chains, list) else []
+    return SnapshotFigures(
+        status=_text(out.get("status")),
+        method=_text(out.get("method")),
+        health=_text(totals.get("health")),
+        free_margin_usd=_text(totals.get("free_margin_usd", out.get("free_margin_usd"))),
+        unavailable_chains=[
+            str(c.get("name"))
+            for c in chains
+            if isinstance(c, dict) and c.get("status") not in (None, "ok")
+        ],
     )
 
 
@@ -307,16 +339,17 @@ async def snapshot_page(call: Call) -> web.Response:
     store, q = _service(call).store, call.query
     limit: int = getattr(q, "limit", 20)
     cursor: str | None = getattr(q, "cursor", None)
+    kind: str | None = getattr(q, "kind", None)
     account = call.path["address"]
     rows = await asyncio.to_thread(
-        store.page, account, limit + 1, None if cursor is None else int(cursor)
+        store.page_documents, account, limit + 1, None if cursor is None else int(cursor), kind
     )
     more = len(rows) > limit
     rows = rows[:limit]
     page = SnapshotPage(
         account=account,
-        items=[_summary(r) for r in rows],
-        next_cursor=str(rows[-1].height) if more else None,
+        items=[_summary(r, text) for r, text in rows],
+        next_cursor=str(rows[-1][0].height) if more else None,
     )
     return _json(page.model_dump_json().encode())
 
@@ -445,7 +478,7 @@ def operations(config: Config) -> list[Operation]:
             "GET",
             f"{acct}/snapshots",
             "listSnapshots",
-            "An account's snapshots, newest first",
+            "An account's snapshots, newest first, each with its headline figures",
             snapshot_page,
             SnapshotPage,
             q.page,

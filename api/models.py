@@ -55,6 +55,7 @@ def address(value: str) -> str:
 
 Address = Annotated[str, AfterValidator(address), WithJsonSchema(ADDRESS_SCHEMA)]
 Method = Literal["var", "es"]
+Kind = Literal["margin", "capacity", "stress"]
 
 
 class Strict(BaseModel):
@@ -131,6 +132,10 @@ class Queries:
             "SnapshotPageQuery",
             __config__=strict,
             limit=(int, Field(20, ge=1, le=100, description="items per page")),
+            kind=(
+                Kind | None,
+                Field(None, description="only snapshots of this kind (default: every kind)"),
+            ),
             cursor=(
                 str | None,
                 Field(None, pattern=CURSOR_PATTERN, description="`next_cursor` of a page"),
@@ -267,6 +272,20 @@ class Liveness(Strict):
     status: Literal["live"]
 
 
+class SnapshotFigures(Strict):
+    """A stored computation's headline figures, as its document's outputs hold them (for
+    history charts; the snapshot itself is the evidence). `method`: var or es (margin
+    reports only). `health` and `free_margin_usd` are null where the report has them
+    null or has no such figure (stress);
+    `unavailable_chains`: the chains the computation could not read."""
+
+    status: str | None
+    method: str | None
+    health: str | None
+    free_margin_usd: str | None
+    unavailable_chains: list[str]
+
+
 class SnapshotSummary(Strict):
     id: str
     account: str
@@ -276,6 +295,7 @@ class SnapshotSummary(Strict):
     target_chain: str | None
     asset: str | None
     created_at: str
+    figures: SnapshotFigures | None = None
 
 
 class Snapshot(Strict):

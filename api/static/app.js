@@ -3,20 +3,49 @@
 
 import { usd } from "./format.js";
 import { drawChains, drawStress, drawWaterfall } from "./charts.js";
+import { drawHistory, historyPoints } from "./history.js";
 import { debtUnknown, renderBlocks, renderCapacity, renderParams, renderPositions, renderPrices, renderProtocols, renderTotals, renderWarnings } from "./tables.js";
 
 const $ = (id) => document.getElementById(id);
 let generation = 0; // answers to an older request are dropped
 let drawn = null; // last data, redrawn when the width changes
 
+// The API key of a deployment that requires one: entered in the key field, kept in this
+// tab's session storage, sent as X-API-Key with every request.
+const KEY = "crossmargin.apiKey";
+const KEY_HEADER = "X-API-Key";
+
+function storedKey() {
+  try {
+    return sessionStorage.getItem(KEY) || "";
+  } catch {
+    return "";
+  }
+}
+
+function apiHeaders() {
+  const headers = { Accept: "application/json" };
+  const key = storedKey();
+  if (key) headers[KEY_HEADER] = key;
+  return headers;
+}
+
+function showKeyForm(status) {
+  const form = $("key-form");
+  form.hidden = false;
+  $("key-forget").hidden = !storedKey();
+  if (status === 401 || status === 403) $("api-key").focus();
+}
+
 // GET a JSON resource; errors come back as {problem: {title, detail, status}}.
 async function getJSON(url) {
   let resp;
   try {
-    resp = await fetch(url, { headers: { Accept: "application/json" } });
+    resp = await fetch(url, { headers: apiHeaders() });
   } catch (err) {
     return { problem: { title: "API not reachable", detail: String(err.message || err), status: 0 } };
   }
+  if (resp.status === 401 || resp.status === 403) showKeyForm(resp.status);
   const type = resp.headers.get("content-type") || "";
   let body = null;
   if (type.includes("json")) {
@@ -154,10 +183,30 @@ function draw() {
   drawWaterfall($("waterfall"), drawn.margin);
   drawChains($("chains"), drawn.margin);
   if (drawn.stress) drawStress($("stress-chart"), drawn.stress);
+  if (drawn.history) drawHistory($("history"), drawn.history, snapshotUrl);
+}
+
+const HISTORY_LIMIT = 100;
+
+// The account's latest margin snapshots (after this load's own was stored), as a chart.
+async function loadHistory(mine, base, m) {
+  const page = await getJSON(`${base}/snapshots?kind=margin&limit=${HISTORY_LIMIT}`);
+  if (mine !== generation || !drawn) return;
+  if (page.problem) {
+    problemBox($("history"), page.problem);
+    return;
+  }
+  drawn.history = historyPoints(page.data, m.target_chain.name, m.method);
+  const more = page.data.next_cursor ? ` (the latest ${HISTORY_LIMIT} snapshots of any kind)` : "";
+  $("history-note").textContent =
+    `${drawn.history.length} stored margin snapshot(s) on ${m.target_chain.name}, ${m.method === "es" ? "expected shortfall" : "value at risk"}, oldest to newest${more}.`;
+  drawHistory($("history"), drawn.history, snapshotUrl);
+  $("history").dataset.ready = "true";
 }
 
 async function load(account, target) {
   const mine = ++generation;
+  delete $("history").dataset.ready;
   const q = target ? `?target_chain=${encodeURIComponent(target)}` : "";
   const base = `/v1/accounts/${encodeURIComponent(account)}`;
   setStatus("loading", "Loading\u2026", "Reading every chain at a pinned block.");
@@ -201,6 +250,7 @@ async function load(account, target) {
         : `Equity now ${usd(stress.data.equity_usd)} (dashed line); worst: ${stress.data.worst ?? "none"}.${partial}`;
   }
   draw();
+  loadHistory(mine, base, m);
   if (m.status === "partial") setStatus("partial", "Partial result", partialDetail(m));
   else setStatus("ok", "Up to date", `Pinned blocks on ${m.as_of.length} chains.`);
 }
@@ -227,6 +277,30 @@ async function init() {
   $("query").addEventListener("submit", (e) => {
     e.preventDefault();
     submit();
+  });
+  $("key-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    const key = $("api-key").value.trim();
+    if (!key) return;
+    sessionStorage.setItem(KEY, key);
+    $("api-key").value = "";
+    $("key-forget").hidden = false;
+    if ($("address").value.trim()) submit();
+  });
+  $("key-forget").addEventListener("click", () => {
+    sessionStorage.removeItem(KEY);
+    $("key-forget").hidden = true;
+  });
+  if (storedKey()) showKeyForm(0);
+  // With a key, links to API resources (snapshots, raw JSON) are fetched with it and opened
+  // as a document: a plain navigation could not send the header.
+  document.addEventListener("click", async (e) => {
+    const a = e.target instanceof Element ? e.target.closest("a[href^='/v1/']") : null;
+    if (!a || !storedKey() || e.button !== 0 || e.metaKey || e.ctrlKey || e.shiftKey) return;
+    e.preventDefault();
+    const resp = await fetch(a.getAttribute("href"), { headers: apiHeaders() });
+    const blob = new Blob([await resp.arrayBuffer()], { type: "application/json" });
+    window.open(URL.createObjectURL(blob), "_blank", "noopener");
   });
   const ctx = await getJSON("/v1/web/context");
   if (ctx.data) {

@@ -10,14 +10,14 @@ const BAR = 14;
 const TEXT_Y = 13;
 const BAR_Y = 19;
 
-function el(name, attrs = {}, text) {
+export function el(name, attrs = {}, text) {
   const node = document.createElementNS(NS, name);
   for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, String(v));
   if (text !== undefined) node.textContent = text;
   return node;
 }
 
-function svgRoot(width, height, label) {
+export function svgRoot(width, height, label) {
   return el("svg", {
     width,
     height,
@@ -28,7 +28,7 @@ function svgRoot(width, height, label) {
   });
 }
 
-function scale(lo, hi, x0, x1) {
+export function scale(lo, hi, x0, x1) {
   const span = hi - lo || 1;
   return (v) => x0 + ((v - lo) / span) * (x1 - x0);
 }

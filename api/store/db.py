@@ -423,15 +423,31 @@ class Store:
             row = conn.execute(select(SNAP).where(SNAP.c.id == snapshot_id)).first()
         return None if row is None else (_summary(row._mapping), str(row.document))
 
-    def page(self, account: str, limit: int, below: int | None = None) -> list[Summary]:
-        """An account's snapshots, newest first, with height < `below` when given."""
-        cols = [c for c in SNAP.c if c.name not in ("document", "cache_key")]
-        q = select(*cols).where(SNAP.c.account == account)
+    def page(
+        self, account: str, limit: int, below: int | None = None, kind: str | None = None
+    ) -> list[Summary]:
+        """An account's snapshots, newest first, with height < `below` when given, of
+        one `kind` when given."""
+        return [s for s, _ in self._page(account, limit, below, kind, documents=False)]
+
+    def page_documents(
+        self, account: str, limit: int, below: int | None = None, kind: str | None = None
+    ) -> list[tuple[Summary, str]]:
+        """`page` with each snapshot's document text (a history chart reads its figures)."""
+        return self._page(account, limit, below, kind, documents=True)
+
+    def _page(
+        self, account: str, limit: int, below: int | None, kind: str | None, *, documents: bool
+    ) -> list[tuple[Summary, str]]:
+        skip = ("cache_key",) if documents else ("document", "cache_key")
+        q = select(*[c for c in SNAP.c if c.name not in skip]).where(SNAP.c.account == account)
         if below is not None:
             q = q.where(SNAP.c.height < below)
+        if kind is not None:
+            q = q.where(SNAP.c.kind == kind)
         with self._tx() as conn:
             rows = conn.execute(q.order_by(SNAP.c.height.desc()).limit(limit)).all()
-        return [_summary(r._mapping) for r in rows]
+        return [(_summary(r._mapping), str(r.document) if documents else "") for r in rows]
 
     # ------------------------------------------------------------ audit reads
 

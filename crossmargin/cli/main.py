@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
     from crossmargin.pipeline.report import MarginReport
     from oracle.store import HistoryStore
+from crossmargin.cli.margin import add_arguments as add_margin_arguments
 from crossmargin.cli.prices import ENV_URL
 from crossmargin.cli.prices import add_arguments as add_prices_arguments
 from crossmargin.cli.scan import add_arguments as add_scan_arguments
@@ -165,22 +166,25 @@ def margin_exit(report: MarginReport) -> int:
 
 
 def _cmd_margin(args: argparse.Namespace) -> int:
+    from crossmargin.cli.margin import from_engine, from_server
     from crossmargin.cli.render import render_margin
-    from crossmargin.engine import Engine
 
-    config = _config(args.config)
-    history = open_history(config, args.db)
-
-    async def run() -> MarginReport:
-        async with Engine.connect(config, history) as engine:
-            return await engine.margin(args.address, args.target_chain)
-
-    try:
-        report = asyncio.run(run())
-    finally:
-        history.close()
-    print(report.model_dump_json(indent=2) if args.json else render_margin(report))
-    return margin_exit(report)
+    if args.server:
+        if args.config or args.db:
+            raise CrossmarginError("--server asks a running API: drop --config and --db")
+        answer = asyncio.run(from_server(args))
+    else:
+        config = _config(args.config)
+        history = open_history(config, args.db)
+        try:
+            answer = asyncio.run(from_engine(args, config, history))
+        finally:
+            history.close()
+    if args.json:
+        print(answer.margin.model_dump_json(indent=2))
+    else:
+        print(render_margin(answer.margin, capacity=answer.capacity))
+    return margin_exit(answer.margin)
 
 
 def _cmd_scan(args: argparse.Namespace) -> int:
@@ -286,14 +290,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     margin = sub.add_parser(
         "margin",
-        help="unified margin account of one address",
-        description="Exit status: 0 ok, 3 partial or liquidation unknown, 4 liquidatable.",
+        help="unified margin account and borrowing capacity of one address",
+        description="Computed here from the chains, or by a running API (--server). "
+        "Exit status: 0 ok, 3 partial or liquidation unknown, 4 liquidatable.",
     )
-    margin.add_argument("address")
-    margin.add_argument("--target-chain", help="chain name or id (default: settlement chain)")
-    margin.add_argument("--config", help=f"config file (default: {DEFAULT_CONFIG})")
-    margin.add_argument("--json", action="store_true", help="print the API's JSON")
-    margin.add_argument("--db", help=DB_HELP)
+    add_margin_arguments(margin, f"config file (default: {DEFAULT_CONFIG})", DB_HELP)
     margin.set_defaults(func=_cmd_margin)
 
     scan = sub.add_parser(

@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from crossmargin.pipeline.report import MarginReport
+from crossmargin.pipeline.report import CapacityReport, MarginReport
 
 NA = "n/a"
 UNKNOWN = "unknown"  # a figure METHOD.md §4 leaves null: debt that cannot be valued
@@ -46,7 +46,11 @@ def _row(table: Table, *cells: str | None) -> None:
     table.add_row(*(Text(c if c is not None else NA) for c in cells))
 
 
-def render_margin(report: MarginReport, width: int | None = None) -> str:
+def render_margin(
+    report: MarginReport, width: int | None = None, capacity: CapacityReport | str | None = None
+) -> str:
+    """The margin report as tables; with `capacity` (its §8 report, or why there is
+    none), the borrowing capacity on the target chain after the summary."""
     width = width or max(80, shutil.get_terminal_size((120, 24)).columns)
     out = StringIO()
     console = Console(file=out, width=width, force_terminal=False, color_system=None)
@@ -92,6 +96,7 @@ def render_margin(report: MarginReport, width: int | None = None) -> str:
     ]:
         _row(summary, label, UNKNOWN if value is None and debt_unknown else value, note)
     say(summary)
+    _say_capacity(say, report, capacity)
 
     components = _table("Margin requirement components", ("component", "USD"), right=("USD",))
     for name, value in report.haircuts.model_dump().items():
@@ -188,4 +193,21 @@ def _say_protocols(say: Callable[..., None], report: MarginReport) -> None:
             p.listed_debt_usd,
             p.available_borrows_usd,
         )
+    say(table)
+
+
+def _say_capacity(
+    say: Callable[..., None], report: MarginReport, cap: CapacityReport | str | None
+) -> None:
+    """METHOD.md §8: how much more of each asset can be borrowed on the target chain."""
+    if cap is None:
+        return
+    title = f"Borrowing capacity on {report.target_chain.name}"
+    if isinstance(cap, str):
+        say(Text(f"{title}: not computed: {cap}"))
+        return
+    cols = ("asset", "capacity USD", "amount", "price USD", "note")
+    table = _table(title, cols, right=cols[1:4])
+    for c in cap.capacities:
+        _row(table, c.asset, c.capacity_usd, c.amount, c.price_usd, c.reason or "")
     say(table)
