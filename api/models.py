@@ -112,11 +112,17 @@ class Queries:
         asset = allowlist([a.symbol for a in config.assets], "asset")
         strict = ConfigDict(extra="forbid", frozen=True)
         target_doc = "chain name or id (default: the settlement chain)"
+        past: dict[str, Any] = {
+            "at": (str | None, Field(None, max_length=40, description=AT_DOC)),
+            "blocks": (str | None, Field(None, max_length=2000, description=BLOCKS_DOC)),
+            "addresses": (str | None, Field(None, max_length=4000, description=ADDRESSES_DOC)),
+        }
         self.margin: type[BaseModel] = create_model(
             "MarginQuery",
             __config__=strict,
             target_chain=(chain | None, Field(None, description=target_doc)),
             method=(Method | None, Field(None, description="var or es (default: config)")),
+            **past,
         )
         self.capacity: type[BaseModel] = create_model(
             "CapacityQuery",
@@ -124,8 +130,9 @@ class Queries:
             target_chain=(chain | None, Field(None, description=target_doc)),
             asset=(asset | None, Field(None, description="borrow asset (default: every asset)")),
             method=(Method | None, Field(None, description="var or es (default: config)")),
+            **past,
         )
-        self.stress: type[BaseModel] = create_model("StressQuery", __config__=strict)
+        self.stress: type[BaseModel] = create_model("StressQuery", __config__=strict, **past)
         self.empty: type[BaseModel] = create_model("NoQuery", __config__=strict)
         self.page: type[BaseModel] = create_model(
             "SnapshotPageQuery",
@@ -151,7 +158,28 @@ class Queries:
             ),
             target_chain=(chain | None, Field(None, description=target_doc)),
             method=(Method | None, Field(None, description="var or es (default: config)")),
+            at=(str | int | None, Field(None, description=AT_DOC)),
+            blocks=(
+                dict[str, Annotated[int, Field(ge=0)]] | None,
+                Field(None, max_length=64, description="§15: block number per chain"),
+            ),
+            addresses=(
+                dict[Address, dict[str, Address]] | None,
+                Field(
+                    None,
+                    max_length=config.api.max_batch,
+                    description="§1: per account, its address per chain where it differs",
+                ),
+            ),
         )
+
+
+AT_DOC = (
+    "METHOD.md §15: the time the figures are about, unix seconds (or ISO-8601 with a "
+    "zone): each chain is read at its last final block stamped at or before it"
+)
+BLOCKS_DOC = "§15: explicit blocks, `chain:number,...` (every chain, or with `at` for the rest)"
+ADDRESSES_DOC = "§1: the account's address on other chains, `chain:0x...,...`"
 
 
 # ---------------------------------------------------------------- responses

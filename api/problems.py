@@ -32,7 +32,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from api.store import StoreError
 from crossmargin.core.config import Config
-from crossmargin.core.errors import InputError, Refused
+from crossmargin.core.errors import AsOfUnavailable, InputError, Refused
 
 log = logging.getLogger("api")
 
@@ -83,6 +83,12 @@ INTERNAL = DETAILS[500]
 STORE_DOWN = "the snapshot store cannot take a report now, and none is served unstored"
 KEEP_HEADERS = ("Allow", "Retry-After", "WWW-Authenticate")
 SERVES_PROBLEMS = web.AppKey("serves_problems", bool)
+
+
+def as_of_type(exc: AsOfUnavailable) -> str:
+    """The problem type of a past time that cannot be answered (§15): its `code` is the
+    error's (`as_of_in_future`, `before_genesis`, `state_unavailable`)."""
+    return "/problems/" + exc.error_code.replace("_", "-")
 
 
 class ApiProblem(Exception):
@@ -217,6 +223,8 @@ def error_middleware(scrub: Scrubber, deadline_s: float) -> Any:
             return problem(400, scrub(str(exc)), "/problems/bad-input")
         except Refused as exc:
             return problem(422, scrub(str(exc)), "/problems/refused")
+        except AsOfUnavailable as exc:
+            return problem(422, scrub(str(exc)), as_of_type(exc), chain=exc.chain)
         except web.HTTPException as exc:
             if exc.status < 400:
                 raise

@@ -166,14 +166,18 @@ def margin_exit(report: MarginReport) -> int:
 
 def _cmd_margin(args: argparse.Namespace) -> int:
     from crossmargin.cli.render import render_margin
+    from crossmargin.core.inputs import parse_blocks, parse_pairs, parse_time
     from crossmargin.engine import Engine
 
+    at = None if args.at is None else parse_time(args.at, "--at")
+    blocks = parse_blocks(args.blocks) if args.blocks else []
+    addresses = dict(parse_pairs(args.addresses, "--addresses")) if args.addresses else None
     config = _config(args.config)
     history = open_history(config, args.db)
 
     async def run() -> MarginReport:
         async with Engine.connect(config, history) as engine:
-            return await engine.margin(args.address, args.target_chain)
+            return await engine.margin(args.address, args.target_chain, at, blocks, addresses)
 
     try:
         report = asyncio.run(run())
@@ -293,6 +297,17 @@ def build_parser() -> argparse.ArgumentParser:
     margin.add_argument("--target-chain", help="chain name or id (default: settlement chain)")
     margin.add_argument("--config", help=f"config file (default: {DEFAULT_CONFIG})")
     margin.add_argument("--json", action="store_true", help="print the API's JSON")
+    margin.add_argument(
+        "--at",
+        help="as of a past time (METHOD.md §15): unix seconds or ISO-8601 with a zone "
+        "(2026-01-02T14:00:00Z); each chain at its last final block at or before it",
+    )
+    margin.add_argument(
+        "--blocks", help="as of explicit blocks: chain:number,... (every chain, or with --at)"
+    )
+    margin.add_argument(
+        "--addresses", help="the account's address on other chains (§1): chain:0x...,..."
+    )
     margin.add_argument("--db", help=DB_HELP)
     margin.set_defaults(func=_cmd_margin)
 
