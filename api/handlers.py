@@ -32,7 +32,7 @@ from api.problems import DOCUMENTED_ERROR, ApiProblem
 from api.service import Served, Service
 from api.store import Summary
 from crossmargin.core.config import Config
-from crossmargin.core.errors import InputError
+from crossmargin.core.errors import InputConflict
 from crossmargin.core.inputs import parse_blocks, parse_pairs, parse_time
 from crossmargin.engine import Engine
 from crossmargin.pipeline.figures import Kind
@@ -65,7 +65,7 @@ def _request(
     """The request of a query string, with its time (§15) and addresses (§1), if given."""
     q = call.query
     at, blocks, given = (getattr(q, k, None) for k in ("at", "blocks", "addresses"))
-    addresses = dict(parse_pairs(given, "addresses")) if given else None
+    addresses = parse_pairs(given, "addresses") if given else None
     return svc.request(
         kind,
         call.path["address"],
@@ -106,14 +106,14 @@ async def margin_batch(call: Call) -> web.Response:
     given: dict[str, dict[str, str]] = getattr(body, "addresses", None) or {}
     unknown = [a for a in given if a not in accounts]
     if unknown:
-        raise InputError(f"addresses: {unknown[0]} is not in accounts")
+        raise InputConflict(f"addresses: {unknown[0]} is not in accounts")
     reqs = [
         svc.request(
             "margin",
             a,
             target.name,
             None,
-            None if at is None else parse_time(str(at)),
+            at,
             list((getattr(body, "blocks", None) or {}).items()),
             given.get(a),
         )
@@ -379,7 +379,7 @@ def operations(config: Config) -> list[Operation]:
             margin,
             MarginReport,
             q.margin,
-            errors=(422,),
+            errors=(409, 422),
             snapshot_header=True,
             description=snap,
         ),
@@ -391,7 +391,7 @@ def operations(config: Config) -> list[Operation]:
             capacity,
             CapacityReport,
             q.capacity,
-            errors=(422,),
+            errors=(409, 422),
             snapshot_header=True,
             description=snap,
         ),
@@ -403,7 +403,7 @@ def operations(config: Config) -> list[Operation]:
             stress,
             StressReport,
             q.stress,
-            errors=(422,),
+            errors=(409, 422),
             snapshot_header=True,
             description=snap,
         ),
@@ -416,7 +416,7 @@ def operations(config: Config) -> list[Operation]:
             MarginBatch,
             q.empty,
             body=q.batch,
-            errors=(413, 415),
+            errors=(409, 413, 415),
             description=f"At most {config.api.max_batch} distinct accounts, one snapshot "
             "each; an account that cannot be computed has its problem in `error`. "
             "Costs one rate-limit token per account, and is let in when the bucket holds "

@@ -40,7 +40,7 @@ from api.problems import Scrubber, as_of_type, problem_body
 from api.store import Item, Store
 from crossmargin.core.config import Config, config_hash, risk_document
 from crossmargin.core.errors import AsOfUnavailable, CrossmarginError, InputError, Refused
-from crossmargin.engine import Addresses, Engine, Result
+from crossmargin.engine import Addresses, Engine, Pairs, Result
 from crossmargin.pipeline.figures import Kind, Report, Request
 from crossmargin.pipeline.read import ChainState
 from crossmargin.pipeline.snapshot import (
@@ -197,13 +197,13 @@ class Service:
         asset: str | None,
         at: int | None = None,
         blocks: Sequence[tuple[str, int]] = (),
-        addresses: Mapping[str, str] | None = None,
+        addresses: Pairs | None = None,
     ) -> Request:
         """A request with its time (§15, chains by name) and its addresses per chain (§1:
         the config's, then the given ones)."""
-        named = tuple((self.engine.target(c), n) for c, n in blocks)
+        blocks_ = self.engine.blocks(blocks)
         return Request(
-            kind, account, target, asset, at, named, self.engine.addresses(account, addresses)
+            kind, account, target, asset, at, blocks_, self.engine.addresses(account, addresses)
         )
 
     async def pins_for(self, req: Request) -> Mapping[str, Pinned]:
@@ -473,7 +473,7 @@ class Service:
             except Refused as exc:
                 return account, problem_body(422, self.scrub(str(exc)), "/problems/refused")
             except AsOfUnavailable as exc:
-                return account, problem_body(422, self.scrub(str(exc)), as_of_type(exc))
+                return account, problem_body(409, self.scrub(str(exc)), as_of_type(exc))
             except InputError as exc:
                 return account, problem_body(400, self.scrub(str(exc)), "/problems/bad-input")
             except CrossmarginError as exc:

@@ -36,6 +36,7 @@ from crossmargin.core.errors import (
     InputError,
     StateUnavailable,
 )
+from crossmargin.core.inputs import one_per_chain
 from crossmargin.pipeline.figures import Report, Request, compute, compute_many
 from crossmargin.pipeline.read import ChainState, read_chain_many
 from crossmargin.pipeline.report import CapacityReport, MarginReport, StressReport
@@ -45,6 +46,7 @@ from oracle.store import HistoryStore
 
 Pinned = BlockPin | str  # a chain's pin, or why it could not be pinned (public form)
 Addresses = tuple[tuple[str, str], ...]  # (chain, address) where not the account's own
+Pairs = Mapping[str, str] | Sequence[tuple[str, str]]  # chain (name or id) -> address
 
 
 def parse_account(address: str) -> str:
@@ -145,13 +147,19 @@ class Engine:
             return None
         return await asyncio.to_thread(self.history.estimates, self.config, before)
 
-    def addresses(self, account: str, given: Mapping[str, str] | None = None) -> Addresses:
+    def addresses(self, account: str, given: Pairs | None = None) -> Addresses:
         """§1: the account's address per chain where it is not `account`: the config's
-        `[[accounts]]` entry, then what the request gives (it wins), by chain name."""
-        out = dict(self.config.addresses_of(account))
-        for chain, address in (given or {}).items():
-            out[self.target(chain)] = parse_account(address)
-        return tuple(sorted((c, a) for c, a in out.items() if a != account))
+        `[[accounts]]` entry, then what the request gives (it wins), by chain name. A
+        chain given twice (by name and id, say) with different addresses conflicts."""
+        pairs = list(given.items()) if isinstance(given, Mapping) else list(given or ())
+        named = [(self.target(c), parse_account(str(a))) for c, a in pairs]
+        out = {**self.config.addresses_of(account), **one_per_chain(named, "addresses")}
+        return tuple(sorted((c, str(a)) for c, a in out.items() if a != account))
+
+    def blocks(self, given: Sequence[tuple[str, int]]) -> tuple[tuple[str, int], ...]:
+        """§15 blocks by chain name; a chain given two different numbers conflicts."""
+        named = [(self.target(c), int(n)) for c, n in given]
+        return tuple((c, int(n)) for c, n in one_per_chain(named, "blocks").items())
 
     # ------------------------------------------------------------------ §15 as of
 
@@ -168,7 +176,9 @@ class Engine:
             raise InputError(f"blocks: unknown chain {unknown[0]!r}")
         if at is None and set(given) != set(self.readers):
             missing = ", ".join(c for c in self.readers if c not in given)
-            raise InputError(f"blocks: name every chain, or give at= too (missing: {missing})")
+            raise AsOfUnavailable(
+                missing, f"blocks: name every chain, or give at= too (missing: {missing})"
+            )
 
         async def one(name: str) -> Pinned | AsOfUnavailable:
             reader = self.readers[name]
@@ -347,13 +357,12 @@ class Engine:
         target: str | int | None = None,
         at: int | None = None,
         blocks: Sequence[tuple[str, int]] = (),
-        addresses: Mapping[str, str] | None = None,
+        addresses: Pairs | None = None,
     ) -> MarginReport:
         """One account's margin; as of `at` or `blocks` (§15), at `addresses` (§1)."""
         account = parse_account(address)
-        named = tuple((self.target(c), n) for c, n in blocks)
         req = Request(
-            "margin", account, self.target(target), None, at, named,
+            "margin", account, self.target(target), None, at, self.blocks(blocks),
             self.addresses(account, addresses),
         )  # fmt: skip
         report = (await self.run([req]))[0].unwrap()

@@ -23,6 +23,9 @@ CrossmarginError
 ├── DecodeError                 return data that does not decode (never    undecodable
 │                               read as 0)
 ├── InputError                  a caller's bad input (address, chain, asset)
+│   └── InputConflict           the request contradicts itself (a chain    conflict
+│                               given two values, addresses of an account
+│                               not asked about)
 └── AsOfUnavailable(chain)      a past time (METHOD §15) this deployment   as_of_unavailable
     ├── AsOfInFuture            cannot answer: after the chain's last      as_of_in_future
     │                           final block's time, or a block not final
@@ -51,6 +54,11 @@ class ConfigError(CrossmarginError):
 
 class InputError(CrossmarginError):
     pass
+
+
+class InputConflict(InputError):
+    """Well-formed input that contradicts itself: answered 409, not 400 (the shape is
+    right, the combination is not)."""
 
 
 class DecodeError(CrossmarginError):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from crossmargin.core.errors import InputError
+from crossmargin.core.errors import InputConflict, InputError
 
 MAX_PAIRS = 64
 
@@ -33,15 +33,11 @@ def parse_time(text: str, what: str = "at") -> int:
 def parse_pairs(text: str, what: str) -> list[tuple[str, str]]:
     """`chain:value,chain:value` -> [(chain, value)]; each chain at most once."""
     out: list[tuple[str, str]] = []
-    seen: set[str] = set()
     for i, part in enumerate(p.strip() for p in text.split(",")):
         chain, sep, value = part.partition(":")
         chain, value = chain.strip(), value.strip()
         if not sep or not chain or not value:
             raise InputError(f"{what}.{i}: expected chain:value, got {part[:60]!r}")
-        if chain in seen:
-            raise InputError(f"{what}: chain {chain!r} given twice")
-        seen.add(chain)
         out.append((chain, value))
     if len(out) > MAX_PAIRS:
         raise InputError(f"{what}: at most {MAX_PAIRS} chains")
@@ -55,4 +51,17 @@ def parse_blocks(text: str) -> list[tuple[str, int]]:
         if not value.isdigit() or len(value) > 15:
             raise InputError(f"blocks: {chain}: not a block number: {value[:40]!r}")
         out.append((chain, int(value)))
+    return out
+
+
+def one_per_chain(
+    pairs: list[tuple[str, str]] | list[tuple[str, int]], what: str
+) -> dict[str, str | int]:
+    """Pairs (chain names already resolved) as a mapping; a chain given twice with
+    different values is a conflict (the same value twice is the same request)."""
+    out: dict[str, str | int] = {}
+    for chain, value in pairs:
+        old = out.setdefault(chain, value)
+        if str(old).lower() != str(value).lower():
+            raise InputConflict(f"{what}: chain {chain} is given {old} and {value}")
     return out

@@ -103,9 +103,9 @@ def test_margin_at_a_past_time_is_the_margin_computed_then(
                 assert doc["request"]["at"] == str(tau)
                 future = {"at": str(int(time.time()) + 3600)}
                 async with s.get(url, params=future) as r:
-                    assert (await problem(r, 422))["code"] == "as_of_in_future"
+                    assert (await problem(r, 409))["code"] == "as_of_in_future"
                 async with s.get(url, params={"at": "1000"}) as r:
-                    body = await problem(r, 422)
+                    body = await problem(r, 409)
                     assert body["code"] == "before_genesis"
                     assert "http" not in body["detail"]
                 batch = {"accounts": [ACCOUNT], "target_chain": "arbitrum", "at": tau}
