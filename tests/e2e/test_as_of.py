@@ -18,6 +18,8 @@ import aiohttp
 import pytest
 
 from api.app import create_app
+from api.audit import verify
+from api.store import Store
 from crossmargin.core.config import checksummed
 from crossmargin.core.errors import AsOfInFuture, BeforeGenesis, StateUnavailable
 from crossmargin.engine import Engine
@@ -113,8 +115,26 @@ def test_margin_at_a_past_time_is_the_margin_computed_then(
                     assert r.status == 200, await r.text()
                     item = (await r.json())["results"][0]
                 assert item["margin"] == json.loads(then.model_dump_json())
+                mapped = {"at": tau, "addresses": f"base:{OTHER.lower()}"}
+                async with s.get(url, params=mapped) as r:
+                    assert r.status == 200, await r.text()
+                    rows = {c["name"]: c for c in (await r.json())["chains"]}
+                    sid = r.headers["Snapshot-Id"]
+                assert rows["base"]["address"] == OTHER
+                async with s.get(f"{server.url}/v1/snapshots/{sid}") as r:
+                    doc = (await r.json())["document"]
+                assert doc["request"]["addresses"] == {"base": OTHER}
 
         asyncio.run(api())
+    # every stored snapshot, as-of and per-chain ones included, replays byte for byte
+    store = Store.open(db)
+    try:
+        audit = verify(store)
+    finally:
+        store.close()
+    assert audit is not None
+    assert audit.ok, audit.findings
+    assert audit.replayed == audit.snapshots >= 2  # at=, and at= with addresses
 
 
 def test_before_genesis_and_future_are_refused(devnet: Any) -> None:
