@@ -307,6 +307,8 @@ class Engine:
         (results in request order). The computing runs in a worker thread, so the event
         loop goes on reading other batches meanwhile. Requests about different times
         (§15), or one account at different addresses (§1), go as separate groups."""
+        if not requests:
+            return []
         groups: dict[tuple[object, ...], list[int]] = {}
         seen: dict[str, Addresses] = {}
         for i, r in enumerate(requests):
