@@ -84,6 +84,9 @@ class EvmAdapter:
         self.chain = chain
         self.rpc = JsonRpcClient(chain, session)
         self._high = -1  # highest head (or safe/finalized block) seen on any endpoint
+        # as of a past time (adapters/asof.py): final headers by number, pins by time
+        self.header_cache: dict[int, BlockPin] = {}
+        self.time_cache: dict[int, BlockPin] = {}
 
     async def verify_chain_id(self) -> None:
         """Check the chain id (and identity block) of the endpoint reads would go to now."""

@@ -84,6 +84,12 @@ _PIN_WORDS = (
     "not canonical",
     "missing trie node",
     "resource not found",
+    # the block is known but its state is gone (not an archive node, history pruned):
+    # anvil --prune-history, erigon/reth without the history
+    "blockoutofrange",
+    "historical state",
+    "state histories",
+    "state is not available",
 )
 _PIN_CODES = frozenset({-32001})
 

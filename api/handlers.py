@@ -33,7 +33,10 @@ from api.problems import DOCUMENTED_ERROR, ApiProblem
 from api.service import Served, Service
 from api.store import Summary
 from crossmargin.core.config import Config
+from crossmargin.core.errors import InputConflict
+from crossmargin.core.inputs import parse_blocks, parse_pairs, parse_time
 from crossmargin.engine import Engine
+from crossmargin.pipeline.figures import Kind
 from crossmargin.pipeline.report import CapacityReport, MarginReport, StressReport
 from crossmargin.pipeline.risk import asset_sigma
 from crossmargin.pipeline.snapshot import Request
@@ -57,24 +60,40 @@ def _service(call: Call) -> Service:
     return call.request.app[SERVICE]
 
 
+def _request(
+    svc: Service, kind: Kind, call: Call, target: str | None = None, asset: str | None = None
+) -> Request:
+    """The request of a query string, with its time (§15) and addresses (§1), if given."""
+    q = call.query
+    at, blocks, given = (getattr(q, k, None) for k in ("at", "blocks", "addresses"))
+    addresses = parse_pairs(given, "addresses") if given else None
+    return svc.request(
+        kind,
+        call.path["address"],
+        target,
+        asset,
+        None if at is None else parse_time(at),
+        parse_blocks(blocks) if blocks else [],
+        addresses,
+    )
+
+
 async def margin(call: Call) -> web.Response:
     svc, q = _service(call), call.query
-    req = Request("margin", call.path["address"], svc.target(getattr(q, "target_chain", None)))
+    req = _request(svc, "margin", call, svc.target(getattr(q, "target_chain", None)))
     return _served(*await svc.serve(req, svc.method(getattr(q, "method", None))))
 
 
 async def capacity(call: Call) -> web.Response:
     svc, q = _service(call), call.query
     target = svc.target(getattr(q, "target_chain", None))
-    req = Request("capacity", call.path["address"], target, getattr(q, "asset", None))
+    req = _request(svc, "capacity", call, target, getattr(q, "asset", None))
     return _served(*await svc.serve(req, svc.method(getattr(q, "method", None))))
 
 
 async def stress(call: Call) -> web.Response:
     svc = _service(call)
-    return _served(
-        *await svc.serve(Request("stress", call.path["address"]), svc.config.risk.method)
-    )
+    return _served(*await svc.serve(_request(svc, "stress", call), svc.config.risk.method))
 
 
 async def margin_batch(call: Call) -> web.Response:
@@ -84,7 +103,24 @@ async def margin_batch(call: Call) -> web.Response:
         call.gate.admit(call.principal, len(accounts), paid=1)
     target = svc.config.chain(svc.target(getattr(body, "target_chain", None)))
     method = svc.method(getattr(body, "method", None))
-    results = await svc.batch(accounts, target.name, method)
+    at = getattr(body, "at", None)
+    given: dict[str, dict[str, str]] = getattr(body, "addresses", None) or {}
+    unknown = [a for a in given if a not in accounts]
+    if unknown:
+        raise InputConflict(f"addresses: {unknown[0]} is not in accounts")
+    reqs = [
+        svc.request(
+            "margin",
+            a,
+            target.name,
+            None,
+            at,
+            list((getattr(body, "blocks", None) or {}).items()),
+            given.get(a),
+        )
+        for a in accounts
+    ]
+    results = await svc.batch(reqs, method)
     items = []
     for account, out in results:
         head = b'{"account":' + json.dumps(account).encode()
@@ -376,6 +412,7 @@ def operations(config: Config) -> list[Operation]:
             margin,
             MarginReport,
             q.margin,
+            errors=(409, 422),
             snapshot_header=True,
             description=snap,
         ),
@@ -387,7 +424,7 @@ def operations(config: Config) -> list[Operation]:
             capacity,
             CapacityReport,
             q.capacity,
-            errors=(422,),
+            errors=(409, 422),
             snapshot_header=True,
             description=snap,
         ),
@@ -399,6 +436,7 @@ def operations(config: Config) -> list[Operation]:
             stress,
             StressReport,
             q.stress,
+            errors=(409, 422),
             snapshot_header=True,
             description=snap,
         ),
@@ -411,7 +449,7 @@ def operations(config: Config) -> list[Operation]:
             MarginBatch,
             q.empty,
             body=q.batch,
-            errors=(413, 415),
+            errors=(409, 413, 415),
             description=f"At most {config.api.max_batch} distinct accounts, one snapshot "
             "each; an account that cannot be computed has its problem in `error`. "
             "Costs one rate-limit token per account, and is let in when the bucket holds "

@@ -38,6 +38,7 @@ ADDRESS_SCHEMA = {
     "case, or mixed case with a correct EIP-55 checksum (format `eip55-address`); bad "
     "mixed case is rejected. Responses are checksummed.",
 }
+ADDRESS_KEYS: dict[str, Any] = {"anyOf": ADDRESS_SCHEMA["anyOf"]}  # an address as a key
 HEX_ADDRESS = re.compile(ADDRESS_PATTERN.strip("^$"))
 
 # EIP-55 costs a keccak and a Python loop per address: remember recent answers.
@@ -113,11 +114,26 @@ class Queries:
         asset = allowlist([a.symbol for a in config.assets], "asset")
         strict = ConfigDict(extra="forbid", frozen=True)
         target_doc = "chain name or id (default: the settlement chain)"
+        names = "|".join(re.escape(c) for c in chains)
+        block = f"({names}):[0-9]{{1,15}}"
+        addr = f"({names}):0x([0-9a-f]{{40}}|[0-9A-F]{{40}})"
+        past: dict[str, Any] = {
+            "at": (str | None, Field(None, pattern=AT_PATTERN, description=AT_DOC)),
+            "blocks": (
+                str | None,
+                Field(None, pattern=f"^{block}(,{block}){{0,63}}$", description=BLOCKS_DOC),
+            ),
+            "addresses": (
+                str | None,
+                Field(None, pattern=f"^{addr}(,{addr}){{0,63}}$", description=ADDRESSES_DOC),
+            ),
+        }
         self.margin: type[BaseModel] = create_model(
             "MarginQuery",
             __config__=strict,
             target_chain=(chain | None, Field(None, description=target_doc)),
             method=(Method | None, Field(None, description="var or es (default: config)")),
+            **past,
         )
         self.capacity: type[BaseModel] = create_model(
             "CapacityQuery",
@@ -125,8 +141,9 @@ class Queries:
             target_chain=(chain | None, Field(None, description=target_doc)),
             asset=(asset | None, Field(None, description="borrow asset (default: every asset)")),
             method=(Method | None, Field(None, description="var or es (default: config)")),
+            **past,
         )
-        self.stress: type[BaseModel] = create_model("StressQuery", __config__=strict)
+        self.stress: type[BaseModel] = create_model("StressQuery", __config__=strict, **past)
         self.empty: type[BaseModel] = create_model("NoQuery", __config__=strict)
         self.page: type[BaseModel] = create_model(
             "SnapshotPageQuery",
@@ -156,7 +173,33 @@ class Queries:
             ),
             target_chain=(chain | None, Field(None, description=target_doc)),
             method=(Method | None, Field(None, description="var or es (default: config)")),
+            at=(int | None, Field(None, ge=0, le=999_999_999_999, description=AT_DOC)),
+            blocks=(
+                dict[chain, Annotated[int, Field(ge=0, le=10**15)]] | None,  # type: ignore[valid-type]
+                Field(None, description="§15: block number per chain"),
+            ),
+            addresses=(
+                dict[Address, dict[chain, Address]] | None,  # type: ignore[valid-type]
+                Field(
+                    None,
+                    max_length=config.api.max_batch,
+                    json_schema_extra={"propertyNames": ADDRESS_KEYS},
+                    description="§1: per account of `accounts`, its address per chain where "
+                    "it differs",
+                ),
+            ),
         )
+
+
+AT_PATTERN = r"^[0-9]{1,12}$"
+AT_DOC = (
+    "METHOD.md §15: the time the figures are about, unix seconds: each chain is read at "
+    "its last final block stamped at or before it (409 when it cannot be)"
+)
+BLOCKS_DOC = "§15: explicit blocks, `chain:number,...` (every chain, or with `at` for the rest)"
+ADDRESSES_DOC = (
+    "§1: the account's address on other chains, `chain:0x...,...` (40 hex digits in one case)"
+)
 
 
 # ---------------------------------------------------------------- responses

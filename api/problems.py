@@ -32,7 +32,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from api.store import StoreError
 from crossmargin.core.config import Config
-from crossmargin.core.errors import InputError, Refused
+from crossmargin.core.errors import AsOfUnavailable, InputConflict, InputError, Refused
 
 log = logging.getLogger("api")
 
@@ -47,6 +47,7 @@ TITLES = {
     404: "Not Found",
     405: "Method Not Allowed",
     406: "Not Acceptable",
+    409: "Conflict",
     413: "Content Too Large",
     415: "Unsupported Media Type",
     422: "Not Computed",
@@ -62,6 +63,7 @@ CODES = {
     404: "not_found",
     405: "method_not_allowed",
     406: "not_acceptable",
+    409: "conflict",
     413: "body_too_large",
     415: "unsupported_media_type",
     422: "refused",
@@ -83,6 +85,12 @@ INTERNAL = DETAILS[500]
 STORE_DOWN = "the snapshot store cannot take a report now, and none is served unstored"
 KEEP_HEADERS = ("Allow", "Retry-After", "WWW-Authenticate")
 SERVES_PROBLEMS = web.AppKey("serves_problems", bool)
+
+
+def as_of_type(exc: AsOfUnavailable) -> str:
+    """The problem type of a past time that cannot be answered (§15): its `code` is the
+    error's (`as_of_in_future`, `before_genesis`, `state_unavailable`)."""
+    return "/problems/" + exc.error_code.replace("_", "-")
 
 
 class ApiProblem(Exception):
@@ -196,6 +204,19 @@ def _http_error(exc: web.HTTPException, request: web.Request) -> web.Response:
     return problem(exc.status, detail, headers=kept)
 
 
+def domain_problem(exc: InputError | Refused | AsOfUnavailable, scrub: Scrubber) -> web.Response:
+    """Our own errors about a request: bad input 400, a self-contradiction 409, a time
+    the chains cannot serve (§15) 409, refused by the method's assumptions 422."""
+    detail = scrub(str(exc))
+    if isinstance(exc, AsOfUnavailable):
+        return problem(409, detail, as_of_type(exc), chain=exc.chain)
+    if isinstance(exc, InputConflict):
+        return problem(409, detail, "/problems/conflict")
+    if isinstance(exc, InputError):
+        return problem(400, detail, "/problems/bad-input")
+    return problem(422, detail, "/problems/refused")
+
+
 def error_middleware(scrub: Scrubber, deadline_s: float) -> Any:
     """Maps every error to a problem response and enforces the request deadline."""
 
@@ -213,10 +234,8 @@ def error_middleware(scrub: Scrubber, deadline_s: float) -> Any:
         except ApiProblem as exc:
             extra = scrub.deep(exc.extra)
             return problem(exc.status, scrub(exc.detail), exc.type, exc.headers, **extra)
-        except InputError as exc:
-            return problem(400, scrub(str(exc)), "/problems/bad-input")
-        except Refused as exc:
-            return problem(422, scrub(str(exc)), "/problems/refused")
+        except (InputError, Refused, AsOfUnavailable) as exc:
+            return domain_problem(exc, scrub)
         except web.HTTPException as exc:
             if exc.status < 400:
                 raise

@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -36,12 +36,12 @@ from adapters.evm import BlockPin, EvmAdapter
 from api.cache import Coalescer
 from api.metrics import Metrics
 from api.pins import Pinned, Pins
-from api.problems import Scrubber, problem_body
+from api.problems import Scrubber, as_of_type, problem_body
 from api.store import Item, Store
 from crossmargin.core.config import Config, config_hash, risk_document
-from crossmargin.core.errors import CrossmarginError, InputError, Refused
-from crossmargin.engine import Engine, Result
-from crossmargin.pipeline.figures import Report, Request
+from crossmargin.core.errors import AsOfUnavailable, CrossmarginError, InputError, Refused
+from crossmargin.engine import Addresses, Engine, Pairs, Result
+from crossmargin.pipeline.figures import Kind, Report, Request
 from crossmargin.pipeline.read import ChainState
 from crossmargin.pipeline.snapshot import (
     canonical,
@@ -147,7 +147,9 @@ class Service:
         self.hashes = {m: config_hash(c) for m, c in self.methods.items()}
         self.pins = Pins(self.adapters, config.api.pin_ttl_s)
         self.results: Coalescer[ResultKey, Served] = Coalescer(config.api.cache_entries)
-        self.reads: Coalescer[tuple[str, PinKey], list[ChainState]] = Coalescer(READ_CACHE)
+        self.reads: Coalescer[tuple[str, Addresses, PinKey], list[ChainState]] = Coalescer(
+            READ_CACHE
+        )
         self._estimates: tuple[RiskEstimates | None, str] = (None, "config")
         self.store_probe: asyncio.Future[Any] | None = None  # a write probe (/v1/health)
         self._pending: list[tuple[_Pending, asyncio.Future[Served]]] = []
@@ -176,19 +178,45 @@ class Service:
         """A chain name or id from the allowlist (already validated) -> its name."""
         return self.config.chain(requested or self.config.settlement_chain).name
 
-    async def estimates(self) -> tuple[RiskEstimates | None, str]:
-        """§6 sigma/rho from the engine's history store (None: config alone), and a key."""
-        est = await self.engine.estimates()
+    async def estimates(self, before: int | None = None) -> tuple[RiskEstimates | None, str]:
+        """§6 sigma/rho from the engine's history store (None: config alone), and a key;
+        `before` (§15): from the closes final before that time."""
+        est = await self.engine.estimates(before)
+        if before is not None:
+            return est, "config" if est is None else digest(canonical(encode(est)))
         if est is not self._estimates[0]:
             key = "config" if est is None else digest(canonical(encode(est)))
             self._estimates = (est, key)
         return self._estimates
 
+    def request(
+        self,
+        kind: Kind,
+        account: str,
+        target: str | None,
+        asset: str | None,
+        at: int | None = None,
+        blocks: Sequence[tuple[str, int]] = (),
+        addresses: Pairs | None = None,
+    ) -> Request:
+        """A request with its time (§15, chains by name) and its addresses per chain (§1:
+        the config's, then the given ones)."""
+        blocks_ = self.engine.blocks(blocks)
+        return Request(
+            kind, account, target, asset, at, blocks_, self.engine.addresses(account, addresses)
+        )
+
+    async def pins_for(self, req: Request) -> Mapping[str, Pinned]:
+        """The chains' pins of now (shared, `Pins`), or of the time asked (§15)."""
+        if req.as_of:
+            return await self.engine.pin_as_of(req.at, req.blocks)
+        return await self.pins.current()
+
     async def serve(
         self, req: Request, method: str, pins: Mapping[str, Pinned] | None = None
     ) -> tuple[Served, Source]:
-        pins = pins if pins is not None else await self.pins.current()
-        est, est_key = await self.estimates()
+        pins = pins if pins is not None else await self.pins_for(req)
+        est, est_key = await self.estimates(Engine.cutoff(req.at, pins) if req.as_of else None)
         complete = all(isinstance(p, BlockPin) for p in pins.values())
         key = (req, method, _pin_key(pins), est_key)
         served, outcome = await self.results.get(
@@ -212,8 +240,8 @@ class Service:
                 if served is not None:
                     return served
         states, outcome = await self.reads.get(
-            (req.account, pin_key),
-            lambda: self._read(req.account, pins),
+            (req.account, req.addresses, pin_key),
+            lambda: self._read(req, pins),
             lambda _: complete,
         )
         self.metrics.cache.labels("reads", outcome).inc()
@@ -224,7 +252,9 @@ class Service:
     def _cache_key(self, req: Request, method: str, pin_key: PinKey, est_key: str) -> str:
         """The store's key of a result: the request, the config, the estimates, the pins."""
         parts = [req.kind, req.account, req.target, req.asset, self.hashes[method]]
-        return digest(canonical([*parts, est_key, pin_key]))
+        extra = req.as_json()  # §15 time, §1 addresses: in the key only when given
+        past = [{k: extra[k] for k in ("at", "blocks", "addresses") if k in extra}]
+        return digest(canonical([*parts, est_key, pin_key, *(past if past[0] else [])]))
 
     def _serve_many(
         self,
@@ -385,43 +415,45 @@ class Service:
             cache_key=it.cache_key,
         )
 
-    async def _read(self, account: str, pins: Mapping[str, Pinned]) -> list[ChainState]:
+    async def _read(self, req: Request, pins: Mapping[str, Pinned]) -> list[ChainState]:
         """One account's states. Concurrent requests at the same pins share multicalls at
         the seam (the engine's readers are `CoalescingReader`s), not here."""
-        return (await self._read_many([account], pins))[account]
+        return (await self._read_many([req], pins))[req.account]
 
     async def _read_many(
-        self, accounts: list[str], pins: Mapping[str, Pinned]
+        self, reqs: Sequence[Request], pins: Mapping[str, Pinned]
     ) -> dict[str, list[ChainState]]:
         """Every account on every chain at the pins: the one place the service reads,
-        through the engine (shared multicalls per chain)."""
-        per_account = await self.engine.read(accounts, pins)
+        through the engine (shared multicalls per chain). About a past time (§15), a
+        node that lacks the old state refuses the request (`Engine.check_as_of`)."""
+        accounts = [r.account for r in reqs]
+        addresses = {r.account: r.addresses for r in reqs}
+        per_account = await self.engine.read(accounts, pins, addresses)
         for states in per_account:
+            if reqs and reqs[0].as_of:
+                self.engine.check_as_of(states)
             for state in states:
                 if state.error is not None:
                     state.error = self.scrub(state.error)
         return dict(zip(accounts, per_account, strict=True))
 
-    async def batch(
-        self, accounts: list[str], target: str, method: str
-    ) -> list[tuple[str, Served | bytes]]:
-        """Margin of many accounts at one set of pins: each its own snapshot; a failure
-        is that account's problem (as problem+json bytes), not the batch's. Accounts not
-        already cached are read together through the engine (one multicall batch per
-        chain) and computed and stored in one worker thread."""
-        pins = await self.pins.current()
-        est, est_key = await self.estimates()
+    async def batch(self, asked: list[Request], method: str) -> list[tuple[str, Served | bytes]]:
+        """Margin of many accounts at one set of pins (all about one time): each its own
+        snapshot; a failure is that account's problem (as problem+json bytes), not the
+        batch's. Accounts not already cached are read together through the engine (one
+        multicall batch per chain) and computed and stored in one worker thread."""
+        pins = await self.pins_for(asked[0])
+        first = asked[0]
+        est, est_key = await self.estimates(Engine.cutoff(first.at, pins) if first.as_of else None)
         pin_key = _pin_key(pins)
         done: dict[str, Served] = {}
+        by_account = {r.account: r for r in asked}
         if all(isinstance(p, BlockPin) for p in pins.values()):
-            todo = [
-                a
-                for a in dict.fromkeys(accounts)
-                if (Request("margin", a, target), method, pin_key, est_key) not in self.results
+            reqs = [
+                r for r in by_account.values() if (r, method, pin_key, est_key) not in self.results
             ]
-            if len(todo) > 1:
-                reqs = [Request("margin", a, target) for a in todo]
-                states = list((await self._read_many(todo, pins)).values())
+            if len(reqs) > 1:
+                states = list((await self._read_many(reqs, pins)).values())
                 many = (method, reqs, states, est, pin_key, est_key)
                 results = await asyncio.to_thread(self._serve_many, *many)
                 for req, served in zip(reqs, results, strict=True):
@@ -437,9 +469,11 @@ class Service:
             if account in done:
                 return account, done[account]
             try:
-                served, _ = await self.serve(Request("margin", account, target), method, pins)
+                served, _ = await self.serve(by_account[account], method, pins)
             except Refused as exc:
                 return account, problem_body(422, self.scrub(str(exc)), "/problems/refused")
+            except AsOfUnavailable as exc:
+                return account, problem_body(409, self.scrub(str(exc)), as_of_type(exc))
             except InputError as exc:
                 return account, problem_body(400, self.scrub(str(exc)), "/problems/bad-input")
             except CrossmarginError as exc:
@@ -447,4 +481,4 @@ class Service:
                 return account, problem_body(500, "this account could not be computed")
             return account, served
 
-        return list(await asyncio.gather(*(one(a) for a in accounts)))
+        return list(await asyncio.gather(*(one(r.account) for r in asked)))

@@ -22,10 +22,21 @@ from dataclasses import dataclass
 
 import aiohttp
 
+from adapters.asof import pin_at, pin_number
 from adapters.coalesce import CoalescingReader
 from adapters.evm import BlockPin, ChainReader, EvmAdapter
+from crossmargin.core.codes import Code
 from crossmargin.core.config import Config, checksummed
-from crossmargin.core.errors import ChainError, CrossmarginError, DecodeError, InputError
+from crossmargin.core.errors import (
+    AsOfUnavailable,
+    BeforeGenesis,
+    ChainError,
+    CrossmarginError,
+    DecodeError,
+    InputError,
+    StateUnavailable,
+)
+from crossmargin.core.inputs import one_per_chain
 from crossmargin.pipeline.figures import Report, Request, compute, compute_many
 from crossmargin.pipeline.read import ChainState, read_chain_many
 from crossmargin.pipeline.report import CapacityReport, MarginReport, StressReport
@@ -34,6 +45,8 @@ from oracle.estimation import RiskEstimates
 from oracle.store import HistoryStore
 
 Pinned = BlockPin | str  # a chain's pin, or why it could not be pinned (public form)
+Addresses = tuple[tuple[str, str], ...]  # (chain, address) where not the account's own
+Pairs = Mapping[str, str] | Sequence[tuple[str, str]]  # chain (name or id) -> address
 
 
 def parse_account(address: str) -> str:
@@ -127,11 +140,92 @@ class Engine:
             cfg = self._methods[method] = self.config.model_copy(update={"risk": risk})
         return cfg
 
-    async def estimates(self) -> RiskEstimates | None:
-        """§6 parameters from the history store (cached there), or None without one."""
+    async def estimates(self, before: int | None = None) -> RiskEstimates | None:
+        """§6 parameters from the history store (cached there), or None without one;
+        `before` (§15): from the closes final before that time only."""
         if self.history is None:
             return None
-        return await asyncio.to_thread(self.history.estimates, self.config)
+        return await asyncio.to_thread(self.history.estimates, self.config, before)
+
+    def addresses(self, account: str, given: Pairs | None = None) -> Addresses:
+        """§1: the account's address per chain where it is not `account`: the config's
+        `[[accounts]]` entry, then what the request gives (it wins), by chain name. A
+        chain given twice (by name and id, say) with different addresses conflicts."""
+        pairs = list(given.items()) if isinstance(given, Mapping) else list(given or ())
+        named = [(self.target(c), parse_account(str(a))) for c, a in pairs]
+        out = {**self.config.addresses_of(account), **one_per_chain(named, "addresses")}
+        return tuple(sorted((c, str(a)) for c, a in out.items() if a != account))
+
+    def blocks(self, given: Sequence[tuple[str, int]]) -> tuple[tuple[str, int], ...]:
+        """§15 blocks by chain name; a chain given two different numbers conflicts."""
+        named = [(self.target(c), int(n)) for c, n in given]
+        return tuple((c, int(n)) for c, n in one_per_chain(named, "blocks").items())
+
+    # ------------------------------------------------------------------ §15 as of
+
+    async def pin_as_of(
+        self, at: int | None, blocks: Sequence[tuple[str, int]] = ()
+    ) -> dict[str, Pinned]:
+        """§15: each chain at its given block, else at its last block at or before `at`.
+        A chain whose first block is after `at` is unavailable (its reason); every chain
+        so, a time in the future, a block not final, or a node without the old block
+        refuse the request (`AsOfUnavailable`)."""
+        given = dict(blocks)
+        unknown = [c for c in given if c not in self.readers]
+        if unknown:
+            raise InputError(f"blocks: unknown chain {unknown[0]!r}")
+        if at is None and set(given) != set(self.readers):
+            missing = ", ".join(c for c in self.readers if c not in given)
+            raise AsOfUnavailable(
+                missing, f"blocks: name every chain, or give at= too (missing: {missing})"
+            )
+
+        async def one(name: str) -> Pinned | AsOfUnavailable:
+            reader = self.readers[name]
+            if not isinstance(reader, EvmAdapter):
+                raise InputError("a past time needs the real chain readers")
+            try:
+                if name in given:
+                    return await pin_number(reader, given[name])
+                assert at is not None
+                return await pin_at(reader, at)
+            except BeforeGenesis as exc:
+                return exc
+            except (ChainError, DecodeError) as exc:
+                return exc.public(name)
+
+        names = list(self.readers)
+        got = dict(zip(names, await asyncio.gather(*(one(n) for n in names)), strict=True))
+        early = [g for g in got.values() if isinstance(g, AsOfUnavailable)]
+        if early and len(early) == len(got):
+            raise early[0]
+        return {
+            n: f"{g.error_code}: {g}" if isinstance(g, AsOfUnavailable) else g
+            for n, g in got.items()
+        }
+
+    @staticmethod
+    def check_as_of(states: Sequence[ChainState]) -> None:
+        """§15: a node that has the old block but not its state is a refusal, not an
+        unavailable chain: the request is about that time and cannot be answered."""
+        for st in states:
+            if st.error is not None and st.error.startswith(f"{Code.BLOCK_UNAVAILABLE}:"):
+                name = st.chain.name
+                raise StateUnavailable(
+                    name,
+                    f"the endpoints of chain {name} cannot serve the state at block "
+                    f"{st.pin.number if st.pin else '?'} (an archive node is needed for "
+                    "a past time)",
+                )
+
+    @staticmethod
+    def cutoff(at: int | None, pins: Mapping[str, Pinned]) -> int | None:
+        """§15: the time §6 closes must be final before: `at`, or with explicit blocks
+        the latest pinned block's timestamp."""
+        if at is not None:
+            return at
+        stamps = [p.timestamp for p in pins.values() if isinstance(p, BlockPin)]
+        return max(stamps) if stamps else None
 
     # ------------------------------------------------------------------ the pipeline
 
@@ -148,18 +242,24 @@ class Engine:
         return dict(zip(names, await asyncio.gather(*(one(n) for n in names)), strict=True))
 
     async def read(
-        self, accounts: Sequence[str], pins: Mapping[str, Pinned] | None = None
+        self,
+        accounts: Sequence[str],
+        pins: Mapping[str, Pinned] | None = None,
+        addresses: Mapping[str, Addresses] | None = None,
     ) -> list[list[ChainState]]:
         """Each account's states (one per chain, config order), all chains concurrently:
         per chain one pin (`pins[name]`, or pinned here) and one shared read of every
-        account. A chain whose pin is a reason is that reason in every account's state."""
+        account. A chain whose pin is a reason is that reason in every account's state.
+        `addresses` (§1): per account, its address on the chains where it differs."""
+        mapped = {a: dict(m) for a, m in (addresses or {}).items() if m}
 
         async def chain(name: str) -> list[ChainState]:
             reader = self.readers[name]
             pin = None if pins is None else pins[name]
+            here = {a: m.get(name, a) for a, m in mapped.items()}
             if isinstance(pin, str):
-                return [ChainState(reader.chain, error=pin) for _ in accounts]
-            return await read_chain_many(self.config, reader, accounts, pin)
+                return [ChainState(reader.chain, error=pin, address=here.get(a)) for a in accounts]
+            return await read_chain_many(self.config, reader, accounts, pin, here)
 
         if not accounts:
             return []
@@ -205,10 +305,46 @@ class Engine:
     ) -> list[Result]:
         """The unit of work: read every distinct account once, then compute each request
         (results in request order). The computing runs in a worker thread, so the event
-        loop goes on reading other batches meanwhile."""
+        loop goes on reading other batches meanwhile. Requests about different times
+        (§15), or one account at different addresses (§1), go as separate groups."""
+        if not requests:
+            return []
+        groups: dict[tuple[object, ...], list[int]] = {}
+        seen: dict[str, Addresses] = {}
+        for i, r in enumerate(requests):
+            split = seen.setdefault(r.account, r.addresses) != r.addresses
+            groups.setdefault((r.at, r.blocks, r.addresses if split else None), []).append(i)
+        if len(groups) > 1:
+            out: list[Result | None] = [None] * len(requests)
+            for idx in groups.values():
+                done = await self.run([requests[i] for i in idx], method, pins)
+                for i, res in zip(idx, done, strict=True):
+                    out[i] = res
+            return [r for r in out if r is not None]
+        return await self._run_group(requests, method, pins)
+
+    async def _run_group(
+        self,
+        requests: Sequence[Request],
+        method: str | None,
+        pins: Mapping[str, Pinned] | None,
+    ) -> list[Result]:
+        """`run` for requests about one time, each account at one set of addresses."""
+        first = requests[0]
         accounts = list(dict.fromkeys(r.account for r in requests))
-        states = dict(zip(accounts, await self.read(accounts, pins), strict=True))
-        est = await self.estimates()
+        addresses = {r.account: r.addresses for r in requests}
+        try:
+            if pins is None and first.as_of:
+                pins = await self.pin_as_of(first.at, first.blocks)
+            read = await self.read(accounts, pins, addresses)
+            if first.as_of:
+                for st in read:
+                    self.check_as_of(st)
+        except AsOfUnavailable as exc:
+            return [Result(r, [], None, exc) for r in requests]
+        states = dict(zip(accounts, read, strict=True))
+        cut = self.cutoff(first.at, pins) if first.as_of and pins is not None else None
+        est = await self.estimates(cut)
 
         def compute_all() -> list[Result]:
             return self.evaluate_many(requests, states, est, method)
@@ -217,8 +353,20 @@ class Engine:
 
     # ------------------------------------------------------------------ batches of one
 
-    async def margin(self, address: str, target: str | int | None = None) -> MarginReport:
-        req = Request("margin", parse_account(address), self.target(target))
+    async def margin(
+        self,
+        address: str,
+        target: str | int | None = None,
+        at: int | None = None,
+        blocks: Sequence[tuple[str, int]] = (),
+        addresses: Pairs | None = None,
+    ) -> MarginReport:
+        """One account's margin; as of `at` or `blocks` (§15), at `addresses` (§1)."""
+        account = parse_account(address)
+        req = Request(
+            "margin", account, self.target(target), None, at, self.blocks(blocks),
+            self.addresses(account, addresses),
+        )  # fmt: skip
         report = (await self.run([req]))[0].unwrap()
         assert isinstance(report, MarginReport)
         return report

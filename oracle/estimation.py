@@ -294,8 +294,19 @@ def config_estimates(config: Config) -> RiskEstimates:
     return estimate(config, [], np.empty((0, len(config.assets))))
 
 
+def final_before(day: date, before: int | None) -> bool:
+    """§15: a day's close is final once its UTC day is over; as of τ only the closes
+    of days over by τ are used (None: every stored close, all final)."""
+    return before is None or _midnight_after(day) <= before
+
+
 def estimate_from_closes(
-    config: Config, closes: Mapping[tuple[int, str], Sequence[DailyClose]]
+    config: Config,
+    closes: Mapping[tuple[int, str], Sequence[DailyClose]],
+    before: int | None = None,
 ) -> RiskEstimates:
+    """§6 from stored closes; `before` (§15): only the closes final before that time."""
+    if before is not None:
+        closes = {k: [c for c in v if final_before(c.day, before)] for k, v in closes.items()}
     days, panel = returns_panel(config, closes)
     return estimate(config, days, panel)

@@ -30,7 +30,7 @@ from sqlalchemy.orm import registry
 from sqlmodel import Field, Session, SQLModel, col, select
 
 from crossmargin.core.config import Config, config_hash
-from oracle.estimation import RiskEstimates, estimate_from_closes
+from oracle.estimation import DAY_S, RiskEstimates, estimate_from_closes
 
 
 class _OracleModel(SQLModel, registry=registry()):
@@ -111,6 +111,7 @@ class HistoryStore:
         self.engine = engine
         self._lock = threading.Lock()
         self._cached: tuple[tuple[object, ...], RiskEstimates] | None = None
+        self._past: dict[tuple[object, ...], RiskEstimates] = {}  # §15, by cutoff day
 
     @classmethod
     def open(cls, url: str) -> HistoryStore:
@@ -182,6 +183,21 @@ class HistoryStore:
                     out.setdefault(key, []).append(r)
         return out
 
+    def _estimates_before(
+        self, config: Config, key: tuple[object, ...], before: int
+    ) -> RiskEstimates:
+        day_key = (*key, before // DAY_S)  # every τ of one UTC day uses the same closes
+        with self._lock:
+            hit = self._past.get(day_key)
+        if hit is not None:
+            return hit
+        result = estimate_from_closes(config, self.closes(), before)
+        with self._lock:
+            if len(self._past) >= 64:
+                self._past.clear()
+            self._past[day_key] = result
+        return result
+
     def fingerprint(self) -> tuple[object, ...]:
         """Changes whenever the stored closes do (cheap: one aggregate query)."""
         with Session(self.engine) as s:
@@ -194,9 +210,12 @@ class HistoryStore:
             ).one()
             return tuple(row)
 
-    def estimates(self, config: Config) -> RiskEstimates:
-        """The §6 estimates from the stored history (oracle.estimation), cached."""
+    def estimates(self, config: Config, before: int | None = None) -> RiskEstimates:
+        """The §6 estimates from the stored history (oracle.estimation), cached; `before`
+        (§15): from the closes final before that time (cached per cutoff day)."""
         key = (*self.fingerprint(), config_hash(config))
+        if before is not None:
+            return self._estimates_before(config, key, before)
         with self._lock:
             if self._cached is not None and self._cached[0] == key:
                 return self._cached[1]

@@ -1,5 +1,6 @@
 // The crossmargin page: one account, one target chain; reads the public API and draws it.
-// State lives in the URL (?account=0x..&target=arbitrum) so a view can be shared or reloaded.
+// State lives in the URL (?account=0x..&target=arbitrum[&at=unix seconds]) so a view can be
+// shared or reloaded; `at` (METHOD.md §15) is sent to the API as is.
 
 import { usd } from "./format.js";
 import { drawChains, drawStress, drawWaterfall } from "./charts.js";
@@ -204,17 +205,32 @@ async function loadHistory(mine, base, m) {
   $("history").dataset.ready = "true";
 }
 
-async function load(account, target) {
+// The picker's value (a UTC wall time, "YYYY-MM-DDTHH:MM[:SS]") as unix seconds, and back.
+function pickerSeconds(value) {
+  if (!value) return null;
+  const ms = Date.parse(`${value.length === 16 ? `${value}:00` : value}Z`);
+  return Number.isFinite(ms) ? Math.floor(ms / 1000) : null;
+}
+
+function pickerValue(seconds) {
+  return new Date(Number(seconds) * 1000).toISOString().slice(0, 19);
+}
+
+async function load(account, target, at) {
   const mine = ++generation;
   delete $("history").dataset.ready;
-  const q = target ? `?target_chain=${encodeURIComponent(target)}` : "";
+  const query = new URLSearchParams();
+  if (target) query.set("target_chain", target);
+  if (at) query.set("at", String(at));
+  const q = query.toString() ? `?${query}` : "";
+  const sq = at ? `?at=${at}` : "";
   const base = `/v1/accounts/${encodeURIComponent(account)}`;
   setStatus("loading", "Loading\u2026", "Reading every chain at a pinned block.");
   $("results").setAttribute("aria-busy", "true");
   const [margin, capacity, stress] = await Promise.all([
     getJSON(`${base}/margin${q}`),
     getJSON(`${base}/capacity${q}`),
-    getJSON(`${base}/stress`),
+    getJSON(`${base}/stress${sq}`),
   ]);
   if (mine !== generation) return;
   $("results").removeAttribute("aria-busy");
@@ -252,20 +268,23 @@ async function load(account, target) {
   draw();
   loadHistory(mine, base, m);
   if (m.status === "partial") setStatus("partial", "Partial result", partialDetail(m));
+  else if (at) setStatus("ok", "As of a past time", `Each chain at its last block at or before ${pickerValue(at)} UTC.`);
   else setStatus("ok", "Up to date", `Pinned blocks on ${m.as_of.length} chains.`);
 }
 
 function submit() {
   const account = $("address").value.trim();
   const target = $("target").value;
+  const at = pickerSeconds($("at").value);
   if (!account) {
     setStatus("error", "No address", "Enter an account address (0x followed by 40 hex digits).");
     return;
   }
   const params = new URLSearchParams({ account });
   if (target) params.set("target", target);
+  if (at) params.set("at", String(at));
   history.replaceState(null, "", `?${params}`);
-  load(account, target);
+  load(account, target, at);
 }
 
 async function init() {
@@ -315,7 +334,9 @@ async function init() {
   const account = params.get("account");
   if (account) {
     $("address").value = account;
-    load(account, params.get("target") || $("target").value);
+    const at = /^[0-9]{1,12}$/.test(params.get("at") || "") ? params.get("at") : null;
+    if (at) $("at").value = pickerValue(at);
+    load(account, params.get("target") || $("target").value, at);
   }
   document.body.dataset.ready = "true";
 }

@@ -53,9 +53,50 @@ def add_arguments(p: argparse.ArgumentParser, config_help: str, db_help: str) ->
         help=f"ask a running crossmargin API instead of reading the chains here (default: "
         f"${ENV_SERVER}); its key, if it needs one, from ${ENV_KEY}",
     )
+    p.add_argument(
+        "--at",
+        help="as of a past time (METHOD.md §15): unix seconds or ISO-8601 with a zone "
+        "(2026-01-02T14:00:00Z); each chain at its last final block at or before it",
+    )
+    p.add_argument(
+        "--blocks", help="as of explicit blocks: chain:number,... (every chain, or with --at)"
+    )
+    p.add_argument(
+        "--addresses", help="the account's address on other chains (§1): chain:0x...,..."
+    )
     p.add_argument("--config", help=config_help)
     p.add_argument("--json", action="store_true", help="print the API's JSON")
     p.add_argument("--db", help=db_help)
+
+
+@dataclass(frozen=True, slots=True)
+class AsOf:
+    """The §15 time or blocks and the §1 addresses asked on the command line, parsed
+    by the same functions as the API's query strings."""
+
+    at: int | None
+    blocks: list[tuple[str, int]]
+    addresses: list[tuple[str, str]]
+
+    @classmethod
+    def of(cls, args: argparse.Namespace) -> AsOf:
+        from crossmargin.core.inputs import parse_blocks, parse_pairs, parse_time
+
+        return cls(
+            None if args.at is None else parse_time(args.at, "--at"),
+            parse_blocks(args.blocks) if args.blocks else [],
+            parse_pairs(args.addresses, "--addresses") if args.addresses else [],
+        )
+
+    @property
+    def blocks_text(self) -> str | None:
+        """As the API's `blocks` query parameter."""
+        return ",".join(f"{c}:{n}" for c, n in self.blocks) or None
+
+    @property
+    def addresses_text(self) -> str | None:
+        """As the API's `addresses` query parameter."""
+        return ",".join(f"{c}:{a}" for c, a in self.addresses) or None
 
 
 async def from_server(args: argparse.Namespace) -> Answer:
@@ -66,11 +107,27 @@ async def from_server(args: argparse.Namespace) -> Answer:
         client = Client(args.server, key=os.environ.get(ENV_KEY) or None)
     except ValueError as exc:
         raise CrossmarginError(f"--server: {exc}") from None
+    asked = AsOf.of(args)
+    at, blocks, addresses = asked.at, asked.blocks_text, asked.addresses_text
     async with client as api:
         target, method = args.target_chain, args.method
         margin, capacity = await asyncio.gather(
-            api.get_margin(args.address, target_chain=target, method=method),
-            api.get_capacity(args.address, target_chain=target, method=method),
+            api.get_margin(
+                args.address,
+                target_chain=target,
+                method=method,
+                at=at,
+                blocks=blocks,
+                addresses=addresses,
+            ),
+            api.get_capacity(
+                args.address,
+                target_chain=target,
+                method=method,
+                at=at,
+                blocks=blocks,
+                addresses=addresses,
+            ),
             return_exceptions=True,
         )
     if isinstance(margin, BaseException):
@@ -89,9 +146,14 @@ async def from_engine(
     from crossmargin.engine import Engine, parse_account
     from crossmargin.pipeline.snapshot import Request
 
+    asked = AsOf.of(args)
     async with Engine.connect(config, history) as engine:
         account, target = parse_account(args.address), engine.target(args.target_chain)
-        requests = [Request("margin", account, target), Request("capacity", account, target)]
+        blocks, addresses = engine.blocks(asked.blocks), engine.addresses(account, asked.addresses)
+        requests = [
+            Request(kind, account, target, None, asked.at, blocks, addresses)
+            for kind in ("margin", "capacity")
+        ]
         margin, capacity = await engine.run(requests, args.method)
     report = margin.unwrap()
     assert isinstance(report, MarginReport)

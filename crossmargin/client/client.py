@@ -151,10 +151,20 @@ class Client:
     # ------------------------------------------------------------ operations
 
     async def get_margin(
-        self, address: str, *, target_chain: str | int | None = None, method: Method | None = None
+        self,
+        address: str,
+        *,
+        target_chain: str | int | None = None,
+        method: Method | None = None,
+        at: int | None = None,
+        blocks: str | None = None,
+        addresses: str | None = None,
     ) -> Served[MarginReport]:
-        """Unified margin account (METHOD.md §2-§7)."""
-        q = _query(target_chain=target_chain, method=method)
+        """Unified margin account (METHOD.md §2-§7); as of `at` (unix seconds) or
+        `blocks` ("chain:number,...", §15), at `addresses` ("chain:0x..,...", §1)."""
+        q = _query(
+            target_chain=target_chain, method=method, at=at, blocks=blocks, addresses=addresses
+        )
         return await self._served(MarginReport, f"{self._acct(address)}/margin", q)
 
     async def get_capacity(
@@ -164,14 +174,34 @@ class Client:
         target_chain: str | int | None = None,
         asset: str | None = None,
         method: Method | None = None,
+        at: int | None = None,
+        blocks: str | None = None,
+        addresses: str | None = None,
     ) -> Served[CapacityReport]:
-        """Borrowing capacity on the target chain (§8), per asset or of one."""
-        q = _query(target_chain=target_chain, asset=asset, method=method)
+        """Borrowing capacity on the target chain (§8), per asset or of one; as of and
+        addresses as for `get_margin`."""
+        q = _query(
+            target_chain=target_chain,
+            asset=asset,
+            method=method,
+            at=at,
+            blocks=blocks,
+            addresses=addresses,
+        )
         return await self._served(CapacityReport, f"{self._acct(address)}/capacity", q)
 
-    async def get_stress(self, address: str) -> Served[StressReport]:
-        """Equity after each configured stress scenario (§9)."""
-        return await self._served(StressReport, f"{self._acct(address)}/stress", {})
+    async def get_stress(
+        self,
+        address: str,
+        *,
+        at: int | None = None,
+        blocks: str | None = None,
+        addresses: str | None = None,
+    ) -> Served[StressReport]:
+        """Equity after each configured stress scenario (§9); as of and addresses as for
+        `get_margin`."""
+        q = _query(at=at, blocks=blocks, addresses=addresses)
+        return await self._served(StressReport, f"{self._acct(address)}/stress", q)
 
     async def post_margin_batch(
         self,
@@ -179,14 +209,24 @@ class Client:
         *,
         target_chain: str | int | None = None,
         method: Method | None = None,
+        at: int | None = None,
+        blocks: Mapping[str, int] | None = None,
+        addresses: Mapping[str, Mapping[str, str]] | None = None,
     ) -> MarginBatch:
         """Margin of many accounts; an account that cannot be computed has its problem
-        in its item's `error` (the batch itself still succeeds)."""
+        in its item's `error` (the batch itself still succeeds). As of `at` or `blocks`
+        ({chain: number}, §15); `addresses`: {account: {chain: address}} (§1)."""
         body: dict[str, Any] = {"accounts": list(accounts)}
         if target_chain is not None:
             body["target_chain"] = str(target_chain)
         if method is not None:
             body["method"] = method
+        if at is not None:
+            body["at"] = at
+        if blocks:
+            body["blocks"] = dict(blocks)
+        if addresses:
+            body["addresses"] = {a: dict(m) for a, m in addresses.items()}
         model, _ = await self._call(MarginBatch, "POST", "/v1/margin:batch", body=body)
         return model
 

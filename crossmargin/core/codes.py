@@ -34,6 +34,7 @@ class Code(StrEnum):
     UNLISTED_DEBT = "unlisted_debt"
     LOCAL_LIQUIDATION_RISK = "local_liquidation_risk"
     PROTOCOL_UNREADABLE = "protocol_unreadable"
+    ADDRESS_KIND_DIFFERS = "address_kind_differs"
     # feed-reading reasons (§3), also warning codes
     STALE = "stale"
     NON_POSITIVE = "non_positive"
@@ -62,19 +63,26 @@ class Code(StrEnum):
     WRONG_CHAIN_STATE = "wrong_chain_state"
     NO_USABLE_ENDPOINT = "no_usable_endpoint"
     HEAD_BEHIND = "head_behind"
+    # as of a past time (§15): problem codes (crossmargin/core/errors.py AsOfUnavailable)
+    AS_OF_UNAVAILABLE = "as_of_unavailable"
+    AS_OF_IN_FUTURE = "as_of_in_future"
+    BEFORE_GENESIS = "before_genesis"
+    STATE_UNAVAILABLE = "state_unavailable"
     # health (api/handlers.py)
     NO_ANSWER_YET = "no_answer_yet"
     STORE_TIMEOUT = "store_timeout"
     STORE_NOT_WRITABLE = "store_not_writable"
 
 
-STATUS, POSITION, WARNING, FEED, CHAIN_ERROR, HEALTH = (
+STATUS, POSITION, WARNING, FEED, CHAIN_ERROR, HEALTH, NOTE, PROBLEM = (
     "status",
     "position status",
     "warning",
     "feed reason",
     "chain error",
     "health",
+    "chain note",
+    "problem",
 )
 
 # code -> (uses, meaning)
@@ -111,6 +119,11 @@ USES: Final[dict[Code, tuple[tuple[str, ...], str]]] = {
         (WARNING,),
         "a protocol's own account figures could not be read: its debt is unchecked (§12)",
     ),
+    Code.ADDRESS_KIND_DIFFERS: (
+        (NOTE,),
+        "the account's address is a contract on this chain and not on another, or the "
+        "reverse (§1); read as configured",
+    ),
     Code.STALE: ((FEED, WARNING), "updatedAt older than the feed's heartbeat at the pin (§3.2)"),
     Code.NON_POSITIVE: ((FEED, WARNING), "answer <= 0 (§3.1)"),
     Code.OUT_OF_BOUNDS: ((FEED, WARNING), "answer outside [min_answer, max_answer] (§3.1)"),
@@ -140,6 +153,20 @@ USES: Final[dict[Code, tuple[tuple[str, ...], str]]] = {
     Code.WRONG_CHAIN_STATE: ((CHAIN_ERROR,), "the block hash at the check height differs (§2)"),
     Code.NO_USABLE_ENDPOINT: ((CHAIN_ERROR,), "every endpoint of the chain is refused or down"),
     Code.HEAD_BEHIND: ((CHAIN_ERROR,), "the endpoints' head went below a block already pinned"),
+    Code.AS_OF_UNAVAILABLE: ((PROBLEM,), "a request about a past time cannot be answered (§15)"),
+    Code.AS_OF_IN_FUTURE: (
+        (PROBLEM, CHAIN_ERROR),
+        "the time asked is after now, or a block asked is not final yet (§15)",
+    ),
+    Code.BEFORE_GENESIS: (
+        (PROBLEM, CHAIN_ERROR),
+        "the time asked is before a chain's first block (§15): that chain is unavailable; "
+        "a problem when it is so for every chain",
+    ),
+    Code.STATE_UNAVAILABLE: (
+        (PROBLEM,),
+        "the node cannot serve the state at the past block asked (not an archive node)",
+    ),
     Code.NO_ANSWER_YET: ((HEALTH,), "the chain has not answered yet since start-up"),
     Code.STORE_TIMEOUT: ((HEALTH,), "the snapshot store did not answer its probe in time"),
     Code.STORE_NOT_WRITABLE: ((HEALTH,), "the snapshot store refused its probe write"),

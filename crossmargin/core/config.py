@@ -392,6 +392,17 @@ class HistoryConfig(Frozen):
     batch_rounds: int = Field(default=250, ge=1, le=5000)
 
 
+class AccountConfig(Frozen):
+    """METHOD.md §1: an account read at other addresses on some chains (a smart-contract
+    wallet deployed at different addresses). `address` is the account (and its address
+    on every chain not in `addresses`); `addresses` maps chain names to the address read
+    there. A request may give more (`addresses=chain:0x..`); the request wins."""
+
+    address: Address
+    name: str | None = Field(default=None, max_length=60)
+    addresses: dict[Name, Address] = Field(default_factory=dict)
+
+
 class Config(Frozen):
     """The whole service configuration; cross-references are checked here, once."""
 
@@ -416,6 +427,8 @@ class Config(Frozen):
             copy._stored_as = None
         return copy
 
+    accounts: list[AccountConfig] = Field(default_factory=list)
+
     @model_validator(mode="after")
     def _references(self) -> Self:
         chains = _unique([c.name for c in self.chains], "chains", "name")
@@ -435,7 +448,18 @@ class Config(Frozen):
         self._check_scenarios(chains, assets)
         self._check_representations(chains, assets)
         self._check_protocols(chains)
+        _unique([a.address for a in self.accounts], "accounts", "address")
+        for i, acct in enumerate(self.accounts):
+            for chain in acct.addresses:
+                _need(chain, chains, f"accounts.{i}.addresses", "chain")
         return self
+
+    def addresses_of(self, account: str) -> dict[str, str]:
+        """§1: the configured address per chain of `account` (checksummed), if mapped."""
+        for a in self.accounts:
+            if a.address == account:
+                return dict(a.addresses)
+        return {}
 
     def _check_protocols(self, chains: set[str]) -> None:
         """One market per (kind, chain), on a known chain; every protocol-tagged
@@ -610,6 +634,7 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Confi
 # (`identity`: every block read is named by its hash anyway), transport tuning, the API.
 _NOT_HASHED: dict[str, Any] = {
     "api": True,
+    "accounts": True,  # §1 addresses are recorded per request in each snapshot
     "chains": {
         "__all__": {
             "rpc_urls",

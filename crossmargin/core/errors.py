@@ -22,7 +22,16 @@ CrossmarginError
 │                               already pinned
 ├── DecodeError                 return data that does not decode (never    undecodable
 │                               read as 0)
-└── InputError                  a caller's bad input (address, chain, asset)
+├── InputError                  a caller's bad input (address, chain, asset)
+│   └── InputConflict           the request contradicts itself (a chain    conflict
+│                               given two values, addresses of an account
+│                               not asked about)
+└── AsOfUnavailable(chain)      a past time (METHOD §15) this deployment   as_of_unavailable
+    ├── AsOfInFuture            cannot answer: after the chain's last      as_of_in_future
+    │                           final block's time, or a block not final
+    ├── BeforeGenesis           before the chain's first block             before_genesis
+    └── StateUnavailable        the node has the block but not its state   state_unavailable
+                                (not an archive node, history pruned)
 
 The right-hand column is each class's `error_code`. A chain error has two faces:
 `str(exc)` keeps what happened in detail (the library's or the node's words) for the
@@ -45,6 +54,11 @@ class ConfigError(CrossmarginError):
 
 class InputError(CrossmarginError):
     pass
+
+
+class InputConflict(InputError):
+    """Well-formed input that contradicts itself: answered 409, not 400 (the shape is
+    right, the combination is not)."""
 
 
 class DecodeError(CrossmarginError):
@@ -227,3 +241,27 @@ class HeadWentBackwards(ChainError):
 
 class Refused(CrossmarginError):
     """The inputs are fine but the method's assumptions fail: no number beats a wrong one."""
+
+
+class AsOfUnavailable(CrossmarginError):
+    """A request about a past time (METHOD.md §15) that cannot be answered as asked:
+    the whole request is refused (never a report mixing old and new state). `str()` is
+    the public sentence: it names the chain and the time or block, nothing of a node."""
+
+    error_code = "as_of_unavailable"
+
+    def __init__(self, chain: str, message: str) -> None:
+        super().__init__(message)
+        self.chain = chain
+
+
+class AsOfInFuture(AsOfUnavailable):
+    error_code = "as_of_in_future"
+
+
+class BeforeGenesis(AsOfUnavailable):
+    error_code = "before_genesis"
+
+
+class StateUnavailable(AsOfUnavailable):
+    error_code = "state_unavailable"

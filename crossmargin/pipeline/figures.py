@@ -24,15 +24,46 @@ Report = MarginReport | CapacityReport | StressReport
 
 @dataclass(frozen=True, slots=True)
 class Request:
-    """What was asked: the kind of figure, for whom, on which target, for which asset."""
+    """What was asked: the kind of figure, for whom, on which target, for which asset;
+    as of which time or blocks (§15) and at which address on which chain (§1).
+
+    `blocks` and `addresses` are (chain name, value) pairs, kept sorted by chain so
+    equal requests are equal. `addresses` holds only chains where the address read is
+    not `account`. Recorded in the snapshot only when given, so a request without them
+    is recorded (and identified) as before they existed."""
 
     kind: Kind
     account: str
     target: str | None = None  # chain name (margin, capacity)
     asset: str | None = None  # capacity: one borrow asset, or None for every asset
+    at: int | None = None  # §15: unix seconds; each chain at its last block <= at
+    blocks: tuple[tuple[str, int], ...] = ()  # §15: explicit block numbers per chain
+    addresses: tuple[tuple[str, str], ...] = ()  # §1: the account's address on a chain
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "blocks", tuple(sorted(self.blocks)))
+        object.__setattr__(
+            self, "addresses", tuple(sorted((c, a) for c, a in self.addresses if a != self.account))
+        )
+
+    @property
+    def as_of(self) -> bool:
+        """About a past time (§15), not the chains' pins of now."""
+        return self.at is not None or bool(self.blocks)
+
+    def address_on(self, chain: str) -> str:
+        """The address read on `chain` (§1)."""
+        return dict(self.addresses).get(chain, self.account)
 
     def as_json(self) -> dict[str, Any]:
-        return {"target_chain": self.target, "asset": self.asset}
+        out: dict[str, Any] = {"target_chain": self.target, "asset": self.asset}
+        if self.at is not None:
+            out["at"] = self.at
+        if self.blocks:
+            out["blocks"] = dict(self.blocks)
+        if self.addresses:
+            out["addresses"] = dict(self.addresses)
+        return out
 
 
 def compute(

@@ -8,13 +8,15 @@ and shared batches (feeds once); one account is a batch of one.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from adapters.asof import has_code
 from adapters.balances import BalancePlan, BalanceRead
 from adapters.calls import Call, CallResult
-from adapters.evm import BlockPin, ChainReader
+from adapters.evm import BlockPin, ChainReader, EvmAdapter
 from adapters.protocols.aave import AaveAccountData, decode_user_account_data, user_account_data
 from crossmargin.core.codes import Code
 from crossmargin.core.config import ChainConfig, Config
@@ -51,6 +53,10 @@ class ChainState:
     feeds: list[FeedReading] = field(default_factory=list)
     sequencer: SequencerState | None = None
     protocols: list[ProtocolRead] = field(default_factory=list)
+    # §1, only when the account is read at another address on some chain: the address
+    # read on this chain, and whether it holds code at the pin (None: not checked)
+    address: str | None = None
+    has_code: bool | None = None
 
     @property
     def available(self) -> bool:
@@ -58,38 +64,52 @@ class ChainState:
 
 
 async def read_chain_many(
-    config: Config, reader: ChainReader, accounts: Sequence[str], pin: BlockPin | None = None
+    config: Config,
+    reader: ChainReader,
+    accounts: Sequence[str],
+    pin: BlockPin | None = None,
+    addresses: Mapping[str, str] | None = None,
 ) -> list[ChainState]:
     """One state per account, all at one pin: every balance and the chain's feeds go out in
     one block-pinned multicall batch (chunked by the adapter), feeds read once and shared.
     Vault shares take one more multicall at the same pin (adapters/balances.py).
 
+    `addresses` (METHOD.md §1): the address read on this chain for the accounts that
+    are mapped to other addresses (on any chain); for those, whether the address holds
+    code at the pin is asked beside the multicall (eth_getCode), for the report's note.
+
     A pin the endpoints cannot serve (reorged out, not yet propagated) restarts the whole
     read once at a fresh pin, unless the caller gave the pin: nothing of the first pin is
     kept, so two blocks are never mixed."""
     chain = reader.chain
-    balances = BalancePlan([r for r in config.representations if r.chain == chain.name], accounts)
+    mapped = addresses or {}
+    read_as = [mapped.get(a, a) for a in accounts]
+    owners = list(dict.fromkeys(read_as))
+    balances = BalancePlan([r for r in config.representations if r.chain == chain.name], owners)
     feeds = plan_feeds(config, chain)  # oracle/feeds.py: calls and decoding per feed kind
     markets = [p for p in config.protocols if p.chain == chain.name]
-    protocol_calls = [user_account_data(p.pool, a) for a in accounts for p in markets]
+    protocol_calls = [user_account_data(p.pool, a) for a in owners for p in markets]
     calls: list[Call] = balances.calls + list(feeds.calls) + protocol_calls
+    checked = list(dict.fromkeys(mapped[a] for a in accounts if a in mapped))
+    code: dict[str, bool] = {}
     at: BlockPin | None = None
     for attempt in range(1 if pin is not None else 2):
         try:
             at = pin or await reader.pin()
-            results = await reader.read(calls, at)
+            results, code = await _read_with_code(reader, calls, at, checked)
             reads = await balances.finish(reader, results[: len(balances.calls)], at)
             break
         except PinUnavailable as exc:
             if attempt or pin is not None:
-                return _failed(chain, at, exc, accounts)
+                return _failed(chain, at, exc, accounts, mapped)
         except (ChainError, DecodeError) as exc:
-            return _failed(chain, at, exc, accounts)
+            return _failed(chain, at, exc, accounts, mapped)
     assert at is not None
     n_feeds = len(balances.calls) + len(feeds.calls)
     feed_results = results[len(balances.calls) : n_feeds]  # the feed plan follows balances
     readings, sequencer = read_feeds(feeds, feed_results, at.timestamp)
-    own = results[n_feeds:]  # then each account's protocol markets, account-major
+    own = results[n_feeds:]  # then each owner's protocol markets, owner-major
+    index = {a: i for i, a in enumerate(owners)}
     return [
         ChainState(
             chain,
@@ -99,12 +119,25 @@ async def read_chain_many(
             list(readings),
             sequencer,
             [
-                _protocol_read(p.kind, p.pool, own[i * len(markets) + j])
+                _protocol_read(p.kind, p.pool, own[index[a] * len(markets) + j])
                 for j, p in enumerate(markets)
             ],
+            a if account in mapped else None,
+            code.get(a) if account in mapped else None,
         )
-        for i, a in enumerate(accounts)
+        for account, a in zip(accounts, read_as, strict=True)
     ]
+
+
+async def _read_with_code(
+    reader: ChainReader, calls: list[Call], at: BlockPin, checked: list[str]
+) -> tuple[list[CallResult], dict[str, bool]]:
+    """The multicall read and, concurrently, which of `checked` hold code at `at` (only
+    a real adapter can say: a fake reader leaves it unknown)."""
+    if not checked or not isinstance(reader, EvmAdapter):
+        return await reader.read(calls, at), {}
+    results, has = await asyncio.gather(reader.read(calls, at), has_code(reader, checked, at))
+    return results, dict(zip(checked, has, strict=True))
 
 
 def _protocol_read(kind: str, pool: str, result: CallResult) -> ProtocolRead:
@@ -120,8 +153,13 @@ def _protocol_read(kind: str, pool: str, result: CallResult) -> ProtocolRead:
 
 
 def _failed(
-    chain: ChainConfig, at: BlockPin | None, exc: ChainError | DecodeError, accounts: Sequence[str]
+    chain: ChainConfig,
+    at: BlockPin | None,
+    exc: ChainError | DecodeError,
+    accounts: Sequence[str],
+    mapped: Mapping[str, str],
 ) -> list[ChainState]:
-    """The chain is unavailable: the details go to the log, the public form to the states."""
+    """The chain is unavailable: the details go to the log, the public form to the states
+    (with the address that would have been read, for a mapped account)."""
     log.info("chain %s unreadable: %s", chain.name, exc)
-    return [ChainState(chain, at, exc.public(chain.name)) for _ in accounts]
+    return [ChainState(chain, at, exc.public(chain.name), address=mapped.get(a)) for a in accounts]

@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from fractions import Fraction
 from math import lcm
-from typing import Literal, overload
+from typing import Any, Literal, overload
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
 
 
 @overload
@@ -122,6 +122,12 @@ class Haircuts(Model):
 
 
 class ChainSummary(Model):
+    """One chain's share of the account. `address`, `contract` and `note` (METHOD.md
+    §1) are there only when the account is read at another address on some chain:
+    the address read on this chain, whether it holds code at the pin, and a note when
+    it is a contract here and not elsewhere (or the reverse). Absent otherwise, so
+    reports (and snapshots) of accounts with one address are as they were before."""
+
     chain_id: int
     name: str
     status: Literal["ok", "unavailable"]
@@ -129,6 +135,20 @@ class ChainSummary(Model):
     collateral_usd: str | None
     debt_usd: str | None
     margin_usd: str | None = None
+    address: str | None = None
+    contract: bool | None = None
+    note: str | None = None
+
+    @model_serializer(mode="wrap")
+    def _additive(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        out: dict[str, Any] = handler(self)
+        if self.address is None:
+            for key in ADDRESS_FIELDS:
+                out.pop(key, None)
+        return out
+
+
+ADDRESS_FIELDS = ("address", "contract", "note")
 
 
 # implausible: a collateral balance above its token's totalSupply() or worth more than

@@ -188,6 +188,10 @@ def _decode_bool(_config: Config, _tp: Any, v: Any, where: str) -> bool:
 
 
 def _decode_int(_config: Config, _tp: Any, v: Any, where: str) -> int:
+    return _int(v, where)
+
+
+def _int(v: Any, where: str) -> int:
     if not isinstance(v, str) or not _INT.match(v):
         raise SnapshotError(f"{where}: expected a decimal integer string")
     return int(v)
@@ -294,6 +298,9 @@ def encode_states(states: list[ChainState]) -> list[Any]:
     for d in out:
         if not d["protocols"]:
             del d["protocols"]
+        for key in OWN_OPTIONAL:
+            if d[key] is None:
+                del d[key]
     return out
 
 
@@ -338,6 +345,8 @@ def parameters(config: Config, estimates: RiskEstimates | None = None) -> dict[s
 # The id (sha256 of the document) commits to the blobs through their hashes. Version
 # "1" documents (everything inline) stay valid: they replay as they always did.
 
+# §1: recorded only for an account read at other addresses, per account, beside balances
+OWN_OPTIONAL = ("address", "has_code")
 TOKEN_FIELDS = ("rep", "onchain_decimals", "warning", "total_supply", "supply_error")
 ACCOUNT_FIELDS = ("raw_amount", "error", "shares")
 # Report sections that depend on the pins and parameters only, not on the account:
@@ -423,6 +432,10 @@ def _split_chain(state: ChainState, blobs: dict[str, str]) -> dict[str, Any]:
     }
     if state.protocols:  # §12: the account's own figures in protocol markets
         entry["protocols"] = encode(state.protocols)
+    if state.address is not None:
+        entry["address"] = state.address
+    if state.has_code is not None:
+        entry["has_code"] = state.has_code
     return entry
 
 
@@ -542,9 +555,9 @@ def _load_blob(blobs: Mapping[str, str], sha: Any, where: str) -> Any:
 
 def _join_chain(blobs: Mapping[str, str], entry: Any, where: str) -> dict[str, Any]:
     entry = _obj(entry, where)
-    if set(entry) - {"protocols"} != {"state", "balances"}:
-        raise SnapshotError(f"{where}: expected state and balances (and protocols)")
-    protocols = {"protocols": entry["protocols"]} if "protocols" in entry else {}
+    if set(entry) - {"protocols", *OWN_OPTIONAL} != {"state", "balances"}:
+        raise SnapshotError(f"{where}: expected state and balances (and protocols, address)")
+    protocols = {k: entry[k] for k in ("protocols", *OWN_OPTIONAL) if k in entry}
     shared = _obj(_load_blob(blobs, entry["state"], f"{where}.state"), f"{where}.state")
     tokens = _list(shared.pop("tokens", None), f"{where}.state.tokens")
     own = _list(entry["balances"], f"{where}.balances")
@@ -604,7 +617,7 @@ def compact(doc: dict[str, Any]) -> Built:
 
     chains = []
     for i, c in enumerate(_list(inputs.get("chains"), "inputs.chains")):
-        per_account = ("balances", "protocols")  # beside the shared state
+        per_account = ("balances", "protocols", *OWN_OPTIONAL)  # beside the shared state
         shared = {k: v for k, v in _obj(c, f"inputs.chains.{i}").items() if k not in per_account}
         own = [_obj(b, f"inputs.chains.{i}.balances.*") for b in _list(c.get("balances"), "b")]
         shared["tokens"] = [{k: v for k, v in b.items() if k not in ACCOUNT_FIELDS} for b in own]
@@ -612,6 +625,9 @@ def compact(doc: dict[str, Any]) -> Built:
         entry: dict[str, Any] = {"state": put(shared), "balances": balances}
         if c.get("protocols"):
             entry["protocols"] = c["protocols"]
+        for key in OWN_OPTIONAL:
+            if c.get(key) is not None:
+                entry[key] = c[key]
         chains.append(entry)
     est = inputs.get("estimates")
     compacted = {
@@ -635,11 +651,21 @@ def request_of(doc: dict[str, Any]) -> Request:
     if kind not in REPORTS:
         raise SnapshotError(f"kind: unknown {kind!r}")
     r = _obj(doc.get("request"), "request")
+    if set(r) - {"target_chain", "asset", "at", "blocks", "addresses"}:
+        raise SnapshotError("request: unknown fields")
+    at = r.get("at")
+    blocks = _obj(r.get("blocks", {}), "request.blocks")
+    addresses = _obj(r.get("addresses", {}), "request.addresses")
     return Request(
         kind=kind,
         account=_decode_str(doc.get("account"), "account"),
         target=_opt_str(r.get("target_chain"), "request.target_chain"),
         asset=_opt_str(r.get("asset"), "request.asset"),
+        at=None if at is None else _int(at, "request.at"),
+        blocks=tuple((c, _int(n, f"request.blocks.{c}")) for c, n in blocks.items()),
+        addresses=tuple(
+            (c, _decode_str(a, f"request.addresses.{c}")) for c, a in addresses.items()
+        ),
     )
 
 

@@ -338,6 +338,7 @@ class _Account:
                 reason=state.error,
                 collateral_usd=None,
                 debt_usd=None,
+                address=state.address,
             )
         )
 
@@ -364,6 +365,8 @@ class _Account:
                 status=Code.OK,
                 collateral_usd=None,
                 debt_usd=None,
+                address=state.address,
+                contract=state.has_code,
             )
         )
 
@@ -464,6 +467,7 @@ def _assess(ctx: _BatchContext, states: list[ChainState], account: str) -> Asses
             acc.unavailable(state)
         else:
             acc.chain(state, state.pin)
+    acc.chain_rows = address_notes(acc.chain_rows)
     skew = _skew(acc.as_of)
     if skew is not None and skew > config.risk.max_time_skew_s:
         acc.warn(Code.TIME_SKEW, f"pinned blocks are {skew} s apart")
@@ -489,6 +493,26 @@ def _assess(ctx: _BatchContext, states: list[ChainState], account: str) -> Asses
         ctx.estimates,
         acc.protocols,
     )
+
+
+def address_notes(rows: list[ChainSummary]) -> list[ChainSummary]:
+    """§1: an account read at addresses that are a contract on some chains and not on
+    others is read as configured, and each such chain says so in a note."""
+    contract = sorted(r.name for r in rows if r.contract is True)
+    plain = sorted(r.name for r in rows if r.contract is False)
+    if not contract or not plain:
+        return rows
+    out = []
+    for r in rows:
+        if r.contract is None:
+            out.append(r)
+            continue
+        others = ", ".join(plain if r.contract else contract)
+        here = "holds code" if r.contract else "holds no code"
+        there = "holds none" if r.contract else "is a contract"
+        note = f"{Code.ADDRESS_KIND_DIFFERS}: the address {here} here; on {others} it {there}"
+        out.append(r.model_copy(update={"note": note}))
+    return out
 
 
 def _position(

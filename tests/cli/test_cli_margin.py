@@ -8,6 +8,7 @@ import json
 import socket
 import subprocess
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -187,3 +188,33 @@ def test_margin_table_lists_protocol_accounts(devnet: Any) -> None:
         str(p.listed_debt_usd),
         str(p.available_borrows_usd),
     ]
+
+
+def test_margin_as_of_a_past_time(devnet: Any) -> None:
+    """`--at` takes unix seconds or ISO-8601 with a zone (§15): the same blocks either
+    way; a time before every chain's first block is one line on stderr, exit 1."""
+    alice, cfg = devnet.demo_accounts["alice"], ["--config", str(devnet.config_path)]
+    now = run("margin", alice, *cfg, "--json")
+    assert now.returncode == 0, now.stderr
+    at = max(b["timestamp"] for b in json.loads(now.stdout)["as_of"])
+    iso = datetime.fromtimestamp(at, UTC).isoformat().replace("+00:00", "Z")
+    by_seconds = run("margin", alice, *cfg, "--json", "--at", str(at))
+    by_iso = run("margin", alice, *cfg, "--json", "--at", iso)
+    assert by_seconds.returncode == by_iso.returncode == 0, by_seconds.stderr + by_iso.stderr
+    blocks = [json.loads(r.stdout)["as_of"] for r in (by_seconds, by_iso)]
+    assert blocks[0] == blocks[1]
+    assert all(b["timestamp"] <= at for b in blocks[0])
+    pins = ",".join(f"{b['name']}:{b['block_number']}" for b in blocks[0])
+    by_blocks = run("margin", alice, *cfg, "--json", "--blocks", pins)
+    assert json.loads(by_blocks.stdout) == json.loads(by_seconds.stdout)
+    early = run("margin", alice, *cfg, "--at", "1000")
+    assert early.returncode == 1
+    assert early.stdout == ""
+    lines = early.stderr.strip().splitlines()
+    assert len(lines) == 1, early.stderr
+    assert lines[0].startswith("crossmargin: error: chain ")
+    assert "no block at or before time 1000" in lines[0]
+    assert "Traceback" not in early.stderr
+    bad = run("margin", alice, *cfg, "--at", "yesterday")
+    assert bad.returncode == 1
+    assert "--at: expected unix seconds or an ISO-8601 date-time" in bad.stderr

@@ -171,3 +171,42 @@ def test_a_batch_gives_each_account_its_batch_of_one_figures(
 
     batch, ones = asyncio.run(go())
     assert [r.model_dump() for r in batch] == [r.model_dump() for r in ones]
+
+
+@pytest.mark.asyncio
+async def test_an_empty_batch_reads_nothing() -> None:
+    fake = chains()
+    assert await Engine(CONFIG, fake).run([]) == []
+    assert [f.pins for f in fake.values()] == [0] * len(fake)
+
+
+@pytest.mark.asyncio
+async def test_per_chain_addresses_read_each_chain_at_its_address() -> None:
+    """§1 on the fake chains: the balance on base is the mapped address's; the request
+    says so per chain, and another account of the same batch is read as before."""
+    fake = chains()
+    a, b, wallet = account(1), account(2), account(3)
+    base = next(i for i, r in enumerate(CONFIG.representations) if r.chain == "base")
+    fund(fake, wallet, [(base, 4)])
+    fund(fake, a, [(base, 1)])
+    fund(fake, b, [(base, 1)])
+    engine = Engine(CONFIG, fake)
+    mapped = Request("margin", a, "ethereum", addresses=engine.addresses(a, {"base": wallet}))
+    plain = Request("margin", b, "ethereum")
+    ra, rb = margin(await engine.run([mapped, plain]))
+    rows = {c.name: c for c in ra.chains}
+    assert rows["base"].address == wallet
+    assert rows["ethereum"].address == a
+    assert rows["base"].contract is None  # a fake reader cannot say
+    assert all(c.address is None for c in rb.chains)
+    rep = CONFIG.representations[base]
+    assert [
+        p.raw_amount
+        for p in ra.positions
+        if p.token == rep.address and p.chain_id == rows["base"].chain_id
+    ] == [str(4 * 10**rep.decimals)]
+    assert [
+        p.raw_amount
+        for p in rb.positions
+        if p.token == rep.address and p.chain_id == rows["base"].chain_id
+    ] == [str(10**rep.decimals)]

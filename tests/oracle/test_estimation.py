@@ -285,3 +285,22 @@ def test_asset_return_is_the_median_over_its_feeds() -> None:
     assert panel[0, 0] == pytest.approx(np.median(np.log(moves)))
     assert panel[1, 0] == pytest.approx(0.0)
     assert np.isnan(panel[:, 1:]).all()  # no BTC or USDC closes
+
+
+def test_as_of_uses_only_closes_final_before_the_time() -> None:
+    """METHOD.md §15: as of τ, a day's close counts only once its UTC day ended by τ;
+    the estimate is then the one of the history cut there, and a later, wild close
+    cannot reach it."""
+    eth = BASE.asset("ETH")
+    key = (BASE.chain(eth.feeds[0].chain).chain_id, eth.feeds[0].address)
+    days = [D0 + timedelta(days=i) for i in range(60)]
+    prices = [100_00000000 + (i % 7) * 1_00000000 for i in range(59)] + [10_00000000]
+    closes = {key: [close(d, p) for d, p in zip(days, prices, strict=True)]}
+    tau = e._midnight_after(days[58]) + 3600  # day 59 (the crash) is not over yet
+    cut = {key: closes[key][:59]}
+    asof = e.estimate_from_closes(BASE, closes, before=tau)
+    assert asof.as_dict() == e.estimate_from_closes(BASE, cut).as_dict()
+    assert asof.as_dict() != e.estimate_from_closes(BASE, closes).as_dict()
+    assert e.final_before(days[58], tau)
+    assert not e.final_before(days[59], tau)
+    assert not e.final_before(days[58], e._midnight_after(days[58]) - 1)

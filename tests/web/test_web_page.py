@@ -8,6 +8,7 @@ import json
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
@@ -335,3 +336,29 @@ def test_protocol_panel_shows_the_protocols_own_figures(
             assert money.inner_text() == usd(p[key])
     warned = page.locator('#warnings li[data-code="local_liquidation_risk"]')
     assert warned.count() == 1
+
+
+def test_as_of_picker_sends_at_and_shows_the_past_figures(
+    page: Page, web_server: ServedApp, devnet: Any
+) -> None:
+    """METHOD.md §15 on the page: the date-time picker (UTC) sends `at=` as unix seconds;
+    the figures shown are the API's for that time, and the URL keeps it."""
+    account = devnet.demo_accounts["alice"]
+    _, now = get_json(f"{web_server.url}/v1/accounts/{account}/margin?target_chain=arbitrum")
+    at = max(b["timestamp"] for b in now["as_of"])
+    asked: list[str] = []
+    page.on("request", lambda r: asked.append(r.url) if "/margin" in r.url else None)
+    page.goto(web_server.url + "/")
+    page.wait_for_selector("body[data-ready]")
+    page.fill("#address", account)
+    page.select_option("#target", "arbitrum")
+    page.fill("#at", datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%dT%H:%M:%S"))
+    page.click("#go")
+    page.wait_for_selector(SETTLED, timeout=20_000)
+    assert any(f"at={at}" in u for u in asked), asked
+    assert f"at={at}" in page.url
+    _, past = get_json(
+        f"{web_server.url}/v1/accounts/{account}/margin?target_chain=arbitrum&at={at}"
+    )
+    assert page.inner_text("#status-title") == "As of a past time"
+    assert usd(past["totals"]["collateral_usd"]) in page.inner_text("#totals")
