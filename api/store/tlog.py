@@ -20,7 +20,7 @@ from contextlib import AbstractContextManager
 from sqlalchemy import Connection, insert, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 
-from api.store.tables import TlogLeafRow, TlogNodeRow, TlogSizeRow
+from api.store.tables import SnapshotRow, TlogLeafRow, TlogNodeRow, TlogSizeRow
 from api.tlog.merkle import (
     EMPTY_ROOT,
     CompactRange,
@@ -36,6 +36,7 @@ from api.tlog.merkle import (
 LEAF = TlogLeafRow.__table__  # type: ignore[attr-defined]
 NODE = TlogNodeRow.__table__  # type: ignore[attr-defined]
 SIZE = TlogSizeRow.__table__  # type: ignore[attr-defined]
+SNAP = SnapshotRow.__table__  # type: ignore[attr-defined]
 CHUNK = 400  # (level, index) pairs per IN (...): two parameters each
 
 
@@ -165,3 +166,12 @@ class Log:
     def leaves(self, begin: int, end: int) -> Iterator[tuple[int, str]]:
         with self._tx() as conn:
             yield from leaves(conn, begin, end)
+
+    def documents(self, ids: Sequence[str]) -> dict[str, str]:
+        """The stored documents of these snapshot ids (a missing one is absent)."""
+        out: dict[str, str] = {}
+        with self._tx() as conn:
+            for i in range(0, len(ids), CHUNK):
+                q = select(SNAP.c.id, SNAP.c.document).where(SNAP.c.id.in_(ids[i : i + CHUNK]))
+                out.update({str(s): str(d) for s, d in conn.execute(q)})
+        return out
