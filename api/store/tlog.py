@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 
-from sqlalchemy import Connection, insert, select, tuple_, update
+from sqlalchemy import Connection, and_, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from api.store.tables import SnapshotRow, TlogLeafRow, TlogNodeRow, TlogSizeRow
@@ -37,7 +37,7 @@ LEAF = TlogLeafRow.__table__  # type: ignore[attr-defined]
 NODE = TlogNodeRow.__table__  # type: ignore[attr-defined]
 SIZE = TlogSizeRow.__table__  # type: ignore[attr-defined]
 SNAP = SnapshotRow.__table__  # type: ignore[attr-defined]
-CHUNK = 400  # (level, index) pairs per IN (...): two parameters each
+CHUNK = 400  # (level, index) pairs (two parameters each) or ids per query
 
 
 def leaf_of(snapshot_id: str) -> bytes:
@@ -54,8 +54,9 @@ def nodes(conn: Connection, keys: Iterable[Node]) -> dict[Node, bytes]:
     wanted = sorted(set(keys))
     found: dict[Node, bytes] = {}
     for i in range(0, len(wanted), CHUNK):
+        # OR of equalities, not a row-value IN: SQLite answers that one by a full scan
         q = select(NODE.c.level, NODE.c.idx, NODE.c.hash).where(
-            tuple_(NODE.c.level, NODE.c.idx).in_(wanted[i : i + CHUNK])
+            or_(*(and_(NODE.c.level == lv, NODE.c.idx == ix) for lv, ix in wanted[i : i + CHUNK]))
         )
         found.update({(int(lv), int(ix)): bytes(h) for lv, ix, h in conn.execute(q)})
     return found
