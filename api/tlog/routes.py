@@ -101,7 +101,7 @@ def log_operations(q: Queries, store_of: Callable[[Call], Store]) -> list[Operat
             return (
                 store.log.head(first)[1],
                 store.log.head(second)[1],
-                (store.log.consistency(first, second)),
+                store.log.consistency(first, second),
             )
 
         a, b, proof = await asyncio.to_thread(read)
