@@ -43,7 +43,9 @@ def _signer(call: Call) -> Signer:
 
 
 def _bad_size(detail: str) -> ApiProblem:
-    return ApiProblem(400, detail, type_="/problems/bad-tree-size")
+    """A tree the log has not (yet) grown to, or a prefix larger than its tree: there is
+    no such proof to serve (404; the request itself is well formed)."""
+    return ApiProblem(404, detail, type_="/problems/bad-tree-size")
 
 
 def log_operations(q: Queries, store_of: Callable[[Call], Store]) -> list[Operation]:
@@ -160,6 +162,7 @@ def log_operations(q: Queries, store_of: Callable[[Call], Store]) -> list[Operat
             consistency,
             ConsistencyProof,
             q.consistency,
+            errors=(404,),
             tag="audit",
         ),
     ]

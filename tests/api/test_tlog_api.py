@@ -76,12 +76,13 @@ def test_log_endpoints(devnet: Any, tmp_path: Path) -> None:
             page = await (await c.get(f"/v1/accounts/{alice}/snapshots")).json()
             assert {i["id"]: i["leaf_index"] for i in page["items"]}[sid] == leaf
             # bad sizes and unknown leaves are problems
-            body = await problem(await c.get(f"/v1/log/inclusion/{sid}?tree_size={n + 5}"), 400)
+            body = await problem(await c.get(f"/v1/log/inclusion/{sid}?tree_size={n + 5}"), 404)
             assert body["code"] == "bad_tree_size"
             late = items[-1]  # not a leaf yet of the tree as large as its index
             path_ = f"/v1/log/inclusion/{late['snapshot_id']}?tree_size={late['leaf_index']}"
             body = await problem(await c.get(path_), 404)
-            body = await problem(await c.get(f"/v1/log/consistency?first={n}&second={m}"), 400)
+            body = await problem(await c.get(f"/v1/log/consistency?first={n}&second={m}"), 404)
+            assert body["code"] == "bad_tree_size"
             body = await problem(await c.get("/v1/log/consistency?first=0"), 400)
             body = await problem(await c.get("/v1/log/inclusion/" + "ab" * 32), 404)
             return first
