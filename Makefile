@@ -52,6 +52,7 @@ bench: setup
 	$(BIN)/python bench/adapters.py
 	$(BIN)/python bench/oracle.py
 	$(BIN)/python bench/snapshots.py
+	$(BIN)/python bench/tlog.py
 	$(BIN)/python bench/valuation.py
 	test ! -f bench/api.py || $(BIN)/python bench/api.py
 	$(BIN)/python bench/pipeline.py

@@ -29,6 +29,8 @@ from api.problems import Scrubber, error_middleware, serve_protocol_errors
 from api.security import Gate
 from api.service import Service
 from api.store import Store, database_url
+from api.tlog.heads import Signer
+from api.tlog.routes import SIGNER
 from api.web import add_web_routes
 from crossmargin.core.config import Config
 from crossmargin.engine import Engine, open_adapters
@@ -81,6 +83,8 @@ def create_app(
     add_docs_routes(app)  # the API reference (api/docs.py): /docs, offline
 
     url = database_url(database, config.api.database_url)
+    if config.api.tlog_key is not None:  # a bad key stops the start, in one line
+        app[SIGNER] = Signer.load(config.api.tlog_key)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         store = await asyncio.to_thread(Store.open, url)

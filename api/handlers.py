@@ -32,6 +32,7 @@ from api.openapi import Call, Operation
 from api.problems import DOCUMENTED_ERROR, ApiProblem
 from api.service import Served, Service
 from api.store import Summary
+from api.tlog.routes import log_operations
 from crossmargin.core.config import Config
 from crossmargin.core.errors import InputConflict
 from crossmargin.core.inputs import parse_blocks, parse_pairs, parse_time
@@ -53,7 +54,10 @@ def _json(body: bytes, headers: dict[str, str] | None = None) -> web.Response:
 
 
 def _served(served: Served, source: str) -> web.Response:
-    return _json(served.body, {"Snapshot-Id": served.snapshot_id, "X-Cache": source})
+    headers = {"Snapshot-Id": served.snapshot_id, "X-Cache": source}
+    if served.leaf_index is not None:
+        headers["Snapshot-Leaf-Index"] = str(served.leaf_index)
+    return _json(served.body, headers)
 
 
 def _service(call: Call) -> Service:
@@ -125,12 +129,14 @@ async def margin_batch(call: Call) -> web.Response:
     for account, out in results:
         head = b'{"account":' + json.dumps(account).encode()
         if isinstance(out, Served):
-            sid = json.dumps(out.snapshot_id).encode()
+            sid = json.dumps(out.snapshot_id).encode() + b',"leaf_index":'
+            sid += json.dumps(out.leaf_index).encode()
             items.append(
                 head + b',"snapshot_id":' + sid + b',"margin":' + out.body + b',"error":null}'
             )
         else:
-            items.append(head + b',"snapshot_id":null,"margin":null,"error":' + out + b"}")
+            none = b',"snapshot_id":null,"leaf_index":null,"margin":null,"error":'
+            items.append(head + none + out + b"}")
     ref = json.dumps({"chain_id": target.chain_id, "name": target.name}).encode()
     body_bytes = (
         b'{"target_chain":'
@@ -307,8 +313,9 @@ def _store_health(svc: Service, mono: float) -> StoreHealth:
     return StoreHealth(writable=True, checked_age_s=age)
 
 
-def _summary(s: Summary, document: str | None = None) -> SnapshotSummary:
+def _summary(s: Summary, leaf: int | None, document: str | None = None) -> SnapshotSummary:
     return SnapshotSummary(
+        leaf_index=leaf,
         id=s.id,
         account=s.account,
         height=s.height,
@@ -358,7 +365,9 @@ async def snapshot(call: Call) -> web.Response:
         raise ApiProblem(404, f"no snapshot {call.path['id']}", type_="/problems/not-found")
     s, text = found
     blobs = await asyncio.to_thread(store.blobs_for, text)
+    leaf = await asyncio.to_thread(store.log.leaf_index, s.id) if store.has_log else None
     out = Snapshot(
+        leaf_index=leaf,
         id=s.id,
         account=s.account,
         height=s.height,
@@ -382,9 +391,12 @@ async def snapshot_page(call: Call) -> web.Response:
     )
     more = len(rows) > limit
     rows = rows[:limit]
+    leaves = {}
+    if store.has_log and rows:
+        leaves = await asyncio.to_thread(store.log.leaf_indices, [r.id for r, _ in rows])
     page = SnapshotPage(
         account=account,
-        items=[_summary(r, text) for r, text in rows],
+        items=[_summary(r, leaves.get(r.id), text) for r, text in rows],
         next_cursor=str(rows[-1][0].height) if more else None,
     )
     return _json(page.model_dump_json().encode())
@@ -522,4 +534,5 @@ def operations(config: Config) -> list[Operation]:
             q.page,
             tag="audit",
         ),
+        *log_operations(q, lambda call: _service(call).store),
     ]

@@ -158,6 +158,17 @@ class Queries:
                 Field(None, pattern=CURSOR_PATTERN, description="`next_cursor` of a page"),
             ),
         )
+        size_doc = "a tree size (default: the log's size now)"
+        size: Any = (int | None, Field(None, ge=1, le=1 << 62, description=size_doc))
+        self.inclusion: type[BaseModel] = create_model(
+            "InclusionQuery", __config__=strict, tree_size=size
+        )
+        self.consistency: type[BaseModel] = create_model(
+            "ConsistencyQuery",
+            __config__=strict,
+            first=(int, Field(ge=1, le=1 << 62, description="the older tree size")),
+            second=size,
+        )
         self.batch: type[BatchBody] = create_model(
             "MarginBatchRequest",
             __base__=BatchBody,
@@ -210,6 +221,7 @@ class BatchItem(Strict):
 
     account: str
     snapshot_id: str | None
+    leaf_index: int | None = Field(None, description="the snapshot's leaf in the log")
     margin: MarginReport | None
     error: Problem | None
 
@@ -339,6 +351,7 @@ class SnapshotSummary(Strict):
     asset: str | None
     created_at: str
     figures: SnapshotFigures | None = None
+    leaf_index: int | None = Field(None, description="its leaf in the transparency log")
 
 
 class Snapshot(Strict):
@@ -355,6 +368,50 @@ class Snapshot(Strict):
     created_at: str
     document: dict[str, Any]
     blobs: dict[str, dict[str, Any]] = {}
+    leaf_index: int | None = Field(None, description="its leaf in the transparency log")
+
+
+class SignedTreeHead(Strict):
+    """The log's size, root and time, signed (METHOD.md §10). Ed25519 over the bytes
+    `"crossmargin tree head v1\\n" || uint64be(tree_size) || uint64be(timestamp) ||
+    root_hash`; keep it: `crossmargin audit verify --tree-head FILE` checks a store
+    against it."""
+
+    tree_size: int
+    root_hash: str = Field(description="RFC 9162 Merkle tree hash, hex")
+    timestamp: int = Field(description="milliseconds since the Unix epoch")
+    key_id: str = Field(description="sha256 of the raw public key, hex")
+    signature: str = Field(description="Ed25519 signature, hex")
+
+
+class LogKey(Strict):
+    """The public key that signs tree heads: pin it once."""
+
+    algorithm: Literal["Ed25519"]
+    public_key: str = Field(description="the raw 32-byte key, hex")
+    public_key_pem: str
+    key_id: str = Field(description="sha256 of the raw public key, hex")
+
+
+class InclusionProof(Strict):
+    """RFC 9162 §2.1.3: the snapshot's leaf (SHA-256(0x00 || id bytes)) with this audit
+    path hashes to the root of the tree of `tree_size` leaves."""
+
+    snapshot_id: str
+    leaf_index: int
+    tree_size: int
+    root_hash: str
+    audit_path: list[str]
+
+
+class ConsistencyProof(Strict):
+    """RFC 9162 §2.1.4: the tree of `first` leaves is a prefix of the tree of `second`."""
+
+    first: int
+    second: int
+    first_root: str
+    second_root: str
+    proof: list[str]
 
 
 class SnapshotPage(Strict):

@@ -225,7 +225,13 @@ def spec(ops: list[Operation], *, anonymous: bool, version: str) -> dict[str, An
                     "description": "id of the stored snapshot of this computation",
                     "required": True,
                     "schema": SNAPSHOT_ID_SCHEMA,
-                }
+                },
+                "Snapshot-Leaf-Index": {
+                    "description": "the snapshot's leaf index in the transparency log "
+                    "(GET /v1/log/inclusion/{id})",
+                    "required": False,
+                    "schema": {"type": "string", "pattern": "^[0-9]+$"},
+                },
             }
         statuses = sorted(set(op.errors) | (set(COMMON_ERRORS) if op.secured else {400, 500, 504}))
         down = {"503": ok | {"description": "Service Unavailable"}} if op.unavailable else {}

@@ -78,6 +78,7 @@ class Served:
     body: bytes  # the report as JSON
     snapshot_id: str
     stored: bool  # found in the store rather than computed here
+    leaf_index: int | None = None  # the snapshot's leaf in the transparency log
 
 
 def _pin_key(pins: Mapping[str, Pinned]) -> PinKey:
@@ -308,7 +309,8 @@ class Service:
             except (CrossmarginError, ValidationError, ValueError):
                 reason = "malformed"
             else:
-                return Served(body, sid, True)
+                leaf = self.store.log.leaf_index(sid) if self.store.has_log else None
+                return Served(body, sid, True, leaf)
         self.metrics.store_rejected.labels(reason).inc()
         log.warning(
             "stored snapshot %s not served for %s of %s: %s", sid, req.kind, req.account, reason
@@ -400,7 +402,7 @@ class Service:
         except Exception as exc:  # the store's failure: whoever called decides
             return out, exc
         for (i, r), st in zip(ok, stored, strict=True):
-            out[i] = Served(r.unwrap().model_dump_json().encode(), st.id, False)
+            out[i] = Served(r.unwrap().model_dump_json().encode(), st.id, False, st.leaf_index)
         return out, None
 
     def _item_for(self, it: _Pending, report: Report) -> Item:

@@ -59,6 +59,8 @@ const TARGETS = [
   ["contracts/src/weird/NativeAliasToken.sol", "NativeAliasToken"],
   ["contracts/src/weird/LyingToken.sol", "LyingToken"],
   ["@openzeppelin/contracts/proxy/ERC1967/ERC1967Proxy.sol", "ERC1967Proxy"],
+  // The transparency log's anchor (tests/api/test_tlog_anchor.py deploys it).
+  ["contracts/src/tlog/TreeHeadAnchor.sol", "TreeHeadAnchor"],
   // Price feeds beyond MockV3Aggregator (tests/oracle deploy them).
   ["contracts/src/oracle/DevAggregator.sol", "DevAggregator"],
   ["contracts/src/oracle/DevPyth.sol", "DevPyth"],

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import json
 import re
 import time
 from collections.abc import AsyncIterator, Coroutine, Iterable, Mapping
@@ -29,6 +30,7 @@ from typing import IO, Any, TypeVar
 
 import aiohttp
 
+from api.tlog.heads import generate_key
 from crossmargin.core.config import ChainConfig, ChainIdentity, Config, load_config, parse_config
 from devnet.anvil import Node, NodeSet, anvil_binary
 from devnet.deploy import check_plan, plan_chain, setup_chain
@@ -64,6 +66,17 @@ _RPC_LINE = re.compile(r'^(rpc_urls\s*=\s*\[\s*"\$\{([A-Z_][A-Z0-9_]*)[^\n]*\][ 
 def env_var(chain: str) -> str:
     """The variable configs/devnet.toml reads a chain's RPC URL from."""
     return "CROSSMARGIN_RPC_" + chain.upper().replace("-", "_")
+
+
+def with_tlog_key(config_text: str, key: Path) -> str:
+    """The generated config with `api.tlog_key` naming a key in the state directory
+    (generated once, then kept: tree heads it signed stay verifiable), unless the
+    template names one."""
+    if re.search(r"(?m)^tlog_key\s*=", config_text):
+        return config_text
+    line = f"tlog_key = {json.dumps(str(generate_key(key).resolve()))}"
+    text, found = re.subn(r"(?m)^\[api\][ \t]*$", lambda m: f"{m.group(0)}\n{line}", config_text)
+    return text if found else f"{config_text}\n[api]\n{line}\n"
 
 
 class Devnet:
@@ -142,7 +155,8 @@ class Devnet:
                 started, end_ts, genesis = await _bring_up(session, nodes, inputs)
                 config_out = state / "crossmargin.toml"
                 urls = {name: node.url for name, node in started.items()}
-                write_atomic(config_out, inputs.render(urls, started_at, genesis))
+                rendered = inputs.render(urls, started_at, genesis)
+                write_atomic(config_out, with_tlog_key(rendered, state / "tlog-key.pem"))
                 config = load_config(config_out, env={})
                 for c in config.chains:
                     if c.rpc_urls != [urls[c.name]]:

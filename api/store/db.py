@@ -6,7 +6,8 @@ naming it as `prev`, insert, and move the head with a compare-and-swap, all in o
 transaction. A concurrent writer (another thread or another process) makes the insert
 or the swap fail on a unique constraint; the append is then retried on the new head,
 so every account's chain stays linear. `append_many` does this for a whole batch (many
-accounts) in one transaction, and inserts the blobs its documents name once.
+accounts) in one transaction, and inserts the blobs its documents name once; the same
+transaction makes the new ids the next leaves of the transparency log (api/store/tlog.py).
 
 Writability (for /v1/health): every append and configuration write records whether
 the database took it (`last_write`); `probe_write` tests it when nothing was written
@@ -24,19 +25,30 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import Connection, Engine, bindparam, create_engine, event, insert, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    bindparam,
+    create_engine,
+    event,
+    insert,
+    inspect,
+    select,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 
+from api.store import tlog
 from api.store.tables import BlobRow, ConfigRow, HeadRow, SnapshotRow
 from crossmargin.core.errors import CrossmarginError
 from crossmargin.pipeline.snapshot import GENESIS, Built, blob_refs, digest
@@ -71,6 +83,7 @@ class Stored:
     account: str
     height: int
     prev_id: str
+    leaf_index: int | None = None  # in the transparency log (api/store/tlog.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +162,8 @@ class Store:
         self.last_write: WriteCheck | None = None
         self.probe_started: float | None = None  # a probe_write is running since then
         self._probing = threading.Lock()
+        self.log = tlog.Log(self._tx)  # the transparency log's reads
+        self.has_log = True  # False on a store kept at a revision before the log
 
     @classmethod
     def open(cls, url: str, *, migrate: bool = True, revision: str = "head") -> Store:
@@ -165,6 +180,7 @@ class Store:
             else:
                 with store._tx() as conn:  # fail now, not halfway through an audit
                     conn.execute(select(CONF.c.hash).limit(1))
+            store.has_log = inspect(engine).has_table(tlog.SIZE.name)
         except SQLAlchemyError as exc:
             engine.dispose()
             cause = getattr(exc, "orig", None) or exc
@@ -284,9 +300,10 @@ class Store:
     def append_many(self, items: Sequence[Item]) -> list[Stored]:
         """Store a batch's snapshots (any accounts, an account any number of times, in
         order) in one transaction, each document `item.build(prev_id)` onto its account's
-        head, and every blob the documents name (insert if absent). One `Stored` per
-        item, in order. A conflict with a concurrent writer retries the whole batch on
-        the new heads (builds are called again), so every chain stays linear."""
+        head, and every blob the documents name (insert if absent), and their ids as the
+        next leaves of the transparency log. One `Stored` per item, in order. A conflict
+        with a concurrent writer retries the whole batch on the new heads (builds are
+        called again), so every chain stays linear."""
         if not items:
             return []
         try:
@@ -340,7 +357,10 @@ class Store:
             rows.sort(key=lambda r: (r["account"], r["height"]))  # one lock order for all
             conn.execute(insert(SNAP), rows)
             self._move_heads(conn, old, heads)
-        return out
+            if not self.has_log:
+                return out
+            first = tlog.append(conn, [s.id for s in out], lock=not self.is_sqlite)
+        return [replace(s, leaf_index=first + i) for i, s in enumerate(out)]
 
     def _put_blobs(self, conn: Connection, blobs: Mapping[str, str]) -> None:
         """Insert the blobs not stored yet; a blob is its hash, so an existing row with

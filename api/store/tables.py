@@ -10,11 +10,15 @@ alembic migrations in `api/store/migrations/`, never by `metadata.create_all`.
 - `cm_blob`: inputs many snapshots share (a chain's pin and feeds, the parameters, the
   §6 estimates), each stored once as canonical JSON under its sha256; version "2"
   documents name them by hash (crossmargin/pipeline/snapshot.py).
+- `cm_tlog_leaf`, `cm_tlog_node`, `cm_tlog_size`: the transparency log (METHOD.md §10,
+  api/store/tlog.py): every snapshot id by leaf index in the order stored, the hash of
+  every complete perfect subtree of the Merkle tree, and the tree's size (one row, the
+  lock that serialises appends).
 """
 
 from __future__ import annotations
 
-from sqlalchemy import Text, UniqueConstraint
+from sqlalchemy import LargeBinary, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -57,3 +61,25 @@ class BlobRow(SQLModel, table=True):
 
     hash: str = Field(primary_key=True, max_length=64)
     document: str = Field(sa_type=Text)
+
+
+class TlogLeafRow(SQLModel, table=True):
+    __tablename__ = "cm_tlog_leaf"
+
+    idx: int = Field(primary_key=True)
+    snapshot_id: str = Field(max_length=64, unique=True)
+
+
+class TlogNodeRow(SQLModel, table=True):
+    __tablename__ = "cm_tlog_node"
+
+    level: int = Field(primary_key=True)
+    idx: int = Field(primary_key=True)
+    hash: bytes = Field(sa_type=LargeBinary)
+
+
+class TlogSizeRow(SQLModel, table=True):
+    __tablename__ = "cm_tlog_size"
+
+    id: int = Field(primary_key=True)
+    size: int

@@ -253,17 +253,44 @@ def _cmd_audit_verify(args: argparse.Namespace) -> int:
 
     from api.audit import run_verify
     from api.store import StoreError
+    from api.tlog.audit import run_verify_head
 
-    if args.all == bool(args.id):
-        raise CrossmarginError("give either a snapshot ID or --all")
+    if sum((args.all, bool(args.id), args.tree_head is not None)) != 1:
+        raise CrossmarginError("give one of a snapshot ID, --all or --tree-head FILE")
     has_config = args.config is not None or DEFAULT_CONFIG.exists()
-    url, source = database(args.db, _config(args.config) if has_config else None)
+    config = _config(args.config) if has_config else None
+    url, source = database(args.db, config)
+    if args.tree_head is not None:
+        head, key = _tree_head_inputs(args, config)
     try:
+        if args.tree_head is not None:
+            return run_verify_head(url, head, key)
         return run_verify(url, args.id)
     except StoreError as exc:  # the store's own one-line reason, with where the URL came from
         raise CrossmarginError(f"{source}: {exc}") from exc
     except (SQLAlchemyError, OSError) as exc:
         raise _cannot_open(url, source, exc) from exc
+
+
+def _tree_head_inputs(args: argparse.Namespace, config: Config | None) -> tuple[str, bytes]:
+    """The kept tree head's text, and the public key to check it with: --public-key, else
+    that of the configured signing key (`api.tlog_key`)."""
+    from api.tlog.heads import Signer, load_public_key
+
+    head = _read_text(args.tree_head, "tree head")
+    if args.public_key is not None:
+        return head, load_public_key(_read_text(args.public_key, "public key"))
+    if config is None or config.api.tlog_key is None:
+        raise CrossmarginError("give --public-key FILE (no api.tlog_key in the config)")
+    return head, Signer.load(config.api.tlog_key).public_key
+
+
+def _read_text(path: str, what: str) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        why = getattr(exc, "strerror", None) or "not UTF-8 text"
+        raise CrossmarginError(f"cannot read the {what} file {path}: {why}") from exc
 
 
 def _cmd_prices_sync(args: argparse.Namespace) -> int:
@@ -321,6 +348,17 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--db", help=DB_HELP)
     verify.add_argument("--database", dest="db", help=argparse.SUPPRESS)  # the old name
     verify.add_argument("--config", help=f"config file (default: {DEFAULT_CONFIG})")
+    verify.add_argument(
+        "--tree-head",
+        metavar="FILE",
+        help="a kept signed tree head (GET /v1/log/tree-head): the store must still hold, "
+        "unchanged and in order, every snapshot it covers",
+    )
+    verify.add_argument(
+        "--public-key",
+        metavar="FILE",
+        help="the log's public key (GET /v1/log/key, PEM or hex; default: the configured key)",
+    )
     verify.set_defaults(func=_cmd_audit_verify)
 
     prices = sub.add_parser("prices", help="price history (METHOD.md §6)")

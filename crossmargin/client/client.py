@@ -34,10 +34,14 @@ from pydantic import BaseModel, ValidationError
 from api.models import (
     AssetList,
     ChainList,
+    ConsistencyProof,
     Health,
+    InclusionProof,
     Liveness,
+    LogKey,
     MarginBatch,
     Problem,
+    SignedTreeHead,
     Snapshot,
     SnapshotPage,
 )
@@ -261,6 +265,31 @@ class Client:
         the next."""
         q = _query(limit=limit, cursor=cursor, kind=kind)
         return (await self._call(SnapshotPage, "GET", f"{self._acct(address)}/snapshots", q))[0]
+
+    async def get_tree_head(self) -> SignedTreeHead:
+        """The transparency log's latest signed tree head (§10): keep it for
+        `crossmargin audit verify --tree-head`."""
+        return (await self._call(SignedTreeHead, "GET", "/v1/log/tree-head"))[0]
+
+    async def get_log_key(self) -> LogKey:
+        """The Ed25519 public key that signs tree heads."""
+        return (await self._call(LogKey, "GET", "/v1/log/key"))[0]
+
+    async def get_inclusion_proof(
+        self, snapshot_id: str, *, tree_size: int | None = None
+    ) -> InclusionProof:
+        """RFC 9162 inclusion proof of a snapshot id in the tree of `tree_size` leaves
+        (default: the whole log)."""
+        path = f"/v1/log/inclusion/{quote(snapshot_id, safe='')}"
+        return (await self._call(InclusionProof, "GET", path, _query(tree_size=tree_size)))[0]
+
+    async def get_consistency_proof(
+        self, *, first: int | None = None, second: int | None = None
+    ) -> ConsistencyProof:
+        """RFC 9162 consistency proof: the tree of `first` leaves is a prefix of the tree
+        of `second` (default: the whole log)."""
+        q = _query(first=first, second=second)
+        return (await self._call(ConsistencyProof, "GET", "/v1/log/consistency", q))[0]
 
     # ------------------------------------------------------------ plumbing
 

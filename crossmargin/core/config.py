@@ -374,6 +374,9 @@ class ApiConfig(Frozen):
     pin_ttl_s: float = Field(default=1.0, ge=0, allow_inf_nan=False)
     cache_entries: int = Field(default=4096, ge=0)
     database_url: str = "sqlite:///.devnet/crossmargin.db"
+    # The Ed25519 key (PEM file) that signs the transparency log's tree heads (METHOD.md
+    # §10); none: the log grows, and no tree head is signed or served.
+    tlog_key: str | None = None
 
     @model_validator(mode="after")
     def _keys(self) -> Self:

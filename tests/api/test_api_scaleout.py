@@ -62,6 +62,14 @@ def test_two_processes_one_store(devnet: Any, database: str, tmp_path: Path) -> 
 
     store = Store.open(database)
     try:
+        # one transparency log, no gap, no fork: every snapshot exactly once, in order
+        n = store.log.size()
+        leaves = list(store.log.leaves(0, n))
+        assert [i for i, _ in leaves] == list(range(n))
+        logged = [sid for _, sid in leaves]
+        assert len(set(logged)) == n
+        chained = {r.id for a in accounts for r, _ in store.chain_rows(a)[0]}
+        assert set(logged) == chained
         for account in accounts:
             rows, head = store.chain_rows(account)
             assert rows

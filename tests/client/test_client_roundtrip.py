@@ -84,6 +84,25 @@ async def test_every_operation_round_trips(served: str, devnet: Any) -> None:
         every = await api.list_snapshots(alice)
         assert {i.kind for i in every.items} == {"margin", "capacity", "stress"}
         assert page.next_cursor is None or page.next_cursor.isdigit()
+
+        used("get_log_key")
+        key = await api.get_log_key()
+        assert key.model_dump(mode="json") == await raw(f"{served}/v1/log/key")
+        used("get_tree_head")
+        head = await api.get_tree_head()
+        assert head.key_id == key.key_id
+        assert head.tree_size >= 4  # margin, capacity, stress and the batch's bob at least
+        used("get_inclusion_proof")
+        proof = await api.get_inclusion_proof(margin.snapshot_id, tree_size=head.tree_size)
+        assert (proof.snapshot_id, proof.tree_size) == (margin.snapshot_id, head.tree_size)
+        assert proof.root_hash == head.root_hash
+        assert proof.leaf_index == snap.leaf_index
+        used("get_consistency_proof")
+        consistent = await api.get_consistency_proof(first=1, second=head.tree_size)
+        assert consistent.second_root == head.root_hash
+        assert consistent.model_dump(mode="json") == await raw(
+            f"{served}/v1/log/consistency", first="1", second=str(head.tree_size)
+        )
     assert called == {snake(op["operationId"]) for *_, op in OPS}
 
 
