@@ -89,6 +89,7 @@ async def read_chain_many(
     n_feeds = len(balances.calls) + len(feeds.calls)
     feed_results = results[len(balances.calls) : n_feeds]  # the feed plan follows balances
     readings, sequencer = read_feeds(feeds, feed_results, at.timestamp)
+    shared = list(readings)  # one list for every account: read once, valued once (§3)
     own = results[n_feeds:]  # then each account's protocol markets, account-major
     return [
         ChainState(
@@ -96,7 +97,7 @@ async def read_chain_many(
             at,
             None,
             reads[a],
-            list(readings),
+            shared,
             sequencer,
             [
                 _protocol_read(p.kind, p.pool, own[i * len(markets) + j])

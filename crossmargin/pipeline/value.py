@@ -248,7 +248,8 @@ def debt_gaps(config: Config, unvalued: Sequence[Position]) -> list[str]:
     return reasons
 
 
-_PriceKey = tuple[tuple[str, bool, int], ...]
+_PriceKey = tuple[tuple[str, bool, tuple[FeedReading, ...]], ...]
+_IdKey = tuple[tuple[str, bool, int], ...]
 
 
 @dataclass
@@ -260,19 +261,30 @@ class _BatchContext:
     config: Config
     estimates: RiskEstimates
     warnings: list[Warning_]
-    prices: dict[_PriceKey, tuple[dict[str, AssetPrice], list[Warning_], list[Any]]] = field(
+    prices: dict[_PriceKey, tuple[dict[str, AssetPrice], list[Warning_]]] = field(
+        default_factory=dict
+    )
+    by_id: dict[_IdKey, tuple[dict[str, AssetPrice], list[Warning_], list[Any]]] = field(
         default_factory=dict
     )
 
     def prices_of(self, states: list[ChainState]) -> tuple[dict[str, AssetPrice], list[Warning_]]:
-        """§3 prices for these states, computed once per distinct feed readings."""
-        key = tuple((s.chain.name, s.available, id(s.feeds)) for s in states)
+        """§3 prices for these states, computed once per distinct feed readings: keyed by
+        the readings themselves (frozen values), so accounts read apart (API requests
+        joined into one pass) share them too. A feed list seen before (one read shares
+        it across its accounts) is found by identity first, without hashing it."""
+        ids = tuple((s.chain.name, s.available, id(s.feeds)) for s in states)
+        seen = self.by_id.get(ids)
+        if seen is not None:
+            return seen[0], seen[1]
+        key = tuple((s.chain.name, s.available, tuple(s.feeds)) for s in states)
         hit = self.prices.get(key)
-        if hit is None:  # the feed lists are kept alive with the entry: ids stay theirs
+        if hit is None:
             prices = _prices(self.config, states)
-            hit = (prices, _price_warnings(prices), [s.feeds for s in states])
-            self.prices[key] = hit
-        return hit[0], hit[1]
+            hit = self.prices[key] = (prices, _price_warnings(prices))
+        # the feed lists are kept alive with the entry: their ids stay theirs
+        self.by_id[ids] = (hit[0], hit[1], [s.feeds for s in states])
+        return hit
 
 
 def _estimate_warnings(estimates: RiskEstimates) -> list[Warning_]:
