@@ -381,6 +381,9 @@ class _Account:
 
     def protocol(self, chain_id: int, chain_name: str, read: ProtocolRead) -> None:
         """§12 for one market: debt completeness (joins §4) and the local floor."""
+        d = read.account_data
+        if d is not None and d.total_collateral_base == 0 and d.total_debt_base == 0:
+            return  # no account in this market (`_active`): nothing to list or check
         listed = -exact_sum(
             v.value
             for v in self.valued
