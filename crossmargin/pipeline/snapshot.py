@@ -118,7 +118,37 @@ def digest(text: str) -> str:
 # representation by chain and address) and resolved against the snapshot's config.
 
 
+_RECORDS: dict[type, tuple[str, ...] | None] = {}
+
+
+def _record_fields(tp: type) -> tuple[str, ...] | None:
+    """The field names of a dataclass or NamedTuple type (None: not a record), looked up
+    once per type: `encode` runs for every value of every snapshot's inputs."""
+    names = _RECORDS.get(tp, ())
+    if names == ():
+        if dataclasses.is_dataclass(tp):
+            names = tuple(f.name for f in dataclasses.fields(tp))
+        elif issubclass(tp, tuple) and hasattr(tp, "_fields"):
+            names = tuple(tp._fields)
+        else:
+            names = None
+        _RECORDS[tp] = names
+    return names
+
+
 def encode(value: Any) -> Any:
+    t = type(value)  # the exact builtin types first, then records by their cached fields
+    if t is str or t is int or t is bool or value is None:
+        return value
+    if t is list:
+        return [encode(v) for v in value]
+    names = _record_fields(t)
+    if names is not None:
+        return {name: encode(getattr(value, name)) for name in names}
+    return _encode_other(value)
+
+
+def _encode_other(value: Any) -> Any:
     if isinstance(value, ChainConfig):
         return value.name
     if isinstance(value, RepresentationConfig):
@@ -356,20 +386,27 @@ def _blob(value: Any) -> tuple[str, str]:
     return digest(text), text
 
 
-_SHARED: dict[str, tuple[str, str]] = {}
+_SHARED: dict[tuple[Any, ...], tuple[tuple[object, ...], object, str, str]] = {}
 
 
-def _shared_blob(value: Any) -> tuple[str, str]:
-    """`_blob` of a value many documents of a batch hold alike (a report's shared
-    sections): keyed by its plain JSON (the C encoder, ~10x faster than `canonical`),
-    which determines the canonical text."""
-    key = json.dumps(value)
+def _shared_blob(report: Report) -> tuple[str, str]:
+    """The blob of a report's `SHARED_OUTPUTS`, built once per batch: the reports of a
+    batch hold the same (frozen) price models and parameters object (margin.py builds
+    them once), so those are keyed by identity (kept alive in the entry, so an id is
+    never reused while it is a key), the pinned blocks by their content."""
+    prices = tuple(getattr(report, "prices", ()))  # the list is the model's own copy
+    params = getattr(report, "parameters", None)
+    as_of = tuple(
+        (b.chain_id, b.name, b.block_number, b.block_hash, b.timestamp) for b in report.as_of
+    )
+    key = (tuple(map(id, prices)), id(params), as_of)
     hit = _SHARED.get(key)
-    if hit is None:
+    if hit is None or hit[1] is not params or any(map(operator.is_not, hit[0], prices)):
+        sha, text = _blob(report.model_dump(mode="json", include=set(SHARED_OUTPUTS)))
         if len(_SHARED) >= 64:
             _SHARED.clear()
-        hit = _SHARED[key] = _blob(value)
-    return hit
+        hit = _SHARED[key] = (prices, params, sha, text)
+    return hit[2], hit[3]
 
 
 _TOKEN_PART = operator.attrgetter(*TOKEN_FIELDS[1:])
@@ -452,8 +489,8 @@ def document(
     if estimates is not None:
         e_sha, e_text = _blob(encode(estimates))
         blobs[e_sha] = e_text
-    own, shared = _split_outputs(report.model_dump(mode="json"))
-    o_sha, o_text = _shared_blob(shared)
+    own = report.model_dump(mode="json", exclude=set(SHARED_OUTPUTS))
+    o_sha, o_text = _shared_blob(report)
     blobs[o_sha] = o_text
     text = canonical(
         {
