@@ -37,6 +37,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from adapters.balances import BalanceRead
 from adapters.evm import BlockPin
 from crossmargin.core.config import ChainConfig, Config, RepresentationConfig, config_hash
 from crossmargin.core.errors import CrossmarginError
@@ -103,7 +104,12 @@ def _plain_other(value: Any) -> Any:
 
 
 def canonical(value: Any) -> str:
-    return json.dumps(plain(value), sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return _dumps(plain(value))
+
+
+def _dumps(value: Any) -> str:
+    """Canonical JSON of a value `plain` already (every number a string)."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
 
 
 def digest(text: str) -> str:
@@ -409,7 +415,8 @@ def _shared_blob(report: Report) -> tuple[str, str]:
     return hit[2], hit[3]
 
 
-_TOKEN_PART = operator.attrgetter(*TOKEN_FIELDS[1:])
+# a token's shared part, flat: (chain, address, symbol, *TOKEN_FIELDS[1:])
+_TOKEN_KEY = operator.attrgetter("rep.chain", "rep.address", "rep.symbol", *TOKEN_FIELDS[1:])
 
 
 @functools.lru_cache(maxsize=256)
@@ -432,28 +439,30 @@ def _chain_blob(
             "tokens": [
                 {
                     "rep": {"chain": c, "address": a, "symbol": sym},
-                    **dict(zip(TOKEN_FIELDS[1:], encode(rest), strict=True)),
+                    **dict(zip(TOKEN_FIELDS[1:], rest, strict=True)),
                 }
-                for (c, a, sym), *rest in tokens
+                for c, a, sym, *rest in tokens
             ],
         }
     )
 
 
+def _own(b: BalanceRead) -> list[str | None]:
+    """A balance's `ACCOUNT_FIELDS`, already plain (as `plain` would give them)."""
+    raw, shares = b.raw_amount, b.shares
+    return [None if raw is None else str(raw), b.error, None if shares is None else str(shares)]
+
+
 def _split_chain(state: ChainState, blobs: dict[str, str]) -> dict[str, Any]:
-    tokens = tuple(
-        ((b.rep.chain, b.rep.address, b.rep.symbol), *_TOKEN_PART(b)) for b in state.balances
-    )
+    """A chain's entry in a document, plain already (see `document`)."""
+    tokens = tuple(map(_TOKEN_KEY, state.balances))
     sha, text = _chain_blob(
         state.chain.name, state.pin, state.error, tuple(state.feeds), state.sequencer, tokens
     )
     blobs[sha] = text
-    entry: dict[str, Any] = {
-        "state": sha,
-        "balances": [[b.raw_amount, b.error, b.shares] for b in state.balances],
-    }
+    entry: dict[str, Any] = {"state": sha, "balances": list(map(_own, state.balances))}
     if state.protocols:  # §12: the account's own figures in protocol markets
-        entry["protocols"] = encode(state.protocols)
+        entry["protocols"] = plain(encode(state.protocols))
     return entry
 
 
@@ -489,10 +498,12 @@ def document(
     if estimates is not None:
         e_sha, e_text = _blob(encode(estimates))
         blobs[e_sha] = e_text
-    own = report.model_dump(mode="json", exclude=set(SHARED_OUTPUTS))
+    own = plain(report.model_dump(mode="json", exclude=set(SHARED_OUTPUTS)))
     o_sha, o_text = _shared_blob(report)
     blobs[o_sha] = o_text
-    text = canonical(
+    # every part is plain already (the inputs built so, `own` above): `canonical` less
+    # its `plain` pass, which would walk every value of the document again
+    text = _dumps(
         {
             "v": VERSION,
             "kind": req.kind,
