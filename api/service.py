@@ -241,22 +241,19 @@ class Service:
         problem: that request is served on its own, for its problem+json."""
         out: list[Served | None] = [None] * len(reqs)
         todo: list[int] = []
+        keys = [self._cache_key(req, method, pin_key, est_key) for req in reqs]
+        stored = self.store.find_cached_many(
+            [(k, r.account) for k, r in zip(keys, reqs, strict=True)]
+        )
         for i, req in enumerate(reqs):
-            found = self.store.find_cached(
-                self._cache_key(req, method, pin_key, est_key), req.account
-            )
+            found = stored.get(keys[i])
             served = None
             if found is not None:
                 served = self._stored(req, found, self.hashes[method], pin_key, est_key)
             if served is None:
                 todo.append(i)
             out[i] = served
-        pending = [
-            _Pending(
-                method, reqs[i], states[i], est, self._cache_key(reqs[i], method, pin_key, est_key)
-            )
-            for i in todo
-        ]
+        pending = [_Pending(method, reqs[i], states[i], est, keys[i]) for i in todo]
         outcomes, store_failure = self._compute_and_append(pending)
         if store_failure is not None:
             raise store_failure
