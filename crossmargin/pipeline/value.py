@@ -10,6 +10,7 @@ place where exposures become float64 for the risk math
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -317,6 +318,27 @@ def _price_warnings(prices: dict[str, AssetPrice]) -> list[Warning_]:
     return out
 
 
+@functools.lru_cache(maxsize=1024)
+def _block_ref(pin: BlockPin, name: str) -> BlockRef:
+    """A pinned block as reported: one frozen model per pin, shared by every account
+    read at it (a batch's reports hold the same object)."""
+    return BlockRef(
+        chain_id=pin.chain_id,
+        name=name,
+        block_number=pin.number,
+        block_hash=pin.hash,
+        timestamp=pin.timestamp,
+    )
+
+
+@functools.lru_cache(maxsize=256)
+def _readable_row(chain_id: int, name: str) -> ChainSummary:
+    """A readable chain's row before its figures (margin.py fills them in a copy)."""
+    return ChainSummary(
+        chain_id=chain_id, name=name, status=Code.OK, collateral_usd=None, debt_usd=None
+    )
+
+
 @dataclass
 class _Account:
     """One account's assessment as it is built, chain by chain."""
@@ -356,28 +378,12 @@ class _Account:
     def chain(self, state: ChainState, pin: BlockPin) -> None:
         """§2-§4 for one readable chain: its pin, and every balance read at it."""
         chain = state.chain
-        self.as_of.append(
-            BlockRef(
-                chain_id=pin.chain_id,
-                name=chain.name,
-                block_number=pin.number,
-                block_hash=pin.hash,
-                timestamp=pin.timestamp,
-            )
-        )
+        self.as_of.append(_block_ref(pin, chain.name))
         for b in state.balances:
             self.balance(chain.chain_id, chain.name, b)
         for read in state.protocols:
             self.protocol(chain.chain_id, chain.name, read)
-        self.chain_rows.append(
-            ChainSummary(
-                chain_id=chain.chain_id,
-                name=chain.name,
-                status=Code.OK,
-                collateral_usd=None,
-                debt_usd=None,
-            )
-        )
+        self.chain_rows.append(_readable_row(chain.chain_id, chain.name))
 
     def protocol(self, chain_id: int, chain_name: str, read: ProtocolRead) -> None:
         """§12 for one market: debt completeness (joins §4) and the local floor."""
