@@ -52,7 +52,7 @@ from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
 
 KEY_HEADER = "X-API-Key"
-ENGINE_BATCH = 1000
+ENGINE_BATCH = 256  # as `crossmargin scan` (--batch-size): a batch reads while another computes
 API_CLIENTS = 4
 TOTALS = ("collateral_usd", "debt_usd", "equity_usd", "margin_requirement_usd", "health")
 
