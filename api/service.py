@@ -59,6 +59,7 @@ log = logging.getLogger("api")
 Source = Literal["hit", "coalesced", "store", "miss"]
 PinKey = tuple[tuple[str, int, str] | tuple[str, None, None], ...]
 ResultKey = tuple[Request, str, PinKey, str]
+_Finds = list[tuple[str, str, "asyncio.Future[tuple[str, str] | None]"]]
 READ_CACHE = 512  # states of recent reads (many objects: kept few, for the GC's sake)
 
 
@@ -156,6 +157,9 @@ class Service:
         self._pending: list[tuple[_Pending, asyncio.Future[Served]]] = []
         self._flushing = False
         self._tasks: set[asyncio.Task[list[Served | BaseException]]] = set()
+        self._finds: _Finds = []  # store lookups waiting to go out together
+        self._finding = False
+        self._find_tasks: set[asyncio.Task[dict[str, tuple[str, str]]]] = set()
 
     async def start(self) -> None:
         """Store the configs snapshots will name (one per method), for replay."""
@@ -167,7 +171,9 @@ class Service:
             self.store_probe.cancel()
         for _, future in self._pending:
             future.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for _, _, found in self._finds:
+            found.cancel()
+        await asyncio.gather(*self._tasks, *self._find_tasks, return_exceptions=True)
         await self.results.close()
         await self.reads.close()
         await self.pins.close()
@@ -234,7 +240,7 @@ class Service:
         cache_key = None
         if complete:
             cache_key = self._cache_key(req, method, pin_key, est_key)
-            found = await asyncio.to_thread(self.store.find_cached, cache_key, req.account)
+            found = await self._find_cached_soon(cache_key, req.account)
             if found is not None:
                 check = (req, found, self.hashes[method], pin_key, est_key)
                 served = await asyncio.to_thread(self._stored, *check)
@@ -249,6 +255,41 @@ class Service:
         served = await self._compute_and_store_soon(_Pending(method, req, states, est, cache_key))
         self.metrics.snapshots.inc()
         return served
+
+    async def _find_cached_soon(self, cache_key: str, account: str) -> tuple[str, str] | None:
+        """`Store.find_cached`, with the lookups of requests arriving meanwhile asked
+        together in one worker thread and one query (`find_cached_many`), as the
+        computations are (`_compute_and_store_soon`)."""
+        future: asyncio.Future[tuple[str, str] | None]
+        future = asyncio.get_running_loop().create_future()
+        self._finds.append((cache_key, account, future))
+        if not self._finding:
+            self._finding = True
+            asyncio.get_running_loop().call_soon(self._flush_finds)
+        return await future
+
+    def _flush_finds(self) -> None:
+        todo, self._finds = self._finds, []
+        work = asyncio.to_thread(self.store.find_cached_many, [(k, a) for k, a, _ in todo])
+        task = asyncio.get_running_loop().create_task(work)
+        self._find_tasks.add(task)
+        task.add_done_callback(self._find_tasks.discard)
+        task.add_done_callback(lambda t: self._deliver_finds(t, todo))
+
+    def _deliver_finds(self, task: asyncio.Task[dict[str, tuple[str, str]]], todo: _Finds) -> None:
+        for key, _, future in todo:
+            if future.done():
+                continue
+            if task.cancelled():
+                future.cancel()
+            elif (exc := task.exception()) is not None:
+                future.set_exception(exc)
+            else:
+                future.set_result(task.result().get(key))
+        if self._finds:
+            self._flush_finds()
+        else:
+            self._finding = False
 
     def _cache_key(self, req: Request, method: str, pin_key: PinKey, est_key: str) -> str:
         """The store's key of a result: the request, the config, the estimates, the pins."""
@@ -272,22 +313,19 @@ class Service:
         problem: that request is served on its own, for its problem+json."""
         out: list[Served | None] = [None] * len(reqs)
         todo: list[int] = []
+        keys = [self._cache_key(req, method, pin_key, est_key) for req in reqs]
+        stored = self.store.find_cached_many(
+            [(k, r.account) for k, r in zip(keys, reqs, strict=True)]
+        )
         for i, req in enumerate(reqs):
-            found = self.store.find_cached(
-                self._cache_key(req, method, pin_key, est_key), req.account
-            )
+            found = stored.get(keys[i])
             served = None
             if found is not None:
                 served = self._stored(req, found, self.hashes[method], pin_key, est_key)
             if served is None:
                 todo.append(i)
             out[i] = served
-        pending = [
-            _Pending(
-                method, reqs[i], states[i], est, self._cache_key(reqs[i], method, pin_key, est_key)
-            )
-            for i in todo
-        ]
+        pending = [_Pending(method, reqs[i], states[i], est, keys[i]) for i in todo]
         outcomes, store_failure = self._compute_and_append(pending)
         if store_failure is not None:
             raise store_failure

@@ -52,7 +52,7 @@ from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
 
 KEY_HEADER = "X-API-Key"
-ENGINE_BATCH = 1000
+ENGINE_BATCH = 256  # as `crossmargin scan` (--batch-size): a batch reads while another computes
 API_CLIENTS = 4
 TOTALS = ("collateral_usd", "debt_usd", "equity_usd", "margin_requirement_usd", "health")
 
@@ -336,16 +336,19 @@ def api_run(config: Any, accounts: Sequence[str], tmp: Path) -> tuple[float, dic
 def scan_run(
     config_path: Path, accounts: Sequence[str], tmp: Path, tag: str
 ) -> tuple[float, dict[str, Any], int]:
-    """Seconds, totals per account, peak RSS (KiB) of one `crossmargin scan` process."""
+    """Seconds, totals per account, peak RSS (KiB) of one `crossmargin scan` process:
+    its VmHWM, not ru_maxrss, which a child started by fork and exec inherits from the
+    parent (this process, which holds every method's totals, read as the scan's)."""
     src, out = tmp / f"scan-{tag}.txt", tmp / f"scan-{tag}.jsonl"
     src.write_text("\n".join(accounts) + "\n")
     argv = [
         sys.executable,
         "-c",
-        "import resource, sys\n"
+        "import sys\n"
         "from crossmargin.cli import main\n"
         "code = main(sys.argv[1:])\n"
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n"
+        "peak = [l for l in open('/proc/self/status') if l.startswith('VmHWM:')]\n"
+        "print(peak[0].split()[1], file=sys.stderr)\n"
         "sys.exit(code)",
         "scan",
         "--input",

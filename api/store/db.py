@@ -438,6 +438,23 @@ class Store:
             ).first()
         return None if row is None else (str(row[0]), str(row[1]))
 
+    def find_cached_many(self, wanted: list[tuple[str, str]]) -> dict[str, tuple[str, str]]:
+        """`find_cached` for many (cache key, account) pairs, one query per chunk: cache
+        key -> (id, document) of the account's newest match. A batch of fresh accounts
+        asks this once instead of once per account."""
+        accounts = dict(wanted)
+        keys = list(accounts)
+        best: dict[str, tuple[int, str, str]] = {}
+        with self._tx() as conn:
+            for i in range(0, len(keys), 500):  # well under every driver's parameter limit
+                q = select(SNAP.c.cache_key, SNAP.c.account, SNAP.c.height, SNAP.c.id)
+                q = q.add_columns(SNAP.c.document).where(SNAP.c.cache_key.in_(keys[i : i + 500]))
+                for key, account, height, sid, doc in conn.execute(q):
+                    hit = best.get(key)
+                    if accounts.get(key) == account and (hit is None or height > hit[0]):
+                        best[key] = (int(height), str(sid), str(doc))
+        return {k: (sid, doc) for k, (_, sid, doc) in best.items()}
+
     def get(self, snapshot_id: str) -> tuple[Summary, str] | None:
         with self._tx() as conn:
             row = conn.execute(select(SNAP).where(SNAP.c.id == snapshot_id)).first()

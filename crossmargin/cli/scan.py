@@ -152,12 +152,25 @@ def record(
         "target_chain": target,
         "status": status,
         "error": error,
-        "report": None if report is None else report.model_dump(mode="json"),
+        "report": report,  # the model: serialised by `ScanOutput.write` (pydantic's own JSON)
     }
 
 
+def jsonl_line(rec: dict[str, Any]) -> str:
+    """A record as one JSON line: the report spliced in as pydantic serialises it (in
+    Rust, the API's bytes), not dumped to Python objects and encoded again."""
+    report: MarginReport | None = rec["report"]
+    head = json.dumps(
+        {k: v for k, v in rec.items() if k != "report"}, separators=(",", ":"), ensure_ascii=False
+    )
+    body = "null" if report is None else report.model_dump_json()
+    return f'{head[:-1]},"report":{body}}}\n'
+
+
 def csv_row(rec: dict[str, Any]) -> dict[str, str]:
-    report = rec["report"]
+    model: MarginReport | None = rec["report"]
+    sections = {"totals", "warnings", "chains"}
+    report = None if model is None else model.model_dump(mode="json", include=sections)
     row = {k: "" if rec[k] is None else str(rec[k]) for k in CSV_COLUMNS[:6]}
     totals = report["totals"] if report else {}
     for k in FIGURES:
@@ -221,7 +234,7 @@ class ScanOutput:
 
     def write(self, rec: dict[str, Any]) -> None:
         if self.fmt == "jsonl":
-            line = json.dumps(rec, separators=(",", ":"), ensure_ascii=False) + "\n"
+            line = jsonl_line(rec)
         else:
             line = self._csv_line(csv_row(rec))
         self._append(line)

@@ -108,6 +108,7 @@ async def read_chain_many(
     n_feeds = len(balances.calls) + len(feeds.calls)
     feed_results = results[len(balances.calls) : n_feeds]  # the feed plan follows balances
     readings, sequencer = read_feeds(feeds, feed_results, at.timestamp)
+    shared = list(readings)  # one list for every account: read once, valued once (§3)
     own = results[n_feeds:]  # then each owner's protocol markets, owner-major
     index = {a: i for i, a in enumerate(owners)}
     return [
@@ -116,7 +117,7 @@ async def read_chain_many(
             at,
             None,
             reads[a],
-            list(readings),
+            shared,
             sequencer,
             [
                 _protocol_read(p.kind, p.pool, own[index[a] * len(markets) + j])

@@ -37,6 +37,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from adapters.balances import BalanceRead
 from adapters.evm import BlockPin
 from crossmargin.core.config import (
     ChainConfig,
@@ -109,7 +110,12 @@ def _plain_other(value: Any) -> Any:
 
 
 def canonical(value: Any) -> str:
-    return json.dumps(plain(value), sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return _dumps(plain(value))
+
+
+def _dumps(value: Any) -> str:
+    """Canonical JSON of a value `plain` already (every number a string)."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
 
 
 def digest(text: str) -> str:
@@ -124,7 +130,37 @@ def digest(text: str) -> str:
 # representation by chain and address) and resolved against the snapshot's config.
 
 
+_RECORDS: dict[type, tuple[str, ...] | None] = {}
+
+
+def _record_fields(tp: type) -> tuple[str, ...] | None:
+    """The field names of a dataclass or NamedTuple type (None: not a record), looked up
+    once per type: `encode` runs for every value of every snapshot's inputs."""
+    names = _RECORDS.get(tp, ())
+    if names == ():
+        if dataclasses.is_dataclass(tp):
+            names = tuple(f.name for f in dataclasses.fields(tp))
+        elif issubclass(tp, tuple) and hasattr(tp, "_fields"):
+            names = tuple(tp._fields)
+        else:
+            names = None
+        _RECORDS[tp] = names
+    return names
+
+
 def encode(value: Any) -> Any:
+    t = type(value)  # the exact builtin types first, then records by their cached fields
+    if t is str or t is int or t is bool or value is None:
+        return value
+    if t is list:
+        return [encode(v) for v in value]
+    names = _record_fields(t)
+    if names is not None:
+        return {name: encode(getattr(value, name)) for name in names}
+    return _encode_other(value)
+
+
+def _encode_other(value: Any) -> Any:
     if isinstance(value, ChainConfig):
         return value.name
     if isinstance(value, RepresentationConfig):
@@ -371,23 +407,31 @@ def _blob(value: Any) -> tuple[str, str]:
     return digest(text), text
 
 
-_SHARED: dict[str, tuple[str, str]] = {}
+_SHARED: dict[tuple[Any, ...], tuple[tuple[object, ...], object, str, str]] = {}
 
 
-def _shared_blob(value: Any) -> tuple[str, str]:
-    """`_blob` of a value many documents of a batch hold alike (a report's shared
-    sections): keyed by its plain JSON (the C encoder, ~10x faster than `canonical`),
-    which determines the canonical text."""
-    key = json.dumps(value)
+def _shared_blob(report: Report) -> tuple[str, str]:
+    """The blob of a report's `SHARED_OUTPUTS`, built once per batch: the reports of a
+    batch hold the same (frozen) price models and parameters object (margin.py builds
+    them once), so those are keyed by identity (kept alive in the entry, so an id is
+    never reused while it is a key), the pinned blocks by their content."""
+    prices = tuple(getattr(report, "prices", ()))  # the list is the model's own copy
+    params = getattr(report, "parameters", None)
+    as_of = tuple(
+        (b.chain_id, b.name, b.block_number, b.block_hash, b.timestamp) for b in report.as_of
+    )
+    key = (tuple(map(id, prices)), id(params), as_of)
     hit = _SHARED.get(key)
-    if hit is None:
+    if hit is None or hit[1] is not params or any(map(operator.is_not, hit[0], prices)):
+        sha, text = _blob(report.model_dump(mode="json", include=set(SHARED_OUTPUTS)))
         if len(_SHARED) >= 64:
             _SHARED.clear()
-        hit = _SHARED[key] = _blob(value)
-    return hit
+        hit = _SHARED[key] = (prices, params, sha, text)
+    return hit[2], hit[3]
 
 
-_TOKEN_PART = operator.attrgetter(*TOKEN_FIELDS[1:])
+# a token's shared part, flat: (chain, address, symbol, *TOKEN_FIELDS[1:])
+_TOKEN_KEY = operator.attrgetter("rep.chain", "rep.address", "rep.symbol", *TOKEN_FIELDS[1:])
 
 
 @functools.lru_cache(maxsize=256)
@@ -410,28 +454,30 @@ def _chain_blob(
             "tokens": [
                 {
                     "rep": {"chain": c, "address": a, "symbol": sym},
-                    **dict(zip(TOKEN_FIELDS[1:], encode(rest), strict=True)),
+                    **dict(zip(TOKEN_FIELDS[1:], rest, strict=True)),
                 }
-                for (c, a, sym), *rest in tokens
+                for c, a, sym, *rest in tokens
             ],
         }
     )
 
 
+def _own(b: BalanceRead) -> list[str | None]:
+    """A balance's `ACCOUNT_FIELDS`, already plain (as `plain` would give them)."""
+    raw, shares = b.raw_amount, b.shares
+    return [None if raw is None else str(raw), b.error, None if shares is None else str(shares)]
+
+
 def _split_chain(state: ChainState, blobs: dict[str, str]) -> dict[str, Any]:
-    tokens = tuple(
-        ((b.rep.chain, b.rep.address, b.rep.symbol), *_TOKEN_PART(b)) for b in state.balances
-    )
+    """A chain's entry in a document, plain already (see `document`)."""
+    tokens = tuple(map(_TOKEN_KEY, state.balances))
     sha, text = _chain_blob(
         state.chain.name, state.pin, state.error, tuple(state.feeds), state.sequencer, tokens
     )
     blobs[sha] = text
-    entry: dict[str, Any] = {
-        "state": sha,
-        "balances": [[b.raw_amount, b.error, b.shares] for b in state.balances],
-    }
+    entry: dict[str, Any] = {"state": sha, "balances": list(map(_own, state.balances))}
     if state.protocols:  # §12: the account's own figures in protocol markets
-        entry["protocols"] = encode(state.protocols)
+        entry["protocols"] = plain(encode(state.protocols))
     if state.address is not None:
         entry["address"] = state.address
     if state.has_code is not None:
@@ -471,10 +517,12 @@ def document(
     if estimates is not None:
         e_sha, e_text = _blob(encode(estimates))
         blobs[e_sha] = e_text
-    own, shared = _split_outputs(report.model_dump(mode="json"))
-    o_sha, o_text = _shared_blob(shared)
+    own = plain(report.model_dump(mode="json", exclude=set(SHARED_OUTPUTS)))
+    o_sha, o_text = _shared_blob(report)
     blobs[o_sha] = o_text
-    text = canonical(
+    # every part is plain already (the inputs built so, `own` above): `canonical` less
+    # its `plain` pass, which would walk every value of the document again
+    text = _dumps(
         {
             "v": VERSION,
             "kind": req.kind,

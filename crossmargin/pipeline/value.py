@@ -10,6 +10,7 @@ place where exposures become float64 for the risk math
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -248,7 +249,8 @@ def debt_gaps(config: Config, unvalued: Sequence[Position]) -> list[str]:
     return reasons
 
 
-_PriceKey = tuple[tuple[str, bool, int], ...]
+_PriceKey = tuple[tuple[str, bool, tuple[FeedReading, ...]], ...]
+_IdKey = tuple[tuple[str, bool, int], ...]
 
 
 @dataclass
@@ -260,19 +262,30 @@ class _BatchContext:
     config: Config
     estimates: RiskEstimates
     warnings: list[Warning_]
-    prices: dict[_PriceKey, tuple[dict[str, AssetPrice], list[Warning_], list[Any]]] = field(
+    prices: dict[_PriceKey, tuple[dict[str, AssetPrice], list[Warning_]]] = field(
+        default_factory=dict
+    )
+    by_id: dict[_IdKey, tuple[dict[str, AssetPrice], list[Warning_], list[Any]]] = field(
         default_factory=dict
     )
 
     def prices_of(self, states: list[ChainState]) -> tuple[dict[str, AssetPrice], list[Warning_]]:
-        """§3 prices for these states, computed once per distinct feed readings."""
-        key = tuple((s.chain.name, s.available, id(s.feeds)) for s in states)
+        """§3 prices for these states, computed once per distinct feed readings: keyed by
+        the readings themselves (frozen values), so accounts read apart (API requests
+        joined into one pass) share them too. A feed list seen before (one read shares
+        it across its accounts) is found by identity first, without hashing it."""
+        ids = tuple((s.chain.name, s.available, id(s.feeds)) for s in states)
+        seen = self.by_id.get(ids)
+        if seen is not None:
+            return seen[0], seen[1]
+        key = tuple((s.chain.name, s.available, tuple(s.feeds)) for s in states)
         hit = self.prices.get(key)
-        if hit is None:  # the feed lists are kept alive with the entry: ids stay theirs
+        if hit is None:
             prices = _prices(self.config, states)
-            hit = (prices, _price_warnings(prices), [s.feeds for s in states])
-            self.prices[key] = hit
-        return hit[0], hit[1]
+            hit = self.prices[key] = (prices, _price_warnings(prices))
+        # the feed lists are kept alive with the entry: their ids stay theirs
+        self.by_id[ids] = (hit[0], hit[1], [s.feeds for s in states])
+        return hit
 
 
 def _estimate_warnings(estimates: RiskEstimates) -> list[Warning_]:
@@ -303,6 +316,27 @@ def _price_warnings(prices: dict[str, AssetPrice]) -> list[Warning_]:
                 detail = f"{p.asset} feed {r.address} on chain {r.chain_id}"
                 out.append(Warning_(code=Code(r.reason), detail=detail))
     return out
+
+
+@functools.lru_cache(maxsize=1024)
+def _block_ref(pin: BlockPin, name: str) -> BlockRef:
+    """A pinned block as reported: one frozen model per pin, shared by every account
+    read at it (a batch's reports hold the same object)."""
+    return BlockRef(
+        chain_id=pin.chain_id,
+        name=name,
+        block_number=pin.number,
+        block_hash=pin.hash,
+        timestamp=pin.timestamp,
+    )
+
+
+@functools.lru_cache(maxsize=256)
+def _readable_row(chain_id: int, name: str) -> ChainSummary:
+    """A readable chain's row before its figures (margin.py fills them in a copy)."""
+    return ChainSummary(
+        chain_id=chain_id, name=name, status=Code.OK, collateral_usd=None, debt_usd=None
+    )
 
 
 @dataclass
@@ -345,21 +379,15 @@ class _Account:
     def chain(self, state: ChainState, pin: BlockPin) -> None:
         """§2-§4 for one readable chain: its pin, and every balance read at it."""
         chain = state.chain
-        self.as_of.append(
-            BlockRef(
-                chain_id=pin.chain_id,
-                name=chain.name,
-                block_number=pin.number,
-                block_hash=pin.hash,
-                timestamp=pin.timestamp,
-            )
-        )
+        self.as_of.append(_block_ref(pin, chain.name))
         for b in state.balances:
             self.balance(chain.chain_id, chain.name, b)
         for read in state.protocols:
             self.protocol(chain.chain_id, chain.name, read)
         self.chain_rows.append(
-            ChainSummary(
+            _readable_row(chain.chain_id, chain.name)
+            if state.address is None and state.has_code is None
+            else ChainSummary(
                 chain_id=chain.chain_id,
                 name=chain.name,
                 status=Code.OK,
@@ -372,6 +400,9 @@ class _Account:
 
     def protocol(self, chain_id: int, chain_name: str, read: ProtocolRead) -> None:
         """§12 for one market: debt completeness (joins §4) and the local floor."""
+        d = read.account_data
+        if d is not None and d.total_collateral_base == 0 and d.total_debt_base == 0:
+            return  # no account in this market (`_active`): nothing to list or check
         listed = -exact_sum(
             v.value
             for v in self.valued

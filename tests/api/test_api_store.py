@@ -99,6 +99,13 @@ def test_cache_key_lookup_and_pages(database: str) -> None:
         assert digest(found[1]) == found[0]
         assert store.find_cached("nope", "0xpage") is None
         assert store.find_cached("k1", "0xother") is None  # keys are per account
+        # the batch form: one query, the same answers
+        many = store.find_cached_many([("k1", "0xpage"), ("nope", "0xpage"), ("k2", "0xother")])
+        assert many == {"k1": found}
+        keys = [(f"k{i}", "0xpage") for i in range(3)] * 400  # > one chunk of keys
+        assert store.find_cached_many(keys) == {
+            f"k{i}": store.find_cached(f"k{i}", "0xpage") for i in range(3)
+        }
         first = store.page("0xpage", 3)
         assert [r.height for r in first] == [6, 5, 4]
         rest = store.page("0xpage", 10, below=first[-1].height)
