@@ -527,7 +527,7 @@ def document(
             "v": VERSION,
             "kind": req.kind,
             "account": req.account,
-            "request": req.as_json(),
+            "request": plain(req.as_json()),
             "inputs": {
                 "chains": [_split_chain(s, blobs) for s in states],
                 "estimates": e_sha,
