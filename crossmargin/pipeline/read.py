@@ -15,7 +15,9 @@ from dataclasses import dataclass, field
 from adapters.balances import BalancePlan, BalanceRead
 from adapters.calls import Call, CallResult
 from adapters.evm import BlockPin, ChainReader
+from adapters.proof import Verdict
 from adapters.protocols.aave import AaveAccountData, decode_user_account_data, user_account_data
+from adapters.prover import BlockProof, HolderProof, Prover
 from crossmargin.core.codes import Code
 from crossmargin.core.config import ChainConfig, Config
 from crossmargin.core.errors import ChainError, DecodeError, PinUnavailable
@@ -51,6 +53,10 @@ class ChainState:
     feeds: list[FeedReading] = field(default_factory=list)
     sequencer: SequencerState | None = None
     protocols: list[ProtocolRead] = field(default_factory=list)
+    # §13 verified mode only: the header and token proofs the batch shares, and this
+    # account's proofs with a verdict per balance (adapters/prover.py)
+    block_proof: BlockProof | None = None
+    holder_proof: HolderProof | None = None
 
     @property
     def available(self) -> bool:
@@ -90,6 +96,7 @@ async def read_chain_many(
     feed_results = results[len(balances.calls) : n_feeds]  # the feed plan follows balances
     readings, sequencer = read_feeds(feeds, feed_results, at.timestamp)
     own = results[n_feeds:]  # then each account's protocol markets, account-major
+    block, proofs = await _prove(reader, at, reads) if chain.verification == "proof" else (None, {})
     return [
         ChainState(
             chain,
@@ -102,9 +109,24 @@ async def read_chain_many(
                 _protocol_read(p.kind, p.pool, own[i * len(markets) + j])
                 for j, p in enumerate(markets)
             ],
+            block,
+            proofs.get(a),
         )
         for i, a in enumerate(accounts)
     ]
+
+
+async def _prove(
+    reader: ChainReader, pin: BlockPin, reads: dict[str, list[BalanceRead]]
+) -> tuple[BlockProof, dict[str, HolderProof]]:
+    """§13: every balance proven against the pinned header. A reader that cannot fetch
+    proofs (not an EvmAdapter) proves nothing: every position is unverified."""
+    prover = getattr(reader, "prover", None)
+    if isinstance(prover, Prover):
+        return await prover.prove(pin, reads)
+    block = BlockProof("", ())
+    none = Verdict(None, False, "the reader cannot fetch proofs")
+    return block, {a: HolderProof(a, (), tuple(none for _ in rows)) for a, rows in reads.items()}
 
 
 def _protocol_read(kind: str, pool: str, result: CallResult) -> ProtocolRead:

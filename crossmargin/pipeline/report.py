@@ -9,9 +9,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from fractions import Fraction
 from math import lcm
-from typing import Literal, overload
+from typing import Any, Literal, overload
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+)
 
 
 @overload
@@ -122,6 +128,9 @@ class Haircuts(Model):
 
 
 class ChainSummary(Model):
+    """`proven` of `positions` (METHOD.md §13) only on a chain in verified mode: absent,
+    not null, elsewhere, so plain reports (and their snapshot ids) are as before."""
+
     chain_id: int
     name: str
     status: Literal["ok", "unavailable"]
@@ -129,11 +138,23 @@ class ChainSummary(Model):
     collateral_usd: str | None
     debt_usd: str | None
     margin_usd: str | None = None
+    proven: int | None = None
+    positions: int | None = None
+
+    @model_serializer(mode="wrap")
+    def _verified_only(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        out: dict[str, Any] = handler(self)
+        if self.positions is None:
+            out.pop("proven", None)
+            out.pop("positions", None)
+        return out
 
 
 # implausible: a collateral balance above its token's totalSupply() or worth more than
 # its asset's max_position_usd (METHOD.md §4); listed with its price, counted 0.
-PositionStatus = Literal["ok", "error", "unavailable", "unpriced", "implausible"]
+# unverified: in verified mode (§13), a collateral balance its proofs do not establish;
+# listed with its price, counted 0.
+PositionStatus = Literal["ok", "error", "unavailable", "unpriced", "implausible", "unverified"]
 
 
 class Position(Model):

@@ -38,6 +38,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from adapters.evm import BlockPin
+from adapters.prover import BlockProof
 from crossmargin.core.config import ChainConfig, Config, RepresentationConfig, config_hash
 from crossmargin.core.errors import CrossmarginError
 from crossmargin.pipeline.figures import Report
@@ -286,8 +287,9 @@ def encode_states(states: list[ChainState]) -> list[Any]:
     documents of chains without one are as they were before §12 reads existed."""
     out = [encode(s) for s in states]
     for d in out:
-        if not d["protocols"]:
-            del d["protocols"]
+        for key in ("protocols", "block_proof", "holder_proof"):
+            if not d[key]:
+                del d[key]
     return out
 
 
@@ -383,10 +385,14 @@ def _chain_blob(
     feeds: tuple[FeedReading, ...],
     sequencer: SequencerState | None,
     tokens: tuple[tuple[Any, ...], ...],
+    block_proof: BlockProof | None = None,
 ) -> tuple[str, str]:
-    """A batch's accounts share one pin, feeds and tokens per chain: encoded once."""
+    """A batch's accounts share one pin, feeds and tokens per chain (and in verified
+    mode, §13, the header and the tokens' account proofs): encoded once."""
+    proof = {} if block_proof is None else {"block_proof": encode(block_proof)}
     return _blob(
         {
+            **proof,
             "chain": chain,
             "pin": encode(pin),
             "error": error,
@@ -408,7 +414,13 @@ def _split_chain(state: ChainState, blobs: dict[str, str]) -> dict[str, Any]:
         ((b.rep.chain, b.rep.address, b.rep.symbol), *_TOKEN_PART(b)) for b in state.balances
     )
     sha, text = _chain_blob(
-        state.chain.name, state.pin, state.error, tuple(state.feeds), state.sequencer, tokens
+        state.chain.name,
+        state.pin,
+        state.error,
+        tuple(state.feeds),
+        state.sequencer,
+        tokens,
+        state.block_proof,
     )
     blobs[sha] = text
     entry: dict[str, Any] = {
@@ -417,6 +429,10 @@ def _split_chain(state: ChainState, blobs: dict[str, str]) -> dict[str, Any]:
     }
     if state.protocols:  # §12: the account's own figures in protocol markets
         entry["protocols"] = encode(state.protocols)
+    if state.holder_proof is not None:  # §13: the account's proofs, a blob of their own
+        p_sha, p_text = _blob(encode(state.holder_proof))
+        blobs[p_sha] = p_text
+        entry["proof"] = p_sha
     return entry
 
 
@@ -515,7 +531,8 @@ def blob_refs(doc: dict[str, Any]) -> list[str]:
     if doc.get("v") != VERSION:
         return []
     inputs = _obj(doc.get("inputs"), "inputs")
-    refs = [_obj(c, "inputs.chains.*").get("state") for c in _list(inputs.get("chains"), "chains")]
+    chains = [_obj(c, "inputs.chains.*") for c in _list(inputs.get("chains"), "chains")]
+    refs = [c.get(k) for c in chains for k in ("state", "proof")]
     refs += [inputs.get("estimates"), inputs.get("parameters"), doc.get("shared_outputs")]
     return [r for r in refs if isinstance(r, str)]
 
@@ -536,9 +553,11 @@ def _load_blob(blobs: Mapping[str, str], sha: Any, where: str) -> Any:
 
 def _join_chain(blobs: Mapping[str, str], entry: Any, where: str) -> dict[str, Any]:
     entry = _obj(entry, where)
-    if set(entry) - {"protocols"} != {"state", "balances"}:
-        raise SnapshotError(f"{where}: expected state and balances (and protocols)")
+    if set(entry) - {"protocols", "proof"} != {"state", "balances"}:
+        raise SnapshotError(f"{where}: expected state and balances (and protocols, proof)")
     protocols = {"protocols": entry["protocols"]} if "protocols" in entry else {}
+    if "proof" in entry:
+        protocols["holder_proof"] = _load_blob(blobs, entry["proof"], f"{where}.proof")
     shared = _obj(_load_blob(blobs, entry["state"], f"{where}.state"), f"{where}.state")
     tokens = _list(shared.pop("tokens", None), f"{where}.state.tokens")
     own = _list(entry["balances"], f"{where}.balances")
@@ -598,7 +617,7 @@ def compact(doc: dict[str, Any]) -> Built:
 
     chains = []
     for i, c in enumerate(_list(inputs.get("chains"), "inputs.chains")):
-        per_account = ("balances", "protocols")  # beside the shared state
+        per_account = ("balances", "protocols", "holder_proof")  # beside the shared state
         shared = {k: v for k, v in _obj(c, f"inputs.chains.{i}").items() if k not in per_account}
         own = [_obj(b, f"inputs.chains.{i}.balances.*") for b in _list(c.get("balances"), "b")]
         shared["tokens"] = [{k: v for k, v in b.items() if k not in ACCOUNT_FIELDS} for b in own]
@@ -606,6 +625,8 @@ def compact(doc: dict[str, Any]) -> Built:
         entry: dict[str, Any] = {"state": put(shared), "balances": balances}
         if c.get("protocols"):
             entry["protocols"] = c["protocols"]
+        if c.get("holder_proof"):
+            entry["proof"] = put(c["holder_proof"])
         chains.append(entry)
     est = inputs.get("estimates")
     compacted = {
