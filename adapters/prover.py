@@ -22,10 +22,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import ChainMap
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+from eth_hash.auto import keccak
 
 from adapters import calls as c
 from adapters.proof import (
@@ -38,11 +41,10 @@ from adapters.proof import (
     judge,
     layout_of,
     matches,
-    node_db,
 )
 from adapters.rpc import Endpoint, JsonRpcClient, Request
 from crossmargin.core.config import ChainConfig
-from crossmargin.core.errors import ChainError
+from crossmargin.core.errors import ChainError, PayloadTooLarge, RequestTimeout
 
 if TYPE_CHECKING:  # evm.py builds a Prover: these two import evm.py themselves
     from adapters.balances import BalanceRead
@@ -108,15 +110,33 @@ class Judge:
         self.pin_hash = pin_hash
         self.block = block
         self.header = bytes.fromhex(block.header)
-        self.shared = node_db(bytes.fromhex(n) for t in block.tokens for n in t.nodes)
+        self._hashes: dict[str, bytes] = {}  # node (hex) -> its keccak, once per batch
+        self._nodes: dict[bytes, bytes] = {}  # keccak -> node
+        self.shared = self._db(n for t in block.tokens for n in t.nodes)
         self.accounts: dict[str, Account | ProofError] = {}
+        self.memo: dict[bytes, Any] = {}  # decoded nodes by hash (proof._ProofTrie)
         self._tokens = {t.token for t in block.tokens}
 
+    def _db(self, nodes: Iterable[str]) -> dict[bytes, bytes]:
+        """These nodes by hash; each distinct node is decoded from hex and hashed once
+        per batch (holders' proofs share their upper nodes)."""
+        out = {}
+        for n in nodes:
+            h = self._hashes.get(n)
+            if h is None:
+                raw = bytes.fromhex(n)
+                h = self._hashes[n] = keccak(raw)
+                self._nodes[h] = raw
+            out[h] = self._nodes[h]
+        return out
+
     def verdicts(self, proof: HolderProof, balances: Sequence[BalanceRead]) -> list[Verdict]:
-        db = ChainMap(node_db(bytes.fromhex(n) for n in proof.nodes), self.shared)
+        """The holder's verdicts from its own nodes and the block's, nothing else."""
+        db = ChainMap(self._db(proof.nodes), self.shared)
         # token accounts come from the shared nodes only, so they are cached for all
         own = {a: v for a, v in self.accounts.items() if a in self._tokens}
-        out = judge(self.header, self.pin_hash, db, asked(proof.holder, balances, self.block), own)
+        asks = asked(proof.holder, balances, self.block)
+        out = judge(self.header, self.pin_hash, db, asks, own, self.memo)
         self.accounts.update({a: v for a, v in own.items() if a in self._tokens})
         return out
 
@@ -148,23 +168,34 @@ class Prover:
         self.chain = chain
         self.rpc = rpc
         self._layouts: dict[str, str | None] = {}
+        # seconds spent waiting for the node's proofs and judging them (benchmarks)
+        self.fetch_s = 0.0
+        self.judge_s = 0.0
 
     async def _batch(self, requests: Sequence[Request]) -> list[Any]:
         """Every request answered (result per request, None where the node refused)."""
         chunks = [list(requests[i : i + BATCH]) for i in range(0, len(requests), BATCH)]
-
-        async def one(chunk: list[Request]) -> list[Any]:
-            async def op(ep: Endpoint) -> list[Any]:
-                return await self.rpc.send_batch(ep, chunk)
-
-            try:
-                return await self.rpc.attempt(op, n_calls=len(chunk))
-            except ChainError as exc:
-                log.info("%s proofs unavailable: %s", self.chain.name, exc)
-                return [None] * len(chunk)
-
-        parts = await asyncio.gather(*(one(ch) for ch in chunks))
+        parts = await asyncio.gather(*(self._chunk(ch) for ch in chunks))
         return [r for part in parts for r in part]
+
+    async def _chunk(self, chunk: list[Request]) -> list[Any]:
+        """One JSON-RPC batch, retried and failed over by the client; a batch the node
+        finds too large or too slow is split in two (as multicalls are, adapters/evm.py)."""
+
+        async def op(ep: Endpoint) -> list[Any]:
+            return await self.rpc.send_batch(ep, chunk)
+
+        try:
+            return await self.rpc.attempt(op, n_calls=len(chunk))
+        except (PayloadTooLarge, RequestTimeout) as exc:
+            if len(chunk) > 1:
+                mid = len(chunk) // 2
+                halves = await asyncio.gather(self._chunk(chunk[:mid]), self._chunk(chunk[mid:]))
+                return [*halves[0], *halves[1]]
+            log.info("%s proofs unavailable: %s", self.chain.name, exc)
+        except ChainError as exc:
+            log.info("%s proofs unavailable: %s", self.chain.name, exc)
+        return [None] * len(chunk)
 
     async def layouts(
         self, reads: Mapping[str, Sequence[BalanceRead]], pin: BlockPin
@@ -249,7 +280,10 @@ class Prover:
                 keys = [f"0x{layout.slot(h):064x}" for h in holders[lo : lo + KEYS]]
                 requests.append(("eth_getProof", [token, keys, at]))
                 token_spans.append((token, len(requests) - 1, lo))
+        t0 = time.perf_counter()
         replies = await self._batch(requests)
+        t1 = time.perf_counter()
+        self.fetch_s += t1 - t0
         header = _header(replies[0])
         own: dict[str, list[str]] = {h: [] for h in holders}
         if native:
@@ -276,6 +310,7 @@ class Prover:
         for h in holders:
             proof = HolderProof(h, _unique([n for n in own[h] if n not in shared]), ())
             proofs[h] = HolderProof(h, proof.nodes, tuple(judged.verdicts(proof, reads[h])))
+        self.judge_s += time.perf_counter() - t1
         return block, proofs
 
 
