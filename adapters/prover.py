@@ -262,46 +262,26 @@ class Prover:
     ) -> tuple[BlockProof, dict[str, HolderProof]]:
         """The chain's block proof and each holder's proof with its verdicts."""
         holders = list(reads)
-        reps = [b.rep for b in next(iter(reads.values()), [])]
         layouts = await self.layouts(reads, pin)
-        at = {"blockHash": pin.hash}
-        requests: list[Request] = [("eth_getBlockByHash", [pin.hash, False])]
-        native = any(r.standard == "native" for r in reps)
-        if native:
-            requests += [("eth_getProof", [h, [], at]) for h in holders]
-        token_spans: list[tuple[str, int, int]] = []  # token, first request, holder offset
-        for token, text in layouts.items():
-            if text is None:
-                requests.append(("eth_getProof", [token, [], at]))
-                token_spans.append((token, len(requests) - 1, -1))
-                continue
-            layout = layout_of(text)
-            for lo in range(0, len(holders), KEYS):
-                keys = [f"0x{layout.slot(h):064x}" for h in holders[lo : lo + KEYS]]
-                requests.append(("eth_getProof", [token, keys, at]))
-                token_spans.append((token, len(requests) - 1, lo))
+        native = any(b.rep.standard == "native" for b in next(iter(reads.values()), []))
+        requests, spans = _requests(pin, holders, layouts, native)
         t0 = time.perf_counter()
         replies = await self._batch(requests)
         t1 = time.perf_counter()
         self.fetch_s += t1 - t0
-        header = _header(replies[0])
         own: dict[str, list[str]] = {h: [] for h in holders}
         if native:
             for h, reply in zip(holders, replies[1 : 1 + len(holders)], strict=True):
                 own[h] += _hexes(_field(reply, "accountProof"))
         token_nodes: dict[str, list[str]] = {}
-        for token, i, lo in token_spans:
-            reply = replies[i]
-            token_nodes.setdefault(token, _hexes(_field(reply, "accountProof")))
-            if lo < 0:
-                continue
-            storage = _field(reply, "storageProof")
+        for token, i, lo in spans:
+            token_nodes.setdefault(token, _hexes(_field(replies[i], "accountProof")))
+            storage = _field(replies[i], "storageProof")
             entries = storage if isinstance(storage, list) else []
-            for k, h in enumerate(holders[lo : lo + KEYS]):
-                if k < len(entries):
-                    own[h] += _hexes(_field(entries[k], "proof"))
+            for h, entry in zip(holders[lo : lo + KEYS], entries, strict=False):
+                own[h] += _hexes(_field(entry, "proof"))
         block = BlockProof(
-            header,
+            _header(replies[0]),
             tuple(TokenProof(t, layouts[t], _unique(token_nodes.get(t, []))) for t in layouts),
         )
         judged = Judge(pin.hash, block)
@@ -312,6 +292,28 @@ class Prover:
             proofs[h] = HolderProof(h, proof.nodes, tuple(judged.verdicts(proof, reads[h])))
         self.judge_s += time.perf_counter() - t1
         return block, proofs
+
+
+def _requests(
+    pin: BlockPin, holders: list[str], layouts: Mapping[str, str | None], native: bool
+) -> tuple[list[Request], list[tuple[str, int, int]]]:
+    """The header, each holder's account proof (if the native coin is read), then per
+    token with a known layout its account proof with `KEYS` holders' slots a request;
+    and per token request (token, its index, its first holder)."""
+    at = {"blockHash": pin.hash}
+    requests: list[Request] = [("eth_getBlockByHash", [pin.hash, False])]
+    if native:
+        requests += [("eth_getProof", [h, [], at]) for h in holders]
+    spans: list[tuple[str, int, int]] = []
+    for token, text in layouts.items():
+        if text is None:
+            continue  # no slot to prove: its positions are unverified
+        layout = layout_of(text)
+        for lo in range(0, len(holders), KEYS):
+            keys = [f"0x{layout.slot(h):064x}" for h in holders[lo : lo + KEYS]]
+            spans.append((token, len(requests), lo))
+            requests.append(("eth_getProof", [token, keys, at]))
+    return requests, spans
 
 
 def _field(reply: Any, name: str) -> Any:
