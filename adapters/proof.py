@@ -268,12 +268,14 @@ def matches(holder: str, touched: Iterable[int]) -> list[Layout]:
 
 class Asked(NamedTuple):
     """One position to prove: the holder, the token (None: the native coin), the slot
-    of its balance (None: no known layout), and the value the node's call returned."""
+    of its balance (None: no known layout), the value the node's call returned, and why
+    it cannot be proven at all (`unprovable`: a balance computed, not stored)."""
 
     holder: str
     token: str | None
     slot: int | None
     read: int | None
+    unprovable: str | None = None
 
 
 class Verdict(NamedTuple):
@@ -317,6 +319,9 @@ def judge(
 
     out: list[Verdict] = []
     for a in asked:
+        if a.unprovable is not None:
+            out.append(Verdict(None, False, a.unprovable))
+            continue
         if a.token is not None and a.slot is None:
             out.append(Verdict(None, False, "no known storage slot holds this balance"))
             continue

@@ -43,7 +43,7 @@ from adapters.proof import (
     matches,
 )
 from adapters.rpc import Endpoint, JsonRpcClient, Request
-from crossmargin.core.config import ChainConfig
+from crossmargin.core.config import ChainConfig, RepresentationConfig
 from crossmargin.core.errors import ChainError, PayloadTooLarge, RequestTimeout
 
 if TYPE_CHECKING:  # evm.py builds a Prover: these two import evm.py themselves
@@ -84,6 +84,16 @@ class HolderProof:
     verdicts: tuple[Verdict, ...]
 
 
+COMPUTED = "a computed balance (vault shares, protocol position) is not a stored value"
+
+
+def provable(rep: RepresentationConfig) -> bool:
+    """Whether a token balance is a stored value a storage proof can show: not a vault's
+    convertToAssets (ERC-4626) nor a protocol position (an Aave balance is its scaled
+    balance times the reserve's index)."""
+    return rep.standard == "erc20" and rep.protocol is None
+
+
 def asked(holder: str, balances: Sequence[BalanceRead], block: BlockProof) -> list[Asked]:
     """What is to be proven for `holder`'s balances, given the tokens' layouts."""
     layouts = {t.token: t.layout for t in block.tokens}
@@ -92,9 +102,8 @@ def asked(holder: str, balances: Sequence[BalanceRead], block: BlockProof) -> li
         rep = b.rep
         if rep.standard == "native":
             out.append(Asked(holder, None, None, b.raw_amount))
-        elif rep.standard != "erc20":
-            # a vault's amount is computed by convertToAssets, not stored: not provable
-            out.append(Asked(holder, rep.address, None, b.raw_amount))
+        elif not provable(rep):
+            out.append(Asked(holder, rep.address, None, b.raw_amount, COMPUTED))
         else:
             text = layouts.get(rep.address)
             slot = None if text is None else layout_of(text).slot(holder)
@@ -203,9 +212,7 @@ class Prover:
         """Each ERC-20's balance layout: config's, cached, or discovered now for the
         tokens not seen before (`_discover`)."""
         rows = list(reads.values())
-        tokens = {
-            b.rep.address: b.rep for b in (rows[0] if rows else []) if b.rep.standard == "erc20"
-        }
+        tokens = {b.rep.address: b.rep for b in (rows[0] if rows else []) if provable(b.rep)}
         for token, rep in tokens.items():
             if rep.balance_slot is not None:
                 self._layouts[token] = layout_of(rep.balance_slot).text()
@@ -218,16 +225,18 @@ class Prover:
     async def _discover(
         self, tokens: list[str], reads: Mapping[str, Sequence[BalanceRead]], pin: BlockPin
     ) -> dict[str, str | None]:
-        """eth_createAccessList of balanceOf(holder) names the slots the call reads; the
-        candidate layouts whose slot for the holder is among them are tested against the
-        balance read (eth_getStorageAt must equal it). The holder is one with a non-zero
-        balance where the batch has one: a layout confirmed by a non-zero balance is
-        cached for the token, one confirmed by 0 only serves this batch."""
+        """eth_createAccessList of balanceOf(holder) names the slots the call reads; of the
+        candidate layouts whose slot for the holder is among them, the first whose value
+        (eth_getStorageAt) equals the balance read is taken, and cached for the token if
+        that balance is not 0 (the holder is one with a non-zero balance where the batch
+        has one). For a debt token with no such candidate, the first touched one is used
+        for this batch: its proof can only raise the debt counted (§13), so a node that
+        lies about a debt balance cannot also hide its slot."""
         at = {"blockHash": pin.hash}
-        pick: dict[str, tuple[str, int]] = {}
+        pick: dict[str, tuple[str, int, bool]] = {}  # token -> holder, balance, debt
         for token in tokens:
             seen = [
-                (h, b.raw_amount)
+                (h, b.raw_amount, b.rep.kind == "debt")
                 for h, row in reads.items()
                 for b in row
                 if b.rep.address == token and b.raw_amount is not None
@@ -255,6 +264,9 @@ class Prover:
                 out[t] = layout.text()
                 if pick[t][1]:
                     self._layouts[t] = layout.text()
+        for t, layout in tries:
+            if t not in out and pick[t][2]:
+                out[t] = layout.text()
         return out
 
     async def prove(

@@ -24,7 +24,7 @@ from fault_proxy import FaultProxy
 from proof_helpers import creation_code, verified
 
 from adapters.evm import EvmAdapter
-from adapters.proof import erc7201
+from adapters.proof import erc7201, layout_of
 from crossmargin.core.config import Config, RepresentationConfig
 from crossmargin.pipeline.figures import Request, compute
 from crossmargin.pipeline.proofs import reprove
@@ -159,12 +159,12 @@ def test_every_demo_balance_is_proven(proofnet: ProofNet) -> None:
 Change = Callable[[dict[str, Any], dict[str, Any]], None]
 
 
-async def _through_liar(p: ProofNet, **fault: Any) -> ChainState:
-    """alice's ethereum state read through a proxy that lies as `fault` says."""
+async def _through_liar(p: ProofNet, account: str | None = None, **fault: Any) -> ChainState:
+    """An account's (alice's) ethereum state read through a proxy lying as `fault` says."""
     async with FaultProxy(p.net.rpc_url(CHAIN)) as proxy:
         proxy.inject("rewrite", times=None, **fault)
         chain = p.config.chain(CHAIN).model_copy(update={"rpc_urls": [proxy.url]})
-        (state,) = await read_states(p.config, chain, [p.alice])
+        (state,) = await read_states(p.config, chain, [account or p.alice])
     assert state.available, state.error
     return state
 
@@ -201,6 +201,35 @@ def test_a_balance_altered_in_the_call_is_unverified(proofnet: ProofNet) -> None
     assert all(v.ok for _, b, v in others if b.rep.protocol is None)
     a = assess(proofnet.config, [state], proofnet.alice)
     assert all(val.rep.standard != "native" for val in a.valued)
+
+
+def test_debt_the_node_hides_counts_at_the_proven_value(proofnet: ProofNet) -> None:
+    accounts = list(proofnet.net.demo_accounts.values())
+    states, layouts = asyncio.run(_read_all(proofnet, accounts))
+    account, debt = next(
+        (a, b)
+        for a in accounts
+        for s in states[a]
+        if s.chain.name == CHAIN
+        for b in s.balances
+        if b.rep.kind == "debt" and b.rep.protocol is None and b.raw_amount
+    )
+    real = debt.raw_amount
+    assert real
+    slot = layout_of(layouts[debt.rep.address]).slot(account)
+
+    def halve(item: dict[str, Any]) -> None:
+        if item.get("method") == "eth_call":  # the node says the debt is half what it is
+            diff = {f"0x{slot:064x}": f"0x{real // 2:064x}"}
+            item["params"] = [*item["params"][:2], {debt.rep.address: {"stateDiff": diff}}]
+
+    state = asyncio.run(_through_liar(proofnet, account, request=halve))
+    b, v = next((b, v) for _, b, v in _verdicts(state) if b.rep == debt.rep)
+    assert (b.raw_amount, v.proven, v.ok) == (real // 2, real, False)
+    a = assess(proofnet.config, [state], account)
+    (valued,) = [x for x in a.valued if x.rep == debt.rep]
+    assert valued.raw_amount == real  # the larger of the two: never understated
+    assert any(w.code == "unverified" for w in a.warnings)
 
 
 def test_an_altered_proof_is_unverified(proofnet: ProofNet) -> None:
