@@ -101,7 +101,11 @@ def bench_config(config: Config, tokens: list[str], mode: str) -> Config:
         for i, t in enumerate(tokens)
     ]
     chains = [
-        ch.model_copy(update={"verification": mode, "max_calls_per_batch": 2000})
+        # anvil answers a batch of eth_getProof one at a time, each rebuilding its tries:
+        # a long timeout, so no batch is split for slowness alone
+        ch.model_copy(
+            update={"verification": mode, "max_calls_per_batch": 2000, "timeout_s": 600.0}
+        )
         for ch in config.chains
     ]
     return config.model_copy(update={"representations": reps, "chains": chains})
