@@ -25,6 +25,7 @@ from proof_helpers import creation_code, verified
 
 from adapters.evm import EvmAdapter
 from adapters.proof import erc7201, layout_of
+from crossmargin.cli.render import render_margin
 from crossmargin.core.config import Config, RepresentationConfig
 from crossmargin.pipeline.figures import Request, compute
 from crossmargin.pipeline.proofs import reprove
@@ -154,6 +155,7 @@ def test_every_demo_balance_is_proven(proofnet: ProofNet) -> None:
     for state, row in zip(states[proofnet.alice], rows, strict=True):
         verdicts = [v for _, _, v in _verdicts(state)]
         assert (row["proven"], row["positions"]) == (sum(v.ok for v in verdicts), len(verdicts))
+        assert f"{row['proven']}/{row['positions']} proven" in render_margin(report, width=200)
 
 
 Change = Callable[[dict[str, Any], dict[str, Any]], None]
