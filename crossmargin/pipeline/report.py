@@ -9,15 +9,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from fractions import Fraction
 from math import lcm
-from typing import Any, Literal, overload
+from typing import Literal, overload
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    SerializerFunctionWrapHandler,
-    model_serializer,
-)
+from pydantic import BaseModel, ConfigDict, Field
 
 
 @overload
@@ -127,6 +121,10 @@ class Haircuts(Model):
     floor: str | None
 
 
+def _absent(value: object) -> bool:
+    return value is None
+
+
 class ChainSummary(Model):
     """`proven` of `positions` (METHOD.md §13) only on a chain in verified mode: absent,
     not null, elsewhere, so plain reports (and their snapshot ids) are as before."""
@@ -138,16 +136,8 @@ class ChainSummary(Model):
     collateral_usd: str | None
     debt_usd: str | None
     margin_usd: str | None = None
-    proven: int | None = None
-    positions: int | None = None
-
-    @model_serializer(mode="wrap")
-    def _verified_only(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        out: dict[str, Any] = handler(self)
-        if self.positions is None:
-            out.pop("proven", None)
-            out.pop("positions", None)
-        return out
+    proven: int | None = Field(default=None, exclude_if=_absent)
+    positions: int | None = Field(default=None, exclude_if=_absent)
 
 
 # implausible: a collateral balance above its token's totalSupply() or worth more than
