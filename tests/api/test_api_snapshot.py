@@ -249,7 +249,13 @@ CHAIN = st.fixed_dictionaries(
         "feeds": st.lists(st.dictionaries(st.text(max_size=5), DECIMAL, max_size=3), max_size=3),
         "sequencer": st.none(),
         "balances": st.lists(BALANCE, max_size=5),
-    }
+    },
+    optional={  # verified mode (§13): the batch's block proof, the account's own proofs
+        "block_proof": st.fixed_dictionaries({"header": TEXT, "tokens": st.just([])}),
+        "holder_proof": st.fixed_dictionaries(
+            {"holder": TEXT, "nodes": st.lists(TEXT, max_size=3), "verdicts": st.just([])}
+        ),
+    },
 )
 EXPANDED = st.fixed_dictionaries(
     {
