@@ -23,6 +23,7 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
+    PrivateAttr,
     Tag,
     ValidationError,
     field_validator,
@@ -415,6 +416,16 @@ class Config(Frozen):
     scenarios: list[ScenarioConfig] = Field(default_factory=list)
     api: ApiConfig = ApiConfig()
     history: HistoryConfig = HistoryConfig()
+    # The hash of the stored `risk_document` this config was rebuilt from (replay): a
+    # field added later with a default must not change the identity of an old config.
+    _stored_as: str | None = PrivateAttr(default=None)
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        """A changed copy is another config: it does not keep the stored hash."""
+        copy = super().model_copy(update=update, deep=deep)
+        if update:
+            copy._stored_as = None
+        return copy
 
     @model_validator(mode="after")
     def _references(self) -> Self:
@@ -652,5 +663,16 @@ def risk_document(config: Config) -> str:
 
 
 def config_hash(config: Config) -> str:
-    """sha256 of `risk_document`, recorded in every snapshot (METHOD.md §10)."""
+    """sha256 of `risk_document`, recorded in every snapshot (METHOD.md §10); for a
+    config rebuilt from a stored document (`stored_config`), the hash of that document."""
+    if config._stored_as is not None:
+        return config._stored_as
     return hashlib.sha256(risk_document(config).encode()).hexdigest()
+
+
+def stored_config(text: str, raw: Any) -> Config:
+    """`raw` (the parsed `text` of a stored `risk_document`, adjusted for loading) as a
+    config whose hash stays the sha256 of `text`, whatever defaults were added since."""
+    config = Config.model_validate(raw)
+    config._stored_as = hashlib.sha256(text.encode()).hexdigest()
+    return config

@@ -39,7 +39,13 @@ from pydantic import BaseModel
 
 from adapters.evm import BlockPin
 from adapters.prover import BlockProof
-from crossmargin.core.config import ChainConfig, Config, RepresentationConfig, config_hash
+from crossmargin.core.config import (
+    ChainConfig,
+    Config,
+    RepresentationConfig,
+    config_hash,
+    stored_config,
+)
 from crossmargin.core.errors import CrossmarginError
 from crossmargin.pipeline.figures import Report
 from crossmargin.pipeline.figures import Request as Request
@@ -699,4 +705,4 @@ def replay_config(text: str) -> Config:
     raw = json.loads(text)
     for chain in _list(_obj(raw, "config").get("chains"), "config.chains"):
         _obj(chain, "config.chains.*")["rpc_urls"] = [REPLAY_URL]
-    return Config.model_validate(raw)
+    return stored_config(text, raw)

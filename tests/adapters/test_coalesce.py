@@ -6,6 +6,9 @@ different pins never share a multicall; concurrent pins are one request."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -14,10 +17,10 @@ from adapter_helpers import fast_chain
 from fault_proxy import FaultProxy
 
 from adapters import calls as c
-from adapters.calls import Call
-from adapters.coalesce import CoalescingReader
-from adapters.evm import EvmAdapter
-from crossmargin.core.config import ChainConfig, Config
+from adapters.calls import Call, CallResult
+from adapters.coalesce import WINDOW_S, CoalescingReader
+from adapters.evm import BlockPin, EvmAdapter
+from crossmargin.core.config import Config
 from crossmargin.core.errors import RpcError
 
 CHAIN = "ethereum"
@@ -54,6 +57,34 @@ def eth_calls(proxy: FaultProxy) -> list[dict[str, Any]]:
     return [p for p in proxy.payloads if isinstance(p, dict) and p["method"] == "eth_call"]
 
 
+@dataclass
+class Rig:
+    """A coalescing reader behind a fault proxy, with what a plain adapter read at `pin`
+    for each caller (`expected`); the proxy's payloads start empty."""
+
+    proxy: FaultProxy
+    plain: EvmAdapter
+    reader: CoalescingReader
+    pin: BlockPin
+    expected: list[list[CallResult]]
+
+
+@asynccontextmanager
+async def rig(
+    config: Config, lists: list[list[Call]], window_s: float = WINDOW_S, **tuning: Any
+) -> AsyncIterator[Rig]:
+    async with FaultProxy(config.chain(CHAIN).rpc_urls[0]) as proxy:
+        chain = fast_chain(config.chain(CHAIN), [proxy.url], **tuning)
+        async with aiohttp.ClientSession() as session:
+            plain = EvmAdapter(chain, session)
+            pin = await plain.pin()
+            expected = [await plain.read(calls, pin) for calls in lists]
+            reader = CoalescingReader(chain, session, window_s=window_s)
+            await reader.verify_chain_id()
+            proxy.payloads.clear()
+            yield Rig(proxy, plain, reader, pin, expected)
+
+
 @pytest.mark.asyncio
 async def test_concurrent_callers_share_multicalls_and_get_their_own_results(
     devnet: Any,
@@ -87,22 +118,15 @@ async def test_full_chunks_go_at_once_and_callers_span_chunks(devnet: Any) -> No
     straddling two of them gets its results in order."""
     config: Config = devnet.config
     lists = callers(config, devnet, 30, shared=True)
-    async with FaultProxy(config.chain(CHAIN).rpc_urls[0]) as proxy:
-        chain = fast_chain(config.chain(CHAIN), [proxy.url], max_calls_per_batch=16)
-        async with aiohttp.ClientSession() as session:
-            plain = EvmAdapter(chain, session)
-            pin = await plain.pin()
-            expected = [await plain.read(calls, pin) for calls in lists]
-            reader = CoalescingReader(chain, session)
-            await reader.verify_chain_id()
-            proxy.payloads.clear()
-            got = await asyncio.gather(*(reader.read(calls, pin) for calls in lists))
-    assert got == expected
-    sent = eth_calls(proxy)
+    async with rig(config, lists, max_calls_per_batch=16) as r:
+        got = await asyncio.gather(*(r.reader.read(calls, r.pin) for calls in lists))
+    assert got == r.expected
+    sent = eth_calls(r.proxy)
     sizes = sorted(int(p["params"][0]["data"][74:138], 16) for p in sent)  # Call3[] length
     assert sizes[1:] == [16] * (len(sent) - 1)  # packed: every multicall full but one
-    assert sum(sizes) == reader.stats.sent < reader.stats.calls  # decimals once per chunk
-    assert all(p["params"][1] == {"blockHash": pin.hash, "requireCanonical": True} for p in sent)
+    assert sum(sizes) == r.reader.stats.sent < r.reader.stats.calls  # decimals once per chunk
+    pinned = {"blockHash": r.pin.hash, "requireCanonical": True}
+    assert all(p["params"][1] == pinned for p in sent)
 
 
 @pytest.mark.asyncio
@@ -134,21 +158,15 @@ async def test_a_failed_chunk_fails_only_its_callers(devnet: Any) -> None:
     flat = [call for calls in callers(config, devnet, 12) for call in calls]
     lists = [flat[i : i + 10] for i in range(0, 60, 10)]
     assert len(lists[-1]) == 10
-    async with FaultProxy(config.chain(CHAIN).rpc_urls[0]) as proxy:
-        chain = fast_chain(config.chain(CHAIN), [proxy.url], max_calls_per_batch=10)
-        async with aiohttp.ClientSession() as session:
-            plain = EvmAdapter(chain, session)
-            pin = await plain.pin()
-            expected = [await plain.read(calls, pin) for calls in lists]
-            proxy.inject("rpc_error", method="eth_call")
-            with pytest.raises(RpcError) as lone:
-                await plain.read(lists[0], pin)
-            reader = CoalescingReader(chain, session)
-            await reader.verify_chain_id()
-            proxy.inject("rpc_error", method="eth_call")
-            got = await asyncio.gather(
-                *(reader.read(calls, pin) for calls in lists), return_exceptions=True
-            )
+    async with rig(config, lists, max_calls_per_batch=10) as r:
+        r.proxy.inject("rpc_error", method="eth_call")
+        with pytest.raises(RpcError) as lone:
+            await r.plain.read(lists[0], r.pin)
+        r.proxy.inject("rpc_error", method="eth_call")
+        got = await asyncio.gather(
+            *(r.reader.read(calls, r.pin) for calls in lists), return_exceptions=True
+        )
+    expected, reader = r.expected, r.reader
     failed = [g for g in got if isinstance(g, BaseException)]
     assert len(failed) == 1
     assert type(failed[0]) is type(lone.value)
@@ -163,19 +181,12 @@ async def test_a_failed_chunk_fails_only_its_callers(devnet: Any) -> None:
 async def test_payload_too_large_still_splits_and_retries(devnet: Any) -> None:
     config: Config = devnet.config
     lists = callers(config, devnet, 8)
-    async with FaultProxy(config.chain(CHAIN).rpc_urls[0]) as proxy:
-        chain = fast_chain(config.chain(CHAIN), [proxy.url])
-        async with aiohttp.ClientSession() as session:
-            plain = EvmAdapter(chain, session)
-            pin = await plain.pin()
-            expected = [await plain.read(calls, pin) for calls in lists]
-            reader = CoalescingReader(chain, session)
-            await reader.verify_chain_id()
-            proxy.inject("http413", method="eth_call")
-            got = await asyncio.gather(*(reader.read(calls, pin) for calls in lists))
-            assert reader.rpc.endpoints[0].stats.shrinks == 1
-    assert got == expected
-    assert reader.stats.flushes == 1  # one chunk, split in two by EvmAdapter.read
+    async with rig(config, lists) as r:
+        r.proxy.inject("http413", method="eth_call")
+        got = await asyncio.gather(*(r.reader.read(calls, r.pin) for calls in lists))
+        assert r.reader.rpc.endpoints[0].stats.shrinks == 1
+    assert got == r.expected
+    assert r.reader.stats.flushes == 1  # one chunk, split in two by EvmAdapter.read
 
 
 @pytest.mark.asyncio
@@ -208,27 +219,20 @@ async def test_a_cancelled_caller_does_not_break_the_others(devnet: Any) -> None
     """Cancelled while queued, and while its multicall is in flight (a slow node)."""
     config: Config = devnet.config
     lists = callers(config, devnet, 6)
-    async with FaultProxy(config.chain(CHAIN).rpc_urls[0]) as proxy:
-        chain: ChainConfig = fast_chain(config.chain(CHAIN), [proxy.url])
-        async with aiohttp.ClientSession() as session:
-            plain = EvmAdapter(chain, session)
-            pin = await plain.pin()
-            expected = [await plain.read(calls, pin) for calls in lists]
-            reader = CoalescingReader(chain, session)
-            await reader.verify_chain_id()
-            for in_flight in (False, True):
-                if in_flight:
-                    proxy.inject("timeout", method="eth_call", delay=0.2)  # under timeout_s
-                tasks = [asyncio.ensure_future(reader.read(calls, pin)) for calls in lists]
-                await asyncio.sleep(0.1 if in_flight else 0)
-                assert bool(proxy.inflight) is in_flight
-                tasks[1].cancel()
-                done = await asyncio.gather(*tasks, return_exceptions=True)
-                assert isinstance(done[1], asyncio.CancelledError)
-                assert [d for i, d in enumerate(done) if i != 1] == [
-                    e for i, e in enumerate(expected) if i != 1
-                ]
-    assert reader.stats.flushes == 2
+    async with rig(config, lists) as r:
+        for in_flight in (False, True):
+            if in_flight:
+                r.proxy.inject("timeout", method="eth_call", delay=0.2)  # under timeout_s
+            tasks = [asyncio.ensure_future(r.reader.read(calls, r.pin)) for calls in lists]
+            await asyncio.sleep(0.1 if in_flight else 0)
+            assert bool(r.proxy.inflight) is in_flight
+            tasks[1].cancel()
+            done = await asyncio.gather(*tasks, return_exceptions=True)
+            assert isinstance(done[1], asyncio.CancelledError)
+            assert [d for i, d in enumerate(done) if i != 1] == [
+                e for i, e in enumerate(r.expected) if i != 1
+            ]
+    assert r.reader.stats.flushes == 2
 
 
 @pytest.mark.asyncio
@@ -239,24 +243,16 @@ async def test_a_caller_arriving_while_a_multicall_is_in_flight_waits_for_it(
     of its pin and goes out when it returns, with everything that arrived meanwhile."""
     config: Config = devnet.config
     lists = callers(config, devnet, 10)
-    async with FaultProxy(config.chain(CHAIN).rpc_urls[0]) as proxy:
-        chain = fast_chain(config.chain(CHAIN), [proxy.url])
-        async with aiohttp.ClientSession() as session:
-            plain = EvmAdapter(chain, session)
-            pin = await plain.pin()
-            expected = [await plain.read(calls, pin) for calls in lists]
-            reader = CoalescingReader(chain, session, window_s=0.001)
-            await reader.verify_chain_id()
-            proxy.inject("timeout", method="eth_call", delay=0.2)
-            proxy.payloads.clear()
-            tasks = [asyncio.ensure_future(reader.read(lists[0], pin))]
-            for calls in lists[1:]:  # one by one, each well after the window
-                await asyncio.sleep(0.01)
-                tasks.append(asyncio.ensure_future(reader.read(calls, pin)))
-            got = await asyncio.gather(*tasks)
-    assert got == expected
-    assert len(eth_calls(proxy)) == 2  # the first caller's, then the nine others'
-    assert reader.stats.flushes == 2
+    async with rig(config, lists, window_s=0.001) as r:
+        r.proxy.inject("timeout", method="eth_call", delay=0.2)
+        tasks = [asyncio.ensure_future(r.reader.read(lists[0], r.pin))]
+        for calls in lists[1:]:  # one by one, each well after the window
+            await asyncio.sleep(0.01)
+            tasks.append(asyncio.ensure_future(r.reader.read(calls, r.pin)))
+        got = await asyncio.gather(*tasks)
+    assert got == r.expected
+    assert len(eth_calls(r.proxy)) == 2  # the first caller's, then the nine others'
+    assert r.reader.stats.flushes == 2
 
 
 @pytest.mark.asyncio

@@ -291,3 +291,26 @@ def test_compact_and_expand_are_inverse(doc: dict[str, Any]) -> None:
     full = s.expand(stored, built.blobs)
     assert s.canonical({**full, "v": "1"}) == s.canonical(doc)
     assert s.compact(json.loads(s.canonical({**full, "v": "1"}))) == built
+
+
+def test_a_config_stored_before_a_field_was_added_keeps_its_hash(devnet: Any) -> None:
+    """A snapshot's config stays the one it names after the schema grows a field with a
+    default: the stored document (here without `risk.local_health_warn`, as an older
+    version stored it) hashes to the id recorded in the snapshot, and replay of a
+    snapshot computed under it is still byte-identical."""
+    old = json.loads(risk_document(devnet.config))
+    del old["risk"]["local_health_warn"]  # not in the schema before METHOD v1.1 §12
+    text = json.dumps(old, separators=(",", ":"))
+    loaded = s.replay_config(text)
+    assert config_hash(loaded) == s.digest(text) != config_hash(devnet.config)
+    changed = loaded.model_copy(update={"risk": loaded.risk.model_copy(update={"kappa": 0.25})})
+    assert config_hash(changed) == s.digest(risk_document(changed))  # another config now
+
+    req = s.Request("margin", devnet.demo_accounts["bob"], "arbitrum", None)
+    states = read_states(devnet, "bob")
+    report = s.compute(loaded, states, req)
+    assert report.parameters.config_hash == s.digest(text)
+    built = s.document(loaded, req, states, report, s.GENESIS)
+    again = s.replay(s.replay_config(text), json.loads(built.text), built.blobs)
+    full = s.expand(json.loads(built.text), built.blobs)
+    assert again == (s.canonical(full["inputs"]["parameters"]), s.canonical(full["outputs"]))
