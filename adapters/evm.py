@@ -36,6 +36,7 @@ from adapters.calls import (
     decode_aggregate3,
     encode_aggregate3,
 )
+from adapters.prover import Prover
 from adapters.rpc import Endpoint, JsonRpcClient
 from crossmargin.core.config import ChainConfig
 from crossmargin.core.errors import (
@@ -83,6 +84,7 @@ class EvmAdapter:
     def __init__(self, chain: ChainConfig, session: aiohttp.ClientSession) -> None:
         self.chain = chain
         self.rpc = JsonRpcClient(chain, session)
+        self.prover = Prover(chain, self.rpc)  # §13 verified reads (adapters/prover.py)
         self._high = -1  # highest head (or safe/finalized block) seen on any endpoint
         # as of a past time (adapters/asof.py): final headers by number, pins by time
         self.header_cache: dict[int, BlockPin] = {}

@@ -9,6 +9,9 @@ the genesis id), and the head record names the newest snapshot. Anything else is
 reported as tampering and the command exits 1. With `--all`, every stored blob must
 also hash to its name; a blob no snapshot names is counted (harmless: content-addressed,
 nothing can refer to it by mistake) but a changed one is a finding, referenced or not.
+With `--offline` (METHOD.md §13), every balance of a chain in verified mode is also
+proven again from the header and proofs the snapshot stores (crossmargin/pipeline/
+proofs.py), with no node: a stored verdict the stored proofs do not give is a finding.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from typing import Any
 
 from api.store import Store, Summary
 from crossmargin.core.config import Config, config_hash
+from crossmargin.pipeline.proofs import reprove
 from crossmargin.pipeline.snapshot import (
     GENESIS,
     SnapshotError,
@@ -49,6 +53,8 @@ class AuditReport:
     accounts: int = 0
     blobs: int = 0  # stored blobs checked (--all)
     unreferenced: int = 0  # of those, named by no snapshot
+    reproven: int = 0  # balances proven again from stored proofs (--offline)
+    positions: int = 0  # balances of verified chains looked at (--offline)
     findings: list[Finding] = field(default_factory=list)
 
     @property
@@ -57,8 +63,10 @@ class AuditReport:
 
 
 class Auditor:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, *, offline: bool = False) -> None:
         self.store = store
+        self.offline = offline  # re-prove verified balances (§13)
+        self.reproof: tuple[int, int] = (0, 0)  # (proven, positions) of the last document
         self._configs: dict[str, Config | str] = {}
         self._blobs: dict[str, str] = {}  # fetched so far (checked by `expand`)
         self.referenced: set[str] = set()
@@ -110,7 +118,24 @@ class Auditor:
             return [*problems, f"document's blobs: {exc}"]
         if replay_it:
             problems += self._replay(full)
+            if self.offline:
+                problems += self._reprove(full)
         return problems
+
+    def _reprove(self, doc: dict[str, Any]) -> list[str]:
+        """§13: every stored verdict derived again from the stored header and proofs."""
+        try:
+            cfg = self._config(str(doc["inputs"]["parameters"]["config_hash"]))
+        except (KeyError, TypeError):
+            return []  # `_replay` reports it
+        if isinstance(cfg, str):
+            return []
+        try:
+            result = reprove(cfg, doc)
+        except Exception as exc:  # tampered proofs may break decoding anywhere
+            return [f"re-proof failed: {type(exc).__name__}: {exc}"]
+        self.reproof = (self.reproof[0] + result.proven, self.reproof[1] + result.positions)
+        return result.problems
 
     def _fetch(self, doc: dict[str, Any]) -> dict[str, str]:
         """The blobs a document names, from the store (each fetched once per audit)."""
@@ -185,28 +210,31 @@ class Auditor:
             find(head[0], f"head record points to {where} (newest snapshots deleted?)")
 
 
-def verify(store: Store, snapshot_id: str | None = None) -> AuditReport | None:
-    """Audit one snapshot (and its account's chain) or, with no id, everything.
-    None if the id is not stored."""
-    auditor = Auditor(store)
+def verify(
+    store: Store, snapshot_id: str | None = None, *, offline: bool = False
+) -> AuditReport | None:
+    """Audit one snapshot (and its account's chain) or, with no id, everything; with
+    `offline`, re-prove verified balances too. None if the id is not stored."""
+    auditor = Auditor(store, offline=offline)
     report = AuditReport()
     if snapshot_id is not None:
         found = store.get(snapshot_id)
         if found is None:
             return None
         auditor.check_account(found[0].account, {snapshot_id}, report)
-        return report
-    for account in store.accounts():
-        auditor.check_account(account, None, report)
-    auditor.check_blobs(report)
+    else:
+        for account in store.accounts():
+            auditor.check_account(account, None, report)
+        auditor.check_blobs(report)
+    report.reproven, report.positions = auditor.reproof
     return report
 
 
-def run_verify(url: str, snapshot_id: str | None) -> int:
+def run_verify(url: str, snapshot_id: str | None, *, offline: bool = False) -> int:
     """The CLI: print findings and a summary; exit status 1 on any finding."""
     store = Store.open(url, migrate=False)  # an audit reads; it never creates tables
     try:
-        report = verify(store, snapshot_id)
+        report = verify(store, snapshot_id, offline=offline)
     finally:
         store.close()
     if report is None:
@@ -217,6 +245,11 @@ def run_verify(url: str, snapshot_id: str | None) -> int:
     if snapshot_id is None:
         print(
             f"crossmargin audit: {report.blobs} blobs checked, {report.unreferenced} unreferenced"
+        )
+    if offline:
+        print(
+            f"crossmargin audit: {report.reproven} of {report.positions} verified-chain "
+            "balances proven again from stored proofs (no node)"
         )
     verdict = "OK" if report.ok else f"FAILED: {len(report.findings)} problem(s)"
     print(

@@ -265,7 +265,7 @@ def _cmd_audit_verify(args: argparse.Namespace) -> int:
     try:
         if args.tree_head is not None:
             return run_verify_head(url, head, key)
-        return run_verify(url, args.id)
+        return run_verify(url, args.id, offline=args.offline)
     except StoreError as exc:  # the store's own one-line reason, with where the URL came from
         raise CrossmarginError(f"{source}: {exc}") from exc
     except (SQLAlchemyError, OSError) as exc:
@@ -345,6 +345,11 @@ def build_parser() -> argparse.ArgumentParser:
     verify = audit_sub.add_parser("verify", help="recompute snapshots and walk the hash chains")
     verify.add_argument("id", nargs="?", help="one snapshot id (its account's chain is walked)")
     verify.add_argument("--all", action="store_true", help="every snapshot of every account")
+    verify.add_argument(
+        "--offline",
+        action="store_true",
+        help="also re-prove every verified-mode balance from the stored headers and proofs",
+    )
     verify.add_argument("--db", help=DB_HELP)
     verify.add_argument("--database", dest="db", help=argparse.SUPPRESS)  # the old name
     verify.add_argument("--config", help=f"config file (default: {DEFAULT_CONFIG})")

@@ -114,7 +114,8 @@ def render_margin(
         _row(
             chains,
             f"{c.name} ({c.chain_id})",
-            c.status,  # the reason is in the warnings
+            # the reason is in the warnings; verified mode (§13) says how much is proven
+            c.status if c.positions is None else f"{c.status}, {c.proven}/{c.positions} proven",
             str(block.block_number) if block else "-",
             c.collateral_usd or "-",
             c.debt_usd or (UNKNOWN if c.status == "ok" else "-"),  # ok: its debt is unreadable

@@ -22,6 +22,7 @@ class Code(StrEnum):
     UNAVAILABLE = "unavailable"
     UNPRICED = "unpriced"
     IMPLAUSIBLE = "implausible"
+    UNVERIFIED = "unverified"
     # warnings
     CORRELATION_REPAIRED = "correlation_repaired"
     PRICE_DEVIATION = "price_deviation"
@@ -98,6 +99,11 @@ USES: Final[dict[Code, tuple[tuple[str, ...], str]]] = {
     Code.IMPLAUSIBLE: (
         (POSITION, WARNING),
         "balance above totalSupply() or above max_position_usd (§4): collateral counts 0",
+    ),
+    Code.UNVERIFIED: (
+        (POSITION, WARNING),
+        "verified mode: no proof establishes the balance read (§13); collateral counts 0, "
+        "debt the larger of the values read and proven",
     ),
     Code.CORRELATION_REPAIRED: ((WARNING,), "rho was not PSD; negative eigenvalues clipped (§6)"),
     Code.PRICE_DEVIATION: ((WARNING,), "an asset's valid sources disagree beyond max_deviation"),

@@ -98,6 +98,10 @@ class ChainConfig(Frozen):
     cooldown_s: float = Field(default=30.0, ge=0, allow_inf_nan=False)
     retry_budget_s: float = Field(default=30.0, gt=0, allow_inf_nan=False)
     call_gas: int = Field(default=1_000_000_000, ge=1_000_000)
+    # METHOD.md §13: "proof" proves every balance against the pinned block's header
+    # (adapters/proof.py); "plain" takes the node's word. Hashed only when not "plain",
+    # so plain configs keep their config hash (and snapshots their ids).
+    verification: Literal["plain", "proof"] = "plain"
 
 
 class _FeedBase(Frozen):
@@ -197,6 +201,13 @@ class RepresentationConfig(Frozen):
     # token), read as an ordinary ERC-20 balance; names the kind of the chain's
     # `[[protocols]]` entry whose market it belongs to.
     protocol: Literal["aave_v3"] | None = None
+    # §13 verified mode: where balanceOf's value is stored, when it is not discovered
+    # (adapters/proof.py): "solidity:N" (a mapping at slot N), "vyper:N" (Vyper's
+    # keccak(slot . key) order) or "erc7201:NAMESPACE" (OpenZeppelin 5 namespaced
+    # storage, `_balances` first in the struct). Hashed only when given.
+    balance_slot: str | None = Field(
+        default=None, pattern=r"^((solidity|vyper):[0-9]{1,78}|erc7201:[A-Za-z0-9_.]{1,100})$"
+    )
 
     @property
     def is_native(self) -> bool:
@@ -655,10 +666,28 @@ _NOT_HASHED: dict[str, Any] = {
 }
 
 
+def _not_hashed(config: Config) -> dict[str, Any]:
+    """`_NOT_HASHED`, plus the §13 fields where they have their defaults: a config that
+    does not use verified mode hashes as it did before the fields existed."""
+    chains = _NOT_HASHED["chains"]["__all__"]
+    return {
+        **_NOT_HASHED,
+        "chains": {
+            i: chains | ({"verification"} if c.verification == "plain" else set())
+            for i, c in enumerate(config.chains)
+        },
+        "representations": {
+            i: {"balance_slot"}
+            for i, r in enumerate(config.representations)
+            if r.balance_slot is None
+        },
+    }
+
+
 def risk_document(config: Config) -> str:
     """The config minus endpoints, transport tuning and API settings, as JSON: what a
     snapshot needs to be replayed (stored beside snapshots, keyed by `config_hash`)."""
-    return config.model_dump_json(by_alias=True, exclude=_NOT_HASHED)
+    return config.model_dump_json(by_alias=True, exclude=_not_hashed(config))
 
 
 def config_hash(config: Config) -> str:

@@ -17,7 +17,9 @@ from adapters.asof import has_code
 from adapters.balances import BalancePlan, BalanceRead
 from adapters.calls import Call, CallResult
 from adapters.evm import BlockPin, ChainReader, EvmAdapter
+from adapters.proof import Verdict
 from adapters.protocols.aave import AaveAccountData, decode_user_account_data, user_account_data
+from adapters.prover import BlockProof, HolderProof, Prover
 from crossmargin.core.codes import Code
 from crossmargin.core.config import ChainConfig, Config
 from crossmargin.core.errors import ChainError, DecodeError, PinUnavailable
@@ -57,6 +59,10 @@ class ChainState:
     # read on this chain, and whether it holds code at the pin (None: not checked)
     address: str | None = None
     has_code: bool | None = None
+    # §13 verified mode only: the header and token proofs the batch shares, and this
+    # account's proofs with a verdict per balance (adapters/prover.py)
+    block_proof: BlockProof | None = None
+    holder_proof: HolderProof | None = None
 
     @property
     def available(self) -> bool:
@@ -111,6 +117,7 @@ async def read_chain_many(
     shared = list(readings)  # one list for every account: read once, valued once (§3)
     own = results[n_feeds:]  # then each owner's protocol markets, owner-major
     index = {a: i for i, a in enumerate(owners)}
+    block, proofs = await _prove(reader, at, reads) if chain.verification == "proof" else (None, {})
     return [
         ChainState(
             chain,
@@ -123,8 +130,10 @@ async def read_chain_many(
                 _protocol_read(p.kind, p.pool, own[index[a] * len(markets) + j])
                 for j, p in enumerate(markets)
             ],
-            a if account in mapped else None,
-            code.get(a) if account in mapped else None,
+            address=a if account in mapped else None,
+            has_code=code.get(a) if account in mapped else None,
+            block_proof=block,
+            holder_proof=proofs.get(a),
         )
         for account, a in zip(accounts, read_as, strict=True)
     ]
@@ -139,6 +148,19 @@ async def _read_with_code(
         return await reader.read(calls, at), {}
     results, has = await asyncio.gather(reader.read(calls, at), has_code(reader, checked, at))
     return results, dict(zip(checked, has, strict=True))
+
+
+async def _prove(
+    reader: ChainReader, pin: BlockPin, reads: dict[str, list[BalanceRead]]
+) -> tuple[BlockProof, dict[str, HolderProof]]:
+    """§13: every balance proven against the pinned header. A reader that cannot fetch
+    proofs (not an EvmAdapter) proves nothing: every position is unverified."""
+    prover = getattr(reader, "prover", None)
+    if isinstance(prover, Prover):
+        return await prover.prove(pin, reads)
+    block = BlockProof("", ())
+    none = Verdict(None, False, "the reader cannot fetch proofs")
+    return block, {a: HolderProof(a, (), tuple(none for _ in rows)) for a, rows in reads.items()}
 
 
 def _protocol_read(kind: str, pool: str, result: CallResult) -> ProtocolRead:

@@ -121,12 +121,17 @@ class Haircuts(Model):
     floor: str | None
 
 
+def _absent(value: object) -> bool:
+    return value is None
+
+
 class ChainSummary(Model):
     """One chain's share of the account. `address`, `contract` and `note` (METHOD.md
     §1) are there only when the account is read at another address on some chain:
     the address read on this chain, whether it holds code at the pin, and a note when
-    it is a contract here and not elsewhere (or the reverse). Absent otherwise, so
-    reports (and snapshots) of accounts with one address are as they were before."""
+    it is a contract here and not elsewhere (or the reverse). `proven` of `positions`
+    (§13) only on a chain in verified mode. Absent (not null) otherwise, so reports
+    (and snapshot ids) of plain reads of one address are as they were before."""
 
     chain_id: int
     name: str
@@ -138,6 +143,8 @@ class ChainSummary(Model):
     address: str | None = None
     contract: bool | None = None
     note: str | None = None
+    proven: int | None = Field(default=None, exclude_if=_absent)
+    positions: int | None = Field(default=None, exclude_if=_absent)
 
     @model_serializer(mode="wrap")
     def _additive(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
@@ -153,7 +160,9 @@ ADDRESS_FIELDS = ("address", "contract", "note")
 
 # implausible: a collateral balance above its token's totalSupply() or worth more than
 # its asset's max_position_usd (METHOD.md §4); listed with its price, counted 0.
-PositionStatus = Literal["ok", "error", "unavailable", "unpriced", "implausible"]
+# unverified: in verified mode (§13), a collateral balance its proofs do not establish;
+# listed with its price, counted 0.
+PositionStatus = Literal["ok", "error", "unavailable", "unpriced", "implausible", "unverified"]
 
 
 class Position(Model):

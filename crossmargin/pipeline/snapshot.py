@@ -39,6 +39,7 @@ from pydantic import BaseModel
 
 from adapters.balances import BalanceRead
 from adapters.evm import BlockPin
+from adapters.prover import BlockProof
 from crossmargin.core.config import (
     ChainConfig,
     Config,
@@ -332,8 +333,9 @@ def encode_states(states: list[ChainState]) -> list[Any]:
     documents of chains without one are as they were before §12 reads existed."""
     out = [encode(s) for s in states]
     for d in out:
-        if not d["protocols"]:
-            del d["protocols"]
+        for key in ("protocols", "block_proof", "holder_proof"):
+            if not d[key]:
+                del d[key]
         for key in OWN_OPTIONAL:
             if d[key] is None:
                 del d[key]
@@ -442,10 +444,14 @@ def _chain_blob(
     feeds: tuple[FeedReading, ...],
     sequencer: SequencerState | None,
     tokens: tuple[tuple[Any, ...], ...],
+    block_proof: BlockProof | None = None,
 ) -> tuple[str, str]:
-    """A batch's accounts share one pin, feeds and tokens per chain: encoded once."""
+    """A batch's accounts share one pin, feeds and tokens per chain (and in verified
+    mode, §13, the header and the tokens' account proofs): encoded once."""
+    proof = {} if block_proof is None else {"block_proof": encode(block_proof)}
     return _blob(
         {
+            **proof,
             "chain": chain,
             "pin": encode(pin),
             "error": error,
@@ -472,7 +478,13 @@ def _split_chain(state: ChainState, blobs: dict[str, str]) -> dict[str, Any]:
     """A chain's entry in a document, plain already (see `document`)."""
     tokens = tuple(map(_TOKEN_KEY, state.balances))
     sha, text = _chain_blob(
-        state.chain.name, state.pin, state.error, tuple(state.feeds), state.sequencer, tokens
+        state.chain.name,
+        state.pin,
+        state.error,
+        tuple(state.feeds),
+        state.sequencer,
+        tokens,
+        state.block_proof,
     )
     blobs[sha] = text
     entry: dict[str, Any] = {"state": sha, "balances": list(map(_own, state.balances))}
@@ -482,6 +494,10 @@ def _split_chain(state: ChainState, blobs: dict[str, str]) -> dict[str, Any]:
         entry["address"] = state.address
     if state.has_code is not None:
         entry["has_code"] = state.has_code
+    if state.holder_proof is not None:  # §13: the account's proofs, a blob of their own
+        p_sha, p_text = _blob(encode(state.holder_proof))
+        blobs[p_sha] = p_text
+        entry["proof"] = p_sha
     return entry
 
 
@@ -582,7 +598,8 @@ def blob_refs(doc: dict[str, Any]) -> list[str]:
     if doc.get("v") != VERSION:
         return []
     inputs = _obj(doc.get("inputs"), "inputs")
-    refs = [_obj(c, "inputs.chains.*").get("state") for c in _list(inputs.get("chains"), "chains")]
+    chains = [_obj(c, "inputs.chains.*") for c in _list(inputs.get("chains"), "chains")]
+    refs = [c.get(k) for c in chains for k in ("state", "proof")]
     refs += [inputs.get("estimates"), inputs.get("parameters"), doc.get("shared_outputs")]
     return [r for r in refs if isinstance(r, str)]
 
@@ -603,9 +620,11 @@ def _load_blob(blobs: Mapping[str, str], sha: Any, where: str) -> Any:
 
 def _join_chain(blobs: Mapping[str, str], entry: Any, where: str) -> dict[str, Any]:
     entry = _obj(entry, where)
-    if set(entry) - {"protocols", *OWN_OPTIONAL} != {"state", "balances"}:
-        raise SnapshotError(f"{where}: expected state and balances (and protocols, address)")
+    if set(entry) - {"protocols", "proof", *OWN_OPTIONAL} != {"state", "balances"}:
+        raise SnapshotError(f"{where}: expected state and balances (and protocols, address, proof)")
     protocols = {k: entry[k] for k in ("protocols", *OWN_OPTIONAL) if k in entry}
+    if "proof" in entry:
+        protocols["holder_proof"] = _load_blob(blobs, entry["proof"], f"{where}.proof")
     shared = _obj(_load_blob(blobs, entry["state"], f"{where}.state"), f"{where}.state")
     tokens = _list(shared.pop("tokens", None), f"{where}.state.tokens")
     own = _list(entry["balances"], f"{where}.balances")
@@ -665,7 +684,7 @@ def compact(doc: dict[str, Any]) -> Built:
 
     chains = []
     for i, c in enumerate(_list(inputs.get("chains"), "inputs.chains")):
-        per_account = ("balances", "protocols", *OWN_OPTIONAL)  # beside the shared state
+        per_account = ("balances", "protocols", "holder_proof", *OWN_OPTIONAL)  # beside the shared state
         shared = {k: v for k, v in _obj(c, f"inputs.chains.{i}").items() if k not in per_account}
         own = [_obj(b, f"inputs.chains.{i}.balances.*") for b in _list(c.get("balances"), "b")]
         shared["tokens"] = [{k: v for k, v in b.items() if k not in ACCOUNT_FIELDS} for b in own]
@@ -676,6 +695,8 @@ def compact(doc: dict[str, Any]) -> Built:
         for key in OWN_OPTIONAL:
             if c.get(key) is not None:
                 entry[key] = c[key]
+        if c.get("holder_proof"):
+            entry["proof"] = put(c["holder_proof"])
         chains.append(entry)
     est = inputs.get("estimates")
     compacted = {

@@ -19,6 +19,7 @@ from typing import Any
 
 from adapters.balances import BalanceRead
 from adapters.evm import BlockPin
+from adapters.proof import Verdict
 from crossmargin.core.codes import Code
 from crossmargin.core.config import Config, RepresentationConfig
 from crossmargin.pipeline.read import ChainState, ProtocolRead
@@ -380,13 +381,21 @@ class _Account:
         """§2-§4 for one readable chain: its pin, and every balance read at it."""
         chain = state.chain
         self.as_of.append(_block_ref(pin, chain.name))
-        for b in state.balances:
-            self.balance(chain.chain_id, chain.name, b)
+        proof = state.holder_proof
+        verdicts = proof.verdicts if proof is not None else (None,) * len(state.balances)
+        if len(verdicts) != len(state.balances):  # a damaged record proves nothing
+            verdicts = (Verdict(None, False, "no verdict for this balance"),) * len(state.balances)
+        for b, verdict in zip(state.balances, verdicts, strict=True):
+            self.balance(chain.chain_id, chain.name, b, verdict)
         for read in state.protocols:
             self.protocol(chain.chain_id, chain.name, read)
+        counts = {}
+        if proof is not None:  # §13: how many of the chain's positions were proven
+            counts = {"proven": sum(v is not None and v.ok for v in verdicts)}
+            counts["positions"] = len(verdicts)
         self.chain_rows.append(
             _readable_row(chain.chain_id, chain.name)
-            if state.address is None and state.has_code is None
+            if state.address is None and state.has_code is None and not counts
             else ChainSummary(
                 chain_id=chain.chain_id,
                 name=chain.name,
@@ -395,6 +404,7 @@ class _Account:
                 debt_usd=None,
                 address=state.address,
                 contract=state.has_code,
+                **counts,
             )
         )
 
@@ -433,17 +443,26 @@ class _Account:
                 + ("; liquidatable there" if p.liquidatable else ""),
             )
 
-    def balance(self, chain_id: int, chain_name: str, b: BalanceRead) -> None:
-        """§4 for one read: unreadable, zero, implausible, unpriced or valued exactly."""
+    def balance(
+        self, chain_id: int, chain_name: str, b: BalanceRead, verdict: Verdict | None = None
+    ) -> None:
+        """§4 for one read: unreadable, zero, implausible, unpriced or valued exactly;
+        in verified mode (§13, `verdict`) an unproven balance first goes to `unverified`."""
         rep = b.rep
         where = f"{rep.symbol} on {chain_name}"
         if b.raw_amount is None:
             self.warn(Code.READ_ERROR, f"{where}: {b.error}")
             self.positions.append(_position(chain_id, rep, Code.ERROR, b.error))
             return
+        raw = b.raw_amount
+        if verdict is not None and not verdict.ok:
+            raw = self.unverified(chain_id, where, b, verdict)
+            if rep.kind == "collateral":
+                return
+            b = b._replace(raw_amount=raw)
         if b.warning:
             self.warn(Code.DECIMALS_UNVERIFIED, f"{where}: {b.warning}")
-        if b.raw_amount == 0:
+        if raw == 0:
             return
         ap = self.prices[rep.asset]
         price = ap.collateral if rep.kind == "collateral" else ap.debt
@@ -452,18 +471,30 @@ class _Account:
             counted = "counted 0" if rep.kind == "collateral" else "debt counted in full"
             self.warn(Code.IMPLAUSIBLE, f"{where}: {flag}; {counted}")
             if rep.kind == "collateral":  # §4: implausible collateral counts 0
-                self.positions.append(
-                    _position(chain_id, rep, Code.IMPLAUSIBLE, flag, b.raw_amount, price)
-                )
+                self.positions.append(_position(chain_id, rep, Code.IMPLAUSIBLE, flag, raw, price))
                 return
         if price is None:
-            self.positions.append(
-                _position(chain_id, rep, Code.UNPRICED, "no valid price", b.raw_amount)
-            )
+            self.positions.append(_position(chain_id, rep, Code.UNPRICED, "no valid price", raw))
             return
-        value = Fraction(b.raw_amount * price.numerator, 10**rep.decimals * price.denominator)
+        value = Fraction(raw * price.numerator, 10**rep.decimals * price.denominator)
         signed = value if rep.kind == "collateral" else -value
-        self.valued.append(Valued(chain_id, rep, b.raw_amount, price, signed, flag))
+        self.valued.append(Valued(chain_id, rep, raw, price, signed, flag))
+
+    def unverified(self, chain_id: int, where: str, b: BalanceRead, v: Verdict) -> int:
+        """§13: an unproven collateral balance is listed and counts 0; an unproven debt
+        counts at the larger of the value read and the value proven (returned, to be
+        valued as any debt)."""
+        rep = b.rep
+        raw = b.raw_amount or 0
+        counted = max(raw, v.proven or 0)
+        how = "counted 0" if rep.kind == "collateral" else f"debt counted at {counted}"
+        self.warn(Code.UNVERIFIED, f"{where}: {v.reason}; {how}")
+        if rep.kind == "collateral":
+            ap = self.prices[rep.asset]
+            self.positions.append(
+                _position(chain_id, rep, Code.UNVERIFIED, v.reason, raw, ap.collateral)
+            )
+        return counted
 
 
 def assess_many(
@@ -567,5 +598,5 @@ def _position(
         raw_amount=None if raw is None else str(raw),
         decimals=rep.decimals,
         price_usd=fixed6(price),
-        value_usd=fixed6(0) if status == "implausible" else None,
+        value_usd=fixed6(0) if status in ("implausible", "unverified") else None,
     )

@@ -302,7 +302,10 @@ async def setup_protocols(rpc: Rpc, plan: ChainPlan) -> None:
             ("anvil_stopImpersonatingAccount", [actor]),
         ]
     if done:
-        await rpc.batch(done)
+        # then one block, so the head's header commits to the balances just set: a
+        # cheat code changes state without a block, and verified reads (METHOD.md §13)
+        # rightly refuse state the pinned header's stateRoot does not hold
+        await rpc.batch([*done, ("evm_mine", [])])
     await verify_protocols(rpc, plan)
 
 

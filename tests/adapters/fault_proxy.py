@@ -243,7 +243,25 @@ async def _rpc_error(proxy: FaultProxy, q: _Asked) -> web.StreamResponse:
     return web.json_response(_error(q.first_id, -32603, "internal error"))
 
 
+async def _rewrite(proxy: FaultProxy, q: _Asked) -> web.StreamResponse:
+    """A node that lies: `request(item)` may change each JSON-RPC request before it is
+    forwarded (an eth_call with a state override), `reply(item, answer)` each answer."""
+    change_request = q.args.get("request")
+    change_reply = q.args.get("reply")
+    if change_request is not None:
+        for item in q.items:
+            change_request(item)
+    reply = await proxy._forward(q.payload)
+    replies = reply if isinstance(reply, list) else [reply]
+    if change_reply is not None:
+        by_id = {item.get("id"): item for item in q.items}
+        for answer in replies:
+            change_reply(by_id.get(answer.get("id"), {}), answer)
+    return web.json_response(reply)
+
+
 _ANSWERS: dict[str, Answer] = {
+    "rewrite": _rewrite,
     "http429": _http429,
     "rpc_limit": _rpc_limit,
     "body_limit": _body_limit,

@@ -9,7 +9,7 @@ import json
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from crossmargin.core.config import config_hash, risk_document
@@ -249,7 +249,13 @@ CHAIN = st.fixed_dictionaries(
         "feeds": st.lists(st.dictionaries(st.text(max_size=5), DECIMAL, max_size=3), max_size=3),
         "sequencer": st.none(),
         "balances": st.lists(BALANCE, max_size=5),
-    }
+    },
+    optional={  # verified mode (§13): the batch's block proof, the account's own proofs
+        "block_proof": st.fixed_dictionaries({"header": TEXT, "tokens": st.just([])}),
+        "holder_proof": st.fixed_dictionaries(
+            {"holder": TEXT, "nodes": st.lists(TEXT, max_size=3), "verdicts": st.just([])}
+        ),
+    },
 )
 EXPANDED = st.fixed_dictionaries(
     {
@@ -272,6 +278,8 @@ EXPANDED = st.fixed_dictionaries(
 )
 
 
+# documents are big to draw: on a loaded 2-core machine drawing alone trips "too slow"
+@settings(suppress_health_check=[HealthCheck.too_slow], deadline=None)
 @given(EXPANDED)
 def test_compact_and_expand_are_inverse(doc: dict[str, Any]) -> None:
     """Whatever the inputs, splitting a document into its own part and blobs and putting

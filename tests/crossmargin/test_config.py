@@ -432,3 +432,21 @@ def test_bad_protocol_config_names_the_path(text: str, expected: str) -> None:
     with pytest.raises(ConfigError) as info:
         parse_config(text, env={}, source="bad.toml")
     assert expected in str(info.value)
+
+
+def test_verified_mode_fields_are_hashed_only_when_used() -> None:
+    """§13's `verification` and `balance_slot` leave a plain config's hash (and so every
+    plain snapshot id) as it was; using them changes it (they shape the figures)."""
+    from crossmargin.core.config import config_hash, load_config, risk_document
+
+    config = load_config(Path(__file__).resolve().parents[2] / "configs" / "mainnet.toml", env={})
+    assert "verification" not in risk_document(config)
+    assert "balance_slot" not in risk_document(config)
+    chain = config.chains[0].model_copy(update={"verification": "proof"})
+    proof = config.model_copy(update={"chains": [chain, *config.chains[1:]]})
+    assert '"verification":"proof"' in risk_document(proof)
+    assert config_hash(proof) != config_hash(config)
+    rep = config.representations[1].model_copy(update={"balance_slot": "vyper:3"})
+    slot = config.model_copy(update={"representations": [config.representations[0], rep,
+                                                         *config.representations[2:]]})  # fmt: skip
+    assert '"balance_slot":"vyper:3"' in risk_document(slot)

@@ -1,0 +1,188 @@
+"""Verified reads (METHOD.md §13) against plain reads of the same balances, one run.
+
+    .venv/bin/python bench/verified.py [--accounts 1000] [--tokens 26] [--repeat 3]
+
+One process starts its own devnet and uses one chain (ethereum): it deploys `--tokens`
+DevTokens (OpenZeppelin ERC20) and gives `--accounts` accounts a balance in each and in
+the native coin (anvil_setStorageAt on `_balances`, anvil_setBalance), then mines one
+block, so its header commits to that state. Then, interleaved, best of `--repeat`:
+
+  (a) plain     `read_chain_many` of every account x (tokens + native) at the pinned
+                block: the multicall reads the service makes today;
+  (b) verified  the same call on the same chain in verified mode: plus the header
+                (hashed to the pin), eth_getProof of every account (native) and of every
+                token with its holders' balance slots (JSON-RPC batches), the slots'
+                layout discovered (eth_createAccessList, a fresh adapter each run: no
+                cache), and every position judged against the proofs.
+
+Both read the same numbers (asserted), and every verified position must be proven
+(asserted). Proof bytes per snapshot: an account's own proofs (a blob of its own) and
+the batch's shared block proof (header and token account proofs, once per chain per
+batch) divided over the batch. Last line: `verified: X.Xx plain, N proven of M`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from eth_utils.crypto import keccak
+
+from adapters import calls as c
+from adapters.evm import EvmAdapter
+from crossmargin.core.config import Config, RepresentationConfig
+from crossmargin.pipeline.read import ChainState, read_chain_many
+from crossmargin.pipeline.snapshot import canonical, encode
+from devnet import Devnet
+from devnet.evm import DEPLOYER, artifact, deploy_data
+from devnet.rpc import Rpc, wait_receipts
+
+CHAIN = "ethereum"
+
+
+def accounts_of(n: int) -> list[str]:
+    return [
+        c.checksum("0x" + keccak(b"bench-verified" + i.to_bytes(4, "big"))[12:].hex())
+        for i in range(n)
+    ]
+
+
+async def seed(net: Devnet, accounts: list[str], n_tokens: int) -> list[str]:
+    """Deploy the tokens, write every balance, mine one block; the token addresses."""
+    chain = net.config.chain(CHAIN)
+    async with aiohttp.ClientSession() as session:
+        rpc = Rpc(session, chain.rpc_urls[0], chain.chain_id)
+        nonce = int(await rpc.call("eth_getTransactionCount", [DEPLOYER, "pending"]), 16)
+        art = artifact("DevToken")
+        txs = [
+            {
+                "from": DEPLOYER,
+                "data": deploy_data(art, ["string", "string", "uint8"], [f"V{i}", f"V{i}", 18]),
+                "gas": hex(3_000_000),
+                "nonce": hex(nonce + i),
+            }
+            for i in range(n_tokens)
+        ]
+        receipts = await wait_receipts(
+            rpc, await rpc.batch([("eth_sendTransaction", [tx]) for tx in txs])
+        )
+        tokens = [c.checksum(r["contractAddress"]) for r in receipts]
+        rng = random.Random(7)
+        writes: list[tuple[str, list[Any]]] = []
+        for a in accounts:
+            writes.append(("anvil_setBalance", [a, hex(rng.randrange(0, 10**24))]))
+            slot = "0x" + keccak(bytes(12) + bytes.fromhex(a[2:]) + bytes(32)).hex()
+            for t in tokens:
+                q = 0 if rng.random() < 0.1 else rng.randrange(1, 10**27)
+                writes.append(("anvil_setStorageAt", [t, slot, "0x" + f"{q:064x}"]))
+        for i in range(0, len(writes), 5000):
+            await rpc.batch(writes[i : i + 5000])
+        await rpc.call("evm_mine", [])
+    return tokens
+
+
+def bench_config(config: Config, tokens: list[str], mode: str) -> Config:
+    reps = [
+        RepresentationConfig(chain=CHAIN, asset="ETH", symbol="ETH", address="native", decimals=18)
+    ]
+    reps += [
+        RepresentationConfig(chain=CHAIN, asset="ETH", symbol=f"V{i}", address=t, decimals=18)
+        for i, t in enumerate(tokens)
+    ]
+    chains = [
+        # anvil answers a batch of eth_getProof one at a time, each rebuilding its tries:
+        # a long timeout, so no batch is split for slowness alone
+        ch.model_copy(
+            update={"verification": mode, "max_calls_per_batch": 2000, "timeout_s": 600.0}
+        )
+        for ch in config.chains
+    ]
+    return config.model_copy(update={"representations": reps, "chains": chains})
+
+
+@dataclass
+class Run:
+    states: list[ChainState]
+    secs: float
+    requests: int
+    fetch_s: float  # waiting for the node's header and proofs
+    judge_s: float  # checking them
+
+
+async def read(config: Config, accounts: list[str]) -> Run:
+    """One whole read of the chain (fresh adapter: nothing cached)."""
+    async with aiohttp.ClientSession() as session:
+        adapter = EvmAdapter(config.chain(CHAIN), session)
+        t0 = time.perf_counter()
+        states = await read_chain_many(config, adapter, accounts)
+        secs = time.perf_counter() - t0
+        p = adapter.prover
+        return Run(states, secs, adapter.rpc.requests, p.fetch_s, p.judge_s)
+
+
+def amounts(states: list[ChainState]) -> list[list[int | None]]:
+    return [[b.raw_amount for b in s.balances] for s in states]
+
+
+async def main(args: argparse.Namespace) -> int:
+    accounts = accounts_of(args.accounts)
+    with tempfile.TemporaryDirectory(prefix="bench-verified-") as tmp:
+        async with Devnet.start(state_dir=tmp, keeper=False) as net:
+            t0 = time.perf_counter()
+            tokens = await seed(net, accounts, args.tokens)
+            print(f"seeded {len(accounts)} accounts x {len(tokens) + 1} representations "
+                  f"in {time.perf_counter() - t0:.1f} s")  # fmt: skip
+            plain_cfg = bench_config(net.config, tokens, "plain")
+            proof_cfg = bench_config(net.config, tokens, "proof")
+            plain_runs, proof_runs = [], []
+            for _ in range(args.repeat):
+                plain = await read(plain_cfg, accounts)
+                proof = await read(proof_cfg, accounts)
+                assert amounts(plain.states) == amounts(proof.states), "plain and verified differ"
+                plain_runs.append(plain)
+                proof_runs.append(proof)
+    best_p = min(plain_runs, key=lambda r: r.secs)
+    best_v = min(proof_runs, key=lambda r: r.secs)
+    v_states = best_v.states
+    verdicts = [v for s in v_states if s.holder_proof for v in s.holder_proof.verdicts]
+    proven, total = sum(v.ok for v in verdicts), len(verdicts)
+    assert proven == total == len(accounts) * (len(tokens) + 1), (proven, total)
+    p_secs, p_reqs, v_secs, v_reqs = best_p.secs, best_p.requests, best_v.secs, best_v.requests
+    own = [len(canonical(encode(s.holder_proof))) for s in v_states]
+    shared = len(canonical(encode(v_states[0].block_proof)))
+    per_doc = sum(own) / len(own) + shared / len(v_states)
+    n = total
+    print(f"{'read':<12}{'positions':>10}{'seconds':>10}{'positions/s':>13}{'HTTP requests':>15}")
+    print(f"{'plain':<12}{n:>10}{p_secs:>10.3f}{n / p_secs:>13,.0f}{p_reqs:>15}")
+    print(f"{'verified':<12}{n:>10}{v_secs:>10.3f}{n / v_secs:>13,.0f}{v_reqs:>15}")
+    print(
+        f"proof bytes per snapshot: {per_doc / 1024:.1f} KiB ({sum(own) / len(own) / 1024:.1f} "
+        f"KiB own proofs + the batch's {shared / 1024:.1f} KiB block proof / {len(v_states)})"
+    )
+    ours = v_secs - best_v.fetch_s
+    print(
+        f"verified time: {best_v.fetch_s:.2f} s waiting for the node's proofs (anvil rebuilds "
+        f"its tries for every eth_getProof), {best_v.judge_s:.2f} s checking them; without "
+        f"the node's proof time, verified is {ours / p_secs:.1f}x plain"
+    )
+    print(f"verified: {v_secs / p_secs:.1f}x plain, {proven} proven of {total}")
+    return 0
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--accounts", type=int, default=1000)
+    parser.add_argument("--tokens", type=int, default=26)
+    parser.add_argument("--repeat", type=int, default=3)
+    sys.exit(asyncio.run(main(parser.parse_args())))
