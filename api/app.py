@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
 
 from aiohttp import web
@@ -28,6 +29,12 @@ from api.problems import Scrubber, error_middleware, serve_protocol_errors
 from api.security import Gate
 from api.service import Service
 from api.store import Store, database_url
+from api.watch.delivery import Deliverer
+from api.watch.handlers import ON_CHANGE, WATCH_STORE
+from api.watch.handlers import operations as watch_operations
+from api.watch.live import HUB, Hub, add_live_routes
+from api.watch.store import WatchStore
+from api.watch.watcher import Watcher
 from api.web import add_web_routes
 from crossmargin.core.config import Config
 from crossmargin.engine import Engine, open_adapters
@@ -63,7 +70,7 @@ def create_app(
     )
     serve_protocol_errors(app)
     gate = Gate(config.api)
-    ops = operations(config)
+    ops = operations(config) + watch_operations(config)
     for op in ops:
         if op.method == "GET":
             app.router.add_get(op.path, bind(op, gate))
@@ -77,6 +84,8 @@ def create_app(
     app.router.add_get("/openapi.json", openapi)
     app.router.add_get("/metrics", metrics.handler)
     add_web_routes(app)  # the web page (api/web.py): `/`, /static/*, /v1/web/context
+    app[HUB] = Hub()
+    add_live_routes(app, gate)  # server-sent events per account (api/watch/live.py)
 
     url = database_url(database, config.api.database_url)
 
@@ -89,9 +98,11 @@ def create_app(
                 app[ENGINE] = engine = Engine(config, adapters, history)
                 service = Service(config, engine, adapters, store, metrics)
                 app[SERVICE] = service
+                app[WATCH_STORE] = watches = WatchStore(store)
                 try:
                     await service.start()
-                    yield
+                    async with _watching(config, service, watches, app):
+                        yield
                 finally:
                     await service.close()
         finally:
@@ -99,3 +110,25 @@ def create_app(
 
     app.cleanup_ctx.append(lifecycle)
     return app
+
+
+@asynccontextmanager
+async def _watching(
+    config: Config, service: Service, watches: WatchStore, app: web.Application
+) -> AsyncIterator[None]:
+    """The watcher and the webhook deliverer (METHOD.md §14) run with the app when
+    `watch.enabled`: `crossmargin serve` and `up` watch without another process."""
+    if not config.watch.enabled:
+        yield
+        return
+    deliverer = Deliverer(config.watch, watches)
+    watcher = Watcher(service, watches, app[HUB], deliverer.wake)
+    app[ON_CHANGE] = [watcher.reload_soon]
+    app[HUB].on_new_account = watcher.reload_soon
+    tasks = [asyncio.create_task(deliverer.run()), asyncio.create_task(watcher.run())]
+    try:
+        yield
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

@@ -403,13 +403,18 @@ class Service:
         return dict(zip(accounts, per_account, strict=True))
 
     async def batch(
-        self, accounts: list[str], target: str, method: str
+        self,
+        accounts: list[str],
+        target: str,
+        method: str,
+        pins: Mapping[str, Pinned] | None = None,
     ) -> list[tuple[str, Served | bytes]]:
         """Margin of many accounts at one set of pins: each its own snapshot; a failure
         is that account's problem (as problem+json bytes), not the batch's. Accounts not
         already cached are read together through the engine (one multicall batch per
-        chain) and computed and stored in one worker thread."""
-        pins = await self.pins.current()
+        chain) and computed and stored in one worker thread. `pins`: the blocks to read
+        at (the watcher's new pin set), else the current shared pins."""
+        pins = pins if pins is not None else await self.pins.current()
         est, est_key = await self.estimates()
         pin_key = _pin_key(pins)
         done: dict[str, Served] = {}

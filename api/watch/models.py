@@ -1,0 +1,141 @@
+"""Request and response models of the watch operations (in /openapi.json)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
+
+from api.models import Address, Method, Strict, allowlist
+from api.watch.rules import Condition, Thresholds
+from crossmargin.core.config import Config
+
+WATCH_ID_PATTERN = r"^[0-9a-f]{32}$"
+ALERT_ID_PATTERN = r"^[0-9a-f]{32}$"
+AlertStatus = Literal["pending", "delivered", "dead"]
+
+
+def webhook_url(value: str) -> str:
+    """http(s), a host, no credentials in it: they would be stored and shown back."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(value)
+        port = parts.port  # raises on a bad port
+    except ValueError:
+        raise ValueError("not a URL") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("the webhook must be an http(s) URL with a host")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError("the webhook URL may not hold credentials (the secret signs)")
+    del port
+    return value
+
+
+class WatchBody(Strict):
+    """Base of the create/update bodies: the same account twice is refused."""
+
+    @field_validator("accounts", check_fields=False)
+    @classmethod
+    def _distinct(cls, v: list[str] | None) -> list[str] | None:
+        if v is not None and len(set(v)) != len(v):
+            raise ValueError("the same account is listed twice")
+        return v
+
+    @field_validator("webhook_url", check_fields=False)
+    @classmethod
+    def _url(cls, v: str | None) -> str | None:
+        return None if v is None else webhook_url(v)
+
+
+class WatchModels:
+    """Bodies built from config: the chain allowlist and the account cap."""
+
+    def __init__(self, config: Config) -> None:
+        chains = [c.name for c in config.chains] + [str(c.chain_id) for c in config.chains]
+        chain = allowlist(chains, "chain")
+        cap = config.watch.max_accounts
+        accounts_doc = f"accounts to watch (1 to {cap})"
+        secret_doc = "signs every webhook (HMAC-SHA256); write-only, never shown"
+        self.create: type[WatchBody] = create_model(
+            "WatchCreate",
+            __base__=WatchBody,
+            name=(str | None, Field(None, max_length=64, description="a label")),
+            accounts=(list[Address], Field(min_length=1, max_length=cap, description=accounts_doc)),
+            target_chain=(chain | None, Field(None, description="default: settlement chain")),
+            method=(Method | None, Field(None, description="var or es (default: config)")),
+            thresholds=(Thresholds, ...),
+            webhook_url=(str, Field(max_length=2000, description="where alerts are POSTed")),
+            secret=(str, Field(min_length=16, max_length=256, description=secret_doc)),
+        )
+        self.update: type[WatchBody] = create_model(
+            "WatchUpdate",
+            __base__=WatchBody,
+            name=(str | None, Field(None, max_length=64)),
+            accounts=(list[Address] | None, Field(None, min_length=1, max_length=cap)),
+            target_chain=(chain | None, None),
+            method=(Method | None, None),
+            thresholds=(Thresholds | None, None),
+            webhook_url=(str | None, Field(None, max_length=2000)),
+            secret=(str | None, Field(None, min_length=16, max_length=256, description=secret_doc)),
+        )
+
+
+class Watch(BaseModel):
+    """A subscription as served: never its secret."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    name: str | None
+    accounts: list[str]
+    target_chain: str
+    method: str
+    thresholds: Thresholds
+    webhook_url: str
+    created_at: str
+    updated_at: str
+
+
+class WatchList(BaseModel):
+    watches: list[Watch]
+
+
+class Deleted(BaseModel):
+    id: str
+    deleted: bool
+
+
+class Alert(BaseModel):
+    """One alert and its delivery state. `payload` is the webhook body, as sent."""
+
+    id: str
+    watch_id: str
+    account: str
+    condition: Condition
+    kind: Literal["breached", "recovered"]
+    snapshot_id: str
+    created_at: str
+    status: AlertStatus
+    attempts: int
+    last_error: str | None
+    delivered_at: str | None
+    payload: dict[str, Any]
+
+
+class AlertList(BaseModel):
+    alerts: list[Alert]
+
+
+class AlertQueryBase(Strict):
+    pass
+
+
+def alert_query() -> type[BaseModel]:
+    return create_model(
+        "AlertQuery",
+        __base__=AlertQueryBase,
+        watch_id=(str | None, Field(None, pattern=WATCH_ID_PATTERN, description="one watch")),
+        status=(AlertStatus | None, Field(None, description="pending, delivered or dead")),
+        limit=(int, Field(100, ge=1, le=1000, description="newest first")),
+    )

@@ -1,0 +1,253 @@
+"""The watcher (METHOD.md §14): follow every chain's head, recompute the watched
+accounts whose inputs may have changed, raise and store alerts, wake the deliverer.
+
+Each step pins every chain once (`Engine.pin`, the reads' own failover). When a pin
+moved, the blocks since the last pin are scanned (api/watch/changes.py); the accounts
+they may touch, the accounts never computed, and every account once per `sweep_s`,
+are recomputed through the API's compute-and-append path (`Service.batch`, in
+batches of `watch.batch`, at exactly the new pins), so every figure an alert names is
+a stored snapshot. Then each watch's thresholds are evaluated on the new reports
+(api/watch/rules.py) and the crossings recorded with their snapshot ids in the outbox
+(api/watch/store.py) before the deliverer is woken. Live listeners (api/watch/live.py)
+get every new report of their account.
+
+Heads are polled every `watch.poll_s` (a cheap `eth_getBlockByNumber`); nothing is
+polled while nothing is watched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from adapters.evm import BlockPin
+from api.service import Served, Service
+from api.watch.changes import ChainWatch, Changed, Holdings, affected, changed_between
+from api.watch.live import Hub
+from api.watch.rules import Condition, crossings, evaluate
+from api.watch.store import NewAlert, WatchRow, WatchStore
+
+log = logging.getLogger("api.watch")
+
+Group = tuple[str, str]  # (target chain, method)
+RELOAD_S = 2.0
+
+
+@dataclass
+class Step:
+    """What one step did (for logs, tests and the benchmark)."""
+
+    pins: dict[str, BlockPin | str] = field(default_factory=dict)
+    moved: list[str] = field(default_factory=list)
+    swept: bool = False
+    recomputed: int = 0
+    watched: int = 0
+    alerts: list[str] = field(default_factory=list)
+    snapshots: dict[str, str] = field(default_factory=dict)  # account -> snapshot id
+
+
+class Watcher:
+    def __init__(
+        self,
+        service: Service,
+        store: WatchStore,
+        hub: Hub | None = None,
+        wake: Callable[[], None] | None = None,
+    ) -> None:
+        self.service = service
+        self.config = service.config
+        self.cfg = service.config.watch
+        self.store = store
+        self.hub = hub
+        self.wake = wake
+        self.chains = {c.name: ChainWatch.of(self.config, c.name) for c in self.config.chains}
+        self.watches: list[WatchRow] = []
+        self.states: dict[tuple[str, str], dict[Condition, bool]] = {}
+        self.holdings = Holdings()
+        self.computed: set[tuple[Group, str]] = set()
+        self.last: dict[str, BlockPin] = {}
+        self.last_sweep = 0.0
+        self._version: tuple[int, str | None] | None = None
+        self._checked = 0.0
+        self._dirty_now = False
+        self.on_step: Callable[[Step], None] | None = None
+
+    def reload_soon(self) -> None:
+        """A watch changed (in this process) or a live listener came: look now."""
+        self._checked = 0.0
+        self._dirty_now = True
+
+    async def _reload(self) -> None:
+        now = time.monotonic()
+        if now - self._checked < RELOAD_S:
+            return
+        self._checked = now
+        version = await asyncio.to_thread(self.store.version)
+        if version != self._version:
+            self.watches = await asyncio.to_thread(self.store.all)
+            self.states = await asyncio.to_thread(self.store.states)
+            self._version = version
+            self._dirty_now = True
+
+    def groups(self) -> dict[Group, set[str]]:
+        out: dict[Group, set[str]] = {}
+        for w in self.watches:
+            out.setdefault((w.target, w.method), set()).update(w.accounts)
+        if self.hub is not None:
+            live = (self.config.settlement_chain, self.config.risk.method)
+            out.setdefault(live, set()).update(self.hub.accounts())
+        return out
+
+    async def run(self) -> None:
+        while True:
+            started = time.monotonic()
+            try:
+                step = await self.step()
+                if self.on_step is not None:
+                    self.on_step(step)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a bug or the store down: logged, tried again next step
+                log.exception("watch step failed")
+            await asyncio.sleep(max(0.0, self.cfg.poll_s - (time.monotonic() - started)))
+
+    async def step(self) -> Step:
+        """One look at the chains; recompute and alert if anything may have changed."""
+        await self._reload()
+        groups = self.groups()
+        step = Step(watched=len(set().union(*groups.values())) if groups else 0)
+        if not step.watched:
+            return step
+        step.pins = pins = await self.service.engine.pin()
+        step.moved = [
+            n
+            for n, p in pins.items()
+            if isinstance(p, BlockPin) and (n not in self.last or self.last[n].hash != p.hash)
+        ]
+        now = time.monotonic()
+        step.swept = now - self.last_sweep >= self.cfg.sweep_s
+        if not step.moved and not step.swept and not self._dirty_now:
+            return step
+        self._dirty_now = False
+        changes = await self._changes(pins, step.moved)
+        if step.swept:
+            self.last_sweep = now
+        for group, accounts in groups.items():
+            todo = self._todo(group, accounts, changes, step.swept)
+            await self._recompute(group, sorted(todo), pins, step)
+        for n in step.moved:
+            pin = pins[n]
+            assert isinstance(pin, BlockPin)
+            self.last[n] = pin
+        if step.alerts and self.wake is not None:
+            self.wake()
+        return step
+
+    async def _changes(
+        self, pins: Mapping[str, BlockPin | str], moved: list[str]
+    ) -> dict[str, Changed]:
+        async def one(name: str) -> Changed:
+            new, old = pins[name], self.last.get(name)
+            assert isinstance(new, BlockPin)
+            if old is None:
+                return Changed(everything=True)
+            adapter = self.service.adapters[name]
+            return await changed_between(adapter, self.chains[name], old, new)
+
+        done = await asyncio.gather(*(one(n) for n in moved))
+        return dict(zip(moved, done, strict=True))
+
+    def _todo(
+        self, group: Group, accounts: set[str], changes: dict[str, Changed], swept: bool
+    ) -> set[str]:
+        if swept:
+            return set(accounts)
+        todo = {a for a in accounts if (group, a) not in self.computed}
+        by_lower = {a.lower(): a for a in accounts}
+        for chain, changed in changes.items():
+            todo |= affected(changed, chain, by_lower, self.holdings) & accounts
+        return todo
+
+    async def _recompute(
+        self, group: Group, accounts: list[str], pins: Mapping[str, BlockPin | str], step: Step
+    ) -> None:
+        target, method = group
+        size = self.cfg.batch
+        for i in range(0, len(accounts), size):
+            chunk = accounts[i : i + size]
+            results = await self.service.batch(chunk, target, method, pins)
+            reports: list[tuple[str, Served, dict[str, Any]]] = []
+            for account, out in results:
+                if not isinstance(out, Served):
+                    log.warning("watch: %s on %s could not be computed", account, target)
+                    continue
+                report = json.loads(out.body)
+                reports.append((account, out, report))
+                self.holdings.update(account, report)
+                self.computed.add((group, account))
+                step.snapshots[account] = out.snapshot_id
+                if self.hub is not None:
+                    self.hub.publish(account, out.snapshot_id, out.body)
+            step.recomputed += len(chunk)
+            alerts = self._alerts(group, reports)
+            if alerts:
+                step.alerts += await asyncio.to_thread(self.store.record, alerts)
+                for a in alerts:
+                    self.states.setdefault((a.watch_id, a.account), {})[a.condition] = a.breached
+
+    def _alerts(
+        self, group: Group, reports: list[tuple[str, Served, dict[str, Any]]]
+    ) -> list[NewAlert]:
+        watches = [w for w in self.watches if (w.target, w.method) == group]
+        if not watches:
+            return []
+        members = {w.id: set(w.accounts) for w in watches}
+        out = []
+        for account, served, report in reports:
+            for w in watches:
+                if account not in members[w.id]:
+                    continue
+                now = evaluate(w.thresholds, report)
+                before = self.states.get((w.id, account), {})
+                for c in crossings(before, now):
+                    out.append(_alert(w, account, c.condition, c.breached, served, report))
+        return out
+
+
+def _alert(
+    w: WatchRow,
+    account: str,
+    condition: Condition,
+    breached: bool,
+    served: Served,
+    report: Mapping[str, Any],
+) -> NewAlert:
+    threshold = getattr(w.thresholds, condition)
+    totals = report.get("totals") or {}
+    value = {
+        "health_below": totals.get("health"),
+        "free_margin_below": totals.get("free_margin_usd"),
+        "liquidatable": totals.get("liquidatable"),
+        "partial": report.get("status"),
+    }[condition]
+    body = {
+        "type": "crossmargin.alert",
+        "watch_id": w.id,
+        "account": account,
+        "condition": condition,
+        "kind": "breached" if breached else "recovered",
+        "threshold": threshold,
+        "value": value,
+        "snapshot_id": served.snapshot_id,
+        "target_chain": report.get("target_chain"),
+        "method": w.method,
+        "as_of": report.get("as_of"),
+        "totals": totals,
+        "status": report.get("status"),
+    }
+    return NewAlert(w.id, w.owner, account, condition, breached, served.snapshot_id, body)
