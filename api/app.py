@@ -40,7 +40,9 @@ from crossmargin.core.config import Config
 from crossmargin.engine import Engine, open_adapters
 from oracle.store import HistoryStore
 
-__all__ = ["ENGINE", "SERVICE", "create_app"]
+__all__ = ["ENGINE", "SERVICE", "WATCHER", "create_app"]
+
+WATCHER = web.AppKey("watcher", Watcher)
 
 MAX_BODY_BYTES = 256 * 1024
 
@@ -123,6 +125,7 @@ async def _watching(
         return
     deliverer = Deliverer(config.watch, watches)
     watcher = Watcher(service, watches, app[HUB], deliverer.wake)
+    app[WATCHER] = watcher
     app[ON_CHANGE] = [watcher.reload_soon]
     app[HUB].on_new_account = watcher.reload_soon
     tasks = [asyncio.create_task(deliverer.run()), asyncio.create_task(watcher.run())]

@@ -6,12 +6,15 @@
 - for a chain with a native-coin representation, the senders and receivers of the
   blocks' transactions (an internal transfer of the native coin leaves no trace a
   node indexes: the sweep catches it);
-- `AnswerUpdated` logs of the chain's Chainlink feeds: every holder of the asset
-  (`Holdings`, from each account's last report);
+- a changed `latestRoundData()` of one of the chain's Chainlink feeds (one multicall
+  per chain per new pin, shared at the seam with the computation's own reads; a
+  feed need not emit `AnswerUpdated`, and proxies do not): every holder of the asset
+  (`Holdings`, from each account's last report). Pyth feeds are left to the sweep;
 - any new block, for an account with a protocol position on the chain.
 
-One `eth_getLogs` per chain per new block range (topics and addresses filtered at the
-node), plus one block read per new block where the native coin is configured. A range
+One `eth_getLogs` per chain per new block range (topic and addresses filtered at the
+node), one feed multicall, plus one block read per new block where the native coin
+is configured. A range
 longer than MAX_RANGE, or a read that fails, marks every account of that chain as
 changed: the conservative choice.
 """
@@ -23,12 +26,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from adapters.calls import SEL_LATEST_ROUND_DATA, Call
 from adapters.evm import BlockPin, EvmAdapter
 from crossmargin.core.config import Config
 from crossmargin.core.errors import ChainError, DecodeError
 
 TRANSFER = "0xddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef"
-ANSWER_UPDATED = "0x0559884fd3a460db3073b7fc896cc77986f16e378210ded43186175bf646fc5f"
 MAX_RANGE = 50
 
 
@@ -58,14 +61,14 @@ class ChainWatch:
 
     name: str
     tokens: list[str]
-    feeds: dict[str, str]  # feed address (lower case) -> asset
+    feeds: dict[str, str]  # feed address (checksummed) -> asset
     native: bool
 
     @classmethod
     def of(cls, config: Config, name: str) -> ChainWatch:
         reps = [r for r in config.representations if r.chain == name]
         feeds = {
-            f.address.lower(): a.symbol
+            f.address: a.symbol
             for a in config.assets
             for f in a.feeds
             if f.chain == name and f.kind == "chainlink"
@@ -90,16 +93,21 @@ class Changed:
 
 
 async def changed_between(
-    adapter: EvmAdapter, watch: ChainWatch, old: BlockPin, new: BlockPin
+    adapter: EvmAdapter,
+    watch: ChainWatch,
+    old: BlockPin | None,
+    new: BlockPin,
+    rounds: dict[str, bytes],
 ) -> Changed:
-    """What changed on the chain in blocks old.number+1 .. new.number."""
+    """What changed on the chain in blocks old.number+1 .. new.number (everything
+    without an old pin). `rounds`: each feed's last latestRoundData(), updated here."""
     out = Changed()
-    lo, hi = old.number + 1, new.number
-    if hi < lo or hi - lo + 1 > MAX_RANGE:  # a reorg below the old pin, or a long gap
-        out.everything = True
-        return out
+    if old is None or not old.number < new.number <= old.number + MAX_RANGE:
+        out.everything = True  # the first look, a reorg below the old pin, a long gap
     try:
+        lo, hi = (0, -1) if out.everything else (old.number + 1, new.number)  # type: ignore[union-attr]
         await asyncio.gather(
+            _feeds(adapter, watch, new, rounds, out),
             _logs(adapter, watch, lo, hi, out),
             *(_block_txs(adapter, n, out) for n in range(lo, hi + 1) if watch.native),
         )
@@ -108,16 +116,25 @@ async def changed_between(
     return out
 
 
-async def _logs(adapter: EvmAdapter, watch: ChainWatch, lo: int, hi: int, out: Changed) -> None:
-    addresses = [*watch.tokens, *watch.feeds]
-    if not addresses:
+async def _feeds(
+    adapter: EvmAdapter, watch: ChainWatch, pin: BlockPin, rounds: dict[str, bytes], out: Changed
+) -> None:
+    feeds = list(watch.feeds)
+    if not feeds:
         return
-    flt = {
-        "fromBlock": hex(lo),
-        "toBlock": hex(hi),
-        "address": addresses,
-        "topics": [[TRANSFER, ANSWER_UPDATED]],
-    }
+    results = await adapter.read([Call(f, SEL_LATEST_ROUND_DATA) for f in feeds], pin)
+    for feed, result in zip(feeds, results, strict=True):
+        seen = result.data if result.success else b"reverted"
+        if rounds.get(feed) != seen:
+            if feed in rounds:
+                out.assets.add(watch.feeds[feed])
+            rounds[feed] = seen
+
+
+async def _logs(adapter: EvmAdapter, watch: ChainWatch, lo: int, hi: int, out: Changed) -> None:
+    if not watch.tokens or hi < lo:
+        return
+    flt = {"fromBlock": hex(lo), "toBlock": hex(hi), "address": watch.tokens, "topics": [TRANSFER]}
     logs = await adapter.rpc.request("eth_getLogs", [flt])
     if not isinstance(logs, list):
         raise TypeError("eth_getLogs did not answer a list")
@@ -125,10 +142,6 @@ async def _logs(adapter: EvmAdapter, watch: ChainWatch, lo: int, hi: int, out: C
         topics = log["topics"]
         if topics[0] == TRANSFER and len(topics) >= 3:
             out.accounts.update(_topic_address(t) for t in topics[1:3])
-        elif topics[0] == ANSWER_UPDATED:
-            asset = watch.feeds.get(str(log["address"]).lower())
-            if asset is not None:
-                out.assets.add(asset)
 
 
 async def _block_txs(adapter: EvmAdapter, number: int, out: Changed) -> None:

@@ -71,6 +71,7 @@ class Watcher:
         self.holdings = Holdings()
         self.computed: set[tuple[Group, str]] = set()
         self.last: dict[str, BlockPin] = {}
+        self.rounds: dict[str, dict[str, bytes]] = {}  # chain -> feed -> latestRoundData
         self.last_sweep = 0.0
         self._version: tuple[int, str | None] | None = None
         self._checked = 0.0
@@ -154,10 +155,9 @@ class Watcher:
         async def one(name: str) -> Changed:
             new, old = pins[name], self.last.get(name)
             assert isinstance(new, BlockPin)
-            if old is None:
-                return Changed(everything=True)
+            rounds = self.rounds.setdefault(name, {})
             adapter = self.service.adapters[name]
-            return await changed_between(adapter, self.chains[name], old, new)
+            return await changed_between(adapter, self.chains[name], old, new, rounds)
 
         done = await asyncio.gather(*(one(n) for n in moved))
         return dict(zip(moved, done, strict=True))
