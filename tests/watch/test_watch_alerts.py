@@ -17,6 +17,7 @@ from watch_helpers import Receiver, move_price, payloads, rpc, transfer, verify
 from api.app import WATCHER, create_app
 from api.security import new_key
 from api.watch.delivery import ID_HEADER, SIGNATURE_HEADER, TIME_HEADER
+from api.watch.watcher import Watcher
 from crossmargin.core.config import ApiKeyConfig, Config
 from devnet import Devnet
 
@@ -32,10 +33,14 @@ def watch_config(net: Devnet, key_digest: str) -> Config:
     return cfg.model_copy(update={"api": api, "watch": cfg.watch.model_copy(update=FAST)})
 
 
-async def until(pred: Any, within_s: float = 60.0) -> None:
+async def until(watcher: Watcher, pred: Any, within_s: float = 60.0) -> None:
+    """Wait, step by step of the watcher, until `pred()`."""
+    stepped = asyncio.Event()
+    watcher.on_step = lambda _: stepped.set()
     async with asyncio.timeout(within_s):
         while not pred():
-            await asyncio.sleep(0.05)
+            stepped.clear()
+            await stepped.wait()
 
 
 async def test_transfer_alerts_once_signed_retried_then_recovered(
@@ -64,7 +69,7 @@ async def test_transfer_alerts_once_signed_retried_then_recovered(
             assert resp.status == 201, await resp.text()
             wid = (await resp.json())["id"]
             watcher = app[WATCHER]
-            await until(lambda: any(g for g, a in watcher.computed if a == bob))
+            await until(watcher, lambda: any(g for g, a in watcher.computed if a == bob))
             assert receiver.hits == []  # above the threshold: nothing to say
 
             # bob sends away 1 of his 1.5 WBTC on ethereum: health drops below 0.8x
