@@ -87,7 +87,7 @@ def create_app(
     app.router.add_get("/metrics", metrics.handler)
     add_web_routes(app)  # the web page (api/web.py): `/`, /static/*, /v1/web/context
     app[HUB] = Hub()
-    add_live_routes(app, gate)  # server-sent events per account (api/watch/live.py)
+    add_live_routes(app, gate, config)  # server-sent events per account (api/watch/live.py)
 
     url = database_url(database, config.api.database_url)
 

@@ -3,6 +3,7 @@
 
 import { usd } from "./format.js";
 import { drawChains, drawStress, drawWaterfall } from "./charts.js";
+import { follow, initAlerts, stop as stopLive } from "./live.js";
 import { debtUnknown, renderBlocks, renderCapacity, renderParams, renderPositions, renderPrices, renderProtocols, renderTotals, renderWarnings } from "./tables.js";
 
 const $ = (id) => document.getElementById(id);
@@ -170,6 +171,7 @@ async function load(account, target) {
   if (mine !== generation) return;
   $("results").removeAttribute("aria-busy");
   if (margin.problem) {
+    stopLive();
     $("results").hidden = true;
     drawn = null;
     setStatus("error", margin.problem.title, margin.problem.detail);
@@ -203,6 +205,28 @@ async function load(account, target) {
   draw();
   if (m.status === "partial") setStatus("partial", "Partial result", partialDetail(m));
   else setStatus("ok", "Up to date", `Pinned blocks on ${m.as_of.length} chains.`);
+  follow(account, target, (next, snapshot) => {
+    if (mine !== generation) return;
+    liveUpdate(next, snapshot, capacity, stress, `${base}/margin${q}`);
+  });
+}
+
+// A new computation of the shown account, pushed by the server: its margin figures are
+// redrawn in place (capacity and stress stay as loaded, with their own snapshot links).
+function liveUpdate(m, snapshot, capacity, stress, url) {
+  renderHeader(m);
+  renderTotals($("totals"), m);
+  jsonLinks({ snapshot }, capacity, stress, url);
+  renderPositions($("positions"), m);
+  renderProtocols($("protocols"), m);
+  renderPrices($("prices"), m);
+  renderBlocks($("blocks"), m);
+  renderWarnings($("warnings"), m);
+  if (drawn) drawn.margin = m;
+  draw();
+  const blocks = m.as_of.map((b) => `${b.name} #${b.block_number}`).join(", ");
+  if (m.status === "partial") setStatus("partial", "Partial result (live)", partialDetail(m));
+  else setStatus("ok", "Up to date (live)", `Recomputed after new blocks: ${blocks}.`);
 }
 
 function submit() {
@@ -243,6 +267,7 @@ async function init() {
     $("address").value = account;
     load(account, params.get("target") || $("target").value);
   }
+  initAlerts();
   document.body.dataset.ready = "true";
 }
 

@@ -100,8 +100,8 @@ class Watcher:
         for w in self.watches:
             out.setdefault((w.target, w.method), set()).update(w.accounts)
         if self.hub is not None:
-            live = (self.config.settlement_chain, self.config.risk.method)
-            out.setdefault(live, set()).update(self.hub.accounts())
+            for account, target in self.hub.keys():
+                out.setdefault((target, self.config.risk.method), set()).add(account)
         return out
 
     async def run(self) -> None:
@@ -191,8 +191,8 @@ class Watcher:
                 self.holdings.update(account, report)
                 self.computed.add((group, account))
                 step.snapshots[account] = out.snapshot_id
-                if self.hub is not None:
-                    self.hub.publish(account, out.snapshot_id, out.body)
+                if self.hub is not None and method == self.config.risk.method:
+                    self.hub.publish((account, target), out.snapshot_id, out.body)
             step.recomputed += len(chunk)
             alerts = self._alerts(group, reports)
             if alerts:
