@@ -55,6 +55,7 @@ bench: setup
 	$(BIN)/python bench/valuation.py
 	test ! -f bench/api.py || $(BIN)/python bench/api.py
 	$(BIN)/python bench/pipeline.py
+	$(BIN)/python bench/watch.py
 
 # Regenerate the Python lock after editing pyproject.toml dependencies.
 lock: $(PY_OK)
