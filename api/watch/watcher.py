@@ -11,13 +11,15 @@ a stored snapshot. Then each watch's thresholds are evaluated on the new reports
 (api/watch/store.py) before the deliverer is woken. Live listeners (api/watch/live.py)
 get every new report of their account.
 
-Heads are polled every `watch.poll_s` (a cheap `eth_getBlockByNumber`); nothing is
-polled while nothing is watched.
+Heads are polled every `watch.poll_s` (a cheap `eth_getBlockByNumber`), and a step
+starts at once when a websocket `newHeads` subscription (where the endpoint offers
+one) announces a block; nothing is pinned while nothing is watched.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -28,6 +30,7 @@ from typing import Any
 from adapters.evm import BlockPin
 from api.service import Served, Service
 from api.watch.changes import ChainWatch, Changed, Holdings, affected, changed_between
+from api.watch.heads import follow_heads
 from api.watch.live import Hub
 from api.watch.rules import Condition, crossings, evaluate
 from api.watch.store import NewAlert, WatchRow, WatchStore
@@ -77,6 +80,7 @@ class Watcher:
         self._checked = 0.0
         self._dirty_now = False
         self.on_step: Callable[[Step], None] | None = None
+        self._woken = asyncio.Event()
 
     def reload_soon(self) -> None:
         """A watch changed (in this process) or a live listener came: look now."""
@@ -105,17 +109,24 @@ class Watcher:
         return out
 
     async def run(self) -> None:
-        while True:
-            started = time.monotonic()
-            try:
-                step = await self.step()
-                if self.on_step is not None:
-                    self.on_step(step)
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # a bug or the store down: logged, tried again next step
-                log.exception("watch step failed")
-            await asyncio.sleep(max(0.0, self.cfg.poll_s - (time.monotonic() - started)))
+        """Step until cancelled: after `poll_s`, or as soon as a websocket new head
+        arrives on any chain (api/watch/heads.py)."""
+        heads = [asyncio.create_task(follow_heads(c, self._woken.set)) for c in self.config.chains]
+        try:
+            while True:
+                self._woken.clear()
+                try:
+                    step = await self.step()
+                    if self.on_step is not None:
+                        self.on_step(step)
+                except Exception:  # a bug or the store down: logged, tried again next step
+                    log.exception("watch step failed")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._woken.wait(), self.cfg.poll_s)
+        finally:
+            for task in heads:
+                task.cancel()
+            await asyncio.gather(*heads, return_exceptions=True)
 
     async def step(self) -> Step:
         """One look at the chains; recompute and alert if anything may have changed."""
@@ -139,8 +150,9 @@ class Watcher:
         if step.swept:
             self.last_sweep = now
         for group, accounts in groups.items():
-            todo = self._todo(group, accounts, changes, step.swept)
-            await self._recompute(group, sorted(todo), pins, step)
+            named, rest = self._todo(group, accounts, changes, step.swept)
+            await self._recompute(group, named, pins, step)
+            await self._recompute(group, rest, pins, step)
         for n in step.moved:
             pin = pins[n]
             assert isinstance(pin, BlockPin)
@@ -164,14 +176,20 @@ class Watcher:
 
     def _todo(
         self, group: Group, accounts: set[str], changes: dict[str, Changed], swept: bool
-    ) -> set[str]:
+    ) -> tuple[list[str], list[str]]:
+        """The accounts to recompute: those a transfer named, then the others (their
+        batch is small, so their alerts go out before a price round's many holders
+        are done)."""
         if swept:
-            return set(accounts)
-        todo = {a for a in accounts if (group, a) not in self.computed}
+            return [], sorted(accounts)
         by_lower = {a.lower(): a for a in accounts}
+        named: set[str] = set()
+        todo = {a for a in accounts if (group, a) not in self.computed}
         for chain, changed in changes.items():
+            if not changed.everything:
+                named |= {by_lower[a] for a in changed.accounts if a in by_lower}
             todo |= affected(changed, chain, by_lower, self.holdings) & accounts
-        return todo
+        return sorted(named), sorted(todo - named)
 
     async def _recompute(
         self, group: Group, accounts: list[str], pins: Mapping[str, BlockPin | str], step: Step
