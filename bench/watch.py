@@ -4,10 +4,11 @@ Run from the repository root:  .venv/bin/python bench/watch.py [--seconds 60]
 [--accounts 10000] [--holders 2000] [--movers 40].
 
 Four anvil chains mine one block per second (interval mining). WATCHED accounts are
-watched by one watch (free margin below THRESHOLD USD); HOLDERS of them hold ETH on
-ethereum (so a new ETH round touches them all), the rest hold nothing and are untouched.
-Each second a few MOVERS (holders of 1 ETH) send half of it away, or get it back: each
-such transfer crosses the threshold and raises one alert. Every ROUND_S seconds the ETH
+watched by one watch (health below THRESHOLD); HOLDERS of them hold 1 ETH on ethereum
+(so a new ETH round touches them all), the rest hold nothing and are untouched. MOVERS
+(holders that also owe 1,500 USDC, health about 1.8) send half of their ETH away, or
+get it back, a few each second: each such transfer crosses the threshold and raises
+one alert. Every ROUND_S seconds the ETH
 feed on ethereum gets a new round (+-0.2%). A webhook receiver in its own thread
 acknowledges every alert and notes when it arrived.
 
@@ -39,7 +40,8 @@ if __package__ in (None, ""):  # run as a file: this file's folder would shadow 
 import aiohttp
 from aiohttp import web
 
-THRESHOLD = "2000"
+THRESHOLD = 1.2
+DEBT_USDC = 1_500
 ROUND_S = 5.0
 
 
@@ -183,6 +185,23 @@ async def _drive(
     return sent
 
 
+async def _owe(session: aiohttp.ClientSession, net: Any, movers: list[str]) -> None:
+    """Each mover owes DEBT_USDC (the devnet's variable-debt token, minted by its owner)."""
+    from devnet.evm import DEPLOYER, calldata
+
+    eth = net.rpc_url("ethereum")
+    debt = next(
+        r.address
+        for r in net.config.representations
+        if r.chain == "ethereum" and r.symbol == "variableDebtUSDC"
+    )
+    for m in movers:
+        data = calldata("mint(address,uint256)", m, DEBT_USDC * 10**6)
+        await _rpc(
+            session, eth, "eth_sendTransaction", {"from": DEPLOYER, "to": debt, "data": data}
+        )
+
+
 async def _run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     from api.metrics import Metrics
     from api.service import Service
@@ -203,6 +222,7 @@ async def _run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         idle = [_address() for _ in range(args.accounts - args.holders)]
         eth = net.rpc_url("ethereum")
         await _batch(session, eth, [("anvil_setBalance", [a, hex(10**18)]) for a in holders])
+        await _owe(session, net, movers)
         for c in net.config.chains:
             await _rpc(session, net.rpc_url(c.name), "evm_mine")
         cfg = net.config.model_copy(
@@ -221,7 +241,7 @@ async def _run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                     "accounts": [*holders, *idle],
                     "target": "ethereum",
                     "method": cfg.risk.method,
-                    "thresholds": Thresholds(free_margin_below=THRESHOLD),
+                    "thresholds": Thresholds(health_below=THRESHOLD),
                     "webhook_url": f"http://127.0.0.1:{receiver.port}/hook",
                     "secret": "bench-secret-0123456789",
                 },
@@ -265,13 +285,15 @@ async def _run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     lat, lat_seen = [], []
     for arrived, alert in receiver.arrivals:
         pin = next(b for b in alert["as_of"] if b["name"] == "ethereum")
+        if pin["block_number"] <= block0:
+            continue  # raised by the first look, before the clock started
         lat.append((arrived - pin["timestamp"]) * 1000)
         if pin["block_number"] in seen.seen:
             lat_seen.append((arrived - seen.seen[pin["block_number"]]) * 1000)
     moved = [s for s in steps if s.moved]
     blocks = max(1, block1 - block0)
     return {
-        "alerts": len(receiver.arrivals),
+        "alerts": len(lat),
         "transfers": sent,
         "lat": lat,
         "lat_seen": lat_seen,
