@@ -67,6 +67,7 @@ class Operation:
     query: type[BaseModel]
     body: type[BaseModel] | None = None
     secured: bool = True
+    keyed: bool = False  # an API key is required even when anonymous access is on
     errors: tuple[int, ...] = ()
     snapshot_header: bool = False
     unavailable: bool = False  # may answer 503 with the same model (health)
@@ -244,7 +245,9 @@ def spec(ops: list[Operation], *, anonymous: bool, version: str) -> dict[str, An
             "parameters": _parameters(op),
             "responses": {"200": ok} | {str(s): _problem_response(s) for s in statuses} | down,
             "security": (
-                [{"ApiKey": []}, {"Bearer": []}] + ([{}] if anonymous else []) if op.secured else []
+                [{"ApiKey": []}, {"Bearer": []}] + ([{}] if anonymous and not op.keyed else [])
+                if op.secured
+                else []
             ),
         }
         if op.description:

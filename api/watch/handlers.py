@@ -146,6 +146,7 @@ def operations(config: Config) -> list[Operation]:
             body=m.create,
             errors=(413, 415),
             tag=t,
+            keyed=True,
             description="Alerts on threshold crossings go to `webhook_url`, signed "
             "with `secret` (README, Watching). The secret is never shown back.",
         ),
@@ -158,8 +159,11 @@ def operations(config: Config) -> list[Operation]:
             WatchList,
             empty,
             tag=t,
+            keyed=True,
         ),
-        Operation("GET", one, "getWatch", "One watch", get, Watch, empty, errors=(404,), tag=t),
+        Operation(
+            "GET", one, "getWatch", "One watch", get, Watch, empty, errors=(404,), tag=t, keyed=True
+        ),
         Operation(
             "PATCH",
             one,
@@ -171,6 +175,7 @@ def operations(config: Config) -> list[Operation]:
             body=m.update,
             errors=(404, 413, 415),
             tag=t,
+            keyed=True,
             description="Only the fields given change. Changed thresholds, target or "
             "method restart every account's alert state.",
         ),
@@ -184,6 +189,7 @@ def operations(config: Config) -> list[Operation]:
             empty,
             errors=(404,),
             tag=t,
+            keyed=True,
             description="Its undelivered alerts become dead.",
         ),
         Operation(
@@ -195,5 +201,6 @@ def operations(config: Config) -> list[Operation]:
             AlertList,
             q_alerts,
             tag=t,
+            keyed=True,
         ),
     ]

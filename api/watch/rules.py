@@ -14,16 +14,31 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic.config import JsonDict
 
 Condition = Literal["health_below", "free_margin_below", "liquidatable", "partial"]
 CONDITIONS: tuple[Condition, ...] = ("health_below", "free_margin_below", "liquidatable", "partial")
 MAX_USD = Decimal("1e15")
 
 
+# "At least one condition", in the schema as well as in the validator below.
+AT_LEAST_ONE: JsonDict = {
+    "anyOf": [
+        {"required": ["health_below"], "properties": {"health_below": {"type": "number"}}},
+        {
+            "required": ["free_margin_below"],
+            "properties": {"free_margin_below": {"type": "string"}},
+        },
+        {"required": ["liquidatable"], "properties": {"liquidatable": {"const": True}}},
+        {"required": ["partial"], "properties": {"partial": {"const": True}}},
+    ]
+}
+
+
 class Thresholds(BaseModel):
     """What to alert on; at least one condition."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, json_schema_extra=AT_LEAST_ONE)
 
     health_below: float | None = Field(
         default=None, gt=0, le=1000, allow_inf_nan=False, description="alert when health < h"

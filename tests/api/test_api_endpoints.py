@@ -247,6 +247,12 @@ async def test_openapi_document(client: Client) -> None:
         ("get", "/v1/health/live"),
         ("get", "/v1/snapshots/{id}"),
         ("get", "/v1/accounts/{address}/snapshots"),
+        ("post", "/v1/watches"),
+        ("get", "/v1/watches"),
+        ("get", "/v1/watches/{watch_id}"),
+        ("patch", "/v1/watches/{watch_id}"),
+        ("delete", "/v1/watches/{watch_id}"),
+        ("get", "/v1/alerts"),
     }
     schemas = spec["components"]["schemas"]
     text = json.dumps(spec)
