@@ -90,7 +90,7 @@ def operations(config: Config) -> list[Operation]:
         fields = _fields(config, call.body, partial=False)
         row = await asyncio.to_thread(_store(call).create, owner, fields)
         _changed(call)
-        return _json(_served(row), 201)
+        return _json(_served(row))
 
     async def listing(call: Call) -> web.Response:
         rows = await asyncio.to_thread(_store(call).owned, _owner(call))

@@ -12,6 +12,7 @@ from api.watch.rules import Condition, Thresholds
 from crossmargin.core.config import Config
 
 WATCH_ID_PATTERN = r"^[0-9a-f]{32}$"
+MAX_ACCOUNTS_PER_REQUEST = 5_000
 ALERT_ID_PATTERN = r"^[0-9a-f]{32}$"
 AlertStatus = Literal["pending", "delivered", "dead"]
 
@@ -54,7 +55,8 @@ class WatchModels:
     def __init__(self, config: Config) -> None:
         chains = [c.name for c in config.chains] + [str(c.chain_id) for c in config.chains]
         chain = allowlist(chains, "chain")
-        cap = config.watch.max_accounts
+        # a request body is at most 256 KiB (api/app.py): 5,000 addresses fit in it
+        cap = min(config.watch.max_accounts, MAX_ACCOUNTS_PER_REQUEST)
         accounts_doc = f"accounts to watch (1 to {cap})"
         secret_doc = "signs every webhook (HMAC-SHA256); write-only, never shown"
         self.create: type[WatchBody] = create_model(

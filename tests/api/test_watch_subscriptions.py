@@ -38,7 +38,7 @@ async def test_a_key_sees_and_changes_only_its_own(devnet: Any, tmp_path: Path) 
     a, b = {"X-API-Key": key_a}, {"X-API-Key": key_b}
     async with TestClient(TestServer(app)) as c:
         resp = await c.post("/v1/watches", json=_body([alice.lower()]), headers=a)
-        assert resp.status == 201, await resp.text()
+        assert resp.status == 200, await resp.text()
         made = await resp.json()
         assert made["accounts"] == [alice]
         assert made["target_chain"] == "ethereum"

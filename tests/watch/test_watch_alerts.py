@@ -66,7 +66,7 @@ async def test_transfer_alerts_once_signed_retried_then_recovered(
                 "secret": SECRET,
             }
             resp = await c.post("/v1/watches", json=body, headers=headers)
-            assert resp.status == 201, await resp.text()
+            assert resp.status == 200, await resp.text()
             wid = (await resp.json())["id"]
             watcher = app[WATCHER]
             await until(watcher, lambda: any(g for g, a in watcher.computed if a == bob))
