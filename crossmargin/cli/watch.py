@@ -81,12 +81,6 @@ def fields_of(args: argparse.Namespace, config: Config) -> dict[str, Any]:
         url = webhook_url(args.webhook)
     except ValueError as exc:
         raise CrossmarginError(f"--webhook: {exc}") from None
-    secret = args.secret or os.environ.get(SECRET_ENV)
-    if not secret:
-        secret = secrets.token_urlsafe(24)
-        print(f"webhook secret (shown once): {secret}", file=sys.stderr)
-    if len(secret) < 16:
-        raise CrossmarginError("--secret: at least 16 characters")
     try:
         target = config.chain(args.target_chain or config.settlement_chain).name
     except KeyError:
@@ -94,6 +88,12 @@ def fields_of(args: argparse.Namespace, config: Config) -> dict[str, Any]:
     accounts = read_accounts(args.accounts)
     if len(accounts) > config.watch.max_accounts:
         raise CrossmarginError(f"--accounts: more than {config.watch.max_accounts} addresses")
+    secret = args.secret or os.environ.get(SECRET_ENV)
+    if secret is not None and len(secret) < 16:
+        raise CrossmarginError("--secret: at least 16 characters")
+    if not secret:  # the last step: printed only when everything else was fine
+        secret = secrets.token_urlsafe(24)
+        print(f"webhook secret (shown once): {secret}", file=sys.stderr)
     return {
         "name": "local",
         "accounts": accounts,
