@@ -48,7 +48,7 @@ def test_schemathesis_finds_nothing(devnet: Any, database: str, tmp_path: Path) 
             env=env,
             capture_output=True,
             text=True,
-            timeout=150,
+            timeout=300,  # 16 operations; 150 s was for 10
         )
     report = proc.stdout[-6000:] + proc.stderr[-2000:]
     assert proc.returncode == 0, report
