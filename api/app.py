@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
 
 from aiohttp import web
@@ -31,12 +32,20 @@ from api.service import Service
 from api.store import Store, database_url
 from api.tlog.heads import Signer
 from api.tlog.routes import SIGNER
+from api.watch.delivery import Deliverer
+from api.watch.handlers import ON_CHANGE, WATCH_STORE
+from api.watch.handlers import operations as watch_operations
+from api.watch.live import HUB, Hub, add_live_routes
+from api.watch.store import WatchStore
+from api.watch.watcher import Watcher
 from api.web import add_web_routes
 from crossmargin.core.config import Config
 from crossmargin.engine import Engine, open_adapters
 from oracle.store import HistoryStore
 
-__all__ = ["ENGINE", "SERVICE", "create_app"]
+__all__ = ["ENGINE", "SERVICE", "WATCHER", "create_app"]
+
+WATCHER = web.AppKey("watcher", Watcher)
 
 MAX_BODY_BYTES = 256 * 1024
 
@@ -66,7 +75,7 @@ def create_app(
     )
     serve_protocol_errors(app)
     gate = Gate(config.api)
-    ops = operations(config)
+    ops = operations(config) + watch_operations(config)
     for op in ops:
         if op.method == "GET":
             app.router.add_get(op.path, bind(op, gate))
@@ -81,6 +90,8 @@ def create_app(
     app.router.add_get("/metrics", metrics.handler)
     add_web_routes(app)  # the web page (api/web.py): `/`, /static/*, /v1/web/context
     add_docs_routes(app)  # the API reference (api/docs.py): /docs, offline
+    app[HUB] = Hub()
+    add_live_routes(app, gate, config)  # server-sent events per account (api/watch/live.py)
 
     url = database_url(database, config.api.database_url)
     if config.api.tlog_key is not None:  # a bad key stops the start, in one line
@@ -95,9 +106,11 @@ def create_app(
                 app[ENGINE] = engine = Engine(config, adapters, history)
                 service = Service(config, engine, adapters, store, metrics)
                 app[SERVICE] = service
+                app[WATCH_STORE] = watches = WatchStore(store)
                 try:
                     await service.start()
-                    yield
+                    async with _watching(config, service, watches, app):
+                        yield
                 finally:
                     await service.close()
         finally:
@@ -105,3 +118,26 @@ def create_app(
 
     app.cleanup_ctx.append(lifecycle)
     return app
+
+
+@asynccontextmanager
+async def _watching(
+    config: Config, service: Service, watches: WatchStore, app: web.Application
+) -> AsyncIterator[None]:
+    """The watcher and the webhook deliverer (METHOD.md §14) run with the app when
+    `watch.enabled`: `crossmargin serve` and `up` watch without another process."""
+    if not config.watch.enabled:
+        yield
+        return
+    deliverer = Deliverer(config.watch, watches)
+    watcher = Watcher(service, watches, app[HUB], deliverer.wake)
+    app[WATCHER] = watcher
+    app[ON_CHANGE] = [watcher.reload_soon]
+    app[HUB].on_new_account = watcher.reload_soon
+    tasks = [asyncio.create_task(deliverer.run()), asyncio.create_task(watcher.run())]
+    try:
+        yield
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

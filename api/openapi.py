@@ -29,7 +29,12 @@ from api.security import KEY_HEADER, Gate, Principal
 
 REF = "#/components/schemas/{model}"
 SNAPSHOT_ID_SCHEMA = {"type": "string", "pattern": SNAPSHOT_ID_PATTERN}
-PATH_PARAMS: dict[str, dict[str, Any]] = {"address": ADDRESS_SCHEMA, "id": SNAPSHOT_ID_SCHEMA}
+WATCH_ID_PATTERN = r"^[0-9a-f]{32}$"
+PATH_PARAMS: dict[str, dict[str, Any]] = {
+    "address": ADDRESS_SCHEMA,
+    "id": SNAPSHOT_ID_SCHEMA,
+    "watch_id": {"type": "string", "pattern": WATCH_ID_PATTERN},
+}
 COMMON_ERRORS = (400, 401, 403, 429, 500, 504)
 MAX_DETAIL = 300
 MAX_JSON_DEPTH = 32  # the batch body needs 2; room for what a model may add
@@ -62,6 +67,7 @@ class Operation:
     query: type[BaseModel]
     body: type[BaseModel] | None = None
     secured: bool = True
+    keyed: bool = False  # an API key is required even when anonymous access is on
     errors: tuple[int, ...] = ()
     snapshot_header: bool = False
     unavailable: bool = False  # may answer 503 with the same model (health)
@@ -95,6 +101,9 @@ def _validate_path(request: web.Request) -> dict[str, str]:
             ) from None
     if "id" in out and not _matches(SNAPSHOT_ID_PATTERN, out["id"]):
         raise _invalid([{"location": "path.id", "detail": "not a snapshot id (64 hex digits)"}])
+    if "watch_id" in out and not _matches(WATCH_ID_PATTERN, out["watch_id"]):
+        detail = "not a watch id (32 hex digits)"
+        raise _invalid([{"location": "path.watch_id", "detail": detail}])
     return out
 
 
@@ -242,7 +251,9 @@ def spec(ops: list[Operation], *, anonymous: bool, version: str) -> dict[str, An
             "parameters": _parameters(op),
             "responses": {"200": ok} | {str(s): _problem_response(s) for s in statuses} | down,
             "security": (
-                [{"ApiKey": []}, {"Bearer": []}] + ([{}] if anonymous else []) if op.secured else []
+                [{"ApiKey": []}, {"Bearer": []}] + ([{}] if anonymous and not op.keyed else [])
+                if op.secured
+                else []
             ),
         }
         if op.description:

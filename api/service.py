@@ -477,13 +477,19 @@ class Service:
                     state.error = self.scrub(state.error)
         return dict(zip(accounts, per_account, strict=True))
 
-    async def batch(self, asked: list[Request], method: str) -> list[tuple[str, Served | bytes]]:
+    async def batch(
+        self,
+        asked: list[Request],
+        method: str,
+        pins: Mapping[str, Pinned] | None = None,
+    ) -> list[tuple[str, Served | bytes]]:
         """Margin of many accounts at one set of pins (all about one time): each its own
         snapshot; a failure is that account's problem (as problem+json bytes), not the
         batch's. Accounts not already cached are read together through the engine (one
-        multicall batch per chain) and computed and stored in one worker thread."""
-        pins = await self.pins_for(asked[0])
+        multicall batch per chain) and computed and stored in one worker thread. `pins`:
+        the blocks to read at (the watcher's new pin set), else those of the request."""
         first = asked[0]
+        pins = pins if pins is not None else await self.pins_for(first)
         est, est_key = await self.estimates(Engine.cutoff(first.at, pins) if first.as_of else None)
         pin_key = _pin_key(pins)
         done: dict[str, Served] = {}

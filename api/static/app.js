@@ -5,6 +5,7 @@
 import { usd } from "./format.js";
 import { drawChains, drawStress, drawWaterfall } from "./charts.js";
 import { drawHistory, historyPoints } from "./history.js";
+import { follow, initAlerts, stop as stopLive } from "./live.js";
 import { debtUnknown, renderBlocks, renderCapacity, renderParams, renderPositions, renderPrices, renderProtocols, renderTotals, renderWarnings } from "./tables.js";
 
 const $ = (id) => document.getElementById(id);
@@ -235,6 +236,7 @@ async function load(account, target, at) {
   if (mine !== generation) return;
   $("results").removeAttribute("aria-busy");
   if (margin.problem) {
+    stopLive();
     $("results").hidden = true;
     drawn = null;
     setStatus("error", margin.problem.title, margin.problem.detail);
@@ -270,6 +272,29 @@ async function load(account, target, at) {
   if (m.status === "partial") setStatus("partial", "Partial result", partialDetail(m));
   else if (at) setStatus("ok", "As of a past time", `Each chain at its last block at or before ${pickerValue(at)} UTC.`);
   else setStatus("ok", "Up to date", `Pinned blocks on ${m.as_of.length} chains.`);
+  if (at) stopLive(); // a past time does not change: nothing to follow
+  else follow(account, target, (next, snapshot) => {
+    if (mine !== generation) return;
+    liveUpdate(next, snapshot, capacity, stress, `${base}/margin${q}`);
+  });
+}
+
+// A new computation of the shown account, pushed by the server: its margin figures are
+// redrawn in place (capacity and stress stay as loaded, with their own snapshot links).
+function liveUpdate(m, snapshot, capacity, stress, url) {
+  renderHeader(m);
+  renderTotals($("totals"), m);
+  jsonLinks({ snapshot }, capacity, stress, url);
+  renderPositions($("positions"), m);
+  renderProtocols($("protocols"), m);
+  renderPrices($("prices"), m);
+  renderBlocks($("blocks"), m);
+  renderWarnings($("warnings"), m);
+  if (drawn) drawn.margin = m;
+  draw();
+  const blocks = m.as_of.map((b) => `${b.name} #${b.block_number}`).join(", ");
+  if (m.status === "partial") setStatus("partial", "Partial result (live)", partialDetail(m));
+  else setStatus("ok", "Up to date (live)", `Recomputed after new blocks: ${blocks}.`);
 }
 
 function submit() {
@@ -338,6 +363,7 @@ async function init() {
     if (at) $("at").value = pickerValue(at);
     load(account, params.get("target") || $("target").value, at);
   }
+  initAlerts();
   document.body.dataset.ready = "true";
 }
 

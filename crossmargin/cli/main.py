@@ -248,6 +248,14 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_watch(args: argparse.Namespace) -> int:
+    from crossmargin.cli.watch import run_watch
+
+    config = _config(args.config)
+    url, _ = database(args.db, config)
+    return run_watch(args, config, url)
+
+
 def _cmd_audit_verify(args: argparse.Namespace) -> int:
     from sqlalchemy.exc import SQLAlchemyError
 
@@ -339,6 +347,16 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int)
     serve.add_argument("--db", help=DB_HELP)
     serve.set_defaults(func=_cmd_serve)
+
+    watch = sub.add_parser(
+        "watch",
+        help="watch accounts; signed webhook alerts on threshold crossings (§14)",
+        description="Without the API: alerts are stored in the database, then POSTed.",
+    )
+    from crossmargin.cli.watch import add_watch_arguments
+
+    add_watch_arguments(watch, f"config file (default: {DEFAULT_CONFIG})", DB_HELP)
+    watch.set_defaults(func=_cmd_watch)
 
     audit = sub.add_parser("audit", help="the snapshot audit trail")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True)

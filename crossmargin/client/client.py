@@ -45,6 +45,8 @@ from api.models import (
     Snapshot,
     SnapshotPage,
 )
+from api.watch.models import AlertList, Deleted, Watch, WatchList
+from api.watch.rules import Thresholds
 from crossmargin.client.errors import ApiError, BadAnswer, RateLimited, Unreachable
 from crossmargin.pipeline.report import CapacityReport, MarginReport, StressReport
 
@@ -107,6 +109,11 @@ def _where(url: str) -> str:
 
 def _query(**params: object) -> dict[str, str]:
     return {k: str(v) for k, v in params.items() if v is not None}
+
+
+def _body(**fields: object) -> dict[str, object]:
+    """A JSON body of the fields given (None: not given); a chain id as its string."""
+    return {k: str(v) if k == "target_chain" else v for k, v in fields.items() if v is not None}
 
 
 class Client:
@@ -291,7 +298,77 @@ class Client:
         q = _query(first=first, second=second)
         return (await self._call(ConsistencyProof, "GET", "/v1/log/consistency", q))[0]
 
+    async def create_watch(
+        self,
+        accounts: Sequence[str],
+        *,
+        thresholds: Thresholds,
+        webhook_url: str,
+        secret: str,
+        name: str | None = None,
+        target_chain: str | int | None = None,
+        method: Method | None = None,
+    ) -> Watch:
+        """Watch accounts (§14): alerts on threshold crossings go to `webhook_url`,
+        signed with `secret` (HMAC-SHA256). Needs a key."""
+        body = _body(
+            accounts=list(accounts),
+            thresholds=thresholds.model_dump(exclude_defaults=True),
+            webhook_url=webhook_url,
+            secret=secret,
+            name=name,
+            target_chain=target_chain,
+            method=method,
+        )
+        return (await self._call(Watch, "POST", "/v1/watches", body=body))[0]
+
+    async def list_watches(self) -> WatchList:
+        """This key's watches."""
+        return (await self._call(WatchList, "GET", "/v1/watches"))[0]
+
+    async def get_watch(self, watch_id: str) -> Watch:
+        return (await self._call(Watch, "GET", self._watch(watch_id)))[0]
+
+    async def update_watch(
+        self,
+        watch_id: str,
+        *,
+        accounts: Sequence[str] | None = None,
+        thresholds: Thresholds | None = None,
+        webhook_url: str | None = None,
+        secret: str | None = None,
+        name: str | None = None,
+        target_chain: str | int | None = None,
+        method: Method | None = None,
+    ) -> Watch:
+        """Change only the fields given."""
+        body = _body(
+            accounts=None if accounts is None else list(accounts),
+            thresholds=None if thresholds is None else thresholds.model_dump(exclude_defaults=True),
+            webhook_url=webhook_url,
+            secret=secret,
+            name=name,
+            target_chain=target_chain,
+            method=method,
+        )
+        return (await self._call(Watch, "PATCH", self._watch(watch_id), body=body))[0]
+
+    async def delete_watch(self, watch_id: str) -> Deleted:
+        """Its undelivered alerts become dead."""
+        return (await self._call(Deleted, "DELETE", self._watch(watch_id)))[0]
+
+    async def list_alerts(
+        self, *, watch_id: str | None = None, status: str | None = None, limit: int | None = None
+    ) -> AlertList:
+        """This key's alerts (newest first) and their delivery state."""
+        q = _query(watch_id=watch_id, status=status, limit=limit)
+        return (await self._call(AlertList, "GET", "/v1/alerts", q))[0]
+
     # ------------------------------------------------------------ plumbing
+
+    @staticmethod
+    def _watch(watch_id: str) -> str:
+        return f"/v1/watches/{quote(watch_id, safe='')}"
 
     @staticmethod
     def _acct(address: str) -> str:

@@ -417,6 +417,24 @@ class AccountConfig(Frozen):
     addresses: dict[Name, Address] = Field(default_factory=dict)
 
 
+class WatchConfig(Frozen):
+    """METHOD.md §14, the watcher (api/watch/): how often heads are polled, how often every
+    watched account is recomputed whatever changed (`sweep_s`), how many accounts go in
+    one engine batch, and webhook delivery (exponential back-off with jitter from
+    `retry_base_s` up to `retry_max_s`; dead-lettered after `max_attempts` failures)."""
+
+    enabled: bool = True  # run the watcher inside `crossmargin serve` / `up`
+    poll_s: float = Field(default=0.25, gt=0, le=60, allow_inf_nan=False)
+    sweep_s: float = Field(default=300.0, gt=0, allow_inf_nan=False)
+    batch: int = Field(default=1000, ge=1, le=20_000)
+    max_accounts: int = Field(default=10_000, ge=1, le=100_000)  # per subscription
+    max_attempts: int = Field(default=8, ge=1, le=100)
+    retry_base_s: float = Field(default=1.0, gt=0, allow_inf_nan=False)
+    retry_max_s: float = Field(default=600.0, gt=0, allow_inf_nan=False)
+    delivery_timeout_s: float = Field(default=10.0, gt=0, allow_inf_nan=False)
+    delivery_concurrency: int = Field(default=16, ge=1, le=256)
+
+
 class Config(Frozen):
     """The whole service configuration; cross-references are checked here, once."""
 
@@ -442,6 +460,7 @@ class Config(Frozen):
         return copy
 
     accounts: list[AccountConfig] = Field(default_factory=list)
+    watch: WatchConfig = WatchConfig()
 
     @model_validator(mode="after")
     def _references(self) -> Self:

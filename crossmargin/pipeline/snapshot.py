@@ -684,7 +684,12 @@ def compact(doc: dict[str, Any]) -> Built:
 
     chains = []
     for i, c in enumerate(_list(inputs.get("chains"), "inputs.chains")):
-        per_account = ("balances", "protocols", "holder_proof", *OWN_OPTIONAL)  # beside the shared state
+        per_account = (
+            "balances",
+            "protocols",
+            "holder_proof",
+            *OWN_OPTIONAL,
+        )  # beside the shared state
         shared = {k: v for k, v in _obj(c, f"inputs.chains.{i}").items() if k not in per_account}
         own = [_obj(b, f"inputs.chains.{i}.balances.*") for b in _list(c.get("balances"), "b")]
         shared["tokens"] = [{k: v for k, v in b.items() if k not in ACCOUNT_FIELDS} for b in own]

@@ -251,6 +251,12 @@ async def test_openapi_document(client: Client) -> None:
         ("get", "/v1/log/key"),
         ("get", "/v1/log/inclusion/{id}"),
         ("get", "/v1/log/consistency"),
+        ("post", "/v1/watches"),
+        ("get", "/v1/watches"),
+        ("get", "/v1/watches/{watch_id}"),
+        ("patch", "/v1/watches/{watch_id}"),
+        ("delete", "/v1/watches/{watch_id}"),
+        ("get", "/v1/alerts"),
     }
     schemas = spec["components"]["schemas"]
     text = json.dumps(spec)

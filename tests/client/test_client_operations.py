@@ -12,7 +12,8 @@ from client_helpers import DOCUMENT, OPS, snake
 
 from crossmargin.client import Client
 
-PATH_ARGS = {"address": "address", "id": "snapshot_id"}  # path parameter -> argument
+# path parameter -> argument
+PATH_ARGS = {"address": "address", "id": "snapshot_id", "watch_id": "watch_id"}
 
 
 def _body_fields(op: dict[str, Any]) -> set[str]:

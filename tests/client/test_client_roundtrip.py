@@ -15,6 +15,7 @@ from aiohttp.test_utils import TestServer
 from client_helpers import OPS, free_url, make_key, snake, with_api
 
 from api.app import create_app
+from api.watch.rules import Thresholds
 from crossmargin.client import ApiError, Client, RateLimited, Retry, Unreachable
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -103,7 +104,63 @@ async def test_every_operation_round_trips(served: str, devnet: Any) -> None:
         assert consistent.model_dump(mode="json") == await raw(
             f"{served}/v1/log/consistency", first="1", second=str(head.tree_size)
         )
-    assert called == {snake(op["operationId"]) for *_, op in OPS}
+    assert called == {snake(op["operationId"]) for *_, op in OPS} - WATCH_OPS
+
+
+WATCH_OPS = {snake(op["operationId"]) for *_, op in OPS if "watch" in op.get("tags", ())}
+
+
+async def test_watch_operations_round_trip(devnet: Any, tmp_path: Path) -> None:
+    """The keyed watch operations (§14): create, list, get, update, delete, alerts; the
+    secret is never echoed; another key sees none of it."""
+    key, entry = make_key("watcher", rate_per_s=1e4, burst=10_000)
+    other, other_entry = make_key("other", rate_per_s=1e4, burst=10_000)
+    config = with_api(devnet, anonymous=False, keys=[entry, other_entry])
+    config = config.model_copy(update={"watch": config.watch.model_copy(update={"enabled": False})})
+    app = create_app(config, database=f"sqlite:///{tmp_path / 'watch.db'}")
+    alice, bob = devnet.demo_accounts["alice"], devnet.demo_accounts["bob"]
+    called: set[str] = set()
+    async with TestServer(app, host="127.0.0.1") as server:
+        url = str(server.make_url("")).rstrip("/")
+        async with Client(url, key=key) as api, Client(url, key=other) as stranger:
+            called.add("create_watch")
+            made = await api.create_watch(
+                [alice, bob],
+                thresholds=Thresholds(health_below=1.2, liquidatable=True),
+                webhook_url="http://127.0.0.1:9/hook",
+                secret="s" * 32,
+                name="desk",
+                target_chain=42161,
+            )
+            assert (made.name, made.target_chain, made.accounts) == (
+                "desk",
+                "arbitrum",
+                [alice, bob],
+            )
+            assert made.thresholds.health_below == 1.2
+            assert "secret" not in made.model_dump()
+            called.add("list_watches")
+            assert [w.id for w in (await api.list_watches()).watches] == [made.id]
+            assert (await stranger.list_watches()).watches == []
+            called.add("get_watch")
+            assert await api.get_watch(made.id) == made
+            with pytest.raises(ApiError) as hidden:
+                await stranger.get_watch(made.id)
+            assert hidden.value.status == 404
+            called.add("update_watch")
+            changed = await api.update_watch(made.id, accounts=[bob], name="bob only")
+            assert (changed.accounts, changed.name, changed.thresholds) == (
+                [bob],
+                "bob only",
+                made.thresholds,
+            )
+            called.add("list_alerts")
+            assert (await api.list_alerts(watch_id=made.id, limit=10)).alerts == []
+            called.add("delete_watch")
+            gone = await api.delete_watch(made.id)
+            assert (gone.id, gone.deleted) == (made.id, True)
+            assert (await api.list_watches()).watches == []
+    assert called == WATCH_OPS
 
 
 async def test_problems_are_typed(served: str) -> None:

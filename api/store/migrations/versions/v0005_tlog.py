@@ -6,8 +6,8 @@ stored: by `created_at`, then account and height (one batch's rows share a time 
 were inserted in that order; an account's heights always ascend), so the tree starts
 from the existing trail without changing any snapshot or its id.
 
-Revision ID: v0005_tlog
-Revises: v0003
+Revision ID: 0005
+Revises: 0004
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from alembic import op
 
 from api.tlog.merkle import CompactRange, leaf_hash
 
-revision = "v0005_tlog"
-down_revision = "0003"
+revision = "0005"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 
