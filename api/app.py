@@ -25,7 +25,7 @@ from adapters.evm import EvmAdapter
 from api.docs import add_docs_routes
 from api.handlers import ENGINE, SERVICE, operations
 from api.metrics import Metrics
-from api.openapi import bind, spec
+from api.openapi import Operation, bind, spec
 from api.problems import Scrubber, error_middleware, serve_protocol_errors
 from api.security import Gate
 from api.service import Service
@@ -57,6 +57,11 @@ def _version() -> str:
         return "0"
 
 
+def api_operations(config: Config) -> list[Operation]:
+    """Every operation the API serves (and documents): reports, audit, log, watches."""
+    return operations(config) + watch_operations(config)
+
+
 def create_app(
     config: Config, *, database: str | None = None, history: HistoryStore | None = None
 ) -> web.Application:
@@ -75,7 +80,7 @@ def create_app(
     )
     serve_protocol_errors(app)
     gate = Gate(config.api)
-    ops = operations(config) + watch_operations(config)
+    ops = api_operations(config)
     for op in ops:
         if op.method == "GET":
             app.router.add_get(op.path, bind(op, gate))

@@ -8,14 +8,14 @@ import socket
 from pathlib import Path
 from typing import Any
 
-from api.handlers import operations
+from api.app import api_operations
 from api.openapi import spec
 from api.security import new_key
 from crossmargin.core.config import ApiKeyConfig, load_config
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = load_config(ROOT / "configs" / "devnet.toml", env={})
-DOCUMENT = spec(operations(CONFIG), anonymous=True, version="test")
+DOCUMENT = spec(api_operations(CONFIG), anonymous=True, version="test")
 OPS = [(path, verb, op) for path, item in DOCUMENT["paths"].items() for verb, op in item.items()]
 
 

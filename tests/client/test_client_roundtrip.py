@@ -132,10 +132,10 @@ async def test_watch_operations_round_trip(devnet: Any, tmp_path: Path) -> None:
                 name="desk",
                 target_chain=42161,
             )
-            assert (made.name, made.target_chain, made.accounts) == (
+            assert (made.name, made.target_chain, set(made.accounts)) == (
                 "desk",
                 "arbitrum",
-                [alice, bob],
+                {alice, bob},
             )
             assert made.thresholds.health_below == 1.2
             assert "secret" not in made.model_dump()
