@@ -13,27 +13,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from adapters.balances import BalancePlan, BalanceRead
-from adapters.calls import Call, CallResult
+from adapters.calls import Call
 from adapters.evm import BlockPin, ChainReader
-from adapters.protocols.aave import AaveAccountData, decode_user_account_data, user_account_data
-from crossmargin.core.codes import Code
 from crossmargin.core.config import ChainConfig, Config
 from crossmargin.core.errors import ChainError, DecodeError, PinUnavailable
+from crossmargin.pipeline.protocol_read import ProtocolPlan, ProtocolRead
 from oracle.feeds import plan_feeds, read_feeds
 from oracle.validity import FeedReading, SequencerState
 
 log = logging.getLogger("crossmargin.pipeline.read")
-
-
-@dataclass(frozen=True, slots=True)
-class ProtocolRead:
-    """One account's own figures in one protocol market at the pinned block (§12):
-    Aave v3 `getUserAccountData`, or why it could not be read (`error`, public form)."""
-
-    kind: str
-    pool: str
-    account_data: AaveAccountData | None = None
-    error: str | None = None
 
 
 @dataclass(slots=True)
@@ -70,15 +58,16 @@ async def read_chain_many(
     chain = reader.chain
     balances = BalancePlan([r for r in config.representations if r.chain == chain.name], accounts)
     feeds = plan_feeds(config, chain)  # oracle/feeds.py: calls and decoding per feed kind
-    markets = [p for p in config.protocols if p.chain == chain.name]
-    protocol_calls = [user_account_data(p.pool, a) for a in accounts for p in markets]
-    calls: list[Call] = balances.calls + list(feeds.calls) + protocol_calls
+    protocols = ProtocolPlan(config, chain, accounts)  # §12: the accounts' own figures
+    calls: list[Call] = balances.calls + list(feeds.calls) + protocols.calls
     at: BlockPin | None = None
     for attempt in range(1 if pin is not None else 2):
         try:
             at = pin or await reader.pin()
             results = await reader.read(calls, at)
             reads = await balances.finish(reader, results[: len(balances.calls)], at)
+            n_feeds = len(balances.calls) + len(feeds.calls)
+            own = await protocols.finish(reader, results[n_feeds:], at)
             break
         except PinUnavailable as exc:
             if attempt or pin is not None:
@@ -86,37 +75,12 @@ async def read_chain_many(
         except (ChainError, DecodeError) as exc:
             return _failed(chain, at, exc, accounts)
     assert at is not None
-    n_feeds = len(balances.calls) + len(feeds.calls)
     feed_results = results[len(balances.calls) : n_feeds]  # the feed plan follows balances
     readings, sequencer = read_feeds(feeds, feed_results, at.timestamp)
-    own = results[n_feeds:]  # then each account's protocol markets, account-major
     return [
-        ChainState(
-            chain,
-            at,
-            None,
-            reads[a],
-            list(readings),
-            sequencer,
-            [
-                _protocol_read(p.kind, p.pool, own[i * len(markets) + j])
-                for j, p in enumerate(markets)
-            ],
-        )
+        ChainState(chain, at, None, reads[a], list(readings), sequencer, own[i])
         for i, a in enumerate(accounts)
     ]
-
-
-def _protocol_read(kind: str, pool: str, result: CallResult) -> ProtocolRead:
-    """Decode one getUserAccountData; a revert or malformed answer is this market's
-    error (the account's debt there cannot be checked), not the chain's."""
-    try:
-        return ProtocolRead(kind, pool, decode_user_account_data(result))
-    except DecodeError as exc:
-        log.info("%s %s unreadable: %s", kind, pool, exc)
-        return ProtocolRead(
-            kind, pool, None, f"{Code.PROTOCOL_UNREADABLE}: account data unreadable"
-        )
 
 
 def _failed(
