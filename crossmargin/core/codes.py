@@ -22,6 +22,7 @@ class Code(StrEnum):
     UNAVAILABLE = "unavailable"
     UNPRICED = "unpriced"
     IMPLAUSIBLE = "implausible"
+    NOT_COLLATERAL = "not_collateral"
     # warnings
     CORRELATION_REPAIRED = "correlation_repaired"
     PRICE_DEVIATION = "price_deviation"
@@ -90,6 +91,10 @@ USES: Final[dict[Code, tuple[tuple[str, ...], str]]] = {
     Code.IMPLAUSIBLE: (
         (POSITION, WARNING),
         "balance above totalSupply() or above max_position_usd (§4): collateral counts 0",
+    ),
+    Code.NOT_COLLATERAL: (
+        (POSITION, WARNING),
+        "a protocol supply the account does not use as collateral there (§12): counts 0",
     ),
     Code.CORRELATION_REPAIRED: ((WARNING,), "rho was not PSD; negative eigenvalues clipped (§6)"),
     Code.PRICE_DEVIATION: ((WARNING,), "an asset's valid sources disagree beyond max_deviation"),

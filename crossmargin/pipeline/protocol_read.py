@@ -1,7 +1,10 @@
 """The §12 reads of one chain: each account's own figures in every configured protocol
 market, planned beside the balances and read at the same pin.
 
-Aave v3: getUserAccountData per account and pool, in the balances' multicall. Morpho
+Aave v3: getUserAccountData and getUserConfiguration per account and pool, and each
+configured aToken's UNDERLYING_ASSET_ADDRESS, in the balances' multicall; then, at the
+same pin, the pool's getReserveData(underlying) for each aToken's reserve id (which of
+the configuration's bits say "used as collateral"). Morpho
 Blue: per market `market(id)` and its oracle's `price()` (shared by the batch), per
 account `position(id, user)`, in that multicall too; then, at the same pin, one more
 round for the IRM's `borrowRateView` of each market whose totals need accruing to the
@@ -12,7 +15,7 @@ recorded raw (snapshots replay it); the math is in pipeline/protocols.py.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -43,11 +46,21 @@ class MorphoRead:
 
 
 @dataclass(frozen=True, slots=True)
+class AaveReserveRef:
+    """A configured aToken and its reserve's id in the pool at the pin (None: it could
+    not be read, so whether the account uses it as collateral is unknown)."""
+
+    token: str
+    reserve_id: int | None
+
+
+@dataclass(frozen=True, slots=True)
 class ProtocolRead:
     """One account's own figures in one protocol market at the pinned block (§12):
     Aave v3 `getUserAccountData`, a Morpho Blue market's reads, or why they could not be
     read (`error`, public form). `name` is the [[protocols]] entry's, `market` the
-    Morpho market's."""
+    Morpho market's. Aave: `user_configuration` is getUserConfiguration's bitmap and
+    `reserves` the configured aTokens' reserve ids (which bits are theirs)."""
 
     kind: str
     pool: str
@@ -56,6 +69,8 @@ class ProtocolRead:
     name: str | None = None
     market: str | None = None
     morpho: MorphoRead | None = None
+    user_configuration: int | None = None
+    reserves: tuple[AaveReserveRef, ...] = ()
 
 
 def market_params(m: MorphoMarketConfig) -> MarketParams:
@@ -70,12 +85,23 @@ class ProtocolPlan:
         self.accounts = list(accounts)
         self.aave = [p for p in here if p.kind == "aave_v3"]
         self.morpho = [(p, m) for p in here if p.kind == "morpho_blue" for m in p.markets]
+        self.a_tokens = [  # per pool: its configured aTokens
+            [
+                r.address
+                for r in config.representations
+                if r.kind == "collateral" and config.protocol_of(r) == p
+            ]
+            for p in self.aave
+        ]
         shared: list[Call] = []
         for p, m in self.morpho:
             shared += [morpho.market(p.address, m.market_id), morpho.oracle_price(m.oracle)]
+        shared += [aave.underlying_asset(t) for tokens in self.a_tokens for t in tokens]
+        self.n_shared = len(shared)
         own: list[Call] = []
         for a in self.accounts:
-            own += [aave.user_account_data(p.address, a) for p in self.aave]
+            for p in self.aave:
+                own += [aave.user_account_data(p.address, a), aave.user_configuration(p.address, a)]
             own += [morpho.position(p.address, m.market_id, a) for p, m in self.morpho]
         self.calls = shared + own
 
@@ -83,29 +109,56 @@ class ProtocolPlan:
         self, reader: ChainReader, results: Sequence[CallResult], at: BlockPin
     ) -> list[list[ProtocolRead]]:
         """Each account's reads, in plan order (Aave pools, then Morpho markets). The
-        rates round is one more multicall at `at`; a chain error there fails the chain
-        (the caller's), a bad answer only its market."""
-        n_shared = 2 * len(self.morpho)
+        second round (rates, reserve ids) is one more multicall at `at`; a chain error
+        there fails the chain (the caller's), a bad answer only its market or token."""
         markets = [self._market(results[2 * i : 2 * i + 2]) for i in range(len(self.morpho))]
-        rate_calls: list[Call] = []
+        second: list[Call] = []
         wanted: list[int] = []
         for i, ((_, m), got) in enumerate(zip(self.morpho, markets, strict=True)):
             if got is not None and morpho.needs_rate(got[0], market_params(m), at.timestamp):
-                rate_calls.append(morpho.borrow_rate_view(market_params(m), got[0]))
+                second.append(morpho.borrow_rate_view(market_params(m), got[0]))
                 wanted.append(i)
-        rates: dict[int, int | None] = {}
-        if rate_calls:
-            for i, r in zip(wanted, await reader.read(rate_calls, at), strict=True):
-                rates[i] = _decoded(morpho.decode_rate, r, "borrowRateView")
-        width = len(self.aave) + len(self.morpho)
+        n_rates = len(second)
+        under = iter(results[2 * len(self.morpho) : self.n_shared])
+        underlying: list[list[str | None]] = []
+        for p, tokens in zip(self.aave, self.a_tokens, strict=True):
+            found = [_decoded(aave.decode_underlying_asset, next(under), t) for t in tokens]
+            second += [aave.reserve_data(p.address, u) for u in found if u is not None]
+            underlying.append(found)
+        answers = await reader.read(second, at) if second else []
+        rates = {
+            i: _decoded(morpho.decode_rate, r, "borrowRateView")
+            for i, r in zip(wanted, answers[:n_rates], strict=True)
+        }
+        refs = self._reserve_refs(underlying, iter(answers[n_rates:]))
+        width = 2 * len(self.aave) + len(self.morpho)
         out = []
         for k in range(len(self.accounts)):
-            own = results[n_shared + k * width : n_shared + (k + 1) * width]
-            row = [_aave_read(p, own[j]) for j, p in enumerate(self.aave)]
+            own = results[self.n_shared + k * width : self.n_shared + (k + 1) * width]
+            row = [
+                _aave_read(p, own[2 * j], own[2 * j + 1], refs[j]) for j, p in enumerate(self.aave)
+            ]
             for i, (p, m) in enumerate(self.morpho):
-                res = own[len(self.aave) + i]
+                res = own[2 * len(self.aave) + i]
                 row.append(_morpho_read(p, m, res, markets[i], i in wanted, rates.get(i)))
             out.append(row)
+        return out
+
+    def _reserve_refs(
+        self, underlying: list[list[str | None]], answers: Iterator[CallResult]
+    ) -> list[tuple[AaveReserveRef, ...]]:
+        """Per pool, each configured aToken's reserve id (None where unreadable, or
+        where the pool's reserve for that underlying has another aToken)."""
+        out = []
+        for tokens, found in zip(self.a_tokens, underlying, strict=True):
+            refs = []
+            for token, u in zip(tokens, found, strict=True):
+                data = None
+                if u is not None:
+                    data = _decoded(aave.decode_reserve_data, next(answers), "getReserveData")
+                ok = data is not None and data.a_token.lower() == token.lower()
+                refs.append(AaveReserveRef(token, data.id if ok and data else None))
+            out.append(tuple(refs))
         return out
 
     @staticmethod
@@ -134,13 +187,22 @@ def _unreadable(p: ProtocolConfig, what: str, market: str | None = None) -> Prot
     )
 
 
-def _aave_read(p: ProtocolConfig, result: CallResult) -> ProtocolRead:
-    """Decode one getUserAccountData; a revert or malformed answer is this market's
-    error (the account's debt there cannot be checked), not the chain's."""
+def _aave_read(
+    p: ProtocolConfig,
+    result: CallResult,
+    configuration: CallResult,
+    reserves: tuple[AaveReserveRef, ...],
+) -> ProtocolRead:
+    """Decode one getUserAccountData and getUserConfiguration; a revert or malformed
+    answer is this market's error (the account's debt there cannot be checked), not
+    the chain's."""
     data = _decoded(aave.decode_user_account_data, result, f"{p.kind} {p.address}")
-    if data is None:
+    bitmap = _decoded(aave.decode_user_configuration, configuration, f"{p.kind} {p.address}")
+    if data is None or bitmap is None:
         return _unreadable(p, "account data")
-    return ProtocolRead(p.kind, p.address, data, None, p.name)
+    return ProtocolRead(
+        p.kind, p.address, data, None, p.name, user_configuration=bitmap, reserves=reserves
+    )
 
 
 def _morpho_read(

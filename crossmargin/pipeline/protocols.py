@@ -16,6 +16,7 @@ from fractions import Fraction
 from typing import Any
 
 from adapters.protocols import morpho
+from adapters.protocols.aave import is_collateral
 from adapters.protocols.morpho import MorphoHealth
 from crossmargin.core.protocols import MorphoMarketConfig
 from crossmargin.pipeline.protocol_read import MorphoRead, ProtocolRead, market_params
@@ -29,6 +30,23 @@ WAD = 10**18
 def active(p: ProtocolAccount) -> bool:
     """The account has collateral or debt in the market (an account there)."""
     return int(p.total_collateral_base or 0) > 0 or int(p.total_debt_base or 0) > 0
+
+
+def collateral_off(read: ProtocolRead) -> dict[str, str]:
+    """Aave: the configured aTokens (lower case) the account does not use as collateral
+    in this pool at the pin, with why. Conservative (docs/methodology.md): such a supply
+    counts 0 in the unified account, as it does in Aave's own figures; so does one
+    whose reserve could not be identified."""
+    bitmap = read.user_configuration
+    if read.kind != "aave_v3" or bitmap is None:
+        return {}
+    out = {}
+    for ref in read.reserves:
+        if ref.reserve_id is None:
+            out[ref.token.lower()] = "its Aave reserve could not be read: not counted"
+        elif not is_collateral(bitmap, ref.reserve_id):
+            out[ref.token.lower()] = "not used as collateral in its Aave pool"
+    return out
 
 
 def _base(chain_id: int, chain: str, read: ProtocolRead) -> dict[str, Any]:

@@ -133,7 +133,7 @@ class ChainSummary(Model):
 
 # implausible: a collateral balance above its token's totalSupply() or worth more than
 # its asset's max_position_usd (METHOD.md §4); listed with its price, counted 0.
-PositionStatus = Literal["ok", "error", "unavailable", "unpriced", "implausible"]
+PositionStatus = Literal["ok", "error", "unavailable", "unpriced", "implausible", "not_collateral"]
 
 
 class Position(Model):
@@ -228,6 +228,7 @@ class ProtocolAccount(Model):
     chain: str
     pool: str
     market: str | None = None
+    collateral_off: list[str] = Field(default_factory=list)  # Aave: supplies not collateral
     status: Literal["ok", "error"]
     reason: str | None = None
     health_factor: str | None

@@ -25,6 +25,7 @@ from crossmargin.pipeline.protocol_read import ProtocolRead
 from crossmargin.pipeline.protocols import (
     AAVE_BASE,
     active,
+    collateral_off,
     error_account,
     morpho_account,
     morpho_figures,
@@ -300,6 +301,7 @@ class _Account:
     protocols: list[ProtocolAccount] = field(default_factory=list)
     protocol_gaps: list[str] = field(default_factory=list)  # §12 reasons for §4
     borrow_caps: list[BorrowCap] = field(default_factory=list)  # §12 capacity caps
+    not_collateral: dict[tuple[int, str], str] = field(default_factory=dict)  # §12 flags
 
     def warn(self, code: Code, detail: str) -> None:
         self.warnings.append(Warning_(code=code, detail=detail))
@@ -336,6 +338,9 @@ class _Account:
                 timestamp=pin.timestamp,
             )
         )
+        for read in state.protocols:
+            for token, why in collateral_off(read).items():
+                self.not_collateral[(chain.chain_id, token)] = why
         for b in state.balances:
             self.balance(chain.chain_id, chain.name, b)
         for read in state.protocols:
@@ -363,6 +368,14 @@ class _Account:
         p = protocol_account(chain_id, chain_name, read, listed)
         if p.status == "ok" and not active(p):
             return  # no account in this market: nothing to list or check
+        off = [
+            q.symbol
+            for q in self.positions
+            if q.status == "not_collateral"
+            and q.chain_id == chain_id
+            and any(self._in_entry(r, read) for r in self._reps(chain_name, q.token))
+        ]
+        p = p.model_copy(update={"collateral_off": off}) if off else p
         self.protocols.append(p)
         where = _where(read, chain_name, chain_id)
         if p.status != "ok":
@@ -378,6 +391,9 @@ class _Account:
         usd = Fraction(int(p.available_borrows_base or 0), AAVE_BASE)
         self.borrow_caps.append(BorrowCap(chain_id, None, usd))
         self.local_floor(where, p, read.account_data.health if read.account_data else None)
+
+    def _reps(self, chain: str, token: str) -> list[RepresentationConfig]:
+        return [r for r in self.config.representations if (r.chain, r.address) == (chain, token)]
 
     def _in_entry(self, rep: RepresentationConfig, read: ProtocolRead) -> bool:
         entry = self.config.protocol_of(rep)
@@ -455,6 +471,13 @@ class _Account:
             return
         ap = self.prices[rep.asset]
         price = ap.collateral if rep.kind == "collateral" else ap.debt
+        off = self.not_collateral.get((chain_id, rep.address.lower()))
+        if off is not None and rep.kind == "collateral" and rep.protocol == "aave_v3":
+            self.warn(Code.NOT_COLLATERAL, f"{where}: {off}; counted 0")
+            self.positions.append(
+                _position(chain_id, rep, Code.NOT_COLLATERAL, off, b.raw_amount, price)
+            )
+            return
         flag = _implausible(self.config, b, price)
         if flag is not None:
             counted = "counted 0" if rep.kind == "collateral" else "debt counted in full"
@@ -555,5 +578,5 @@ def _position(
         raw_amount=None if raw is None else str(raw),
         decimals=rep.decimals,
         price_usd=fixed6(price),
-        value_usd=fixed6(0) if status == "implausible" else None,
+        value_usd=fixed6(0) if status in ("implausible", "not_collateral") else None,
     )
