@@ -467,7 +467,12 @@ class Config(Frozen):
     def morpho_representations(self, chain: str) -> list[RepresentationConfig]:
         """The positions every Morpho market on `chain` may hold for an account (§12):
         its collateral as the collateral token's asset, its debt as the loan token's,
-        each tagged `protocol = "morpho_blue"`, `market = "<entry>:<market>"`."""
+        each tagged `protocol = "morpho_blue"`, `market = "<entry>:<market>"`. Built
+        once per chain (every account of a batch asks)."""
+        key = (id(self.protocols), id(self.representations), chain)
+        hit = _MORPHO_REPS.get(key)  # the lists are kept with the entry: ids stay theirs
+        if hit is not None and hit[0] is self.protocols and hit[1] is self.representations:
+            return hit[2]
         out = []
         for p in self.protocols:
             if p.kind != "morpho_blue" or p.chain != chain:
@@ -487,6 +492,9 @@ class Config(Frozen):
                             }
                         )
                     )
+        if len(_MORPHO_REPS) > 256:
+            _MORPHO_REPS.clear()
+        _MORPHO_REPS[key] = (self.protocols, self.representations, out)
         return out
 
     def _check_scenarios(self, chains: set[str], assets: set[str]) -> None:
@@ -637,6 +645,9 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Confi
 
 # Not part of what shapes a figure: endpoints (secrets), which endpoints are trusted
 # (`identity`: every block read is named by its hash anyway), transport tuning, the API.
+_MORPHO_REPS: dict[tuple[int, int, str], tuple[Any, Any, list[RepresentationConfig]]] = {}
+
+
 def morpho_market_key(p: ProtocolConfig, m: MorphoMarketConfig) -> str:
     """How a derived Morpho representation names its market: `<entry label>:<market>`."""
     return f"{p.label}:{m.name}"
