@@ -58,6 +58,9 @@ def decode_user_configuration(result: CallResult) -> int:
     return words(result, 1, "getUserConfiguration()")[0]
 
 
+COLLATERAL_BITS = int("10" * 128, 2)  # every reserve's "used as collateral" bit
+
+
 def is_borrowing(configuration: int, reserve_id: int) -> bool:
     return bool(configuration >> (2 * reserve_id) & 1)
 

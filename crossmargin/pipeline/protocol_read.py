@@ -37,12 +37,17 @@ T = TypeVar("T")
 class MorphoRead:
     """An account's Morpho Blue position and its market at the pinned block, raw: the
     totals as stored (accrued to the block later, exactly), the IRM's rate at the block
-    (None when no accrual is needed) and the market oracle's price (1e36 scale)."""
+    (None when no accrual is needed) and the market oracle's price (1e36 scale). An
+    empty position is recorded alone (market and price None): it has no figures."""
 
     position: MorphoPosition
-    market: MorphoMarket
+    market: MorphoMarket | None
     borrow_rate: int | None
-    price: int
+    price: int | None
+
+    @property
+    def empty(self) -> bool:
+        return self.position.collateral == 0 and self.position.borrow_shares == 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,20 +114,33 @@ class ProtocolPlan:
         self, reader: ChainReader, results: Sequence[CallResult], at: BlockPin
     ) -> list[list[ProtocolRead]]:
         """Each account's reads, in plan order (Aave pools, then Morpho markets). The
-        second round (rates, reserve ids) is one more multicall at `at`; a chain error
-        there fails the chain (the caller's), a bad answer only its market or token."""
+        second round is one more multicall at `at`, made only when some account of the
+        batch needs it: a Morpho market's rate where an account borrows there (accrual
+        moves nothing else it reports), an Aave pool's reserve ids where an account
+        uses some reserve as collateral (else none of its supplies is collateral). A
+        chain error there fails the chain (the caller's), a bad answer only its market
+        or token."""
         markets = [self._market(results[2 * i : 2 * i + 2]) for i in range(len(self.morpho))]
+        width = 2 * len(self.aave) + len(self.morpho)
+        owns = [
+            results[self.n_shared + k * width : self.n_shared + (k + 1) * width]
+            for k in range(len(self.accounts))
+        ]
         second: list[Call] = []
         wanted: list[int] = []
         for i, ((_, m), got) in enumerate(zip(self.morpho, markets, strict=True)):
-            if got is not None and morpho.needs_rate(got[0], market_params(m), at.timestamp):
+            if got is None or not morpho.needs_rate(got[0], market_params(m), at.timestamp):
+                continue
+            if any(_borrows(own[2 * len(self.aave) + i]) for own in owns):
                 second.append(morpho.borrow_rate_view(market_params(m), got[0]))
                 wanted.append(i)
         n_rates = len(second)
         under = iter(results[2 * len(self.morpho) : self.n_shared])
         underlying: list[list[str | None]] = []
-        for p, tokens in zip(self.aave, self.a_tokens, strict=True):
+        for j, (p, tokens) in enumerate(zip(self.aave, self.a_tokens, strict=True)):
             found = [_decoded(aave.decode_underlying_asset, next(under), t) for t in tokens]
+            if not any(_uses_collateral(own[2 * j + 1]) for own in owns):
+                found = [None] * len(tokens)  # no account here uses any as collateral
             second += [aave.reserve_data(p.address, u) for u in found if u is not None]
             underlying.append(found)
         answers = await reader.read(second, at) if second else []
@@ -131,12 +149,13 @@ class ProtocolPlan:
             for i, r in zip(wanted, answers[:n_rates], strict=True)
         }
         refs = self._reserve_refs(underlying, iter(answers[n_rates:]))
-        width = 2 * len(self.aave) + len(self.morpho)
         out = []
-        for k in range(len(self.accounts)):
-            own = results[self.n_shared + k * width : self.n_shared + (k + 1) * width]
-            row = [
-                _aave_read(p, own[2 * j], own[2 * j + 1], refs[j]) for j, p in enumerate(self.aave)
+        for own in owns:
+            row = [  # reserve ids only where this account uses some reserve as collateral
+                _aave_read(
+                    p, own[2 * j], own[2 * j + 1], refs[j] * _uses_collateral(own[2 * j + 1])
+                )
+                for j, p in enumerate(self.aave)
             ]
             for i, (p, m) in enumerate(self.morpho):
                 res = own[2 * len(self.aave) + i]
@@ -174,6 +193,19 @@ def _decoded(decode: Callable[[CallResult], T], result: CallResult, what: str) -
     except DecodeError as exc:
         log.info("%s unreadable: %s", what, exc)
         return None
+
+
+EMPTY: tuple[None, None, None] = (None, None, None)
+
+
+def _borrows(result: CallResult) -> bool:
+    pos = _decoded(morpho.decode_position, result, "morpho position")
+    return pos is not None and pos.borrow_shares > 0
+
+
+def _uses_collateral(result: CallResult) -> bool:
+    bitmap = _decoded(aave.decode_user_configuration, result, "getUserConfiguration")
+    return bitmap is not None and bitmap & aave.COLLATERAL_BITS != 0
 
 
 def _unreadable(p: ProtocolConfig, what: str, market: str | None = None) -> ProtocolRead:
@@ -214,7 +246,9 @@ def _morpho_read(
     rate: int | None,
 ) -> ProtocolRead:
     pos = _decoded(morpho.decode_position, result, f"morpho position {m.name}")
-    if pos is None or market is None or (needs_rate and rate is None):
+    if pos is not None and pos.collateral == 0 and pos.borrow_shares == 0:
+        return ProtocolRead(p.kind, p.address, None, None, p.name, m.name, MorphoRead(pos, *EMPTY))
+    if pos is None or market is None or (needs_rate and rate is None):  # needs: was read
         return _unreadable(p, f"market {m.name}", m.name)
     read = MorphoRead(pos, market[0], rate if needs_rate else None, market[1])
     return ProtocolRead(p.kind, p.address, None, None, p.name, m.name, read)

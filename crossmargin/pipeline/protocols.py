@@ -16,7 +16,7 @@ from fractions import Fraction
 from typing import Any
 
 from adapters.protocols import morpho
-from adapters.protocols.aave import is_collateral
+from adapters.protocols.aave import COLLATERAL_BITS, is_collateral
 from adapters.protocols.morpho import MorphoHealth
 from crossmargin.core.protocols import MorphoMarketConfig
 from crossmargin.pipeline.protocol_read import MorphoRead, ProtocolRead, market_params
@@ -32,20 +32,25 @@ def active(p: ProtocolAccount) -> bool:
     return int(p.total_collateral_base or 0) > 0 or int(p.total_debt_base or 0) > 0
 
 
-def collateral_off(read: ProtocolRead) -> dict[str, str]:
-    """Aave: the configured aTokens (lower case) the account does not use as collateral
-    in this pool at the pin, with why. Conservative (docs/methodology.md): such a supply
-    counts 0 in the unified account, as it does in Aave's own figures; so does one
-    whose reserve could not be identified."""
+def collateral_off(read: ProtocolRead, a_tokens: list[str]) -> dict[str, str]:
+    """Aave: which of the pool's configured aTokens (`a_tokens`; keys lower case) the
+    account does not use as collateral there at the pin, with why. Conservative
+    (docs/methodology.md): such a supply counts 0 in the unified account, as in Aave's
+    own figures; so does one whose reserve could not be identified."""
     bitmap = read.user_configuration
     if read.kind != "aave_v3" or bitmap is None:
         return {}
+    off = "not used as collateral in its Aave pool"
+    if bitmap & COLLATERAL_BITS == 0:  # no reserve used as collateral (no ids read)
+        return {t.lower(): off for t in a_tokens}
+    ids = {ref.token.lower(): ref.reserve_id for ref in read.reserves}
     out = {}
-    for ref in read.reserves:
-        if ref.reserve_id is None:
-            out[ref.token.lower()] = "its Aave reserve could not be read: not counted"
-        elif not is_collateral(bitmap, ref.reserve_id):
-            out[ref.token.lower()] = "not used as collateral in its Aave pool"
+    for token in a_tokens:
+        reserve_id = ids.get(token.lower())
+        if reserve_id is None:
+            out[token.lower()] = "its Aave reserve could not be read: not counted"
+        elif not is_collateral(bitmap, reserve_id):
+            out[token.lower()] = off
     return out
 
 
@@ -114,8 +119,12 @@ def morpho_figures(read: MorphoRead, m: MorphoMarketConfig, timestamp: int) -> M
     """Exactly as Morpho would see the position in a transaction at `timestamp`
     (MorphoBalancesLib); a state Morpho would revert on is a DecodeError."""
     params = market_params(m)
-    accrued = morpho.accrue(read.market, params, timestamp, read.borrow_rate).market
-    health = morpho.health(read.position, accrued, params, read.price)
+    state = read.market
+    if state is None or read.price is None:
+        raise ValueError(f"market {m.name} was not read")
+    if read.position.borrow_shares:  # without debt, accrual moves nothing reported here
+        state = morpho.accrue(state, params, timestamp, read.borrow_rate).market
+    health = morpho.health(read.position, state, params, read.price)
     return MorphoFigures(read.position.collateral, health.borrowed, health)
 
 

@@ -288,6 +288,8 @@ def encode_states(states: list[ChainState]) -> list[Any]:
     for d in out:
         if not d["protocols"]:
             del d["protocols"]
+        else:
+            d["protocols"] = [_lean(p) for p in d["protocols"]]
     return out
 
 
@@ -416,8 +418,14 @@ def _split_chain(state: ChainState, blobs: dict[str, str]) -> dict[str, Any]:
         "balances": [[b.raw_amount, b.error, b.shares] for b in state.balances],
     }
     if state.protocols:  # §12: the account's own figures in protocol markets
-        entry["protocols"] = encode(state.protocols)
+        entry["protocols"] = [_lean(encode(p)) for p in state.protocols]
     return entry
+
+
+def _lean(read: dict[str, Any]) -> dict[str, Any]:
+    """A protocol read without its empty optional fields (their defaults on decoding):
+    an account's own part of a document is most of what each account adds."""
+    return {k: v for k, v in read.items() if k in ("kind", "pool") or v not in (None, [])}
 
 
 _PARAMS: dict[tuple[int, int], tuple[Config, RiskEstimates | None, str, str]] = {}

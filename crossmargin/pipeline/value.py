@@ -339,7 +339,14 @@ class _Account:
             )
         )
         for read in state.protocols:
-            for token, why in collateral_off(read).items():
+            if read.kind != "aave_v3":
+                continue
+            mine = [
+                r.address
+                for r in self.config.representations
+                if r.kind == "collateral" and self._in_entry(r, read)
+            ]
+            for token, why in collateral_off(read, mine).items():
                 self.not_collateral[(chain.chain_id, token)] = why
         for b in state.balances:
             self.balance(chain.chain_id, chain.name, b)
@@ -426,9 +433,11 @@ class _Account:
             r.kind: r for r in self.config.morpho_representations(chain_name) if r.market == key
         }
         where = _where(read, chain_name, chain_id)
+        if read.morpho is not None and read.morpho.empty:
+            return  # no account in this market (a lender only: see docs/methodology.md)
         try:
             f = None if read.morpho is None else morpho_figures(read.morpho, m, timestamp)
-        except DecodeError as exc:
+        except (DecodeError, ValueError) as exc:  # a state Morpho would revert on
             f, read = None, replace(read, error=f"{Code.PROTOCOL_UNREADABLE}: {exc}")
         if f is None:
             self.protocols.append(error_account(chain_id, chain_name, read, None, read.error))
