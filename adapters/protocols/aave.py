@@ -16,6 +16,7 @@ SEL_USER_ACCOUNT_DATA = selector("getUserAccountData(address)")
 SEL_USER_CONFIGURATION = selector("getUserConfiguration(address)")
 SEL_RESERVE_DATA = selector("getReserveData(address)")
 SEL_RESERVES_LIST = selector("getReservesList()")
+SEL_UNDERLYING = selector("UNDERLYING_ASSET_ADDRESS()")
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +56,9 @@ def user_configuration(pool: str, user: str) -> Call:
 def decode_user_configuration(result: CallResult) -> int:
     """The UserConfigurationMap bitmap (one uint256)."""
     return words(result, 1, "getUserConfiguration()")[0]
+
+
+COLLATERAL_BITS = int("10" * 128, 2)  # every reserve's "used as collateral" bit
 
 
 def is_borrowing(configuration: int, reserve_id: int) -> bool:
@@ -154,6 +158,16 @@ def decode_reserve_data(result: CallResult) -> AaveReserveData:
         unbacked=w[13],
         isolation_mode_total_debt=w[14],
     )
+
+
+def underlying_asset(a_token: str) -> Call:
+    """AToken.UNDERLYING_ASSET_ADDRESS(): the reserve an aToken belongs to."""
+    return Call(a_token, SEL_UNDERLYING)
+
+
+def decode_underlying_asset(result: CallResult) -> str:
+    what = "UNDERLYING_ASSET_ADDRESS()"
+    return as_address(words(result, 1, what)[0], what)
 
 
 def reserves_list(pool: str) -> Call:

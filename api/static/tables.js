@@ -249,8 +249,8 @@ export function renderProtocols(container, m) {
   const rows = accounts.map((p) =>
     h(
       "tr",
-      { "data-chain": p.chain, "data-protocol": p.protocol, class: p.liquidatable ? "bad" : null },
-      cell("Protocol", `${p.protocol} on ${p.chain}`),
+      { "data-chain": p.chain, "data-protocol": p.protocol, "data-market": p.market || "", class: p.liquidatable ? "bad" : null },
+      cell("Protocol", `${p.protocol}${p.market ? " " + p.market : ""} on ${p.chain}`),
       cell("Health factor", p.status === "ok" ? h("span", { "data-value": p.health_factor ?? "", title: p.health_factor_wad ?? "no debt" }, p.health_factor === null ? "no debt" : ratio(p.health_factor)) : p.reason || EM, "num", { "data-field": "health_factor" }),
       cell("Collateral (protocol)", money(p.total_collateral_usd), "num"),
       cell("Debt (protocol)", money(p.total_debt_usd), "num", { "data-field": "total_debt_usd" }),

@@ -181,13 +181,14 @@ def _say_protocols(say: Callable[..., None], report: MarginReport) -> None:
     cols = ("protocol", "chain", "health factor", "debt USD", "listed USD", "available USD")
     table = _table("Lending protocols (their own figures)", cols, right=cols[2:])
     for p in report.protocols:
+        name = f"{p.protocol} {p.market}" if p.market else p.protocol
         if p.status != "ok":
-            _row(table, p.protocol, p.chain, p.reason, "-", p.listed_debt_usd, "-")
+            _row(table, name, p.chain, p.reason, "-", p.listed_debt_usd, "-")
             continue
         debt = f"{p.total_debt_usd}{' (unlisted)' if p.unlisted_debt else ''}"
         _row(
             table,
-            p.protocol,
+            name,
             p.chain,
             p.health_factor or "no debt",
             debt,

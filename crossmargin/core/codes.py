@@ -23,6 +23,7 @@ class Code(StrEnum):
     UNPRICED = "unpriced"
     IMPLAUSIBLE = "implausible"
     UNVERIFIED = "unverified"
+    NOT_COLLATERAL = "not_collateral"
     # warnings
     CORRELATION_REPAIRED = "correlation_repaired"
     PRICE_DEVIATION = "price_deviation"
@@ -104,6 +105,10 @@ USES: Final[dict[Code, tuple[tuple[str, ...], str]]] = {
         (POSITION, WARNING),
         "verified mode: no proof establishes the balance read (§13); collateral counts 0, "
         "debt the larger of the values read and proven",
+    ),
+    Code.NOT_COLLATERAL: (
+        (POSITION, WARNING),
+        "a protocol supply the account does not use as collateral there (§12): counts 0",
     ),
     Code.CORRELATION_REPAIRED: ((WARNING,), "rho was not PSD; negative eigenvalues clipped (§6)"),
     Code.PRICE_DEVIATION: ((WARNING,), "an asset's valid sources disagree beyond max_deviation"),

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 
 import numpy as np
-from eth_utils.address import is_checksum_address, is_hex_address, to_checksum_address
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -30,23 +29,14 @@ from pydantic import (
     model_validator,
 )
 
+from crossmargin.core.addresses import Address
+from crossmargin.core.addresses import checksummed as checksummed  # re-exported
 from crossmargin.core.errors import ConfigError
+from crossmargin.core.protocols import MorphoMarketConfig, ProtocolConfig
 
 NATIVE = "native"
 
 
-def checksummed(value: str) -> str:
-    """Reject bad mixed case (a typo guard EIP-55 gives for free); emit checksummed.
-    The `0x` prefix is required (eth-utils would take bare hex or `0X` too)."""
-    if not value.startswith("0x") or not is_hex_address(value):
-        raise ValueError(f"not a 20-byte hex address: {value!r}")
-    body = value[2:]
-    if body not in (body.lower(), body.upper()) and not is_checksum_address(value):
-        raise ValueError(f"bad EIP-55 checksum: {value!r}")
-    return to_checksum_address(value)
-
-
-Address = Annotated[str, AfterValidator(checksummed)]
 Name = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]*$", max_length=40)]
 Fraction01 = Annotated[float, Field(ge=0.0, le=1.0)]
 NonNeg = Annotated[float, Field(ge=0.0, allow_inf_nan=False)]
@@ -199,8 +189,11 @@ class RepresentationConfig(Frozen):
     native_alias: bool = False
     # §12: a position inside a lending protocol (an Aave v3 aToken or variable-debt
     # token), read as an ordinary ERC-20 balance; names the kind of the chain's
-    # `[[protocols]]` entry whose market it belongs to.
-    protocol: Literal["aave_v3"] | None = None
+    # `[[protocols]]` entry whose market it belongs to, and that entry's `name` in
+    # `market` where the chain has several of the kind. "morpho_blue" is only given
+    # to the positions Config derives from Morpho markets (never written in config).
+    protocol: Literal["aave_v3", "morpho_blue"] | None = None
+    market: str | None = None
     # §13 verified mode: where balanceOf's value is stored, when it is not discovered
     # (adapters/proof.py): "solidity:N" (a mapping at slot N), "vyper:N" (Vyper's
     # keccak(slot . key) order) or "erc7201:NAMESPACE" (OpenZeppelin 5 namespaced
@@ -232,18 +225,9 @@ class RepresentationConfig(Frozen):
             raise ValueError("native_alias is only for erc20 representations")
         if self.protocol is not None and self.standard != "erc20":
             raise ValueError("a protocol representation is an erc20 balance (aToken, debt token)")
+        if self.market is not None and self.protocol is None:
+            raise ValueError("market names the [[protocols]] entry of a protocol representation")
         return self
-
-
-class ProtocolConfig(Frozen):
-    """A lending-protocol market on one chain whose own account figures are read
-    (METHOD.md §12): for `aave_v3`, `pool` is the Pool (or L2Pool) proxy users call;
-    `getUserAccountData(user)` is read there in the same multicall as the balances.
-    Its positions are the representations tagged `protocol = "<kind>"` on that chain."""
-
-    kind: Literal["aave_v3"]
-    chain: Name
-    pool: Address
 
 
 class LatencyConfig(Frozen):
@@ -495,27 +479,91 @@ class Config(Frozen):
         return {}
 
     def _check_protocols(self, chains: set[str]) -> None:
-        """One market per (kind, chain), on a known chain; every protocol-tagged
-        representation has its market on its chain (§12 reads it there)."""
-        seen: set[tuple[str, str]] = set()
+        """Entries on known chains, one per (kind, chain, name), a `name` on each where
+        a chain has several of a kind; every protocol-tagged representation resolves to
+        its entry (§12 reads it there); Morpho markets' tokens are configured."""
+        seen: set[tuple[str, str, str | None]] = set()
         for i, p in enumerate(self.protocols):
             _need(p.chain, chains, f"protocols.{i}.chain", "chain")
-            if (p.kind, p.chain) in seen:
-                raise ValueError(f"protocols.{i}: a second {p.kind} market on {p.chain}")
-            seen.add((p.kind, p.chain))
+            if (p.kind, p.chain, p.name) in seen:
+                raise ValueError(f"protocols.{i}: a second {p.kind} {p.label} on {p.chain}")
+            seen.add((p.kind, p.chain, p.name))
+            same = [q for q in self.protocols if (q.kind, q.chain) == (p.kind, p.chain)]
+            if len(same) > 1 and p.name is None:
+                raise ValueError(f"protocols.{i}.name: required, {p.chain} has several {p.kind}")
+            for j, m in enumerate(p.markets):
+                for side in ("loan_token", "collateral_token"):
+                    if self._plain_rep(p.chain, getattr(m, side)) is None:
+                        raise ValueError(
+                            f"protocols.{i}.markets.{j}.{side}: not a configured erc20 "
+                            f"representation on {p.chain}"
+                        )
         for i, rep in enumerate(self.representations):
-            if rep.protocol is not None and (rep.protocol, rep.chain) not in seen:
+            if rep.protocol == "morpho_blue":
+                raise ValueError(
+                    f"representations.{i}.protocol: Morpho positions come from its markets"
+                )
+            if rep.protocol is not None and self.protocol_of(rep) is None:
                 raise ValueError(
                     f"representations.{i}.protocol: no [[protocols]] entry of kind "
                     f"{rep.protocol} on {rep.chain}"
+                    + (f" named {rep.market!r}" if rep.market else " (or several: name one)")
                 )
 
-    def protocol(self, kind: str, chain: str) -> ProtocolConfig | None:
-        """The chain's market of that kind, if configured."""
-        for p in self.protocols:
-            if p.kind == kind and p.chain == chain:
-                return p
+    def protocol(self, kind: str, chain: str, name: str | None = None) -> ProtocolConfig | None:
+        """The chain's entry of that kind (and name, where it has several), if any."""
+        found = [
+            p
+            for p in self.protocols
+            if p.kind == kind and p.chain == chain and (name is None or p.name == name)
+        ]
+        return found[0] if len(found) == 1 else None
+
+    def protocol_of(self, rep: RepresentationConfig) -> ProtocolConfig | None:
+        """The [[protocols]] entry a protocol-tagged representation belongs to."""
+        if rep.protocol is None:
+            return None
+        return self.protocol(rep.protocol, rep.chain, rep.market)
+
+    def _plain_rep(self, chain: str, address: str) -> RepresentationConfig | None:
+        for r in self.representations:
+            if r.chain == chain and r.protocol is None and r.standard == "erc20":
+                if r.address.lower() == address.lower():
+                    return r
         return None
+
+    def morpho_representations(self, chain: str) -> list[RepresentationConfig]:
+        """The positions every Morpho market on `chain` may hold for an account (§12):
+        its collateral as the collateral token's asset, its debt as the loan token's,
+        each tagged `protocol = "morpho_blue"`, `market = "<entry>:<market>"`. Built
+        once per chain (every account of a batch asks)."""
+        key = (id(self.protocols), id(self.representations), chain)
+        hit = _MORPHO_REPS.get(key)  # the lists are kept with the entry: ids stay theirs
+        if hit is not None and hit[0] is self.protocols and hit[1] is self.representations:
+            return hit[2]
+        out = []
+        for p in self.protocols:
+            if p.kind != "morpho_blue" or p.chain != chain:
+                continue
+            for m in p.markets:
+                for kind, token in (("collateral", m.collateral_token), ("debt", m.loan_token)):
+                    base = self._plain_rep(chain, token)
+                    assert base is not None  # _check_protocols
+                    out.append(
+                        base.model_copy(
+                            update={
+                                "symbol": f"{base.symbol} (Morpho {m.name})"[:32],
+                                "kind": kind,
+                                "protocol": "morpho_blue",
+                                "market": morpho_market_key(p, m),
+                                "native_alias": False,
+                            }
+                        )
+                    )
+        if len(_MORPHO_REPS) > 256:
+            _MORPHO_REPS.clear()
+        _MORPHO_REPS[key] = (self.protocols, self.representations, out)
+        return out
 
     def _check_scenarios(self, chains: set[str], assets: set[str]) -> None:
         _unique([s.name for s in self.scenarios], "scenarios", "name")
@@ -665,6 +713,14 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Confi
 
 # Not part of what shapes a figure: endpoints (secrets), which endpoints are trusted
 # (`identity`: every block read is named by its hash anyway), transport tuning, the API.
+_MORPHO_REPS: dict[tuple[int, int, str], tuple[Any, Any, list[RepresentationConfig]]] = {}
+
+
+def morpho_market_key(p: ProtocolConfig, m: MorphoMarketConfig) -> str:
+    """How a derived Morpho representation names its market: `<entry label>:<market>`."""
+    return f"{p.label}:{m.name}"
+
+
 _NOT_HASHED: dict[str, Any] = {
     "api": True,
     "accounts": True,  # §1 addresses are recorded per request in each snapshot

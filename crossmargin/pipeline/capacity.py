@@ -40,7 +40,6 @@ def capacity_report(a: Assessment, target: str, asset: str | None = None) -> Cap
     warnings = list(a.warnings)
     rows: list[Capacity] = []
     free: str | None = None
-    local = a.available_borrows(chain.chain_id)  # §12 cap on this target chain, if any
     for symbol, index in zip(symbols, indices, strict=True):
         price = a.prices[symbol].debt
         if a.debt_unknown:
@@ -60,6 +59,7 @@ def capacity_report(a: Assessment, target: str, asset: str | None = None) -> Cap
                 "capacity is not defined"
             ) from exc
         usd, reason = Fraction(cap.usd), None
+        local = a.available_borrows(chain.chain_id, symbol)  # §12 cap on the target, if any
         if local is not None and local < usd:  # §12: never above the protocol's own
             usd, reason = local, f"at the protocol's own available borrows on {chain.name}"
         rows.append(Capacity(asset=symbol, capacity_usd=fixed6(usd), amount=fixed6(usd / price),

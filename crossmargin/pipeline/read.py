@@ -18,26 +18,14 @@ from adapters.balances import BalancePlan, BalanceRead
 from adapters.calls import Call, CallResult
 from adapters.evm import BlockPin, ChainReader, EvmAdapter
 from adapters.proof import Verdict
-from adapters.protocols.aave import AaveAccountData, decode_user_account_data, user_account_data
 from adapters.prover import BlockProof, HolderProof, Prover
-from crossmargin.core.codes import Code
 from crossmargin.core.config import ChainConfig, Config
 from crossmargin.core.errors import ChainError, DecodeError, PinUnavailable
+from crossmargin.pipeline.protocol_read import ProtocolPlan, ProtocolRead
 from oracle.feeds import plan_feeds, read_feeds
 from oracle.validity import FeedReading, SequencerState
 
 log = logging.getLogger("crossmargin.pipeline.read")
-
-
-@dataclass(frozen=True, slots=True)
-class ProtocolRead:
-    """One account's own figures in one protocol market at the pinned block (§12):
-    Aave v3 `getUserAccountData`, or why it could not be read (`error`, public form)."""
-
-    kind: str
-    pool: str
-    account_data: AaveAccountData | None = None
-    error: str | None = None
 
 
 @dataclass(slots=True)
@@ -93,9 +81,8 @@ async def read_chain_many(
     owners = list(dict.fromkeys(read_as))
     balances = BalancePlan([r for r in config.representations if r.chain == chain.name], owners)
     feeds = plan_feeds(config, chain)  # oracle/feeds.py: calls and decoding per feed kind
-    markets = [p for p in config.protocols if p.chain == chain.name]
-    protocol_calls = [user_account_data(p.pool, a) for a in owners for p in markets]
-    calls: list[Call] = balances.calls + list(feeds.calls) + protocol_calls
+    protocols = ProtocolPlan(config, chain, owners)  # §12: the accounts' own figures
+    calls: list[Call] = balances.calls + list(feeds.calls) + protocols.calls
     checked = list(dict.fromkeys(mapped[a] for a in accounts if a in mapped))
     code: dict[str, bool] = {}
     at: BlockPin | None = None
@@ -104,6 +91,8 @@ async def read_chain_many(
             at = pin or await reader.pin()
             results, code = await _read_with_code(reader, calls, at, checked)
             reads = await balances.finish(reader, results[: len(balances.calls)], at)
+            n_feeds = len(balances.calls) + len(feeds.calls)
+            own = await protocols.finish(reader, results[n_feeds:], at)
             break
         except PinUnavailable as exc:
             if attempt or pin is not None:
@@ -111,11 +100,9 @@ async def read_chain_many(
         except (ChainError, DecodeError) as exc:
             return _failed(chain, at, exc, accounts, mapped)
     assert at is not None
-    n_feeds = len(balances.calls) + len(feeds.calls)
     feed_results = results[len(balances.calls) : n_feeds]  # the feed plan follows balances
     readings, sequencer = read_feeds(feeds, feed_results, at.timestamp)
     shared = list(readings)  # one list for every account: read once, valued once (§3)
-    own = results[n_feeds:]  # then each owner's protocol markets, owner-major
     index = {a: i for i, a in enumerate(owners)}
     block, proofs = await _prove(reader, at, reads) if chain.verification == "proof" else (None, {})
     return [
@@ -126,10 +113,7 @@ async def read_chain_many(
             reads[a],
             shared,
             sequencer,
-            [
-                _protocol_read(p.kind, p.pool, own[index[a] * len(markets) + j])
-                for j, p in enumerate(markets)
-            ],
+            own[index[a]],
             address=a if account in mapped else None,
             has_code=code.get(a) if account in mapped else None,
             block_proof=block,
@@ -161,18 +145,6 @@ async def _prove(
     block = BlockProof("", ())
     none = Verdict(None, False, "the reader cannot fetch proofs")
     return block, {a: HolderProof(a, (), tuple(none for _ in rows)) for a, rows in reads.items()}
-
-
-def _protocol_read(kind: str, pool: str, result: CallResult) -> ProtocolRead:
-    """Decode one getUserAccountData; a revert or malformed answer is this market's
-    error (the account's debt there cannot be checked), not the chain's."""
-    try:
-        return ProtocolRead(kind, pool, decode_user_account_data(result))
-    except DecodeError as exc:
-        log.info("%s %s unreadable: %s", kind, pool, exc)
-        return ProtocolRead(
-            kind, pool, None, f"{Code.PROTOCOL_UNREADABLE}: account data unreadable"
-        )
 
 
 def _failed(

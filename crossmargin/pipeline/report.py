@@ -161,8 +161,11 @@ ADDRESS_FIELDS = ("address", "contract", "note")
 # implausible: a collateral balance above its token's totalSupply() or worth more than
 # its asset's max_position_usd (METHOD.md §4); listed with its price, counted 0.
 # unverified: in verified mode (§13), a collateral balance its proofs do not establish;
-# listed with its price, counted 0.
-PositionStatus = Literal["ok", "error", "unavailable", "unpriced", "implausible", "unverified"]
+# listed with its price, counted 0. not_collateral: a protocol supply the account does
+# not use as collateral there (§12); listed with its price, counted 0.
+PositionStatus = Literal[
+    "ok", "error", "unavailable", "unpriced", "implausible", "unverified", "not_collateral"
+]
 
 
 class Position(Model):
@@ -243,12 +246,21 @@ class ProtocolAccount(Model):
     `health_factor` is null when the account has no debt there (Aave: unbounded) or the
     figures could not be read (`status` "error", with `reason`). `listed_debt_usd` is
     the debt valued from the market's configured representations (§3 prices);
-    `unlisted_debt` is true when the protocol reports more than 0.01 USD beyond it."""
+    `unlisted_debt` is true when the protocol reports more than 0.01 USD beyond it.
+
+    Morpho Blue (`protocol` "morpho_blue", `pool` the Morpho contract, `market` the
+    configured market's name): the raw figures are token base units (collateral in the
+    collateral token, debt and available borrows in the loan token), the health factor
+    is Morpho's own (collateral at the market oracle's price times LLTV over the debt)
+    and the `*_usd` figures are at §3 prices. For Aave, `market` is the [[protocols]]
+    entry's name (null when the chain has one Aave pool)."""
 
     protocol: str
     chain_id: int
     chain: str
     pool: str
+    market: str | None = None
+    collateral_off: list[str] = Field(default_factory=list)  # Aave: supplies not collateral
     status: Literal["ok", "error"]
     reason: str | None = None
     health_factor: str | None

@@ -333,9 +333,13 @@ def encode_states(states: list[ChainState]) -> list[Any]:
     documents of chains without one are as they were before §12 reads existed."""
     out = [encode(s) for s in states]
     for d in out:
-        for key in ("protocols", "block_proof", "holder_proof"):
+        for key in ("block_proof", "holder_proof"):
             if not d[key]:
                 del d[key]
+        if not d["protocols"]:
+            del d["protocols"]
+        else:
+            d["protocols"] = [_lean(p) for p in d["protocols"]]
         for key in OWN_OPTIONAL:
             if d[key] is None:
                 del d[key]
@@ -489,7 +493,7 @@ def _split_chain(state: ChainState, blobs: dict[str, str]) -> dict[str, Any]:
     blobs[sha] = text
     entry: dict[str, Any] = {"state": sha, "balances": list(map(_own, state.balances))}
     if state.protocols:  # §12: the account's own figures in protocol markets
-        entry["protocols"] = plain(encode(state.protocols))
+        entry["protocols"] = plain([_lean(encode(p)) for p in state.protocols])
     if state.address is not None:
         entry["address"] = state.address
     if state.has_code is not None:
@@ -499,6 +503,12 @@ def _split_chain(state: ChainState, blobs: dict[str, str]) -> dict[str, Any]:
         blobs[p_sha] = p_text
         entry["proof"] = p_sha
     return entry
+
+
+def _lean(read: dict[str, Any]) -> dict[str, Any]:
+    """A protocol read without its empty optional fields (their defaults on decoding):
+    an account's own part of a document is most of what each account adds."""
+    return {k: v for k, v in read.items() if k in ("kind", "pool") or v not in (None, [])}
 
 
 _PARAMS: dict[tuple[int, int], tuple[Config, RiskEstimates | None, str, str]] = {}

@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from typing import Any
 
@@ -21,8 +21,19 @@ from adapters.balances import BalanceRead
 from adapters.evm import BlockPin
 from adapters.proof import Verdict
 from crossmargin.core.codes import Code
-from crossmargin.core.config import Config, RepresentationConfig
-from crossmargin.pipeline.read import ChainState, ProtocolRead
+from crossmargin.core.config import Config, RepresentationConfig, morpho_market_key
+from crossmargin.core.errors import DecodeError
+from crossmargin.pipeline.protocol_read import ProtocolRead
+from crossmargin.pipeline.protocols import (
+    AAVE_BASE,
+    active,
+    collateral_off,
+    error_account,
+    morpho_account,
+    morpho_figures,
+    protocol_account,
+)
+from crossmargin.pipeline.read import ChainState
 from crossmargin.pipeline.report import (
     BlockRef,
     ChainSummary,
@@ -137,19 +148,21 @@ class Assessment:
     partial: bool
     estimates: RiskEstimates | None = None  # §6 sigma/rho (None: from config alone)
     protocols: list[ProtocolAccount] = field(default_factory=list)  # §12, per market
+    borrow_caps: list[BorrowCap] = field(default_factory=list)  # §12, per active market
 
     @property
     def locally_liquidatable(self) -> bool:
         """§12: some protocol market would liquidate the account by its own rules."""
         return any(p.liquidatable for p in self.protocols)
 
-    def available_borrows(self, chain_id: int) -> Fraction | None:
-        """§12: the most the account's protocol markets on `chain_id` would lend it (USD),
-        over the markets where it has a position; None: no such market (no cap)."""
+    def available_borrows(self, chain_id: int, asset: str | None = None) -> Fraction | None:
+        """§12: the most the account's protocol markets on `chain_id` would lend it (USD)
+        in `asset`, over the markets where it has a position (an Aave pool lends any of
+        its reserves, a Morpho market only its loan token); None: no such market."""
         caps = [
-            Fraction(int(p.available_borrows_base or 0), AAVE_BASE)
-            for p in self.protocols
-            if p.chain_id == chain_id and p.status == "ok" and _active(p)
+            c.usd
+            for c in self.borrow_caps
+            if c.chain_id == chain_id and (c.asset is None or asset is None or c.asset == asset)
         ]
         return max(caps) if caps else None
 
@@ -172,51 +185,20 @@ class Assessment:
         return _skew(self.as_of)
 
 
-AAVE_BASE = 10**8  # Aave v3's base currency: USD with 8 decimals
-UNLISTED_TOLERANCE = Fraction(1, 100)  # §12: 0.01 USD
+@dataclass(frozen=True, slots=True)
+class BorrowCap:
+    """What one protocol market would still lend the account (USD at §3 prices), in
+    `asset` only (a Morpho market's loan asset) or in any of its reserves (None)."""
+
+    chain_id: int
+    asset: str | None
+    usd: Fraction
 
 
-def _active(p: ProtocolAccount) -> bool:
-    """The account has collateral or debt in the market (an account there)."""
-    return int(p.total_collateral_base or 0) > 0 or int(p.total_debt_base or 0) > 0
-
-
-def protocol_account(
-    chain_id: int, chain: str, read: ProtocolRead, listed: Fraction
-) -> ProtocolAccount:
-    """§12 for one market: the protocol's own figures beside the debt the service
-    listed there (`listed`, USD from configured representations at §3 prices)."""
-    d = read.account_data
-    base: dict[str, Any] = {
-        "protocol": read.kind,
-        "chain_id": chain_id,
-        "chain": chain,
-        "pool": read.pool,
-    }
-    if d is None:
-        return ProtocolAccount(**base, status="error", reason=read.error, health_factor=None,
-                               health_factor_wad=None, total_collateral_base=None,
-                               total_debt_base=None, available_borrows_base=None,
-                               total_collateral_usd=None, total_debt_usd=None,
-                               available_borrows_usd=None, listed_debt_usd=fixed6(listed),
-                               unlisted_debt=None, liquidatable=None)  # fmt: skip
-    reported = Fraction(d.total_debt_base, AAVE_BASE)
-    health = d.health
-    return ProtocolAccount(
-        **base,
-        status="ok",
-        health_factor=fixed6(health),
-        health_factor_wad=None if d.health_factor is None else str(d.health_factor),
-        total_collateral_base=str(d.total_collateral_base),
-        total_debt_base=str(d.total_debt_base),
-        available_borrows_base=str(d.available_borrows_base),
-        total_collateral_usd=fixed6(Fraction(d.total_collateral_base, AAVE_BASE)),
-        total_debt_usd=fixed6(reported),
-        available_borrows_usd=fixed6(Fraction(d.available_borrows_base, AAVE_BASE)),
-        listed_debt_usd=fixed6(listed),
-        unlisted_debt=reported - listed > UNLISTED_TOLERANCE,
-        liquidatable=health is not None and health < 1,
-    )
+def _where(read: ProtocolRead, chain: str, chain_id: int) -> str:
+    """How warnings name a protocol market: kind, entry name, Morpho market, chain."""
+    names = " ".join(n for n in (read.name, read.market) if n)
+    return f"{read.kind}{' ' + names if names else ''} on {chain} ({chain_id})"
 
 
 def _skew(as_of: list[BlockRef]) -> int | None:
@@ -353,6 +335,8 @@ class _Account:
     chain_rows: list[ChainSummary] = field(default_factory=list)
     protocols: list[ProtocolAccount] = field(default_factory=list)
     protocol_gaps: list[str] = field(default_factory=list)  # §12 reasons for §4
+    borrow_caps: list[BorrowCap] = field(default_factory=list)  # §12 capacity caps
+    not_collateral: dict[tuple[int, str], str] = field(default_factory=dict)  # §12 flags
 
     def warn(self, code: Code, detail: str) -> None:
         self.warnings.append(Warning_(code=code, detail=detail))
@@ -362,6 +346,7 @@ class _Account:
         chain = state.chain
         self.warn(Code.CHAIN_UNAVAILABLE, f"{chain.name} ({chain.chain_id}): {state.error}")
         reps = [r for r in self.config.representations if r.chain == chain.name]
+        reps += self.config.morpho_representations(chain.name)  # §12: Morpho positions too
         self.positions += [
             _position(chain.chain_id, r, Code.UNAVAILABLE, state.error) for r in reps
         ]
@@ -381,6 +366,16 @@ class _Account:
         """§2-§4 for one readable chain: its pin, and every balance read at it."""
         chain = state.chain
         self.as_of.append(_block_ref(pin, chain.name))
+        for read in state.protocols:
+            if read.kind != "aave_v3":
+                continue
+            mine = [
+                r.address
+                for r in self.config.representations
+                if r.kind == "collateral" and self._in_entry(r, read)
+            ]
+            for token, why in collateral_off(read, mine).items():
+                self.not_collateral[(chain.chain_id, token)] = why
         proof = state.holder_proof
         verdicts = proof.verdicts if proof is not None else (None,) * len(state.balances)
         if len(verdicts) != len(state.balances):  # a damaged record proves nothing
@@ -388,7 +383,10 @@ class _Account:
         for b, verdict in zip(state.balances, verdicts, strict=True):
             self.balance(chain.chain_id, chain.name, b, verdict)
         for read in state.protocols:
-            self.protocol(chain.chain_id, chain.name, read)
+            if read.kind == "morpho_blue":
+                self.morpho(chain.chain_id, chain.name, read, pin.timestamp)
+            else:
+                self.protocol(chain.chain_id, chain.name, read)
         counts = {}
         if proof is not None:  # §13: how many of the chain's positions were proven
             counts = {"proven": sum(v is not None and v.ok for v in verdicts)}
@@ -409,23 +407,27 @@ class _Account:
         )
 
     def protocol(self, chain_id: int, chain_name: str, read: ProtocolRead) -> None:
-        """§12 for one market: debt completeness (joins §4) and the local floor."""
-        d = read.account_data
-        if d is not None and d.total_collateral_base == 0 and d.total_debt_base == 0:
-            return  # no account in this market (`_active`): nothing to list or check
+        """§12 for one Aave market: debt completeness (joins §4) and the local floor."""
         listed = -exact_sum(
             v.value
             for v in self.valued
-            if v.chain_id == chain_id and v.rep.protocol == read.kind and v.value.numerator < 0
+            if v.chain_id == chain_id and self._in_entry(v.rep, read) and v.value.numerator < 0
         )
         p = protocol_account(chain_id, chain_name, read, listed)
-        if p.status == "ok" and not _active(p):
+        if p.status == "ok" and not active(p):
             return  # no account in this market: nothing to list or check
+        off = [
+            q.symbol
+            for q in self.positions
+            if q.status == "not_collateral"
+            and q.chain_id == chain_id
+            and any(self._in_entry(r, read) for r in self._reps(chain_name, q.token))
+        ]
+        p = p.model_copy(update={"collateral_off": off}) if off else p
         self.protocols.append(p)
-        where = f"{read.kind} on {chain_name} ({chain_id})"
+        where = _where(read, chain_name, chain_id)
         if p.status != "ok":
-            self.warn(Code.PROTOCOL_UNREADABLE, f"{where}: {read.error}")
-            self.protocol_gaps.append(f"{where}: the protocol's own debt could not be read")
+            self.unreadable(where, read.error)
             return
         if p.unlisted_debt:
             detail = (
@@ -434,14 +436,81 @@ class _Account:
             )
             self.warn(Code.UNLISTED_DEBT, detail)
             self.protocol_gaps.append(f"{where}: unlisted debt")
+        usd = Fraction(int(p.available_borrows_base or 0), AAVE_BASE)
+        self.borrow_caps.append(BorrowCap(chain_id, None, usd))
+        self.local_floor(where, p, read.account_data.health if read.account_data else None)
+
+    def _reps(self, chain: str, token: str) -> list[RepresentationConfig]:
+        return [r for r in self.config.representations if (r.chain, r.address) == (chain, token)]
+
+    def _in_entry(self, rep: RepresentationConfig, read: ProtocolRead) -> bool:
+        entry = self.config.protocol_of(rep)
+        return entry is not None and (entry.kind, entry.name) == (read.kind, read.name)
+
+    def unreadable(self, where: str, error: str | None) -> None:
+        self.warn(Code.PROTOCOL_UNREADABLE, f"{where}: {error}")
+        self.protocol_gaps.append(f"{where}: the protocol's own debt could not be read")
+
+    def local_floor(self, where: str, p: ProtocolAccount, health: Fraction | None) -> None:
+        """§12: warn below local_health_warn (liquidatable there below 1)."""
         warn_below = Fraction(self.config.risk.local_health_warn)
-        health = read.account_data.health if read.account_data else None
         if health is not None and health < warn_below:
             self.warn(
                 Code.LOCAL_LIQUIDATION_RISK,
                 f"{where}: health factor {p.health_factor} below {fixed6(warn_below)}"
                 + ("; liquidatable there" if p.liquidatable else ""),
             )
+
+    def morpho(self, chain_id: int, chain_name: str, read: ProtocolRead, timestamp: int) -> None:
+        """§12 for one Morpho Blue market: the account's collateral and debt there become
+        positions of the market's tokens' assets (valued by §3 like any balance), beside
+        Morpho's own health factor and available borrows."""
+        entry = self.config.protocol("morpho_blue", chain_name, read.name)
+        assert entry is not None  # read from this config
+        assert read.market is not None
+        m = entry.market(read.market)
+        key = morpho_market_key(entry, m)
+        reps = {
+            r.kind: r for r in self.config.morpho_representations(chain_name) if r.market == key
+        }
+        where = _where(read, chain_name, chain_id)
+        if read.morpho is not None and read.morpho.empty:
+            return  # no account in this market (a lender only: see docs/methodology.md)
+        try:
+            f = None if read.morpho is None else morpho_figures(read.morpho, m, timestamp)
+        except (DecodeError, ValueError) as exc:  # a state Morpho would revert on
+            f, read = None, replace(read, error=f"{Code.PROTOCOL_UNREADABLE}: {exc}")
+        if f is None:
+            self.protocols.append(error_account(chain_id, chain_name, read, None, read.error))
+            self.positions.append(_position(chain_id, reps["debt"], Code.ERROR, read.error))
+            self.unreadable(where, read.error)
+            return
+        if f.collateral == 0 and f.debt == 0:
+            return  # no account in this market (a lender only: see docs/methodology.md)
+        coll, debt = reps["collateral"], reps["debt"]
+        # §13: a Morpho position is computed from the market's state, not a stored
+        # balance: in verified mode no proof covers it (collateral 0, debt as read)
+        verdict = None
+        if self.config.chain(chain_name).verification == "proof":
+            verdict = Verdict(None, False, "a Morpho position has no balance slot to prove")
+        self.balance(chain_id, chain_name, BalanceRead(coll, f.collateral), verdict)
+        self.balance(chain_id, chain_name, BalanceRead(debt, f.debt), verdict)
+        cp, dp = self.prices[coll.asset].collateral, self.prices[debt.asset].debt
+        unit = None if dp is None else dp / 10**debt.decimals
+        p = morpho_account(
+            chain_id,
+            chain_name,
+            read,
+            f,
+            None if cp is None else f.collateral * cp / 10**coll.decimals,
+            None if unit is None else f.debt * unit,
+            unit,
+        )
+        self.protocols.append(p)
+        if unit is not None:
+            usd = f.health.available_borrow * unit
+            self.borrow_caps.append(BorrowCap(chain_id, debt.asset, usd))
+        self.local_floor(where, p, f.health.health)
 
     def balance(
         self, chain_id: int, chain_name: str, b: BalanceRead, verdict: Verdict | None = None
@@ -466,6 +535,13 @@ class _Account:
             return
         ap = self.prices[rep.asset]
         price = ap.collateral if rep.kind == "collateral" else ap.debt
+        off = self.not_collateral.get((chain_id, rep.address.lower()))
+        if off is not None and rep.kind == "collateral" and rep.protocol == "aave_v3":
+            self.warn(Code.NOT_COLLATERAL, f"{where}: {off}; counted 0")
+            self.positions.append(
+                _position(chain_id, rep, Code.NOT_COLLATERAL, off, b.raw_amount, price)
+            )
+            return
         flag = _implausible(self.config, b, price)
         if flag is not None:
             counted = "counted 0" if rep.kind == "collateral" else "debt counted in full"
@@ -554,6 +630,7 @@ def _assess(ctx: _BatchContext, states: list[ChainState], account: str) -> Asses
         partial,
         ctx.estimates,
         acc.protocols,
+        acc.borrow_caps,
     )
 
 
@@ -598,5 +675,5 @@ def _position(
         raw_amount=None if raw is None else str(raw),
         decimals=rep.decimals,
         price_usd=fixed6(price),
-        value_usd=fixed6(0) if status in ("implausible", "unverified") else None,
+        value_usd=fixed6(0) if status in ("implausible", "unverified", "not_collateral") else None,
     )

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from crossmargin.core.config import ChainConfig, Config
+from crossmargin.core.protocols import ProtocolConfig
 from devnet.errors import DevnetError
 from devnet.evm import DEPLOYER
 from devnet.manifest import AccountEntry
@@ -94,10 +95,14 @@ def check_protocol_representations(config: Config, plan: ChainPlan) -> None:
     names the protocol's real contracts, which the devnet does not deploy as stand-ins."""
     wrong = []
     for market in config.protocols:
-        if market.chain == plan.chain:
-            pool = plan.aave.pool if plan.aave is not None else None
-            if pool is None or pool.lower() != market.pool.lower():
-                wrong.append(f"{plan.chain} {market.kind}: pool {market.pool}, Aave's {pool}")
+        if market.chain != plan.chain:
+            continue
+        if market.kind == "morpho_blue":
+            wrong += _morpho_mismatches(market, plan)
+            continue
+        pool = plan.aave.pool if plan.aave is not None else None
+        if pool is None or pool.lower() != market.address.lower():
+            wrong.append(f"{plan.chain} {market.kind}: pool {market.address}, Aave's {pool}")
     for rep in config.representations:
         if rep.chain != plan.chain or rep.protocol is None:
             continue
@@ -115,8 +120,23 @@ def check_protocol_representations(config: Config, plan: ChainPlan) -> None:
     if wrong:
         raise DevnetError(
             "protocol representations do not match the protocols' address book "
-            "(the manifest's chains[].aave_v3):\n  " + "\n  ".join(wrong)
+            "(the manifest's chains[].aave_v3, .morpho_blue):\n  " + "\n  ".join(wrong)
         )
+
+
+def _morpho_mismatches(market: ProtocolConfig, plan: ChainPlan) -> list[str]:
+    """A configured Morpho entry must be the planned singleton, and each of its markets
+    a planned market with the same parameters (so the same id)."""
+    where = f"{plan.chain} morpho_blue"
+    if plan.morpho is None or plan.morpho.morpho.lower() != market.address.lower():
+        got = plan.morpho.morpho if plan.morpho is not None else None
+        return [f"{where}: morpho {market.address}, the devnet's {got}"]
+    planned = {m.id.lower(): m.name for m in plan.morpho.markets}
+    return [
+        f"{where} {m.name}: no devnet market with these parameters ({m.market_id_hex})"
+        for m in market.markets
+        if m.market_id_hex not in planned
+    ]
 
 
 def _funding(

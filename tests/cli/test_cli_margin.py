@@ -168,15 +168,19 @@ def test_usage_errors_exit_2_and_bad_input_1(devnet: Any) -> None:
 
 
 def test_margin_table_lists_protocol_accounts(devnet: Any) -> None:
-    """METHOD.md §12 in the CLI table: frank's Aave market on ethereum, its own figures."""
+    """METHOD.md §12 in the CLI table: frank's Aave market on ethereum, its own figures,
+    and his Morpho Blue markets on base, by name."""
 
     async def margin() -> MarginReport:
         async with Engine.connect(devnet.config) as engine:
             return await engine.margin(devnet.demo_accounts["frank"], "ethereum")
 
     report = asyncio.run(margin())
-    (p,) = report.protocols
+    (p,) = [p for p in report.protocols if p.protocol == "aave_v3"]
     table = render_margin(report, width=160)
+    morpho = [line.split() for line in table.splitlines() if "morpho_blue" in line]
+    assert sorted(row[1] for row in morpho) == ["WBTC/USDC", "WETH/USDC"]  # its markets
+    assert all(row[2] == "base" for row in morpho)
     assert "Lending protocols (their own figures)" in table
     (row,) = [line for line in table.splitlines() if line.strip().startswith("aave_v3")]
     assert row.split() == [

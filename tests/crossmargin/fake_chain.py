@@ -21,10 +21,14 @@ from crossmargin.core.errors import ChainError, PinUnavailable, TransportError
 
 BALANCE_OF = sel("balanceOf(address)")
 USER_ACCOUNT_DATA = sel("getUserAccountData(address)")
+USER_CONFIGURATION = sel("getUserConfiguration(address)")
 ETH_BALANCE = sel("getEthBalance(address)")
 DECIMALS = sel("decimals()")
 TOTAL_SUPPLY = sel("totalSupply()")
 LATEST = sel("latestRoundData()")
+MORPHO_POSITION = sel("position(bytes32,address)")
+MORPHO_MARKET = sel("market(bytes32)")
+ORACLE_PRICE = sel("price()")
 REVERT = CallResult(False, b"")
 NATIVE = "native"
 START = 1_700_000_000  # chain time of block 100
@@ -53,6 +57,14 @@ class FakeChain:
 
     def __init__(self, chain: ChainConfig, number: int = 100, timestamp: int = START) -> None:
         self.pools: set[str] = set()  # Aave v3 pools (lower case): accounts hold nothing there
+        self.morphos: set[str] = set()  # Morpho Blue singletons: empty markets, no positions
+        self.oracles: set[str] = set()  # Morpho market oracles: price 1e36
+        # set by tests, not versioned by block: (pool, owner) -> getUserAccountData words;
+        # (market id, owner) -> position words; market id -> market words; oracle -> price
+        self.aave_accounts: dict[tuple[str, str], tuple[int, ...]] = {}
+        self.morpho_positions: dict[tuple[bytes, str], tuple[int, int, int]] = {}
+        self.morpho_markets: dict[bytes, tuple[int, ...]] = {}
+        self.oracle_prices: dict[str, int] = {}
         self.chain = chain
         self.number, self.timestamp = number, timestamp
         self.down: ChainError | None = None
@@ -129,7 +141,19 @@ class FakeChain:
         if selector == LATEST and target in state.rounds:
             return CallResult(True, _words(*state.rounds[target]))
         if selector == USER_ACCOUNT_DATA and target in self.pools:
-            return CallResult(True, _words(0, 0, 0, 0, 0, 2**256 - 1))  # no Aave position
+            got = self.aave_accounts.get((target, _owner(data)), (0, 0, 0, 0, 0, 2**256 - 1))
+            return CallResult(True, _words(*got))
+        if selector == USER_CONFIGURATION and target in self.pools:
+            return CallResult(True, _words(0))  # no reserve used
+        if selector == MORPHO_POSITION and target in self.morphos:
+            owner = "0x" + data[4 + 32 + 12 : 4 + 64].hex()
+            return CallResult(
+                True, _words(*self.morpho_positions.get((data[4:36], owner), (0,) * 3))
+            )
+        if selector == MORPHO_MARKET and target in self.morphos:
+            return CallResult(True, _words(*self.morpho_markets.get(data[4:36], (0,) * 6)))
+        if selector == ORACLE_PRICE and target in self.oracles:
+            return CallResult(True, _words(self.oracle_prices.get(target, 10**36)))
         return REVERT
 
 
@@ -147,7 +171,11 @@ def fake_chains(config: Config, prices: dict[str, float]) -> dict[str, FakeChain
             answer = round(prices[asset.symbol] * 10**feed.decimals)
             fc.set_round(feed.address, answer, fc.timestamp - 60)
     for proto in config.protocols:
-        chains[proto.chain].pools.add(proto.pool.lower())
+        if proto.kind == "aave_v3":
+            chains[proto.chain].pools.add(proto.address.lower())
+        else:
+            chains[proto.chain].morphos.add(proto.address.lower())
+            chains[proto.chain].oracles.update(m.oracle.lower() for m in proto.markets)
     for c in config.chains:
         if c.sequencer_uptime_feed is not None:
             fc = chains[c.name]

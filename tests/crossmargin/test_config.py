@@ -414,11 +414,41 @@ def test_an_aave_market_and_its_representations_load() -> None:
     assert config.risk.local_health_warn == 1.05  # §12 default
 
 
+def test_several_aave_pools_on_a_chain_by_name() -> None:
+    """Core and Prime on one chain: each representation names its pool's entry."""
+    prime = "0x4e033931ad43597d96D6bcc25c280717730B58B1"
+    two = AAVE.replace("pool =", 'name = "Core"\npool =') + AAVE.replace(
+        "pool =", 'name = "Prime"\npool ='
+    ).replace(POOL, prime)
+    config = parse_config(_with_aave(two, 'protocol = "aave_v3"\nmarket = "Prime"'), env={})
+    (rep,) = [r for r in config.representations if r.protocol]
+    entry = config.protocol_of(rep)
+    assert entry is not None
+    assert (entry.name, entry.pool) == ("Prime", prime)
+    assert config.protocol("aave_v3", "ethereum") is None  # ambiguous without a name
+    core = config.protocol("aave_v3", "ethereum", "Core")
+    assert core is not None
+    assert core.pool == POOL
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
         (_with_aave(""), "representations.1.protocol: no [[protocols]] entry of kind aave_v3"),
-        (_with_aave(AAVE + AAVE), "protocols.1: a second aave_v3 market on ethereum"),
+        (_with_aave(AAVE + AAVE), "protocols.0.name: required, ethereum has several aave_v3"),
+        (
+            _with_aave(AAVE + AAVE.replace("pool =", 'name = "Core"\npool =')),
+            "protocols.0.name: required",
+        ),
+        (
+            _with_aave(AAVE.replace("pool =", 'name = "Core"\npool =') * 2),
+            "protocols.1: a second aave_v3 Core on ethereum",
+        ),
+        (
+            _with_aave(AAVE, 'protocol = "aave_v3"\nmarket = "Prime"'),
+            "no [[protocols]] entry of kind aave_v3 on ethereum named 'Prime'",
+        ),
+        (_with_aave(AAVE.replace("pool =", "morpho =")), "an aave_v3 entry takes `pool`"),
         (_with_aave(AAVE.replace('"ethereum"', '"mars"')), "protocols.0.chain: unknown chain"),
         (_with_aave(AAVE.replace("aave_v3", "compound_v3")), "protocols.0.kind"),
         (_with_aave(AAVE, 'protocol = "morpho"'), "representations.1.protocol"),

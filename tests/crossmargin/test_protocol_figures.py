@@ -10,8 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from adapters.protocols.aave import WAD, AaveAccountData
-from crossmargin.pipeline.read import ProtocolRead
-from crossmargin.pipeline.value import protocol_account
+from crossmargin.pipeline.protocol_read import ProtocolRead
+from crossmargin.pipeline.protocols import protocol_account
 
 POOL = "0x87870Bca3F3fD6335C3F4ce8392D69350B4fA4E2"
 

@@ -176,3 +176,27 @@ def test_protocol_representations_are_checked_against_the_address_book(
     bad = config.model_copy(update={"protocols": [config.protocols[0], market]})
     with pytest.raises(DevnetError, match="arbitrum aave_v3: pool"):
         check_protocol_representations(bad, book["arbitrum"])
+
+
+def test_configured_morpho_markets_must_be_the_devnets(config: Config, scenario: Scenario) -> None:
+    """configs/devnet.toml's Morpho entry names the devnet's singleton and markets: another
+    contract, or a market with other parameters (another id), is refused."""
+    base = plans(config, scenario)["base"]
+    assert base.morpho is not None
+    check_protocol_representations(config, base)
+    i = next(k for k, p in enumerate(config.protocols) if p.kind == "morpho_blue")
+    entry = config.protocols[i]
+    assert {m.market_id_hex for m in entry.markets} == {m.id for m in base.morpho.markets}
+
+    def with_entry(**update: object) -> Config:
+        changed = entry.model_copy(update=update)
+        return config.model_copy(
+            update={"protocols": [*config.protocols[:i], changed, *config.protocols[i + 1 :]]}
+        )
+
+    elsewhere = create_address(PROTOCOL_DEPLOYER, 9999)
+    with pytest.raises(DevnetError, match="base morpho_blue: morpho"):
+        check_protocol_representations(with_entry(morpho=elsewhere), base)
+    other = entry.markets[0].model_copy(update={"lltv": 5 * 10**17})
+    with pytest.raises(DevnetError, match="no devnet market with these parameters"):
+        check_protocol_representations(with_entry(markets=[other]), base)

@@ -11,6 +11,8 @@ import asyncio
 from fractions import Fraction
 from typing import Any
 
+from eth_abi.abi import decode, encode
+from eth_utils.abi import function_signature_to_4byte_selector as sel
 from web3 import Web3
 
 from crossmargin.core.config import Config
@@ -52,7 +54,8 @@ def margin(config: Config, account: str, target: str) -> MarginReport:
 
 
 def independent_collateral(config: Config, report: MarginReport) -> tuple[Fraction, Fraction]:
-    """sum(q / 10^d * min(valid answers) / 10^8) over collateral, max(...) over debt."""
+    """sum(q / 10^d * min(valid answers) / 10^8) over collateral, max(...) over debt;
+    Aave supplies only where used as collateral, Morpho collateral from Morpho (§12)."""
     blocks = {b.chain_id: b.block_number for b in report.as_of}
     answers: dict[str, list[Fraction]] = {a.symbol: [] for a in config.assets}
     w3s = {c.name: Web3(Web3.HTTPProvider(c.rpc_urls[0])) for c in config.chains}
@@ -81,11 +84,42 @@ def independent_collateral(config: Config, report: MarginReport) -> tuple[Fracti
             token = w3.eth.contract(address=rep.address, abi=ERC20_ABI)
             q = token.functions.balanceOf(report.account).call(block_identifier=block)
         units = Fraction(q, 10**rep.decimals)
+        if rep.kind == "collateral" and not _aave_collateral(config, w3, rep, report, block):
+            continue  # §12: a supply switched off as Aave collateral counts 0
         if rep.kind == "collateral":
             collateral += units * min(answers[rep.asset])
         else:
             debt += units * max(answers[rep.asset])
+    for p in config.protocols:  # §12: Morpho collateral, read from Morpho itself
+        if p.kind != "morpho_blue":
+            continue
+        w3, block = w3s[p.chain], blocks[config.chain(p.chain).chain_id]
+        for m in p.markets:
+            data = sel("position(bytes32,address)") + encode(
+                ["bytes32", "address"], [m.market_id, report.account]
+            )
+            out = w3.eth.call({"to": p.address, "data": data}, block_identifier=block)
+            _, borrow_shares, held = decode(["uint256"] * 3, out)
+            assert borrow_shares == 0 or report.totals.debt_usd is None, "not covered here"
+            (coll,) = [r for r in config.morpho_representations(p.chain) if r.kind == "collateral"
+                       and r.market and r.market.endswith(m.name)]  # fmt: skip
+            collateral += Fraction(held, 10**coll.decimals) * min(answers[coll.asset])
     return collateral, debt
+
+
+def _aave_collateral(config: Config, w3: Any, rep: Any, report: MarginReport, block: int) -> bool:
+    """An aToken counts as collateral iff the account uses its reserve as collateral in
+    its pool at the block (getUserConfiguration's bit 2*id+1, id from getReserveData)."""
+    pool = config.protocol_of(rep)
+    if pool is None:
+        return True
+    raw = w3.eth.call({"to": rep.address, "data": sel("UNDERLYING_ASSET_ADDRESS()")}, block)
+    (underlying,) = decode(["address"], raw)
+    data = sel("getReserveData(address)") + encode(["address"], [underlying])
+    reserve_id = decode(["uint256"] * 15, w3.eth.call({"to": pool.address, "data": data}, block))[7]
+    data = sel("getUserConfiguration(address)") + encode(["address"], [report.account])
+    (bitmap,) = decode(["uint256"], w3.eth.call({"to": pool.address, "data": data}, block))
+    return bool(bitmap >> (2 * reserve_id + 1) & 1)
 
 
 def test_reported_collateral_matches_independent_computation(devnet: Any) -> None:

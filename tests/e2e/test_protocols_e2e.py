@@ -80,10 +80,13 @@ def reports(config: Config, account: str, target: str) -> tuple[MarginReport, Ca
 
 
 def check_against_pool(config: Config, report: MarginReport, user: str) -> None:
-    """Every listed protocol account equals the pool's own figures at the pinned block."""
+    """Every listed Aave account equals the pool's own figures at the pinned block
+    (Morpho's rows: test_morpho_e2e.py)."""
     pins = {b.chain_id: b.block_hash for b in report.as_of}
     assert report.protocols
     for p in report.protocols:
+        if p.protocol != "aave_v3":
+            continue
         chain = config.chain(p.chain_id)
         market = config.protocol(p.protocol, chain.name)
         assert market is not None
@@ -107,7 +110,7 @@ def check_against_pool(config: Config, report: MarginReport, user: str) -> None:
 
 
 def protocol(report: MarginReport, chain: str) -> ProtocolAccount:
-    (p,) = [p for p in report.protocols if p.chain == chain]
+    (p,) = [p for p in report.protocols if p.chain == chain and p.protocol == "aave_v3"]
     return p
 
 
@@ -186,9 +189,11 @@ def test_other_markets_capacity_uncapped(devnet: Any) -> None:
     assert all(row.reason is None for row in capacity.capacities)
 
 
-def test_protocol_reads_replay(devnet: Any) -> None:
-    """Snapshots record each account's protocol reads; replay gives the same report."""
-    config, user = devnet.config, devnet.demo_accounts["erin"]
+@pytest.mark.parametrize(("name", "target"), [("erin", "arbitrum"), ("frank", "base")])
+def test_protocol_reads_replay(devnet: Any, name: str, target: str) -> None:
+    """Snapshots record each account's protocol reads (Aave's account data; Morpho's
+    position, market, rate and oracle price); replay gives the same report."""
+    config, user = devnet.config, devnet.demo_accounts[name]
 
     async def run() -> list[ChainState]:
         async with Engine.connect(config) as engine:
@@ -196,7 +201,9 @@ def test_protocol_reads_replay(devnet: Any) -> None:
 
     states = asyncio.run(run())
     assert any(st.protocols for st in states)
-    req = s.Request("margin", user, "arbitrum")
+    if name == "frank":
+        assert any(p.morpho is not None for st in states for p in st.protocols)
+    req = s.Request("margin", user, target)
     report = s.compute(config, states, req)
     built = s.document(config, req, states, report, s.GENESIS)
     doc = json.loads(built.text)
@@ -236,9 +243,8 @@ def test_protocol_accounts_served(devnet: Any, user: str) -> None:
     config = devnet.config
     margin, _ = reports(config, devnet.demo_accounts[user], "ethereum")
     served = margin.model_dump(mode="json")["protocols"]
-    assert {p["chain"] for p in served} == {"ethereum", "arbitrum"} - (
-        {"arbitrum"} if user == "frank" else set()
-    )
+    want = {"frank": {"ethereum", "base"}, "erin": {"ethereum", "arbitrum"}}[user]
+    assert {p["chain"] for p in served} == want
     for p in served:
         for key in ("total_collateral_base", "total_debt_base", "available_borrows_base"):
             assert p[key].isdigit()

@@ -25,7 +25,7 @@ README = ROOT / "README.md"
 PROTOCOLS = ROOT / "docs" / "mainnet-protocols.md"
 
 ADDRESS = re.compile(r"\b0x[0-9a-fA-F]{40}\b")
-AAVE_FIELD = re.compile(r"\[aave\] (AaveV3\w+Assets\.\w+)")
+AAVE_FIELD = re.compile(r"\[aave\] (AaveV3\w+\.\w+)")
 
 
 class Reserve(NamedTuple):
@@ -297,7 +297,7 @@ def test_every_address_is_eip55_and_names_its_source() -> None:
     lines = text.splitlines()
     head = text[text.index("# Sources:") : text.index("# Heartbeats:")]
     tags = set(re.findall(r"^#\s+(\[[a-z-]+\])", head, re.MULTILINE))
-    assert tags == {"[aave]", "[cl-seq]", "[cl-feeds]", "[pyth]"}
+    assert tags == {"[aave]", "[cl-seq]", "[cl-feeds]", "[pyth]", "[morpho-addr]", "[morpho-fix]"}
     fields = {(chain, r.v_token): r.field for chain, rs in AAVE_V3.items() for r in rs}
     chain = ""
     checked = 0
@@ -315,6 +315,45 @@ def test_every_address_is_eip55_and_names_its_source() -> None:
                 if (chain, address) in fields:
                     assert field.group(1) == fields[chain, address], f"line {i + 1}"
     assert checked >= 50
+
+
+def test_protocols_load_checksummed_unique_and_resolve(cfg: Config) -> None:
+    """§12 entries: every Aave v3 pool of the four chains and Morpho Blue on ethereum and
+    base; addresses EIP-55 and unique per chain; every tagged debt token resolves to its
+    pool, and every pool has its listed debt tokens (else all its debt reads unlisted);
+    Morpho market ids are the config's own hashes and the ones documented."""
+    aave = [p for p in cfg.protocols if p.kind == "aave_v3"]
+    assert sorted((p.chain, p.name or "") for p in aave) == [
+        ("arbitrum", ""),
+        ("base", ""),
+        ("ethereum", "Core"),
+        ("ethereum", "EtherFi"),
+        ("ethereum", "Horizon"),
+        ("ethereum", "Prime"),
+        ("optimism", ""),
+    ]
+    for chain in {p.chain for p in cfg.protocols}:
+        here = [p.address for p in cfg.protocols if p.chain == chain]
+        assert len(here) == len(set(here)), chain
+        assert all(is_checksum_address(a) for a in here)
+    for rep in cfg.representations:
+        if rep.kind == "debt":
+            assert rep.protocol == "aave_v3", rep.symbol
+            assert cfg.protocol_of(rep) is not None, rep.symbol
+    for p in aave:
+        listed = [r for r in cfg.representations if cfg.protocol_of(r) == p]
+        assert listed, f"{p.chain} {p.label}: no debt token listed"
+    morpho = {p.chain: p for p in cfg.protocols if p.kind == "morpho_blue"}
+    assert set(morpho) == {"ethereum", "base"}
+    documented = PROTOCOLS.read_text()
+    for p in morpho.values():
+        assert p.markets
+        for m in p.markets:
+            assert m.id == m.market_id_hex
+            assert m.market_id_hex in documented
+            for address in (m.loan_token, m.collateral_token, m.oracle, m.irm):
+                assert is_checksum_address(address)
+            assert len(cfg.morpho_representations(p.chain)) == 2 * len(p.markets)
 
 
 def _markdown_rows(text: str) -> list[dict[str, str]]:
