@@ -187,7 +187,13 @@ def test_generated_config_and_manifest(devnet: Devnet) -> None:
         genesis = rpc(devnet.rpc_url(name), "eth_getBlockByNumber", "0x0", False)
         assert identity.hash == genesis["hash"]
     chains = [c.model_copy(update={"identity": None}) for c in devnet.config.chains]
-    assert template == devnet.config.model_copy(update={"chains": chains})
+    # and the transparency log's signing key (§10), generated into the state directory
+    key = devnet.config.api.tlog_key
+    assert key is not None
+    assert Path(key).parent == devnet.state_dir.resolve()
+    assert Path(key).is_file()
+    api = devnet.config.api.model_copy(update={"tlog_key": None})
+    assert template == devnet.config.model_copy(update={"chains": chains, "api": api})
     manifest = read_manifest(devnet.manifest_path)
     assert manifest == devnet.manifest
     assert manifest.status == "ready"
