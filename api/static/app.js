@@ -276,7 +276,7 @@ async function load(account, target, at) {
   else follow(account, target, (next, snapshot) => {
     if (mine !== generation) return;
     liveUpdate(next, snapshot, capacity, stress, `${base}/margin${q}`);
-  });
+  }, apiHeaders());
 }
 
 // A new computation of the shown account, pushed by the server: its margin figures are

@@ -1,34 +1,74 @@
 // Live figures and alerts (METHOD.md section 14).
-// follow(): one EventSource per shown account; each `margin` event is a new computation by
+// follow(): one event stream per shown account (fetch, so it carries the key); each `margin` event is a new computation by
 // the server's watcher (after a block that may change the account): no polling loop here.
 // The alerts view lists a key's alerts (GET /v1/alerts with the key typed in; never stored).
 
-let source = null;
+let current = null; // the AbortController of the stream followed now
 let updates = 0;
 
-export function follow(account, target, onMargin) {
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+// One server-sent-events stream, read with fetch (not EventSource, which cannot send
+// the X-API-Key header a keyed deployment needs); reconnects after a drop, stops when
+// the page follows another account.
+export function follow(account, target, onMargin, headers = {}) {
   stop();
-  if (typeof EventSource === "undefined") return;
+  const ctrl = new AbortController();
+  current = ctrl;
   const q = target ? `?target_chain=${encodeURIComponent(target)}` : "";
-  source = new EventSource(`/v1/accounts/${encodeURIComponent(account)}/events${q}`);
-  const mine = source;
-  source.addEventListener("margin", (e) => {
-    if (mine !== source) return;
+  const url = `/v1/accounts/${encodeURIComponent(account)}/events${q}`;
+  const onEvent = (block) => {
+    let name = "message";
+    let data = "";
+    for (const line of block.split("\n")) {
+      if (line.startsWith("event:")) name = line.slice(6).trim();
+      else if (line.startsWith("data:")) data += line.slice(5).trimStart();
+    }
+    if (name !== "margin" || ctrl !== current) return;
     let d;
     try {
-      d = JSON.parse(e.data);
+      d = JSON.parse(data);
     } catch {
       return;
     }
     updates += 1;
     document.body.dataset.liveUpdates = String(updates);
     onMargin(d.margin, d.snapshot_id);
-  });
+  };
+  (async () => {
+    while (!ctrl.signal.aborted) {
+      try {
+        const resp = await fetch(url, {
+          headers: { ...headers, Accept: "text/event-stream" },
+          signal: ctrl.signal,
+        });
+        if (resp.ok && resp.body) {
+          const reader = resp.body.pipeThrough(new TextDecoderStream()).getReader();
+          let buf = "";
+          for (;;) {
+            const { value, done } = await reader.read();
+            if (done) break;
+            buf += value.replace(/\r\n?/g, "\n");
+            let i;
+            while ((i = buf.indexOf("\n\n")) >= 0) {
+              onEvent(buf.slice(0, i));
+              buf = buf.slice(i + 2);
+            }
+          }
+        } else if (resp.status === 401 || resp.status === 403) {
+          return; // no key (yet): the page asks for one and follows again with it
+        }
+      } catch {
+        if (ctrl.signal.aborted) return;
+      }
+      await sleep(2000);
+    }
+  })();
 }
 
 export function stop() {
-  if (source) source.close();
-  source = null;
+  if (current) current.abort();
+  current = null;
 }
 
 function el(tag, attrs = {}, ...children) {

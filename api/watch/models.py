@@ -35,6 +35,11 @@ def webhook_url(value: str) -> str:
     return value
 
 
+# Text a database can store: PostgreSQL's text refuses NUL (a 503 otherwise); in the
+# schema, so a client (and schemathesis) knows it before sending.
+NO_NUL = r"^[^\x00]*$"
+
+
 class WatchBody(Strict):
     """Base of the create/update bodies: the same account twice is refused."""
 
@@ -64,7 +69,7 @@ class WatchModels:
         self.create: type[WatchBody] = create_model(
             "WatchCreate",
             __base__=WatchBody,
-            name=(str | None, Field(None, max_length=64, description="a label")),
+            name=(str | None, Field(None, max_length=64, pattern=NO_NUL, description="a label")),
             accounts=(
                 list[Address],
                 Field(
@@ -81,12 +86,15 @@ class WatchModels:
                 str,
                 Field(max_length=2000, pattern=WEBHOOK_PATTERN, description="alerts go there"),
             ),
-            secret=(str, Field(min_length=16, max_length=256, description=secret_doc)),
+            secret=(
+                str,
+                Field(min_length=16, max_length=256, pattern=NO_NUL, description=secret_doc),
+            ),
         )
         self.update: type[WatchBody] = create_model(
             "WatchUpdate",
             __base__=WatchBody,
-            name=(str | None, Field(None, max_length=64)),
+            name=(str | None, Field(None, max_length=64, pattern=NO_NUL)),
             accounts=(
                 list[Address] | None,
                 Field(None, min_length=1, max_length=cap, json_schema_extra={"uniqueItems": True}),
@@ -95,7 +103,10 @@ class WatchModels:
             method=(Method | None, None),
             thresholds=(Thresholds | None, None),
             webhook_url=(str | None, Field(None, max_length=2000, pattern=WEBHOOK_PATTERN)),
-            secret=(str | None, Field(None, min_length=16, max_length=256, description=secret_doc)),
+            secret=(
+                str | None,
+                Field(None, min_length=16, max_length=256, pattern=NO_NUL, description=secret_doc),
+            ),
         )
 
 
