@@ -57,6 +57,7 @@ bench: setup
 	test ! -f bench/api.py || $(BIN)/python bench/api.py
 	$(BIN)/python bench/verified.py
 	$(BIN)/python bench/pipeline.py
+	$(BIN)/python bench/proof_walk.py
 	$(BIN)/python bench/watch.py
 
 # Regenerate the Python lock after editing pyproject.toml dependencies.

@@ -145,7 +145,8 @@ def _get(root: bytes, key: bytes, db: Nodes, memo: dict[bytes, Any] | None = Non
     proof nodes (b"": proven absent). The Yellow Paper's lookup, appendix D: a branch
     takes the next nibble, an extension or leaf its hex-prefix-encoded path. Checked
     against `trie`'s HexaryTrie on random tries (tests/adapters/test_proof_codec.py);
-    it is ours because HexaryTrie's lookups cost ~1 ms each (bench/verified.py)."""
+    it is ours because it verifies the same proofs about 4x faster than HexaryTrie's
+    `get_from_proof` (bench/proof_walk.py, measured in one run)."""
     memo = {} if memo is None else memo
     if root == EMPTY_ROOT:
         return b""
