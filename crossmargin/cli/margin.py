@@ -14,7 +14,7 @@ import argparse
 import asyncio
 import os
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal, TypedDict
 
 from crossmargin.core.errors import CrossmarginError
 from crossmargin.pipeline.report import CapacityReport, MarginReport
@@ -99,6 +99,16 @@ class AsOf:
         return ",".join(f"{c}:{a}" for c, a in self.addresses) or None
 
 
+class _Asked(TypedDict):
+    """The keywords margin and capacity are both asked with."""
+
+    target_chain: str | int | None
+    method: Literal["var", "es"] | None
+    at: int | None
+    blocks: str | None
+    addresses: str | None
+
+
 async def from_server(args: argparse.Namespace) -> Answer:
     """Both reports from the server, concurrently; problems are the client's errors."""
     from crossmargin.client import ApiError, Client
@@ -108,26 +118,17 @@ async def from_server(args: argparse.Namespace) -> Answer:
     except ValueError as exc:
         raise CrossmarginError(f"--server: {exc}") from None
     asked = AsOf.of(args)
-    at, blocks, addresses = asked.at, asked.blocks_text, asked.addresses_text
+    kw: _Asked = {
+        "target_chain": args.target_chain,
+        "method": args.method,
+        "at": asked.at,
+        "blocks": asked.blocks_text,
+        "addresses": asked.addresses_text,
+    }
     async with client as api:
-        target, method = args.target_chain, args.method
         margin, capacity = await asyncio.gather(
-            api.get_margin(
-                args.address,
-                target_chain=target,
-                method=method,
-                at=at,
-                blocks=blocks,
-                addresses=addresses,
-            ),
-            api.get_capacity(
-                args.address,
-                target_chain=target,
-                method=method,
-                at=at,
-                blocks=blocks,
-                addresses=addresses,
-            ),
+            api.get_margin(args.address, **kw),
+            api.get_capacity(args.address, **kw),
             return_exceptions=True,
         )
     if isinstance(margin, BaseException):
