@@ -15,13 +15,11 @@ answer.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
 import subprocess
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -31,6 +29,7 @@ import pytest
 from devnet import BackgroundDevnet, Devnet
 from devnet.anvil import anvil_binary
 from devnet.evm import MULTICALL3, repo_root
+from tests.jsonrpc import rpc_call
 
 
 @pytest.fixture(scope="session")
@@ -100,18 +99,6 @@ class Anvil:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
-
-
-def rpc_call(url: str, method: str, *params: Any) -> Any:
-    body = {"jsonrpc": "2.0", "id": 1, "method": method, "params": list(params)}
-    req = urllib.request.Request(
-        url, data=json.dumps(body).encode(), headers={"content-type": "application/json"}
-    )
-    with urllib.request.urlopen(req, timeout=10) as resp:
-        reply = json.loads(resp.read())
-    if "error" in reply:
-        raise RuntimeError(f"{method}: {reply['error']}")
-    return reply["result"]
 
 
 @pytest.fixture

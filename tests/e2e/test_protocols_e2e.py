@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import urllib.request
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -31,22 +30,11 @@ from crossmargin.pipeline.read import ChainState
 from crossmargin.pipeline.report import CapacityReport, MarginReport, ProtocolAccount, fixed6
 from crossmargin.pipeline.value import assess
 from devnet import BackgroundDevnet
+from tests.jsonrpc import rpc_call
 
 ACCOUNT_DATA = function_signature_to_4byte_selector("getUserAccountData(address)")
 BALANCE_OF = function_signature_to_4byte_selector("balanceOf(address)")
 WAD = 10**18
-
-
-def rpc_call(url: str, method: str, *params: Any) -> Any:
-    """Plain JSON-RPC over HTTP (no web3, no multicall)."""
-    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": list(params)})
-    req = urllib.request.Request(
-        url, data=body.encode(), headers={"content-type": "application/json"}
-    )
-    with urllib.request.urlopen(req, timeout=10) as resp:
-        reply = json.loads(resp.read())
-    assert "error" not in reply, reply
-    return reply["result"]
 
 
 def eth_call(url: str, to: str, data: bytes, block_hash: str) -> bytes:

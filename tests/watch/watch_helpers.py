@@ -7,7 +7,6 @@ import asyncio
 import hashlib
 import hmac
 import json
-import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,18 +15,7 @@ from aiohttp import web
 
 from devnet import Devnet
 from devnet.evm import DEPLOYER, calldata
-
-
-def rpc(url: str, method: str, *params: Any) -> Any:
-    body = {"jsonrpc": "2.0", "id": 1, "method": method, "params": list(params)}
-    req = urllib.request.Request(
-        url, data=json.dumps(body).encode(), headers={"content-type": "application/json"}
-    )
-    with urllib.request.urlopen(req, timeout=10) as resp:
-        reply = json.loads(resp.read())
-    if "error" in reply:
-        raise RuntimeError(f"{method}: {reply['error']}")
-    return reply["result"]
+from tests.jsonrpc import rpc_call as rpc
 
 
 def send(url: str, sender: str, to: str, data: str) -> int:

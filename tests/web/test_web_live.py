@@ -16,19 +16,10 @@ from eth_utils.address import to_checksum_address
 from playwright.sync_api import Browser, Page
 from web_helpers import ARTIFACTS, ServedApp
 
+from tests.jsonrpc import rpc_call as rpc
+
 SETTLED = '#status[data-state="ok"], #status[data-state="partial"]'
 FREE = '[data-field="free_margin_usd"] .money'
-
-
-def rpc(url: str, method: str, *params: Any) -> Any:
-    body = {"jsonrpc": "2.0", "id": 1, "method": method, "params": list(params)}
-    req = urllib.request.Request(
-        url, data=json.dumps(body).encode(), headers={"content-type": "application/json"}
-    )
-    with urllib.request.urlopen(req, timeout=10) as resp:
-        reply = json.loads(resp.read())
-    assert "error" not in reply, reply
-    return reply["result"]
 
 
 def fresh() -> str:
