@@ -22,6 +22,7 @@ and grows back after successes. Concurrent requests beat JSON-RPC batches here: 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -37,7 +38,7 @@ from adapters.calls import (
     encode_aggregate3,
 )
 from adapters.prover import Prover
-from adapters.rpc import Endpoint, JsonRpcClient
+from adapters.rpc import Endpoint, JsonRpcClient, RawParams
 from crossmargin.core.config import ChainConfig
 from crossmargin.core.errors import (
     BadResponse,
@@ -165,7 +166,7 @@ class EvmAdapter:
             await self._drain(calls, pin, todo, out, deadline)
         else:
             await _all([self._drain(calls, pin, todo, out, deadline) for _ in range(workers)])
-        if any(r is None for r in out):  # pragma: no cover - every range is read or raises
+        if None in out:  # pragma: no cover - every range is read or raises
             raise AssertionError("multicall read left calls unanswered")
         return out  # type: ignore[return-value]
 
@@ -208,12 +209,12 @@ class EvmAdapter:
     async def _aggregate3(
         self, calls: list[Call], pin: BlockPin, deadline: float
     ) -> list[CallResult]:
-        tx = {
-            "to": MULTICALL3,
-            "data": "0x" + encode_aggregate3(calls).hex(),
-            "gas": hex(self.chain.call_gas),
-        }
-        params: list[Any] = [tx, {"blockHash": pin.hash, "requireCanonical": True}]
+        # [{"to", "data", "gas"}, {"blockHash", "requireCanonical"}] as JSON, the calldata's
+        # hex spliced in (adapters/rpc.py RawParams); json.dumps makes the rest
+        tx = json.dumps({"to": MULTICALL3, "gas": hex(self.chain.call_gas)}, separators=(",", ":"))
+        at = json.dumps({"blockHash": pin.hash, "requireCanonical": True}, separators=(",", ":"))
+        data = encode_aggregate3(calls).hex().encode()
+        params = RawParams(b'[%s,"data":"0x%s"},%s]' % (tx[:-1].encode(), data, at.encode()))
         cid = self.chain.chain_id
 
         async def op(ep: Endpoint) -> list[CallResult]:

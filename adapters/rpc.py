@@ -60,6 +60,13 @@ from crossmargin.core.errors import (
 
 T = TypeVar("T")
 
+
+class RawParams(bytes):
+    """A request's `params` already encoded as a JSON array, spliced into the body as is:
+    for eth_call's calldata (hundreds of KB of hex per multicall), which json.dumps would
+    scan character by character for escaping (~1.5 us per call of the multicall)."""
+
+
 # anvil answers a body over 2 MiB with HTTP 200 and a non-array -32600 (and then drops
 # the connection); hosted providers cap lower or higher. Requests stay under this.
 MAX_BODY_BYTES = 1_500_000
@@ -375,10 +382,19 @@ class JsonRpcClient:
 
     # ------------------------------------------------------------------ one HTTP request
 
-    async def send(self, ep: Endpoint, method: str, params: list[Any], n_calls: int = 1) -> Any:
+    async def send(
+        self, ep: Endpoint, method: str, params: list[Any] | RawParams, n_calls: int = 1
+    ) -> Any:
         """One JSON-RPC call in one HTTP request on `ep`; no retry."""
         rid = next(self._ids)
-        body = {"jsonrpc": "2.0", "id": rid, "method": method, "params": params}
+        body: Any
+        if isinstance(params, RawParams):
+            head = json.dumps(
+                {"jsonrpc": "2.0", "id": rid, "method": method}, separators=(",", ":")
+            )
+            body = b'%s,"params":%s}' % (head[:-1].encode(), params)
+        else:
+            body = {"jsonrpc": "2.0", "id": rid, "method": method, "params": params}
         reply = await self._post(ep, body, 1, n_calls)
         if not isinstance(reply, dict):
             raise self._bad(ep, "reply is not a JSON-RPC object")
@@ -419,9 +435,13 @@ class JsonRpcClient:
         return BadResponse(self.chain.chain_id, message, endpoint=ep.url)
 
     async def _post(self, ep: Endpoint, body: Any, n_rpc: int, n_calls: int) -> Any:
-        """POST `body` on `ep`; the JSON reply, or the error the HTTP exchange amounts to."""
+        """POST `body` (bytes: already JSON) on `ep`; the JSON reply, or the error the HTTP
+        exchange amounts to."""
         cid = self.chain.chain_id
-        payload = json.dumps(body, separators=(",", ":")).encode()
+        if isinstance(body, bytes):
+            payload = body
+        else:
+            payload = json.dumps(body, separators=(",", ":")).encode()
         if len(payload) > MAX_BODY_BYTES and n_calls > 1:
             raise PayloadTooLarge(cid, n_calls, f"{len(payload)} byte body", endpoint=ep.url)
         status, retry_after, raw = await self._exchange(ep, payload, n_rpc)
