@@ -80,7 +80,7 @@ def address_word(address: str) -> bytes:
     word = _ADDRESS_WORDS.get(address)
     if word is None:
         word = bytes(12) + bytes.fromhex(address[2:])
-        if len(word) != _WORD:
+        if len(word) != _WORD or not address.startswith("0x"):
             raise ValueError(f"not a 20-byte address: {address!r}")
         if len(_ADDRESS_WORDS) >= 1 << 16:
             _ADDRESS_WORDS.clear()

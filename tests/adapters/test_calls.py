@@ -147,3 +147,7 @@ def test_zero_word_is_one_shared_result_and_calls_are_made_in_bulk() -> None:
     made = c.make_calls(targets, datas)
     assert made == [c.Call(t, d) for t, d in zip(targets, datas, strict=True)]
     assert all(type(x) is c.Call for x in made)
+    assert c.address_word(targets[0]) == bytes(12) + b"\x11" * 20
+    for bad in ("11" * 21, "0x" + "11" * 19):  # no 0x prefix (42 characters); 19 bytes
+        with pytest.raises(ValueError, match="not a 20-byte address"):
+            c.address_word(bad)
