@@ -225,12 +225,10 @@ class EvmAdapter:
         cid = self.chain.chain_id
 
         async def op(ep: Endpoint) -> list[CallResult]:
-            raw = await self.rpc.send(ep, "eth_call", params, len(calls))
-            if not isinstance(raw, str) or not raw.startswith("0x"):
-                raise BadResponse(cid, "eth_call result is not hex data", endpoint=ep.url)
+            data = await self.rpc.send_data(ep, "eth_call", params, len(calls))
             try:
-                return decode_aggregate3(binascii.unhexlify(raw[2:]), len(calls))
-            except (DecodeError, ValueError) as exc:
+                return decode_aggregate3(data, len(calls))
+            except DecodeError as exc:
                 # The envelope is Multicall3's own encoding: if it does not decode, the
                 # reply was damaged on the way (or the node lies). Retried elsewhere.
                 raise BadResponse(cid, f"aggregate3 reply: {exc}", endpoint=ep.url) from exc
