@@ -102,13 +102,18 @@ class BalancePlan:
                 calls.append(c.asset(rep.address))
             self._token_slots[rep.address] = (dec, dec + 1, asset_slot)
         self._base = len(calls)
+        # one call per (account, representation), account-major: the account's ABI word
+        # is made once, its two calldatas by concatenation, the Calls in one C loop
         targets = [c.MULTICALL3 if r.standard == "native" else r.address for r in self.reps]
         native = [r.standard == "native" for r in self.reps]
-        for account in self.accounts:
-            by_eth, by_token = c.eth_balance(account).data, c.balance_of(account, account).data
-            calls += [
-                Call(t, by_eth if n else by_token) for t, n in zip(targets, native, strict=True)
-            ]
+        words = [c.address_word(a) for a in self.accounts]
+        by_token = [c.SEL_BALANCE_OF + w for w in words]
+        if any(native):
+            by_eth = [c.SEL_GET_ETH_BALANCE + w for w in words]
+            datas = [e if n else t for e, t in zip(by_eth, by_token, strict=True) for n in native]
+        else:
+            datas = [t for t in by_token for _ in native]
+        calls += c.make_calls(targets * len(words), datas)
         self.calls = calls
 
     def _tokens(self, results: Sequence[CallResult]) -> dict[str, _Token]:
@@ -139,28 +144,40 @@ class BalancePlan:
 
     def decode(self, results: Sequence[CallResult]) -> dict[str, list[BalanceRead]]:
         """Decode without the erc4626 conversion (a vault holding is an error "shares not
-        converted" until `finish` converts it)."""
+        converted" until `finish` converts it).
+
+        Most positions are empty: a zero word decodes the same for every account, so
+        each representation's zero read is made once and shared (BalanceRead is
+        immutable), and an account with nothing on the chain costs one C-level count."""
         if len(results) != len(self.calls):
             raise ValueError(f"{len(results)} results for {len(self.calls)} calls")
         tokens = self._tokens(results)
         reps = self.reps
         width = len(reps)
         row_tokens = [tokens.get(r.address) for r in reps]
+        zero = c.ZERO_RESULT
+        zeros = [_balance(r, zero, t) for r, t in zip(reps, row_tokens, strict=True)]
         # The common case inline (a token with good decimals, one 32-byte word back);
         # everything else through _balance, which explains what is wrong.
         plain = [
             t is not None and t.error is None and r.standard == "erc20"
             for r, t in zip(reps, row_tokens, strict=True)
         ]
+        columns = list(zip(reps, row_tokens, plain, zeros, strict=True))
         frm = int.from_bytes
         out: dict[str, list[BalanceRead]] = {}
         pos = self._base
         for account in self.accounts:
+            got = results[pos : pos + width]
+            pos += width
+            if got.count(zero) == width:
+                out[account] = zeros.copy()
+                continue
             row: list[BalanceRead] = []
-            for rep, token, fast, r in zip(
-                reps, row_tokens, plain, results[pos : pos + width], strict=True
-            ):
-                if fast and r.success and len(r.data) == 32 and token is not None:
+            for (rep, token, fast, empty), r in zip(columns, got, strict=True):
+                if r == zero:
+                    row.append(empty)
+                elif fast and r.success and len(r.data) == 32 and token is not None:
                     row.append(
                         BalanceRead(
                             rep,
@@ -175,7 +192,6 @@ class BalancePlan:
                     )
                 else:
                     row.append(_balance(rep, r, token))
-            pos += width
             out[account] = row
         return out
 
@@ -184,16 +200,17 @@ class BalancePlan:
     ) -> dict[str, list[BalanceRead]]:
         """Decode, then convert vault shares to assets in one more multicall at `pin`."""
         out = self.decode(results)
-        tokens = self._tokens(results)
-        vaults = {r.address: tokens[r.address].asset for r in self.reps if r.standard == "erc4626"}
+        columns = [i for i, r in enumerate(self.reps) if r.standard == "erc4626"]
         pending = [
             (account, i, b)
             for account, row in out.items()
-            for i, b in enumerate(row)
-            if b.rep.standard == "erc4626" and b.shares and b.raw_amount is None
+            for i in columns
+            if (b := row[i]).shares and b.raw_amount is None
         ]
         if not pending:
             return out
+        tokens = self._tokens(results)
+        vaults = {r.address: tokens[r.address].asset for r in self.reps if r.standard == "erc4626"}
         calls: list[Call] = []
         asset_slots: dict[str, int] = {}
         for vault, underlying in vaults.items():

@@ -58,7 +58,8 @@ class CoalesceStats:
     flushes: int = 0  # chunks flushed: one aggregate3 each, unless split (or nobody waits)
 
 
-Waiter = tuple[asyncio.Future[list[CallResult]], list[int]]
+Where = list[int] | range  # a waiter's results: their slots in the chunk, in its order
+Waiter = tuple[asyncio.Future[list[CallResult]], Where]
 
 
 @dataclass(eq=False)
@@ -71,22 +72,31 @@ class _Queue:
     timer: asyncio.Handle | None = None
     due: bool = False  # the window has passed: flush as soon as nothing is in flight
 
-    def add(self, calls: list[Call], lo: int, size: int) -> tuple[list[int], int]:
-        """Take calls from `lo` until the queue holds `size` distinct ones; a call already
-        queued (a token's decimals(), a feed, asked by every caller) is not sent twice.
-        Returns where each taken call's result will be, and where taking stopped."""
-        index, mine, where = self.index, self.calls, []
-        n = len(calls)
-        i = lo
-        while i < n and len(mine) < size:
-            call = calls[i]
+    def add(self, calls: list[Call], lo: int, size: int) -> tuple[Where, int]:
+        """Take calls from `lo`, as many as the queue has room for (it holds at most
+        `size` distinct ones); a call already queued (a token's decimals(), a feed,
+        asked by every caller) is not sent twice. Returns where each taken call's result
+        will be, and where taking stopped.
+
+        The usual caller (one plan of distinct calls, none queued yet) is indexed by
+        dict operations alone, no Python code per call; the rest call by call."""
+        index, mine = self.index, self.calls
+        base = len(mine)
+        hi = min(len(calls), lo + size - base)
+        taken = calls[lo:hi]
+        fresh = dict(zip(taken, range(base, base + len(taken)), strict=True))
+        if len(fresh) == len(taken) and index.keys().isdisjoint(fresh):
+            index.update(fresh)
+            mine += taken
+            return range(base, base + len(taken)), hi
+        where: list[int] = []
+        for call in taken:
             j = index.get(call)
             if j is None:
                 j = index[call] = len(mine)
                 mine.append(call)
             where.append(j)
-            i += 1
-        return where, i
+        return where, hi
 
 
 class CoalescingReader(EvmAdapter):
@@ -201,7 +211,10 @@ class CoalescingReader(EvmAdapter):
         else:
             for future, where in queue.waiters:
                 if not future.done():
-                    future.set_result([results[j] for j in where])
+                    if isinstance(where, range):
+                        future.set_result(results[where.start : where.stop])
+                    else:
+                        future.set_result([results[j] for j in where])
         finally:
             self._landed(pin)
 

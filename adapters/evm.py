@@ -22,6 +22,8 @@ and grows back after successes. Concurrent requests beat JSON-RPC batches here: 
 from __future__ import annotations
 
 import asyncio
+import binascii
+import json
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -37,7 +39,7 @@ from adapters.calls import (
     encode_aggregate3,
 )
 from adapters.prover import Prover
-from adapters.rpc import Endpoint, JsonRpcClient
+from adapters.rpc import Endpoint, JsonRpcClient, RawParams
 from crossmargin.core.config import ChainConfig
 from crossmargin.core.errors import (
     BadResponse,
@@ -165,7 +167,7 @@ class EvmAdapter:
             await self._drain(calls, pin, todo, out, deadline)
         else:
             await _all([self._drain(calls, pin, todo, out, deadline) for _ in range(workers)])
-        if any(r is None for r in out):  # pragma: no cover - every range is read or raises
+        if None in out:  # pragma: no cover - every range is read or raises
             raise AssertionError("multicall read left calls unanswered")
         return out  # type: ignore[return-value]
 
@@ -208,21 +210,25 @@ class EvmAdapter:
     async def _aggregate3(
         self, calls: list[Call], pin: BlockPin, deadline: float
     ) -> list[CallResult]:
-        tx = {
-            "to": MULTICALL3,
-            "data": "0x" + encode_aggregate3(calls).hex(),
-            "gas": hex(self.chain.call_gas),
-        }
-        params: list[Any] = [tx, {"blockHash": pin.hash, "requireCanonical": True}]
+        # [{"to", "gas", "data"}, {"blockHash", "requireCanonical"}] as JSON, the calldata's
+        # hex spliced in (adapters/rpc.py RawParams); json.dumps makes the rest. hexlify:
+        # bytes.hex() and str.encode() took 3x as long (0.9 us per call of the multicall)
+        tx = json.dumps({"to": MULTICALL3, "gas": hex(self.chain.call_gas)}, separators=(",", ":"))
+        at = json.dumps({"blockHash": pin.hash, "requireCanonical": True}, separators=(",", ":"))
+        params = RawParams(
+            (
+                b"[" + tx[:-1].encode() + b',"data":"0x',
+                binascii.hexlify(encode_aggregate3(calls)),
+                b'"},' + at.encode() + b"]",
+            )
+        )
         cid = self.chain.chain_id
 
         async def op(ep: Endpoint) -> list[CallResult]:
-            raw = await self.rpc.send(ep, "eth_call", params, len(calls))
-            if not isinstance(raw, str) or not raw.startswith("0x"):
-                raise BadResponse(cid, "eth_call result is not hex data", endpoint=ep.url)
+            data = await self.rpc.send_data(ep, "eth_call", params, len(calls))
             try:
-                return decode_aggregate3(bytes.fromhex(raw[2:]), len(calls))
-            except (DecodeError, ValueError) as exc:
+                return decode_aggregate3(data, len(calls))
+            except DecodeError as exc:
                 # The envelope is Multicall3's own encoding: if it does not decode, the
                 # reply was damaged on the way (or the node lies). Retried elsewhere.
                 raise BadResponse(cid, f"aggregate3 reply: {exc}", endpoint=ep.url) from exc

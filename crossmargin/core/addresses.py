@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from eth_utils.address import is_checksum_address, is_hex_address, to_checksum_address
+from eth_utils.address import is_hex_address, to_checksum_address
 from pydantic import AfterValidator
 
 
@@ -14,10 +14,13 @@ def checksummed(value: str) -> str:
     The `0x` prefix is required (eth-utils would take bare hex or `0X` too)."""
     if not value.startswith("0x") or not is_hex_address(value):
         raise ValueError(f"not a 20-byte hex address: {value!r}")
+    out = to_checksum_address(value)
     body = value[2:]
-    if body not in (body.lower(), body.upper()) and not is_checksum_address(value):
+    # mixed case must be the checksum itself (eth-utils' is_checksum_address, without
+    # hashing the address a second time: a scan checks every input account)
+    if body not in (body.lower(), body.upper()) and value != out:
         raise ValueError(f"bad EIP-55 checksum: {value!r}")
-    return to_checksum_address(value)
+    return out
 
 
 Address = Annotated[str, AfterValidator(checksummed)]

@@ -7,6 +7,7 @@ own; the cross-checks against chains and representations live in `Config`.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Annotated, Literal, Self
 
 from eth_abi.abi import encode
@@ -55,11 +56,18 @@ class MorphoMarketConfig(_Frozen):
 
     @property
     def market_id(self) -> bytes:
-        return bytes(keccak(encode([MARKET_PARAMS], [self.params])))
+        """Memoised by the parameters (not on the model: a `model_copy(update=...)`
+        would carry a stale id): a batch asks for it once per account and market."""
+        return _market_id(self.params)
 
     @property
     def market_id_hex(self) -> str:
         return "0x" + self.market_id.hex()
+
+
+@lru_cache(maxsize=1024)
+def _market_id(params: tuple[str, str, str, str, int]) -> bytes:
+    return bytes(keccak(encode([MARKET_PARAMS], [params])))
 
 
 class ProtocolConfig(_Frozen):

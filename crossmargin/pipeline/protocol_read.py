@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
-from adapters.calls import Call, CallResult
+from adapters.calls import Call, CallResult, address_word, make_calls
 from adapters.evm import BlockPin, ChainReader
 from adapters.protocols import aave, morpho
 from adapters.protocols.aave import AaveAccountData
@@ -103,11 +103,18 @@ class ProtocolPlan:
             shared += [morpho.market(p.address, m.market_id), morpho.oracle_price(m.oracle)]
         shared += [aave.underlying_asset(t) for tokens in self.a_tokens for t in tokens]
         self.n_shared = len(shared)
-        own: list[Call] = []
-        for a in self.accounts:
-            for p in self.aave:
-                own += [aave.user_account_data(p.address, a), aave.user_configuration(p.address, a)]
-            own += [morpho.position(p.address, m.market_id, a) for p, m in self.morpho]
+        # per account, in this order: each pool's two reads, then each market's position;
+        # the same target and selector (and market id) for every account, then its word
+        targets: list[str] = []
+        prefixes: list[bytes] = []
+        for p in self.aave:
+            targets += [p.address, p.address]
+            prefixes += [aave.SEL_USER_ACCOUNT_DATA, aave.SEL_USER_CONFIGURATION]
+        for p, m in self.morpho:
+            targets.append(p.address)
+            prefixes.append(morpho.SEL_POSITION + m.market_id)
+        words = [address_word(a) for a in self.accounts] if prefixes else []
+        own = make_calls(targets * len(words), [x + w for w in words for x in prefixes])
         self.calls = shared + own
 
     async def finish(
@@ -131,7 +138,7 @@ class ProtocolPlan:
         for i, ((_, m), got) in enumerate(zip(self.morpho, markets, strict=True)):
             if got is None or not morpho.needs_rate(got[0], market_params(m), at.timestamp):
                 continue
-            if any(_borrows(own[2 * len(self.aave) + i]) for own in owns):
+            if any(map(_borrows, {own[2 * len(self.aave) + i] for own in owns})):
                 second.append(morpho.borrow_rate_view(market_params(m), got[0]))
                 wanted.append(i)
         n_rates = len(second)
@@ -139,7 +146,7 @@ class ProtocolPlan:
         underlying: list[list[str | None]] = []
         for j, (p, tokens) in enumerate(zip(self.aave, self.a_tokens, strict=True)):
             found = [_decoded(aave.decode_underlying_asset, next(under), t) for t in tokens]
-            if not any(_uses_collateral(own[2 * j + 1]) for own in owns):
+            if not any(map(_uses_collateral, {own[2 * j + 1] for own in owns})):
                 found = [None] * len(tokens)  # no account here uses any as collateral
             second += [aave.reserve_data(p.address, u) for u in found if u is not None]
             underlying.append(found)
@@ -149,17 +156,31 @@ class ProtocolPlan:
             for i, r in zip(wanted, answers[:n_rates], strict=True)
         }
         refs = self._reserve_refs(underlying, iter(answers[n_rates:]))
+        # Accounts with the same answers get the same (immutable) read: most hold
+        # nothing in a market, and decoding that once per batch is enough.
+        aave_reads: list[dict[tuple[CallResult, CallResult], ProtocolRead]] = [
+            {} for _ in self.aave
+        ]
+        morpho_reads: list[dict[CallResult, ProtocolRead]] = [{} for _ in self.morpho]
+        n_aave = 2 * len(self.aave)
         out = []
         for own in owns:
-            row = [  # reserve ids only where this account uses some reserve as collateral
-                _aave_read(
-                    p, own[2 * j], own[2 * j + 1], refs[j] * _uses_collateral(own[2 * j + 1])
-                )
-                for j, p in enumerate(self.aave)
-            ]
+            row = []
+            for j, p in enumerate(self.aave):
+                key = (own[2 * j], own[2 * j + 1])
+                read = aave_reads[j].get(key)
+                if read is None:  # reserve ids only where the account uses collateral
+                    reserves = refs[j] * _uses_collateral(key[1])
+                    read = aave_reads[j][key] = _aave_read(p, *key, reserves)
+                row.append(read)
             for i, (p, m) in enumerate(self.morpho):
-                res = own[2 * len(self.aave) + i]
-                row.append(_morpho_read(p, m, res, markets[i], i in wanted, rates.get(i)))
+                res = own[n_aave + i]
+                read = morpho_reads[i].get(res)
+                if read is None:
+                    read = morpho_reads[i][res] = _morpho_read(
+                        p, m, res, markets[i], i in wanted, rates.get(i)
+                    )
+                row.append(read)
             out.append(row)
         return out
 

@@ -97,3 +97,57 @@ def test_address_decoding_rejects_dirty_words() -> None:
     assert c.decode_address(c.CallResult(True, word), "asset()") == c.checksum(token)
     with pytest.raises(DecodeError, match="high bytes"):
         c.decode_address(c.CallResult(True, b"\x01" + word[1:]), "asset()")
+
+
+@given(st.lists(st.tuples(st.booleans(), st.binary(max_size=70)), min_size=1, max_size=20))
+def test_layouts_multicall3_does_not_produce_take_the_general_path(
+    results: list[tuple[bool, bytes]],
+) -> None:
+    """The fast paths only accept Multicall3's canonical layout; the same results laid
+    out otherwise (elements in reverse order, offsets pointing at them) decode the same
+    through the checked general loop, and a success flag other than 0/1 is refused."""
+    canonical = encode(["(bool,bytes)[]"], [results])
+    n = len(results)
+    first = 64 + 32 * n
+    offsets = [int.from_bytes(canonical[64 + 32 * i : 96 + 32 * i], "big") for i in range(n)]
+    ends = [*offsets[1:], len(canonical) - 64]
+    elements = [canonical[64 + o : 64 + e] for o, e in zip(offsets, ends, strict=True)]
+    body, heads, at = b"", [0] * n, 32 * n
+    for i in reversed(range(n)):
+        heads[i] = at
+        body += elements[i]
+        at += len(elements[i])
+    shuffled = canonical[:64] + b"".join(h.to_bytes(32, "big") for h in heads) + body
+    assert len(shuffled) == len(canonical)
+    assert n == 1 or canonical[:first] != shuffled[:first]  # offsets differ: not canonical
+    want = [c.CallResult(ok, data) for ok, data in results]
+    assert c.decode_aggregate3(canonical, n) == want
+    assert c.decode_aggregate3(shuffled, n) == want
+    bad = bytearray(canonical)
+    bad[64 + offsets[0] + 31] = 2  # the first element's success flag
+    with pytest.raises(DecodeError, match="success flag 2"):
+        c.decode_aggregate3(bytes(bad), n)
+
+
+def test_zero_word_is_one_shared_result_and_calls_are_made_in_bulk() -> None:
+    """A successful zero word decodes to `ZERO_RESULT` itself (decoders may test it by
+    identity); a reverted call with a zero word does not. `make_calls` makes the same
+    Calls as the constructor."""
+    payload = encode(
+        ["(bool,bytes)[]"], [[(True, bytes(32)), (False, bytes(32)), (True, bytes(64))]]
+    )
+    ok, reverted, longer = c.decode_aggregate3(payload, 3)
+    assert ok is c.ZERO_RESULT
+    assert reverted == c.CallResult(False, bytes(32))
+    assert reverted is not c.ZERO_RESULT
+    assert longer == c.CallResult(True, bytes(64))
+    uniform = encode(["(bool,bytes)[]"], [[(True, bytes(32))] * 3])
+    assert all(r is c.ZERO_RESULT for r in c.decode_aggregate3(uniform, 3))
+    targets, datas = ["0x" + "11" * 20, c.MULTICALL3], [b"\1", b"\2\3"]
+    made = c.make_calls(targets, datas)
+    assert made == [c.Call(t, d) for t, d in zip(targets, datas, strict=True)]
+    assert all(type(x) is c.Call for x in made)
+    assert c.address_word(targets[0]) == bytes(12) + b"\x11" * 20
+    for bad in ("11" * 21, "0x" + "11" * 19):  # no 0x prefix (42 characters); 19 bytes
+        with pytest.raises(ValueError, match="not a 20-byte address"):
+            c.address_word(bad)

@@ -146,6 +146,42 @@ async def test_supply_is_decoded_per_token_and_carried_by_every_read() -> None:
         assert needle in tok.supply_error
 
 
+def test_empty_positions_decode_alike_however_the_zero_word_arrives() -> None:
+    """A zero balance decodes to the same read whether the reader hands back the shared
+    `ZERO_RESULT` (adapters) or an equal value of its own (a fake), a whole empty row
+    or one zero beside a holding; the rows are each account's own lists."""
+    plan = BalancePlan(_reps(), OTHERS[:4])
+    token_level = [
+        CallResult(True, _words(6)),  # TOK decimals
+        CallResult(True, _words(1000 * U)),  # TOK totalSupply
+        CallResult(True, _words(6)),  # VLT decimals
+        CallResult(True, _words(50 * 10**9)),  # VLT totalSupply
+        CallResult(True, _words(int(UNDERLYING, 16))),  # VLT asset()
+    ]
+    own_zero = CallResult(True, bytes(32))
+    assert own_zero is not c.ZERO_RESULT
+    rows = [
+        [c.ZERO_RESULT] * 3,
+        [own_zero] * 3,
+        [c.ZERO_RESULT, CallResult(True, _words(5 * U)), own_zero],
+        [CallResult(False, b""), own_zero, c.ZERO_RESULT],
+    ]
+    reads = plan.decode(token_level + [r for row in rows for r in row])
+    empty, same, holder, broken = (reads[a] for a in OTHERS[:4])
+    assert empty == same
+    assert empty is not same
+    eth, tok, vlt = empty
+    assert (eth.raw_amount, eth.onchain_decimals, eth.error) == (0, 18, None)
+    assert (tok.raw_amount, tok.onchain_decimals, tok.total_supply) == (0, 6, 1000 * U)
+    assert (vlt.raw_amount, vlt.shares, vlt.total_supply, vlt.error) == (0, 0, 50 * 10**9, None)
+    assert holder[0] == eth
+    assert holder[2] == vlt
+    assert (holder[1].raw_amount, holder[1].total_supply) == (5 * U, 1000 * U)
+    assert broken[0].raw_amount is None
+    assert "reverted" in (broken[0].error or "")
+    assert broken[1:] == empty[1:]
+
+
 # ---------------------------------------------------------------- devnet
 
 

@@ -3,6 +3,7 @@ retry policy (bugs are never retried), failover order and the adaptive chunk siz
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from typing import Any
@@ -10,6 +11,8 @@ from typing import Any
 import aiohttp
 import pytest
 from adapter_helpers import FAST
+from hypothesis import given
+from hypothesis import strategies as st
 
 from adapters import rpc
 from adapters.rpc import Endpoint, JsonRpcClient, classify, retry_after_header
@@ -137,3 +140,25 @@ async def test_failover_order_and_refusal() -> None:
         assert all(ep.refused for ep in client.endpoints)
         with pytest.raises(ChainError, match=r"no usable endpoint.*serves chain id 5"):
             await client.attempt(flaky, verify=False)  # nothing left to use
+
+
+@given(st.binary(max_size=300), st.integers(min_value=0, max_value=10**12))
+def test_hex_result_is_what_json_and_unhexlify_give_or_nothing(data: bytes, rid: int) -> None:
+    """The multicall reply's shortcut: the node's compact reply (any case, trailing
+    newline) decodes to exactly the bytes json.loads plus unhexlify give; every other
+    reply, a JSON-valid one included, is left to json.loads (None)."""
+    text = "0x" + data.hex()
+    reply = json.dumps({"jsonrpc": "2.0", "id": rid, "result": text}, separators=(",", ":"))
+    upper = reply.replace(text, "0x" + data.hex().upper())
+    for raw in (reply.encode(), reply.encode() + b"\n", upper.encode()):
+        assert rpc.hex_result(raw, rid) == bytes.fromhex(json.loads(raw)["result"][2:]) == data
+    others = [
+        json.dumps({"jsonrpc": "2.0", "id": rid, "result": text}).encode(),  # spaces
+        reply.replace(f'"id":{rid},', f'"id":{rid + 1},').encode(),  # another request's
+        reply.replace('"0x', '"0x0').encode(),  # odd length
+        reply.replace('"0x', '"0x\\u0030').encode() if data else b"",  # an escape
+        reply.replace('"}', '","error":{}}').encode(),
+        json.dumps({"jsonrpc": "2.0", "id": rid, "error": {"code": 3}}).encode(),
+    ]
+    for raw in others:
+        assert rpc.hex_result(raw, rid) is None
