@@ -15,11 +15,12 @@ the new reports (api/watch/rules.py), the crossings recorded with their snapshot
 ids in the outbox (api/watch/store.py), and the deliverer woken. Live listeners
 (api/watch/live.py) get every new report of their account.
 
-The step stops between slices once a new head may be there (a websocket wake-up, or
-`poll_s` since its pin), leaving the rest pending for the next step at newer pins,
-which show the same changes and any since. So a price round that touches thousands
-of holders never holds back the next block's transfers; and there is still one
-loop, so no account is ever computed twice at once or stored out of order.
+The step stops between slices once a new head may be there (a websocket wake-up; or
+`poll_s` since its pin, unless every chain has a live subscription), leaving the
+rest pending for the next step at newer pins, which show the same changes and any
+since. So a price round that touches thousands of holders never holds back the next
+block's transfers; and there is still one loop, so no account is ever computed twice
+at once or stored out of order.
 
 Heads are polled every `watch.poll_s` (a cheap `eth_getBlockByNumber`), and a step
 starts at once when a websocket `newHeads` subscription (where the endpoint offers
@@ -98,6 +99,7 @@ class Watcher:
         self._dirty_now = False
         self.on_step: Callable[[Step], None] | None = None
         self._woken = asyncio.Event()
+        self._subscribed: set[str] = set()  # chains with a live newHeads subscription
 
     def reload_soon(self) -> None:
         """A watch changed (in this process) or a live listener came: look now."""
@@ -129,7 +131,10 @@ class Watcher:
         """Step until cancelled: after `poll_s`, or as soon as a websocket new head
         arrives on any chain (api/watch/heads.py), or at once while accounts are
         pending."""
-        heads = [asyncio.create_task(follow_heads(c, self._woken.set)) for c in self.config.chains]
+        heads = [
+            asyncio.create_task(follow_heads(c, self._woken.set, self._subscription(c.name)))
+            for c in self.config.chains
+        ]
         try:
             while True:
                 self._woken.clear()
@@ -150,6 +155,15 @@ class Watcher:
             for task in heads:
                 task.cancel()
             await asyncio.gather(*heads, return_exceptions=True)
+
+    def _subscription(self, chain: str) -> Callable[[bool], None]:
+        def live(on: bool) -> None:
+            if on:
+                self._subscribed.add(chain)
+            else:
+                self._subscribed.discard(chain)
+
+        return live
 
     async def step(self) -> Step:
         """One look at the chains; note what may have changed, recompute the pending
@@ -228,8 +242,12 @@ class Watcher:
                 add(affected(changed, chain, by_lower, self.holdings) & accounts, TOUCHED)
 
     def _preempted(self, started: float) -> bool:
-        """A new head may be there: one announced, or `poll_s` since the step's pin."""
-        return self._woken.is_set() or time.monotonic() - started >= self.cfg.poll_s
+        """A new head may be there: one announced, or `poll_s` since the step's pin
+        (unless every chain would announce its new heads)."""
+        if self._woken.is_set():
+            return True
+        polled = len(self._subscribed) < len(self.chains)
+        return polled and time.monotonic() - started >= self.cfg.poll_s
 
     async def _drain(self, pins: Mapping[str, BlockPin | str], step: Step, started: float) -> None:
         """Recompute pending accounts, most urgent first, in slices of about `slice_s`,
