@@ -279,7 +279,7 @@ class Watcher:
         pending = self.pending.get(group, {})
         reports: list[tuple[str, Served, dict[str, Any]]] = []
         for account, out in results:
-            pending.pop(account, None)  # a failure too: tried again after the next change
+            pending.pop(account, None)  # a failure too (as before: a later change or the sweep)
             if not isinstance(out, Served):
                 log.warning("watch: %s on %s could not be computed", account, target)
                 continue
