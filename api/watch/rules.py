@@ -106,6 +106,29 @@ def evaluate(th: Thresholds, report: Mapping[str, Any]) -> dict[Condition, bool 
     return out
 
 
+def distance(th: Thresholds, report: Mapping[str, Any]) -> float:
+    """How far one report is from crossing any active condition, relative to the
+    threshold (health) or to the collateral (USD figures); 0 at a threshold, inf when
+    no figure can be measured (null). The watcher recomputes the accounts closest to
+    a crossing first: an ordering only, never an alert."""
+    totals: Mapping[str, Any] = report.get("totals") or {}
+    health, free = _decimal(totals.get("health")), _decimal(totals.get("free_margin_usd"))
+    scale = max(abs(_decimal(totals.get("collateral_usd")) or Decimal(0)), Decimal(1))
+    out = float("inf")
+    for cond in th.active():
+        if cond == "health_below" and health is not None:
+            h = Decimal(str(th.health_below))
+            out = min(out, float(abs(health - h) / h))
+        elif cond == "free_margin_below" and free is not None:
+            assert th.free_margin_below is not None
+            out = min(out, float(abs(free - Decimal(th.free_margin_below)) / scale))
+        elif cond == "liquidatable" and free is not None:  # liquidatable: free margin < 0
+            out = min(out, float(abs(free) / scale))
+        elif cond == "partial" and report.get("status") == "partial":
+            out = 0.0
+    return out
+
+
 @dataclass(frozen=True, slots=True)
 class Crossing:
     condition: Condition

@@ -404,13 +404,16 @@ class AccountConfig(Frozen):
 class WatchConfig(Frozen):
     """METHOD.md §14, the watcher (api/watch/): how often heads are polled, how often every
     watched account is recomputed whatever changed (`sweep_s`), how many accounts go in
-    one engine batch, and webhook delivery (exponential back-off with jitter from
-    `retry_base_s` up to `retry_max_s`; dead-lettered after `max_attempts` failures)."""
+    one engine batch at most, about how long one slice of recomputation may take before
+    the watcher looks for a new head (`slice_s`), and webhook delivery (exponential
+    back-off with jitter from `retry_base_s` up to `retry_max_s`; dead-lettered after
+    `max_attempts` failures)."""
 
     enabled: bool = True  # run the watcher inside `crossmargin serve` / `up`
     poll_s: float = Field(default=0.25, gt=0, le=60, allow_inf_nan=False)
     sweep_s: float = Field(default=300.0, gt=0, allow_inf_nan=False)
     batch: int = Field(default=1000, ge=1, le=20_000)
+    slice_s: float = Field(default=0.2, gt=0, le=60, allow_inf_nan=False)
     max_accounts: int = Field(default=10_000, ge=1, le=100_000)  # per subscription
     max_attempts: int = Field(default=8, ge=1, le=100)
     retry_base_s: float = Field(default=1.0, gt=0, allow_inf_nan=False)

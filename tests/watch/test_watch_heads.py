@@ -1,5 +1,6 @@
 """New heads over the websocket wake the watcher (anvil serves `eth_subscribe` on its
-HTTP port); an endpoint without websockets leaves only polling, quietly."""
+HTTP port), which is told when the subscription starts and ends; an endpoint without
+websockets leaves only polling, quietly."""
 
 from __future__ import annotations
 
@@ -23,9 +24,11 @@ def test_ws_url_of_an_rpc_url() -> None:
 async def test_a_mined_block_wakes_the_follower(own_devnet: Devnet) -> None:
     chain = own_devnet.config.chain("arbitrum")
     woken = asyncio.Event()
-    task = asyncio.create_task(follow_heads(chain, woken.set))
+    live: list[bool] = []
+    task = asyncio.create_task(follow_heads(chain, woken.set, live.append))
     try:
         await asyncio.sleep(1.0)  # subscribed
+        assert live == [True]
         assert not woken.is_set()
         rpc(own_devnet.rpc_url("arbitrum"), "evm_mine")
         async with asyncio.timeout(10):
@@ -33,3 +36,4 @@ async def test_a_mined_block_wakes_the_follower(own_devnet: Devnet) -> None:
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+    assert live == [True, False]  # no longer announced: the watcher polls again
