@@ -38,7 +38,6 @@ from typing import Any
 import orjson
 from pydantic import BaseModel
 
-from adapters.balances import BalanceRead
 from adapters.evm import BlockPin
 from adapters.prover import BlockProof
 from crossmargin.core.config import (
@@ -509,23 +508,23 @@ def _chain_blob(
     )
 
 
-def _own(b: BalanceRead) -> list[str | None]:
-    """A balance's `ACCOUNT_FIELDS`, already plain (as `plain` would give them)."""
-    raw, shares = b.raw_amount, b.shares
-    return [None if raw is None else str(raw), b.error, None if shares is None else str(shares)]
+_OWN_FIELDS = operator.attrgetter(*ACCOUNT_FIELDS)
 
 
 _STATES: dict[tuple[Any, ...], tuple[tuple[object, ...], str, str]] = {}
+_REP = operator.attrgetter("rep")
+_TOKEN_VALUES = operator.attrgetter(*TOKEN_FIELDS[1:])
 
 
 def _state_blob(state: ChainState) -> tuple[str, str]:
     """`_chain_blob` of a state, found by the identity of what a batch's states share
-    (one pin, feed list, sequencer and block proof per chain and read: kept alive in the
-    entry, so an id is never reused while it is a key) and by the tokens' values, without
-    hashing the feed readings for every account."""
-    tokens = tuple(map(_TOKEN_KEY, state.balances))
-    held = (state.pin, state.feeds, state.sequencer, state.block_proof)
-    key = (state.chain.name, state.error, tokens, *map(id, held))
+    (one pin, feed list, sequencer and block proof per chain and read, the tokens'
+    representations: kept alive in the entry, so an id is never reused while it is a
+    key) and by the tokens' values, without hashing the feed readings for every account."""
+    reps = tuple(map(_REP, state.balances))
+    held = (state.pin, state.feeds, state.sequencer, state.block_proof, *reps)
+    values = tuple(map(_TOKEN_VALUES, state.balances))
+    key = (state.chain.name, state.error, values, *map(id, held))
     hit = _STATES.get(key)
     if hit is None or any(map(operator.is_not, hit[0], held)):
         sha, text = _chain_blob(
@@ -534,7 +533,7 @@ def _state_blob(state: ChainState) -> tuple[str, str]:
             state.error,
             tuple(state.feeds),
             state.sequencer,
-            tokens,
+            tuple(map(_TOKEN_KEY, state.balances)),
             state.block_proof,
         )
         if len(_STATES) >= 256:
@@ -555,7 +554,13 @@ def _split_chain(state: ChainState, blobs: dict[str, str]) -> dict[str, Any]:
     """A chain's entry in a document, plain already (see `document`)."""
     sha, text = _state_blob(state)
     blobs[sha] = text
-    entry: dict[str, Any] = {"state": sha, "balances": list(map(_own, state.balances))}
+    entry: dict[str, Any] = {
+        "state": sha,  # each balance's `ACCOUNT_FIELDS`, plain (as `plain` gives them)
+        "balances": [
+            [None if raw is None else str(raw), error, None if shares is None else str(shares)]
+            for raw, error, shares in map(_OWN_FIELDS, state.balances)
+        ],
+    }
     if state.protocols:  # §12: the account's own figures in protocol markets
         entry["protocols"] = list(map(_protocol_entry, state.protocols))
     if state.address is not None:
@@ -591,6 +596,25 @@ def _parameters_blob(config: Config, estimates: RiskEstimates | None) -> tuple[s
     return sha, text
 
 
+_OUTPUTS: dict[tuple[Any, ...], tuple[tuple[object, ...], dict[str, Any]]] = {}
+
+
+def _own_outputs(report: Report) -> dict[str, Any]:
+    """The report's own outputs, plain: `plain(report.model_dump(...))` but for reports
+    that hold the very objects of an earlier one in every field but the account (a
+    batch's accounts with alike states: figures.compute_many), whose dump is that one's
+    with their account (the objects are kept in the entry: their ids stay theirs)."""
+    held = tuple(getattr(report, k) for k in type(report).model_fields if k != "account")
+    key = (type(report), *map(id, held))
+    hit = _OUTPUTS.get(key)
+    if hit is None or any(map(operator.is_not, hit[0], held)):
+        own = plain(report.model_dump(mode="json", exclude=set(SHARED_OUTPUTS)))
+        if len(_OUTPUTS) >= 64:
+            _OUTPUTS.clear()
+        hit = _OUTPUTS[key] = (held, own)
+    return {**hit[1], "account": plain(report.account)}
+
+
 _ESTIMATES: dict[int, tuple[RiskEstimates, str, str]] = {}
 
 
@@ -623,7 +647,7 @@ def document(
     if estimates is not None:
         e_sha, e_text = _estimates_blob(estimates)
         blobs[e_sha] = e_text
-    own = plain(report.model_dump(mode="json", exclude=set(SHARED_OUTPUTS)))
+    own = _own_outputs(report)
     o_sha, o_text = _shared_blob(report)
     blobs[o_sha] = o_text
     # every part is plain already (the inputs built so, `own` above): `canonical` less
