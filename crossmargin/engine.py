@@ -139,6 +139,7 @@ class Engine:
         self.readers: dict[str, ChainReader] = {c.name: readers[c.name] for c in config.chains}
         self.history = history
         self._methods: dict[str, Config] = {}
+        collect_less()  # a process with an engine: the API, scan, margin
 
     @classmethod
     @asynccontextmanager
@@ -146,7 +147,6 @@ class Engine:
         cls, config: Config, history: HistoryStore | None = None
     ) -> AsyncIterator[Engine]:
         """The engine over the real chains: `async with Engine.connect(config) as engine`."""
-        collect_less()
         async with open_adapters(config) as adapters:
             yield cls(config, adapters, history)
 
