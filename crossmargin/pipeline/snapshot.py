@@ -511,22 +511,23 @@ def _chain_blob(
 _OWN_FIELDS = operator.attrgetter(*ACCOUNT_FIELDS)
 
 
-_STATES: dict[tuple[Any, ...], tuple[tuple[object, ...], str, str]] = {}
+_STATES: dict[tuple[Any, ...], tuple[tuple[object, ...], tuple[Any, ...], str, str]] = {}
 _REP = operator.attrgetter("rep")
 _TOKEN_VALUES = operator.attrgetter(*TOKEN_FIELDS[1:])
 
 
 def _state_blob(state: ChainState) -> tuple[str, str]:
     """`_chain_blob` of a state, found by the identity of what a batch's states share
-    (one pin, feed list, sequencer and block proof per chain and read, the tokens'
-    representations: kept alive in the entry, so an id is never reused while it is a
-    key) and by the tokens' values, without hashing the feed readings for every account."""
-    reps = tuple(map(_REP, state.balances))
-    held = (state.pin, state.feeds, state.sequencer, state.block_proof, *reps)
-    values = tuple(map(_TOKEN_VALUES, state.balances))
-    key = (state.chain.name, state.error, values, *map(id, held))
+    (one pin, feed list, sequencer and block proof per chain and read: kept alive in the
+    entry, so an id is never reused while it is a key), then checked against the tokens
+    (the same representation objects, equal values), without hashing the feed readings
+    or the tokens for every account. One entry per chain and read: a batch's tokens are
+    alike for all its accounts."""
+    shared = (state.pin, state.feeds, state.sequencer, state.block_proof)
+    key = (state.chain.name, state.error, *map(id, shared))
+    tokens = (*map(_REP, state.balances), *map(_TOKEN_VALUES, state.balances))
     hit = _STATES.get(key)
-    if hit is None or any(map(operator.is_not, hit[0], held)):
+    if hit is None or any(map(operator.is_not, hit[0], shared)) or hit[1] != tokens:
         sha, text = _chain_blob(
             state.chain.name,
             state.pin,
@@ -538,8 +539,8 @@ def _state_blob(state: ChainState) -> tuple[str, str]:
         )
         if len(_STATES) >= 256:
             _STATES.clear()
-        hit = _STATES[key] = (held, sha, text)
-    return hit[1], hit[2]
+        hit = _STATES[key] = (shared, tokens, sha, text)
+    return hit[2], hit[3]
 
 
 @functools.lru_cache(maxsize=4096)
@@ -599,12 +600,18 @@ def _parameters_blob(config: Config, estimates: RiskEstimates | None) -> tuple[s
 _OUTPUTS: dict[tuple[Any, ...], tuple[tuple[object, ...], dict[str, Any]]] = {}
 
 
+@functools.cache
+def _held_fields(model: type[BaseModel]) -> operator.attrgetter[tuple[object, ...]]:
+    """A report type's fields but the account, read in one call."""
+    return operator.attrgetter(*(k for k in model.model_fields if k != "account"))
+
+
 def _own_outputs(report: Report) -> dict[str, Any]:
     """The report's own outputs, plain: `plain(report.model_dump(...))` but for reports
     that hold the very objects of an earlier one in every field but the account (a
     batch's accounts with alike states: figures.compute_many), whose dump is that one's
     with their account (the objects are kept in the entry: their ids stay theirs)."""
-    held = tuple(getattr(report, k) for k in type(report).model_fields if k != "account")
+    held = _held_fields(type(report))(report)
     key = (type(report), *map(id, held))
     hit = _OUTPUTS.get(key)
     if hit is None or any(map(operator.is_not, hit[0], held)):
