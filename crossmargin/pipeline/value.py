@@ -339,14 +339,18 @@ class _ConfigIndex:
     def entry_of(self, rep: RepresentationConfig) -> tuple[str, str | None] | None:
         """(kind, name) of the entry `rep` belongs to (config.protocol_of), or None."""
         key = id(rep)
-        if key not in self._entry:
-            if len(self._keep) >= 4096:  # representations made outside the config
-                self._entry.clear()
-                self._keep.clear()
-            entry = self.config.protocol_of(rep)
-            self._entry[key] = None if entry is None else (entry.kind, entry.name)
-            self._keep.append(rep)
-        return self._entry[key]
+        try:
+            return self._entry[key]
+        except KeyError:  # (one read: another thread may clear the table meanwhile)
+            pass
+        if len(self._keep) >= 4096:  # representations made outside the config
+            self._entry.clear()
+            self._keep.clear()
+        entry = self.config.protocol_of(rep)
+        found = None if entry is None else (entry.kind, entry.name)
+        self._keep.append(rep)
+        self._entry[key] = found
+        return found
 
     def collateral_in(self, kind: str, name: str | None) -> list[str]:
         """The addresses of the collateral representations in entry (kind, name)."""
@@ -559,6 +563,8 @@ class _Account:
     ) -> None:
         """§4 for one read: unreadable, zero, implausible, unpriced or valued exactly;
         in verified mode (§13, `verdict`) an unproven balance first goes to `unverified`."""
+        if b.raw_amount == 0 and verdict is None and not b.warning:
+            return  # nothing held, nothing to say: most balances of most accounts
         rep = b.rep
         where = f"{rep.symbol} on {chain_name}"
         if b.raw_amount is None:
