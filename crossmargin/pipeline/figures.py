@@ -4,10 +4,13 @@ and on replay, so a stored snapshot's outputs can be recomputed byte for byte.""
 
 from __future__ import annotations
 
+import dataclasses
+import operator
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from adapters.balances import BalanceRead
 from crossmargin.core.config import Config
 from crossmargin.core.errors import CrossmarginError
 from crossmargin.pipeline.capacity import capacity_report
@@ -94,23 +97,31 @@ def compute_many(
     once (`assess_many`, prices per distinct feed set) and the margin requests of one
     target in one risk call (`margin_reports`). A request that fails is its error."""
     accounts = list(dict.fromkeys(r.account for r in requests))
+    twin = _twins(accounts, states)
+    unique = [a for a in accounts if a not in twin]
     out: list[Report | CrossmarginError | None] = [None] * len(requests)
     try:
-        valued = assess_many(config, {a: states[a] for a in accounts}, estimates)
-        assessed = dict(zip(accounts, valued, strict=True))
+        valued = assess_many(config, {a: states[a] for a in unique}, estimates)
+        assessed = dict(zip(unique, valued, strict=True))
     except CrossmarginError:
         assessed = {}  # one account's failure must stay its own: value them one by one
-    by_target: dict[str, list[int]] = {}
+    # per target, the margin report of each account whose states are its own (a twin's
+    # is its first twin's, with its own address)
+    by_target: dict[str, dict[str, list[int]]] = {}
     for i, r in enumerate(requests):
-        if r.kind == "margin" and r.account in assessed and r.target is not None:
-            by_target.setdefault(r.target, []).append(i)
-    for target, idx in by_target.items():
+        source = twin.get(r.account, r.account)
+        if r.kind == "margin" and source in assessed and r.target is not None:
+            by_target.setdefault(r.target, {}).setdefault(source, []).append(i)
+    for target, sources in by_target.items():
         try:
-            reports = margin_reports([assessed[requests[i].account] for i in idx], target)
+            reports = margin_reports([assessed[a] for a in sources], target)
         except CrossmarginError:
             continue  # computed one by one below, so the error is that request's
-        for i, report in zip(idx, reports, strict=True):
-            out[i] = report
+        for (source, idx), report in zip(sources.items(), reports, strict=True):
+            for i in idx:
+                account = requests[i].account
+                same = account == source
+                out[i] = report if same else report.model_copy(update={"account": account})
     for i, r in enumerate(requests):
         if out[i] is None:
             try:
@@ -120,3 +131,54 @@ def compute_many(
     done = [o for o in out if o is not None]
     assert len(done) == len(requests)
     return done
+
+
+_SHARED_FIELDS = ("chain", "pin", "feeds", "sequencer", "block_proof")  # one object per read
+_OWN_FIELDS = ("balances", "protocols")
+# the state's shared objects (by identity), and every other field (by value): the chain's
+# error, the address read (§1), the account's proofs (§13), a field added later
+_SHARED = operator.attrgetter(*_SHARED_FIELDS)
+_OTHER = operator.attrgetter(
+    *(f.name for f in dataclasses.fields(ChainState) if f.name not in _SHARED_FIELDS + _OWN_FIELDS)
+)
+_BALANCE_REP = operator.attrgetter("rep")
+_BALANCE_OWN = operator.itemgetter(*range(1, len(BalanceRead._fields)))  # all but `rep`
+
+
+def _twins(accounts: Sequence[str], states: Mapping[str, list[ChainState]]) -> dict[str, str]:
+    """Accounts whose states are alike, each to the first of them: read in one pass (the
+    same pin, feed and sequencer objects per chain) with equal balances, protocol reads
+    and everything else; an empty account's, typically. Their reports differ in the
+    account only, so each is computed once (`compute_many`). An account with its own
+    proofs (§13), or a state field that cannot be compared, is its own."""
+    firsts: dict[tuple[object, ...], str] = {}
+    out: dict[str, str] = {}
+    for account in accounts:
+        key = _alike(states[account])
+        if key is None:
+            continue
+        try:
+            first = firsts.setdefault(key, account)
+        except TypeError:  # an unhashable field value: this account is its own
+            continue
+        if first != account:
+            out[account] = first
+    return out
+
+
+def _alike(states: list[ChainState]) -> tuple[object, ...] | None:
+    """What makes two accounts' states give the same report but for the account: the
+    shared objects by identity (the caller holds them, so ids stay theirs), balances
+    by value without their (config) representation, whose identity stands for it."""
+    key: list[object] = []
+    for st in states:
+        if st.holder_proof is not None:
+            return None
+        key += (
+            tuple(map(id, _SHARED(st))),
+            _OTHER(st),
+            tuple(map(id, map(_BALANCE_REP, st.balances))),
+            tuple(map(_BALANCE_OWN, st.balances)),
+            tuple(st.protocols),
+        )
+    return tuple(key)

@@ -100,7 +100,7 @@ def margin_reports(assessments: Sequence[Assessment], target: str) -> list[Margi
             first.estimates,
             [assessments[i].debt_unknown for i in members],
         )
-        shared = _Shared(config, target, _parameters(config, risk.parameters), {})
+        shared = _Shared(config, target, _parameters(config, risk.parameters), {}, {})
         for k, i in enumerate(members):
             out[i] = _margin_report(assessments[i], risk.outcome(k), shared)
     return [r for r in out if r is not None]
@@ -114,6 +114,9 @@ class _Shared:
     target: str
     parameters: Parameters
     price_tables: dict[int, list[Price]]
+    # a chain row without valued positions, filled in (zeros), by (row id, debt unknown):
+    # the rows are shared, frozen models (value.py), so most chains of most accounts hit
+    empty_rows: dict[tuple[int, bool], tuple[ChainSummary, ChainSummary]]
 
     def prices(self, prices: dict[str, AssetPrice]) -> list[Price]:
         table = self.price_tables.get(id(prices))
@@ -133,7 +136,7 @@ def _margin_report(a: Assessment, risk: RiskOutcome, shared: _Shared) -> MarginR
     m6 = fixed6(m)
     shares = split6(m6, risk.result.positions.total.tolist())
     positions = _valued_positions(valued, risk, shares) + a.unvalued
-    chain_rows = _chain_totals(a.chain_rows, valued, shares, a.unvalued, a.protocols)
+    chain_rows = _chain_totals(a.chain_rows, valued, shares, a.unvalued, a.protocols, shared)
     free = equity - m
     health: Fraction | None = (collateral - m) / debt if debt > 0 else None
     known = not a.debt_unknown
@@ -227,6 +230,7 @@ def _chain_totals(
     shares: list[str],
     unvalued: list[Position],
     protocols: list[ProtocolAccount],
+    shared: _Shared,
 ) -> list[ChainSummary]:
     """Each readable chain's collateral, debt (null when a debt position on it could not be
     read or priced, or a protocol market there reports debt the config does not list or
@@ -241,7 +245,10 @@ def _chain_totals(
         if row.status != "ok":
             out.append(row)
             continue
-        mine = by_chain.get(row.chain_id, [])
+        mine = by_chain.get(row.chain_id)
+        if mine is None:  # nothing valued there: zeros (debt null if unknown)
+            out.append(_empty_row(row, row.chain_id in unknown, shared.empty_rows))
+            continue
         coll = exact_sum(valued[i].value for i in mine if valued[i].value.numerator > 0)
         debt = -exact_sum(valued[i].value for i in mine if valued[i].value.numerator < 0)
         update = {
@@ -251,3 +258,25 @@ def _chain_totals(
         }
         out.append(row.model_copy(update=update))
     return out
+
+
+ZERO6 = fixed6(0)
+
+
+def _empty_row(
+    row: ChainSummary,
+    debt_unknown: bool,
+    cache: dict[tuple[int, bool], tuple[ChainSummary, ChainSummary]],
+) -> ChainSummary:
+    """`_chain_totals` of a readable chain without valued positions: the exact sums of
+    nothing. One copy per shared row (kept with it, so its id stays its own)."""
+    key = (id(row), debt_unknown)
+    hit = cache.get(key)
+    if hit is None or hit[0] is not row:
+        update = {
+            "collateral_usd": ZERO6,
+            "debt_usd": None if debt_unknown else ZERO6,
+            "margin_usd": ZERO6,
+        }
+        hit = cache[key] = (row, row.model_copy(update=update))
+    return hit[1]

@@ -35,9 +35,9 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
+import orjson
 from pydantic import BaseModel
 
-from adapters.balances import BalanceRead
 from adapters.evm import BlockPin
 from adapters.prover import BlockProof
 from crossmargin.core.config import (
@@ -51,6 +51,7 @@ from crossmargin.core.errors import CrossmarginError
 from crossmargin.pipeline.figures import Report
 from crossmargin.pipeline.figures import Request as Request
 from crossmargin.pipeline.figures import compute as compute
+from crossmargin.pipeline.protocol_read import ProtocolRead
 from crossmargin.pipeline.read import ChainState
 from crossmargin.pipeline.report import CapacityReport, MarginReport, StressReport
 from crossmargin.pipeline.risk import asset_sigma, correlation, margin_params
@@ -82,15 +83,22 @@ def decimal_str(value: float) -> str:
     return format(Decimal(repr(float(value))), "f")
 
 
+_LEAF = frozenset({str, bool, type(None)})  # exact types `plain` keeps as they are
+
+
 def plain(value: Any) -> Any:
     """JSON-ready value with every number as a decimal string."""
     t = type(value)  # the exact builtin types first: a document has ~10^3 values
-    if t is str or t is bool or value is None:
+    if t in _LEAF:
         return value
+    # containers test their leaves inline: most values are strings, no call for them
     if t is dict:
-        return {str(k): plain(v) for k, v in value.items()}
+        return {
+            k if type(k) is str else str(k): v if type(v) in _LEAF else plain(v)
+            for k, v in value.items()
+        }
     if t is list:
-        return [plain(v) for v in value]
+        return [v if type(v) in _LEAF else plain(v) for v in value]
     if t is int:
         return str(value)
     return _plain_other(value)
@@ -115,7 +123,20 @@ def canonical(value: Any) -> str:
 
 
 def _dumps(value: Any) -> str:
-    """Canonical JSON of a value `plain` already (every number a string)."""
+    """Canonical JSON of a value `plain` already (every number a string).
+
+    orjson writes it, byte for byte as `json.dumps(sort_keys, compact, ensure_ascii)`
+    does, whenever its output is printable ASCII (tested on every code point below
+    U+0800 and on real documents): control characters are escaped alike, and a value
+    it writes otherwise (non-ASCII or DEL raw, where json escapes them) or refuses
+    (ints past 64 bits, surrogates) goes to json itself. `plain` leaves no floats, whose
+    forms would differ."""
+    try:
+        out = orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+    except TypeError:  # orjson.JSONEncodeError
+        out = b"\x80"
+    if out.isascii() and b"\x7f" not in out:
+        return out.decode("ascii")
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
 
 
@@ -159,6 +180,21 @@ def encode(value: Any) -> Any:
     if names is not None:
         return {name: encode(getattr(value, name)) for name in names}
     return _encode_other(value)
+
+
+def _plain_encoded(value: Any) -> Any:
+    """`plain(encode(value))` in one pass (a document's per-account inputs)."""
+    t = type(value)
+    if t in _LEAF:
+        return value
+    if t is int:
+        return str(value)
+    if t is list or t is tuple:
+        return [_plain_encoded(v) for v in value]
+    names = _record_fields(t)
+    if names is not None:
+        return {name: _plain_encoded(getattr(value, name)) for name in names}
+    return plain(encode(value))
 
 
 def _encode_other(value: Any) -> Any:
@@ -472,28 +508,62 @@ def _chain_blob(
     )
 
 
-def _own(b: BalanceRead) -> list[str | None]:
-    """A balance's `ACCOUNT_FIELDS`, already plain (as `plain` would give them)."""
-    raw, shares = b.raw_amount, b.shares
-    return [None if raw is None else str(raw), b.error, None if shares is None else str(shares)]
+_OWN_FIELDS = operator.attrgetter(*ACCOUNT_FIELDS)
+
+
+_STATES: dict[tuple[Any, ...], tuple[tuple[object, ...], tuple[Any, ...], str, str]] = {}
+_REP = operator.attrgetter("rep")
+_TOKEN_VALUES = operator.attrgetter(*TOKEN_FIELDS[1:])
+
+
+def _state_blob(state: ChainState) -> tuple[str, str]:
+    """`_chain_blob` of a state, found by the identity of what a batch's states share
+    (one pin, feed list, sequencer and block proof per chain and read: kept alive in the
+    entry, so an id is never reused while it is a key), then checked against the tokens
+    (the same representation objects, equal values), without hashing the feed readings
+    or the tokens for every account. One entry per chain and read: a batch's tokens are
+    alike for all its accounts."""
+    shared = (state.pin, state.feeds, state.sequencer, state.block_proof)
+    key = (state.chain.name, state.error, *map(id, shared))
+    tokens = (*map(_REP, state.balances), *map(_TOKEN_VALUES, state.balances))
+    hit = _STATES.get(key)
+    if hit is None or any(map(operator.is_not, hit[0], shared)) or hit[1] != tokens:
+        sha, text = _chain_blob(
+            state.chain.name,
+            state.pin,
+            state.error,
+            tuple(state.feeds),
+            state.sequencer,
+            tuple(map(_TOKEN_KEY, state.balances)),
+            state.block_proof,
+        )
+        if len(_STATES) >= 256:
+            _STATES.clear()
+        hit = _STATES[key] = (shared, tokens, sha, text)
+    return hit[2], hit[3]
+
+
+@functools.lru_cache(maxsize=4096)
+def _protocol_entry(read: ProtocolRead) -> dict[str, Any]:
+    """A protocol read as a document records it (plain, lean). Read-only: documents
+    share it (an account without a position in a market reads what the others read)."""
+    lean: dict[str, Any] = _lean(_plain_encoded(read))
+    return lean
 
 
 def _split_chain(state: ChainState, blobs: dict[str, str]) -> dict[str, Any]:
     """A chain's entry in a document, plain already (see `document`)."""
-    tokens = tuple(map(_TOKEN_KEY, state.balances))
-    sha, text = _chain_blob(
-        state.chain.name,
-        state.pin,
-        state.error,
-        tuple(state.feeds),
-        state.sequencer,
-        tokens,
-        state.block_proof,
-    )
+    sha, text = _state_blob(state)
     blobs[sha] = text
-    entry: dict[str, Any] = {"state": sha, "balances": list(map(_own, state.balances))}
+    entry: dict[str, Any] = {
+        "state": sha,  # each balance's `ACCOUNT_FIELDS`, plain (as `plain` gives them)
+        "balances": [
+            [None if raw is None else str(raw), error, None if shares is None else str(shares)]
+            for raw, error, shares in map(_OWN_FIELDS, state.balances)
+        ],
+    }
     if state.protocols:  # §12: the account's own figures in protocol markets
-        entry["protocols"] = plain([_lean(encode(p)) for p in state.protocols])
+        entry["protocols"] = list(map(_protocol_entry, state.protocols))
     if state.address is not None:
         entry["address"] = state.address
     if state.has_code is not None:
@@ -527,6 +597,47 @@ def _parameters_blob(config: Config, estimates: RiskEstimates | None) -> tuple[s
     return sha, text
 
 
+_OUTPUTS: dict[tuple[Any, ...], tuple[tuple[object, ...], dict[str, Any]]] = {}
+
+
+@functools.cache
+def _held_fields(model: type[BaseModel]) -> operator.attrgetter[tuple[object, ...]]:
+    """A report type's fields but the account, read in one call."""
+    return operator.attrgetter(*(k for k in model.model_fields if k != "account"))
+
+
+def _own_outputs(report: Report) -> dict[str, Any]:
+    """The report's own outputs, plain: `plain(report.model_dump(...))` but for reports
+    that hold the very objects of an earlier one in every field but the account (a
+    batch's accounts with alike states: figures.compute_many), whose dump is that one's
+    with their account (the objects are kept in the entry: their ids stay theirs)."""
+    held = _held_fields(type(report))(report)
+    key = (type(report), *map(id, held))
+    hit = _OUTPUTS.get(key)
+    if hit is None or any(map(operator.is_not, hit[0], held)):
+        own = plain(report.model_dump(mode="json", exclude=set(SHARED_OUTPUTS)))
+        if len(_OUTPUTS) >= 64:
+            _OUTPUTS.clear()
+        hit = _OUTPUTS[key] = (held, own)
+    return {**hit[1], "account": plain(report.account)}
+
+
+_ESTIMATES: dict[int, tuple[RiskEstimates, str, str]] = {}
+
+
+def _estimates_blob(estimates: RiskEstimates) -> tuple[str, str]:
+    """The §6 estimates' blob, encoded once per estimates object (frozen; a batch and the
+    engine's cache share one)."""
+    hit = _ESTIMATES.get(id(estimates))
+    if hit is not None and hit[0] is estimates:
+        return hit[1], hit[2]
+    sha, text = _blob(encode(estimates))
+    if len(_ESTIMATES) >= 64:
+        _ESTIMATES.clear()
+    _ESTIMATES[id(estimates)] = (estimates, sha, text)
+    return sha, text
+
+
 def document(
     config: Config,
     req: Request,
@@ -541,9 +652,9 @@ def document(
     blobs[p_sha] = p_text
     e_sha = None
     if estimates is not None:
-        e_sha, e_text = _blob(encode(estimates))
+        e_sha, e_text = _estimates_blob(estimates)
         blobs[e_sha] = e_text
-    own = plain(report.model_dump(mode="json", exclude=set(SHARED_OUTPUTS)))
+    own = _own_outputs(report)
     o_sha, o_text = _shared_blob(report)
     blobs[o_sha] = o_text
     # every part is plain already (the inputs built so, `own` above): `canonical` less

@@ -322,6 +322,54 @@ def _readable_row(chain_id: int, name: str) -> ChainSummary:
     )
 
 
+class _ConfigIndex:
+    """Which [[protocols]] entry each representation belongs to, looked up once per
+    config: every readable chain of every account asks (`_Account.chain`)."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self._entry: dict[int, tuple[str, str | None] | None] = {}
+        self._keep: list[RepresentationConfig] = []  # ids in `_entry` stay theirs
+        self._collateral: dict[tuple[str, str | None], list[str]] = {}
+        for rep in config.representations:
+            entry = self.entry_of(rep)
+            if rep.kind == "collateral" and entry is not None:
+                self._collateral.setdefault(entry, []).append(rep.address)
+
+    def entry_of(self, rep: RepresentationConfig) -> tuple[str, str | None] | None:
+        """(kind, name) of the entry `rep` belongs to (config.protocol_of), or None."""
+        key = id(rep)
+        try:
+            return self._entry[key]
+        except KeyError:  # (one read: another thread may clear the table meanwhile)
+            pass
+        if len(self._keep) >= 4096:  # representations made outside the config
+            self._entry.clear()
+            self._keep.clear()
+        entry = self.config.protocol_of(rep)
+        found = None if entry is None else (entry.kind, entry.name)
+        self._keep.append(rep)
+        self._entry[key] = found
+        return found
+
+    def collateral_in(self, kind: str, name: str | None) -> list[str]:
+        """The addresses of the collateral representations in entry (kind, name)."""
+        return self._collateral.get((kind, name), [])
+
+
+_INDEX: dict[int, _ConfigIndex] = {}
+
+
+def _index(config: Config) -> _ConfigIndex:
+    """The config's `_ConfigIndex`, kept by identity (the entry keeps the config alive)."""
+    hit = _INDEX.get(id(config))
+    if hit is None or hit.config is not config:
+        if len(_INDEX) >= 16:
+            _INDEX.clear()
+        hit = _INDEX[id(config)] = _ConfigIndex(config)
+    return hit
+
+
 @dataclass
 class _Account:
     """One account's assessment as it is built, chain by chain."""
@@ -369,11 +417,7 @@ class _Account:
         for read in state.protocols:
             if read.kind != "aave_v3":
                 continue
-            mine = [
-                r.address
-                for r in self.config.representations
-                if r.kind == "collateral" and self._in_entry(r, read)
-            ]
+            mine = _index(self.config).collateral_in(read.kind, read.name)
             for token, why in collateral_off(read, mine).items():
                 self.not_collateral[(chain.chain_id, token)] = why
         proof = state.holder_proof
@@ -408,6 +452,9 @@ class _Account:
 
     def protocol(self, chain_id: int, chain_name: str, read: ProtocolRead) -> None:
         """§12 for one Aave market: debt completeness (joins §4) and the local floor."""
+        d = read.account_data
+        if d is not None and d.total_collateral_base == 0 and d.total_debt_base == 0:
+            return  # no account in this market (`active` of its row would say so)
         listed = -exact_sum(
             v.value
             for v in self.valued
@@ -444,8 +491,7 @@ class _Account:
         return [r for r in self.config.representations if (r.chain, r.address) == (chain, token)]
 
     def _in_entry(self, rep: RepresentationConfig, read: ProtocolRead) -> bool:
-        entry = self.config.protocol_of(rep)
-        return entry is not None and (entry.kind, entry.name) == (read.kind, read.name)
+        return _index(self.config).entry_of(rep) == (read.kind, read.name)
 
     def unreadable(self, where: str, error: str | None) -> None:
         self.warn(Code.PROTOCOL_UNREADABLE, f"{where}: {error}")
@@ -517,6 +563,8 @@ class _Account:
     ) -> None:
         """§4 for one read: unreadable, zero, implausible, unpriced or valued exactly;
         in verified mode (§13, `verdict`) an unproven balance first goes to `unverified`."""
+        if b.raw_amount == 0 and verdict is None and not b.warning:
+            return  # nothing held, nothing to say: most balances of most accounts
         rep = b.rep
         where = f"{rep.symbol} on {chain_name}"
         if b.raw_amount is None:

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from crossmargin.core.config import config_hash, risk_document
 from crossmargin.engine import Engine
 from crossmargin.pipeline import snapshot as s
+from crossmargin.pipeline.figures import compute_many
 from crossmargin.pipeline.read import ChainState
 
 JSON_LEAF = st.one_of(
@@ -52,10 +53,16 @@ def test_canonical_form() -> None:
         s.canonical({"x": float("nan")})
 
 
+def stdlib_json(value: Any) -> str:
+    """Canonical JSON as the standard library writes it: what every stored document is."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+
 @given(JSON)
 def test_canonical_is_a_fixed_point_with_numbers_as_strings(value: Any) -> None:
     text = s.canonical(value)
     assert text.isascii()
+    assert text == stdlib_json(s.plain(value))  # orjson writes it: the same bytes
     again = json.loads(text)
     assert s.canonical(again) == text
 
@@ -67,6 +74,18 @@ def test_canonical_is_a_fixed_point_with_numbers_as_strings(value: Any) -> None:
         return v is None or isinstance(v, bool | str)
 
     assert no_numbers(again)
+
+
+def test_canonical_text_is_the_standard_librarys_byte_for_byte() -> None:
+    """Every code point up to U+07FF in keys and values (control characters, DEL and
+    non-ASCII: escaped as json escapes them), a lone surrogate and an integer past 64
+    bits (orjson refuses both: json writes them) give json.dumps's bytes."""
+    for c in range(0x800):
+        ch = chr(c)
+        value = {f"k{ch}": [ch, f"a{ch}b", {ch: None}], "z": True}
+        assert s._dumps(value) == stdlib_json(value), hex(c)
+    for odd in ({"a": "\ud800"}, {"a": [2**70, -(2**64)]}, ["x" * 10_000, "é"]):
+        assert s._dumps(odd) == stdlib_json(odd)
 
 
 @given(st.floats(allow_nan=False, allow_infinity=False))
@@ -226,6 +245,38 @@ def test_accounts_read_together_share_their_blobs(devnet: Any) -> None:
     # data and collateral bitmap on the two chains with an Aave pool, and its (empty,
     # recorded alone) positions in the two Morpho markets on base (§12)
     assert len(texts[-1]) < 3800, len(texts[-1])
+
+
+def test_batch_documents_are_the_bytes_they_always_were(devnet: Any) -> None:
+    """Documents of a batch computed together (`compute_many`, as the engine does) are
+    the bytes the standard library writes for them, blobs too, including a chain whose
+    error holds non-ASCII, DEL and control characters (json's escapes); and the version
+    "1" document of each compacts to it."""
+    config = devnet.config
+    accounts = [*devnet.demo_accounts.values(), "0x" + "ee" * 20]
+
+    async def run() -> list[list[ChainState]]:
+        async with Engine.connect(config) as engine:
+            return await engine.read(accounts)
+
+    read = asyncio.run(run())
+    odd = read[1][2]
+    read[1][2] = ChainState(odd.chain, error="chain down: n\u00e9ant \u20ac\x7f\n\x01 \U0001f600")
+    states = dict(zip(accounts, read, strict=True))
+    reqs = [s.Request("margin", a, "base") for a in accounts]
+    reports = compute_many(config, reqs, states)
+    texts = []
+    for req, report in zip(reqs, reports, strict=True):
+        assert not isinstance(report, Exception)
+        built = s.document(config, req, states[req.account], report, s.GENESIS)
+        assert built.text == stdlib_json(json.loads(built.text))
+        for text in built.blobs.values():
+            assert text == stdlib_json(json.loads(text))
+        v1 = s.document_v1(config, req, states[req.account], report, s.GENESIS)
+        assert v1 == stdlib_json(json.loads(v1))
+        assert s.compact(json.loads(v1)) == built
+        texts.append(built.text)
+    assert "n\\u00e9ant \\u20ac\\u007f\\n\\u0001 \\ud83d\\ude00" in texts[1]  # a warning
 
 
 DECIMAL = st.integers(min_value=0, max_value=2**256).map(str)

@@ -76,11 +76,14 @@ def test_upgrade_puts_old_snapshots_first(database: str) -> None:
     old = Store.open(database, revision="0003")
     try:
         assert not old.has_log
-        before = [
-            old.append(a, "margin", lambda prev, a=a, i=i: json.dumps([prev, a, i])).id
-            for i in range(3)
-            for a in ACCOUNTS
-        ]
+        before: list[str] = []
+        for i in range(3):
+            for a in ACCOUNTS:
+                build = lambda prev, a=a, i=i: json.dumps([prev, a, i])  # noqa: E731
+                before.append(old.append(a, "margin", build).id)
+                # the upgrade orders by created_at (milliseconds), then account: appends
+                # in one millisecond would come back by account, not as appended
+                time.sleep(0.002)
     finally:
         old.close()
     store = Store.open(database)

@@ -4,6 +4,7 @@ of one, whatever the mix of accounts, and its exact totals are §4 written out."
 
 from __future__ import annotations
 
+import dataclasses
 from fractions import Fraction
 from pathlib import Path
 
@@ -15,6 +16,8 @@ from adapters.calls import RoundData
 from adapters.evm import BlockPin
 from crossmargin.core.codes import Code
 from crossmargin.core.config import load_config
+from crossmargin.pipeline import figures
+from crossmargin.pipeline.figures import Request, compute, compute_many
 from crossmargin.pipeline.margin import margin_report, margin_reports
 from crossmargin.pipeline.read import ChainState
 from crossmargin.pipeline.report import fixed6, sum6
@@ -79,6 +82,48 @@ def test_batch_of_n_is_n_batches_of_one(accounts: list[list[ChainState]]) -> Non
         _check_literal_totals(report.totals.collateral_usd, report.totals.debt_usd, states)
         served = [p.margin_usd or "" for p in report.positions if p.status == Code.OK]
         assert sum6(served) == report.totals.margin_requirement_usd  # §7: shares sum to M
+
+
+def _empty() -> list[ChainState]:
+    return [
+        ChainState(
+            c,
+            PINS[c.name],
+            None,
+            [
+                BalanceRead(r, 0, None, r.decimals)
+                for r in CONFIG.representations
+                if r.chain == c.name
+            ],
+            FEEDS[c.name],
+        )
+        for c in CONFIG.chains
+    ]
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    st.lists(account_states(), min_size=1, max_size=4),
+    st.lists(st.integers(0, 3), max_size=5),
+)
+def test_alike_accounts_are_computed_once_each_with_its_own_report(
+    accounts: list[list[ChainState]], copies: list[int]
+) -> None:
+    """`compute_many` values accounts with alike states (equal balances at the batch's
+    pins: empty accounts, here also copies) once; each gets exactly the report it gets
+    computed alone, its own address in it."""
+    states = {f"0x{k + 1:040x}": v for k, v in enumerate([*accounts, _empty()])}
+    twins = {f"0x{k + 100:040x}" for k in range(len(copies) + 1)}
+    for name, k in zip(sorted(twins), [len(accounts), *copies], strict=True):
+        source = list(states.values())[k % (len(accounts) + 1)]
+        states[name] = [dataclasses.replace(s, balances=list(s.balances)) for s in source]
+    assert twins <= set(figures._twins(list(states), states))
+    requests = [Request("margin", a, t) for a in states for t in ("base", "arbitrum")]
+    for req, got in zip(requests, compute_many(CONFIG, requests, states), strict=True):
+        alone = compute(CONFIG, states[req.account], req)
+        assert not isinstance(got, Exception)
+        assert got.model_dump_json() == alone.model_dump_json()
+        assert got.account == req.account
 
 
 def _check_literal_totals(collateral: str, debt: str | None, states: list[ChainState]) -> None:

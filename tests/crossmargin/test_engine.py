@@ -210,3 +210,16 @@ async def test_per_chain_addresses_read_each_chain_at_its_address() -> None:
         for p in rb.positions
         if p.token == rep.address and p.chain_id == rows["base"].chain_id
     ] == [str(10**rep.decimals)]
+
+
+def test_an_engine_process_collects_young_objects_less_often() -> None:
+    """An engine tunes the cyclic collector once per process (`collect_less`): the
+    start-up heap frozen out of its walks, young collections every `YOUNG_GC_THRESHOLD`
+    allocations instead of CPython's 700."""
+    import gc
+
+    from crossmargin import engine as e
+
+    Engine(CONFIG, fake_chains(CONFIG, PRICES))
+    assert gc.get_threshold()[0] >= e.YOUNG_GC_THRESHOLD > 700
+    assert gc.get_freeze_count() > 0

@@ -12,7 +12,7 @@ from crossmargin.pipeline.figures import Request, compute, compute_many
 
 def test_a_mixed_batch_is_what_each_request_gives_alone(devnet: Any) -> None:
     config = devnet.config
-    accounts = [*devnet.demo_accounts.values(), "0x" + "ee" * 20]
+    accounts = [*devnet.demo_accounts.values(), "0x" + "ee" * 20, "0x" + "ef" * 20]  # 2 empty
 
     async def read() -> dict[str, Any]:
         async with Engine.connect(config) as engine:
