@@ -98,8 +98,10 @@ def header_rlp(block: Mapping[str, Any]) -> bytes:
     return bytes(rlp.encode(items))
 
 
+@functools.lru_cache(maxsize=64)
 def state_root(header: bytes, block_hash: str) -> bytes:
-    """The state root of `header`, once it hashes to `block_hash` (ProofError if not)."""
+    """The state root of `header`, once it hashes to `block_hash` (ProofError if not).
+    Cached: every holder of a batch is judged against the same header."""
     if "0x" + keccak(header).hex() != block_hash.lower():
         raise ProofError("header does not hash to the pinned block")
     items = rlp.decode(header)

@@ -100,9 +100,11 @@ def provable(rep: RepresentationConfig) -> bool:
     return rep.standard == "erc20" and rep.protocol is None
 
 
-def asked(holder: str, balances: Sequence[BalanceRead], block: BlockProof) -> list[Asked]:
-    """What is to be proven for `holder`'s balances, given the tokens' layouts."""
-    layouts = {t.token: t.layout for t in block.tokens}
+def asked(
+    holder: str, balances: Sequence[BalanceRead], layouts: Mapping[str, str | None]
+) -> list[Asked]:
+    """What is to be proven for `holder`'s balances, given the tokens' layouts (token ->
+    layout text, from the block proof)."""
     out: list[Asked] = []
     for b in balances:
         rep = b.rep
@@ -131,6 +133,7 @@ class Judge:
         self.accounts: dict[str, Account | ProofError] = {}
         self.memo: dict[bytes, Any] = {}  # decoded nodes by hash (proof._ProofTrie)
         self._tokens = {t.token for t in block.tokens}
+        self._layouts = {t.token: t.layout for t in block.tokens}
 
     def _db(self, nodes: Iterable[str]) -> dict[bytes, bytes]:
         """These nodes by hash; each distinct node is decoded from hex and hashed once
@@ -150,7 +153,7 @@ class Judge:
         db = {**self.shared, **self._db(proof.nodes)}  # a copy: faster to look up than a ChainMap
         # token accounts come from the shared nodes only, so they are cached for all
         own = {a: v for a, v in self.accounts.items() if a in self._tokens}
-        asks = asked(proof.holder, balances, self.block)
+        asks = asked(proof.holder, balances, self._layouts)
         out = judge(self.header, self.pin_hash, db, asks, own, self.memo)
         self.accounts.update({a: v for a, v in own.items() if a in self._tokens})
         return out
