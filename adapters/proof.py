@@ -23,7 +23,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal, NamedTuple
 
 import rlp
-from eth_hash.auto import keccak
+from Crypto.Hash import keccak as _keccak
+
+
+def keccak(data: bytes) -> bytes:
+    """Keccak-256 by pycryptodome (eth-hash's backend here), called directly: a proof
+    check hashes every node and key, and eth-hash's dispatch costs ~30% of each hash."""
+    return _keccak.new(data=data, digest_bits=256).digest()
+
 
 # The header fields in consensus order; the optional tail is each fork's addition
 # (London base fee, Shanghai withdrawals, Cancun blob gas and beacon root, Prague
@@ -91,8 +98,10 @@ def header_rlp(block: Mapping[str, Any]) -> bytes:
     return bytes(rlp.encode(items))
 
 
+@functools.lru_cache(maxsize=64)
 def state_root(header: bytes, block_hash: str) -> bytes:
-    """The state root of `header`, once it hashes to `block_hash` (ProofError if not)."""
+    """The state root of `header`, once it hashes to `block_hash` (ProofError if not).
+    Cached: every holder of a batch is judged against the same header."""
     if "0x" + keccak(header).hex() != block_hash.lower():
         raise ProofError("header does not hash to the pinned block")
     items = rlp.decode(header)
@@ -237,8 +246,10 @@ def erc7201(namespace: str) -> int:
     return int.from_bytes(keccak(inner.to_bytes(32, "big")), "big") & ~0xFF
 
 
+@functools.lru_cache(maxsize=1024)
 def layout_of(text: str) -> Layout:
-    """A config `balance_slot` ("solidity:N", "vyper:N", "erc7201:NS") as a Layout."""
+    """A config `balance_slot` ("solidity:N", "vyper:N", "erc7201:NS") as a Layout
+    (cached: a batch asks it per holder and token)."""
     kind, _, arg = text.partition(":")
     if kind == "erc7201":
         return Layout("solidity", erc7201(arg))

@@ -4,9 +4,12 @@ a pin, in JSON-RPC batches, and judge every position with adapters/proof.py.
     prover = Prover(chain, rpc)                       # one per EvmAdapter
     block, per_holder = await prover.prove(pin, reads)  # reads: holder -> [BalanceRead]
 
-Requests, all in batches of `BATCH` per HTTP request: eth_getBlockByHash of the pin;
-eth_getProof of each holder's account (native coin) and of each token's account with
-the storage keys of every holder's balance (`KEYS` keys per request). A token's
+Requests, in JSON-RPC batches (at most `BATCH` requests and `BATCH_KEYS` storage keys
+per HTTP request): eth_getBlockByHash of the pin; eth_getProof of each token's account
+with the storage keys of every holder's balance (`KEYS` keys per request), and of each
+holder's account (native coin). The header and token proofs are asked first (every
+holder needs them); the holders' account proofs follow, and each batch of holders is
+judged as its proofs arrive, while the node is still answering the rest. A token's
 balance slot comes from config (`balance_slot`), else from discovery, once per token
 for the life of the adapter: eth_createAccessList of balanceOf(holder) names the slots
 the call reads, and the candidate layouts (proof.candidates) are tried against them.
@@ -23,12 +26,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import ChainMap
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-
-from eth_hash.auto import keccak
 
 from adapters import calls as c
 from adapters.proof import (
@@ -39,6 +39,7 @@ from adapters.proof import (
     Verdict,
     header_rlp,
     judge,
+    keccak,
     layout_of,
     matches,
 )
@@ -53,7 +54,12 @@ if TYPE_CHECKING:  # evm.py builds a Prover: these two import evm.py themselves
 log = logging.getLogger("crossmargin.adapters.prover")
 
 BATCH = 50  # JSON-RPC requests per HTTP request
-KEYS = 200  # storage keys per eth_getProof
+# Storage keys per eth_getProof. A node's cost is mostly per call (anvil rebuilds its
+# tries for each: ~30 ms for 1 key, ~44 ms for 1,000, measured with 1,000 accounts x 26
+# tokens), so one call carries a token's keys for up to 1,000 holders (~70 KB asked,
+# ~2.7 MB answered); an HTTP request carries at most BATCH_KEYS keys (~5 MB answered).
+KEYS = 1000
+BATCH_KEYS = 2000
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,9 +100,11 @@ def provable(rep: RepresentationConfig) -> bool:
     return rep.standard == "erc20" and rep.protocol is None
 
 
-def asked(holder: str, balances: Sequence[BalanceRead], block: BlockProof) -> list[Asked]:
-    """What is to be proven for `holder`'s balances, given the tokens' layouts."""
-    layouts = {t.token: t.layout for t in block.tokens}
+def asked(
+    holder: str, balances: Sequence[BalanceRead], layouts: Mapping[str, str | None]
+) -> list[Asked]:
+    """What is to be proven for `holder`'s balances, given the tokens' layouts (token ->
+    layout text, from the block proof)."""
     out: list[Asked] = []
     for b in balances:
         rep = b.rep
@@ -125,6 +133,7 @@ class Judge:
         self.accounts: dict[str, Account | ProofError] = {}
         self.memo: dict[bytes, Any] = {}  # decoded nodes by hash (proof._ProofTrie)
         self._tokens = {t.token for t in block.tokens}
+        self._layouts = {t.token: t.layout for t in block.tokens}
 
     def _db(self, nodes: Iterable[str]) -> dict[bytes, bytes]:
         """These nodes by hash; each distinct node is decoded from hex and hashed once
@@ -141,10 +150,10 @@ class Judge:
 
     def verdicts(self, proof: HolderProof, balances: Sequence[BalanceRead]) -> list[Verdict]:
         """The holder's verdicts from its own nodes and the block's, nothing else."""
-        db = ChainMap(self._db(proof.nodes), self.shared)
+        db = {**self.shared, **self._db(proof.nodes)}  # a copy: faster to look up than a ChainMap
         # token accounts come from the shared nodes only, so they are cached for all
         own = {a: v for a, v in self.accounts.items() if a in self._tokens}
-        asks = asked(proof.holder, balances, self.block)
+        asks = asked(proof.holder, balances, self._layouts)
         out = judge(self.header, self.pin_hash, db, asks, own, self.memo)
         self.accounts.update({a: v for a, v in own.items() if a in self._tokens})
         return out
@@ -177,14 +186,15 @@ class Prover:
         self.chain = chain
         self.rpc = rpc
         self._layouts: dict[str, str | None] = {}
-        # seconds spent waiting for the node's proofs and judging them (benchmarks)
+        # benchmarks (bench/verified.py): seconds in prove() judging and not judging
+        # (waiting for the node, decoding its JSON), and, if a list, every batch sent
         self.fetch_s = 0.0
         self.judge_s = 0.0
+        self.sent: list[Sequence[Request]] | None = None
 
     async def _batch(self, requests: Sequence[Request]) -> list[Any]:
         """Every request answered (result per request, None where the node refused)."""
-        chunks = [list(requests[i : i + BATCH]) for i in range(0, len(requests), BATCH)]
-        parts = await asyncio.gather(*(self._chunk(ch) for ch in chunks))
+        parts = await asyncio.gather(*(self._chunk(ch) for ch in _chunks(requests)))
         return [r for part in parts for r in part]
 
     async def _chunk(self, chunk: list[Request]) -> list[Any]:
@@ -192,6 +202,8 @@ class Prover:
         finds too large or too slow is split in two (as multicalls are, adapters/evm.py)."""
 
         async def op(ep: Endpoint) -> list[Any]:
+            if self.sent is not None:
+                self.sent.append(chunk)
             return await self.rpc.send_batch(ep, chunk)
 
         try:
@@ -272,50 +284,106 @@ class Prover:
     async def prove(
         self, pin: BlockPin, reads: Mapping[str, Sequence[BalanceRead]]
     ) -> tuple[BlockProof, dict[str, HolderProof]]:
-        """The chain's block proof and each holder's proof with its verdicts."""
+        """The chain's block proof and each holder's proof with its verdicts. All requests
+        go out at once, the header and token proofs first; each batch of holders is
+        judged as soon as its account proofs are in (judging overlaps the node's work)."""
+        t0 = time.perf_counter()
         holders = list(reads)
         layouts = await self.layouts(reads, pin)
         native = any(b.rep.standard == "native" for b in next(iter(reads.values()), []))
-        requests, spans = _requests(pin, holders, layouts, native)
-        t0 = time.perf_counter()
-        replies = await self._batch(requests)
+        shared_req, spans = _requests(pin, holders, layouts)
+        groups = [holders[i : i + BATCH] for i in range(0, len(holders), BATCH)] if native else []
+        at = {"blockHash": pin.hash}
+
+        async def accounts(group: list[str]) -> tuple[list[str], list[Any]]:
+            return group, await self._chunk([("eth_getProof", [h, [], at]) for h in group])
+
+        # created in the order the node should see them (the client's slots are FIFO)
+        shared_tasks = [asyncio.ensure_future(self._chunk(ch)) for ch in _chunks(shared_req)]
+        account_tasks = [asyncio.ensure_future(accounts(g)) for g in groups]
+        try:
+            return await self._judge_as_answered(
+                pin, reads, layouts, spans, shared_tasks, account_tasks, t0
+            )
+        finally:
+            for task in (*shared_tasks, *account_tasks):
+                task.cancel()  # a no-op once done; stops the rest if prove() is cancelled
+
+    async def _judge_as_answered(
+        self,
+        pin: BlockPin,
+        reads: Mapping[str, Sequence[BalanceRead]],
+        layouts: Mapping[str, str | None],
+        spans: Sequence[tuple[str, int, int]],
+        shared_tasks: Sequence[asyncio.Future[list[Any]]],
+        account_tasks: Sequence[asyncio.Future[tuple[list[str], list[Any]]]],
+        t0: float,
+    ) -> tuple[BlockProof, dict[str, HolderProof]]:
+        """prove()'s second half: the block proof once the header and token proofs are
+        in, then every holder's verdicts, a batch of holders as its account proofs come."""
+        holders = list(reads)
+        judging = 0.0
+        replies = [r for part in await asyncio.gather(*shared_tasks) for r in part]
         t1 = time.perf_counter()
-        self.fetch_s += t1 - t0
-        own: dict[str, list[str]] = {h: [] for h in holders}
-        if native:
-            for h, reply in zip(holders, replies[1 : 1 + len(holders)], strict=True):
-                own[h] += _hexes(_field(reply, "accountProof"))
+        storage: dict[str, list[str]] = {h: [] for h in holders}  # token order, as asked
         token_nodes: dict[str, list[str]] = {}
         for token, i, lo in spans:
             token_nodes.setdefault(token, _hexes(_field(replies[i], "accountProof")))
-            storage = _field(replies[i], "storageProof")
-            entries = storage if isinstance(storage, list) else []
+            entries = _field(replies[i], "storageProof")
+            entries = entries if isinstance(entries, list) else []
             for h, entry in zip(holders[lo : lo + KEYS], entries, strict=False):
-                own[h] += _hexes(_field(entry, "proof"))
+                storage[h] += _hexes(_field(entry, "proof"))
         block = BlockProof(
             _header(replies[0]),
             tuple(TokenProof(t, layouts[t], _unique(token_nodes.get(t, []))) for t in layouts),
         )
         judged = Judge(pin.hash, block)
         shared = {n for t in block.tokens for n in t.nodes}  # stored once, in the block
-        proofs = {}
-        for h in holders:
-            proof = HolderProof(h, _unique([n for n in own[h] if n not in shared]), ())
-            proofs[h] = HolderProof(h, proof.nodes, tuple(judged.verdicts(proof, reads[h])))
-        self.judge_s += time.perf_counter() - t1
-        return block, proofs
+        proofs: dict[str, HolderProof] = {}
+
+        def judge(group: Sequence[str], account_replies: Sequence[Any]) -> None:
+            for h, reply in zip(group, account_replies, strict=True):
+                own = _hexes(_field(reply, "accountProof")) + storage[h]
+                nodes = _unique([n for n in own if n not in shared])
+                verdicts = judged.verdicts(HolderProof(h, nodes, ()), reads[h])
+                proofs[h] = HolderProof(h, nodes, tuple(verdicts))
+
+        if not account_tasks:  # no native coin read: the storage proofs are all
+            judge(holders, [None] * len(holders))
+        judging += time.perf_counter() - t1
+        for done in asyncio.as_completed(account_tasks):
+            group, account_replies = await done
+            t2 = time.perf_counter()
+            judge(group, account_replies)
+            judging += time.perf_counter() - t2
+        self.judge_s += judging
+        self.fetch_s += time.perf_counter() - t0 - judging
+        return block, {h: proofs[h] for h in holders}
+
+
+def _chunks(requests: Sequence[Request]) -> list[list[Request]]:
+    """`requests` in order, cut into HTTP requests of at most BATCH requests and at most
+    BATCH_KEYS storage keys (a request with more keys than that goes alone)."""
+    out: list[list[Request]] = []
+    keys = 0
+    for method, params in requests:
+        n = len(params[1]) if method == "eth_getProof" else 0
+        if not out or len(out[-1]) >= BATCH or (out[-1] and keys + n > BATCH_KEYS):
+            out.append([])
+            keys = 0
+        out[-1].append((method, params))
+        keys += n
+    return out
 
 
 def _requests(
-    pin: BlockPin, holders: list[str], layouts: Mapping[str, str | None], native: bool
+    pin: BlockPin, holders: list[str], layouts: Mapping[str, str | None]
 ) -> tuple[list[Request], list[tuple[str, int, int]]]:
-    """The header, each holder's account proof (if the native coin is read), then per
-    token with a known layout its account proof with `KEYS` holders' slots a request;
-    and per token request (token, its index, its first holder)."""
+    """The header, then per token with a known layout its account proof with `KEYS`
+    holders' slots a request; and per token request (token, its index, its first
+    holder). The holders' own account proofs (native coin) are asked apart."""
     at = {"blockHash": pin.hash}
     requests: list[Request] = [("eth_getBlockByHash", [pin.hash, False])]
-    if native:
-        requests += [("eth_getProof", [h, [], at]) for h in holders]
     spans: list[tuple[str, int, int]] = []
     for token, text in layouts.items():
         if text is None:

@@ -1,4 +1,5 @@
-"""Verified reads (METHOD.md §13) against plain reads of the same balances, one run.
+"""Verified reads (METHOD.md §13) against plain reads of the same balances, one run, and
+where the verified time goes.
 
     .venv/bin/python bench/verified.py [--accounts 1000] [--tokens 26] [--repeat 3]
 
@@ -13,22 +14,37 @@ block, so its header commits to that state. Then, interleaved, best of `--repeat
                 (hashed to the pin), eth_getProof of every account (native) and of every
                 token with its holders' balance slots (JSON-RPC batches), the slots'
                 layout discovered (eth_createAccessList, a fresh adapter each run: no
-                cache), and every position judged against the proofs.
+                cache), and every position judged against the proofs;
+  (c) node      the node's floor: every JSON-RPC batch (b)'s prover sent (recorded in
+                (b): discovery, header, proofs), sent again by a bare aiohttp client in
+                the same order, its replies only JSON-decoded: no checks, no hashing,
+                nothing kept; the faster of 2 and the chain's `max_concurrency` (8)
+                requests at a time (anvil answers 2 at a time best on 2 cores: more
+                in flight slow it down).
+
+`our overhead beyond the node's proofs` is (b - c) / a: what verified would cost, in
+plain reads, if the node answered its proof requests instantly (it includes (b)'s own
+plain read; judging that overlaps the node's answers costs nothing here, as in (b)).
+On a shared machine (c) and (b) move with the load; this process's CPU time in (a) and
+(b) is printed too, as it does not.
 
 Both read the same numbers (asserted), and every verified position must be proven
 (asserted). Proof bytes per snapshot: an account's own proofs (a blob of its own) and
 the batch's shared block proof (header and token account proofs, once per chain per
-batch) divided over the batch. Last line: `verified: X.Xx plain, N proven of M`.
+batch) divided over the batch. Last line (the whole cost, node included):
+`verified: X.Xx plain, N proven of M`.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import random
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,6 +57,7 @@ from eth_utils.crypto import keccak
 
 from adapters import calls as c
 from adapters.evm import EvmAdapter
+from adapters.rpc import Request
 from crossmargin.core.config import Config, RepresentationConfig
 from crossmargin.pipeline.read import ChainState, read_chain_many
 from crossmargin.pipeline.snapshot import canonical, encode
@@ -49,6 +66,7 @@ from devnet.evm import DEPLOYER, artifact, deploy_data
 from devnet.rpc import Rpc, wait_receipts
 
 CHAIN = "ethereum"
+JSON = {"Content-Type": "application/json"}
 
 
 def accounts_of(n: int) -> list[str]:
@@ -115,20 +133,51 @@ def bench_config(config: Config, tokens: list[str], mode: str) -> Config:
 class Run:
     states: list[ChainState]
     secs: float
+    cpu_s: float  # this process's CPU time in the read (the node's is not in it)
     requests: int
-    fetch_s: float  # waiting for the node's header and proofs
-    judge_s: float  # checking them
+    fetch_s: float  # in the prover, not judging: waiting for the node, decoding JSON
+    judge_s: float  # in the prover, judging (partly while the node answers)
+    sent: list[Sequence[Request]]  # the prover's JSON-RPC batches, in the order sent
 
 
 async def read(config: Config, accounts: list[str]) -> Run:
     """One whole read of the chain (fresh adapter: nothing cached)."""
     async with aiohttp.ClientSession() as session:
         adapter = EvmAdapter(config.chain(CHAIN), session)
-        t0 = time.perf_counter()
-        states = await read_chain_many(config, adapter, accounts)
-        secs = time.perf_counter() - t0
         p = adapter.prover
-        return Run(states, secs, adapter.rpc.requests, p.fetch_s, p.judge_s)
+        p.sent = []
+        t0, c0 = time.perf_counter(), time.process_time()
+        states = await read_chain_many(config, adapter, accounts)
+        secs, cpu = time.perf_counter() - t0, time.process_time() - c0
+        return Run(states, secs, cpu, adapter.rpc.requests, p.fetch_s, p.judge_s, p.sent)
+
+
+async def node_floor(config: Config, sent: list[Sequence[Request]], concurrency: int) -> float:
+    """Seconds for the node to answer `sent` to a bare client: the same batches in the
+    same order, `concurrency` at a time, each reply JSON-decoded and dropped."""
+    chain = config.chain(CHAIN)
+    slots = asyncio.Semaphore(concurrency)
+    timeout = aiohttp.ClientTimeout(total=chain.timeout_s)
+    bodies = [
+        json.dumps(
+            [
+                {"jsonrpc": "2.0", "id": i, "method": m, "params": params}
+                for i, (m, params) in enumerate(batch)
+            ]
+        ).encode()
+        for batch in sent
+    ]
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+
+        async def one(body: bytes, n: int) -> None:
+            async with slots, session.post(chain.rpc_urls[0], data=body, headers=JSON) as resp:
+                reply = json.loads(await resp.read())
+            assert isinstance(reply, list)
+            assert len(reply) == n, "the node refused a batch"
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(one(b, len(batch)) for b, batch in zip(bodies, sent, strict=True)))
+        return time.perf_counter() - t0
 
 
 def amounts(states: list[ChainState]) -> list[list[int | None]]:
@@ -145,10 +194,12 @@ async def main(args: argparse.Namespace) -> int:
                   f"in {time.perf_counter() - t0:.1f} s")  # fmt: skip
             plain_cfg = bench_config(net.config, tokens, "plain")
             proof_cfg = bench_config(net.config, tokens, "proof")
-            plain_runs, proof_runs = [], []
+            plain_runs, proof_runs, floors = [], [], []
             for _ in range(args.repeat):
                 plain = await read(plain_cfg, accounts)
                 proof = await read(proof_cfg, accounts)
+                for n in sorted({2, proof_cfg.chain(CHAIN).max_concurrency}):
+                    floors.append(await node_floor(proof_cfg, proof.sent, n))
                 assert amounts(plain.states) == amounts(proof.states), "plain and verified differ"
                 plain_runs.append(plain)
                 proof_runs.append(proof)
@@ -170,12 +221,24 @@ async def main(args: argparse.Namespace) -> int:
         f"proof bytes per snapshot: {per_doc / 1024:.1f} KiB ({sum(own) / len(own) / 1024:.1f} "
         f"KiB own proofs + the batch's {shared / 1024:.1f} KiB block proof / {len(v_states)})"
     )
-    ours = v_secs - best_v.fetch_s
+    node = min(floors)
+    calls = [m for batch in best_v.sent for m, _ in batch]
+    n_proofs = calls.count("eth_getProof")
     print(
-        f"verified time: {best_v.fetch_s:.2f} s waiting for the node's proofs (anvil rebuilds "
-        f"its tries for every eth_getProof), {best_v.judge_s:.2f} s checking them; without "
-        f"the node's proof time, verified is {ours / p_secs:.1f}x plain"
+        f"node's floor: {node:.2f} s for the prover's {len(calls)} requests ({n_proofs} "
+        f"eth_getProof) in {len(best_v.sent)} batches, to a bare client: "
+        f"{node / max(n_proofs, 1) * 1e3:.1f} ms an eth_getProof (anvil rebuilds its tries "
+        f"for every call)"
     )
+    print(
+        f"verified time: {best_v.judge_s:.2f} s judging (partly while the node answers), "
+        f"{best_v.fetch_s:.2f} s waiting for the node and decoding its JSON"
+    )
+    print(
+        f"this process's CPU: plain {best_p.cpu_s:.2f} s, verified {best_v.cpu_s:.2f} s "
+        f"({best_v.cpu_s / best_p.cpu_s:.1f}x)"
+    )
+    print(f"our overhead beyond the node's proofs: {(v_secs - node) / p_secs:.1f}x plain")
     print(f"verified: {v_secs / p_secs:.1f}x plain, {proven} proven of {total}")
     return 0
 

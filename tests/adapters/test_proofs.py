@@ -23,6 +23,7 @@ from adapter_helpers import read_states, send
 from fault_proxy import FaultProxy
 from proof_helpers import creation_code, verified
 
+from adapters import prover
 from adapters.evm import EvmAdapter
 from adapters.proof import erc7201, layout_of
 from crossmargin.cli.render import render_margin
@@ -98,14 +99,16 @@ def proofnet(devnet: Devnet) -> ProofNet:
 
 
 async def _read_all(
-    p: ProofNet, accounts: list[str]
+    p: ProofNet, accounts: list[str], sent: list[Any] | None = None
 ) -> tuple[dict[str, list[ChainState]], dict[str, Any]]:
-    """Every chain for `accounts`; also each token's layout as the adapters found it."""
+    """Every chain for `accounts`; also each token's layout as the adapters found it (and
+    into `sent`, every batch the provers sent)."""
     out: dict[str, list[ChainState]] = {a: [] for a in accounts}
     layouts: dict[str, Any] = {}
     async with aiohttp.ClientSession() as session:
         for chain in p.config.chains:
             adapter = EvmAdapter(chain, session)
+            adapter.prover.sent = sent
             for a, s in zip(
                 accounts, await read_chain_many(p.config, adapter, accounts), strict=True
             ):
@@ -122,9 +125,19 @@ def _verdicts(state: ChainState) -> list[tuple[str, Any, Any]]:
     ]
 
 
-def test_every_demo_balance_is_proven(proofnet: ProofNet) -> None:
+def test_every_demo_balance_is_proven(proofnet: ProofNet, monkeypatch: pytest.MonkeyPatch) -> None:
+    # limits small enough that a token's keys span requests, and requests batches
+    monkeypatch.setattr(prover, "KEYS", 2)
+    monkeypatch.setattr(prover, "BATCH_KEYS", 3)
+    monkeypatch.setattr(prover, "BATCH", 2)
     accounts = list(proofnet.net.demo_accounts.values())
-    states, layouts = asyncio.run(_read_all(proofnet, accounts))
+    assert len(accounts) > 2
+    sent: list[Any] = []
+    states, layouts = asyncio.run(_read_all(proofnet, accounts, sent))
+    keys = [[len(p[1]) for m, p in batch if m == "eth_getProof"] for batch in sent]
+    assert all(len(batch) <= 2 for batch in sent)
+    assert all(sum(k) <= 3 or len(k) == 1 for k in keys)
+    assert max(n for k in keys for n in k) == 2  # a token's holders over two requests
     wallet = 0
     for account in accounts:
         for state in states[account]:
