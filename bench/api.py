@@ -188,6 +188,9 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(_load(args))
         return 0
 
+    from crossmargin.engine import collect_less
+
+    collect_less()  # as the `crossmargin` console script does for `serve` and `scan`
     from api.app import create_app
     from api.security import new_key
     from crossmargin.core.config import ApiKeyConfig

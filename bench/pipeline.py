@@ -346,6 +346,8 @@ def scan_run(
         "-c",
         "import sys\n"
         "from crossmargin.cli import main\n"
+        "from crossmargin.engine import collect_less\n"
+        "collect_less()  # as the console script\n"
         "code = main(sys.argv[1:])\n"
         "peak = [l for l in open('/proc/self/status') if l.startswith('VmHWM:')]\n"
         "print(peak[0].split()[1], file=sys.stderr)\n"
@@ -398,6 +400,9 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(_load(args, Path(args.accounts_file).read_text().split()))
         return 0
 
+    from crossmargin.engine import collect_less
+
+    collect_less()  # as the `crossmargin` console script does for `serve` and `scan`
     from devnet import BackgroundDevnet
 
     sizes = [int(n) for n in args.accounts.split(",")]

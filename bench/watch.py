@@ -382,6 +382,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--holders", type=int, default=2_000)
     p.add_argument("--movers", type=int, default=40)
     args = p.parse_args(argv)
+    from crossmargin.engine import collect_less
+
+    collect_less()  # as the `crossmargin` console script does for `serve` and `scan`
     with tempfile.TemporaryDirectory() as tmp:
         r = asyncio.run(_run(args, Path(tmp)))
     rec = r["recomputed"]

@@ -73,7 +73,8 @@ _collecting_less = False
 
 
 def collect_less() -> None:
-    """Tune the cyclic garbage collector for a process that runs the engine, once: a
+    """Tune the cyclic garbage collector for a process that runs the engine, once (the
+    `crossmargin` console script calls it; a library never changes its host's GC): a
     batch allocates ~10^5 short-lived containers (reads, states, reports, documents), so
     at CPython's default the collector runs every few accounts, and its full collections
     walk the whole heap (~0.15 s each at bench scale; ~80 us of CPU per account in all,
@@ -139,7 +140,6 @@ class Engine:
         self.readers: dict[str, ChainReader] = {c.name: readers[c.name] for c in config.chains}
         self.history = history
         self._methods: dict[str, Config] = {}
-        collect_less()  # a process with an engine: the API, scan, margin
 
     @classmethod
     @asynccontextmanager

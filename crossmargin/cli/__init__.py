@@ -1,5 +1,5 @@
 """The `crossmargin` console script and its commands."""
 
-from crossmargin.cli.main import main
+from crossmargin.cli.main import console, main
 
-__all__ = ["main"]
+__all__ = ["console", "main"]

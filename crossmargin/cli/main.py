@@ -423,5 +423,14 @@ def main(argv: list[str] | None = None) -> int:
     return code
 
 
-if __name__ == "__main__":
+def console() -> None:
+    """The `crossmargin` console script: `main` in a process of its own, whose cyclic
+    collector is tuned for the engine's many short-lived objects (`collect_less`)."""
+    from crossmargin.engine import collect_less
+
+    collect_less()
     sys.exit(main())
+
+
+if __name__ == "__main__":
+    console()

@@ -212,14 +212,32 @@ async def test_per_chain_addresses_read_each_chain_at_its_address() -> None:
     ] == [str(10**rep.decimals)]
 
 
-def test_an_engine_process_collects_young_objects_less_often() -> None:
-    """An engine tunes the cyclic collector once per process (`collect_less`): the
-    start-up heap frozen out of its walks, young collections every `YOUNG_GC_THRESHOLD`
-    allocations instead of CPython's 700."""
+def test_an_engine_leaves_its_hosts_collector_alone() -> None:
+    """Building an engine changes nothing of the process's cyclic collector: a library
+    does not tune its host's GC (the console script does, in a process of its own)."""
     import gc
+
+    before = (gc.get_threshold(), gc.get_freeze_count())
+    Engine(CONFIG, fake_chains(CONFIG, PRICES))
+    assert (gc.get_threshold(), gc.get_freeze_count()) == before
+
+
+def test_the_console_script_collects_young_objects_less_often() -> None:
+    """The `crossmargin` console script tunes the collector once for its process
+    (`collect_less`): the start-up heap frozen out of its walks, young collections every
+    `YOUNG_GC_THRESHOLD` allocations instead of CPython's 700."""
+    import subprocess
+    import sys
 
     from crossmargin import engine as e
 
-    Engine(CONFIG, fake_chains(CONFIG, PRICES))
-    assert gc.get_threshold()[0] >= e.YOUNG_GC_THRESHOLD > 700
-    assert gc.get_freeze_count() > 0
+    probe = (
+        "import gc, importlib\n"
+        "m = importlib.import_module('crossmargin.cli.main')\n"
+        "m.main = lambda argv=None: print(gc.get_threshold()[0], gc.get_freeze_count()) or 0\n"
+        "m.console()\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    young, frozen = map(int, out.stdout.split())
+    assert young >= e.YOUNG_GC_THRESHOLD > 700
+    assert frozen > 0
