@@ -162,6 +162,8 @@ class Store:
         self.last_write: WriteCheck | None = None
         self.probe_started: float | None = None  # a probe_write is running since then
         self._probing = threading.Lock()
+        self._busy = 0  # connections in use (`connect`), which close() waits for
+        self._idle = threading.Condition()
         self.log = tlog.Log(self._tx)  # the transparency log's reads
         self.has_log = True  # False on a store kept at a revision before the log
 
@@ -190,12 +192,30 @@ class Store:
             raise
         return store
 
-    def close(self) -> None:
+    def close(self, wait_s: float = 10.0) -> None:
+        """Dispose of the pool once no thread uses a connection any more (at most
+        `wait_s`): a cancelled request's worker thread may still hold one, and a
+        connection checked in after dispose stays open in the old pool until collected."""
+        with self._idle:
+            self._idle.wait_for(lambda: self._busy == 0, timeout=wait_s)
         self.engine.dispose()
 
     @contextmanager
+    def connect(self) -> Iterator[Connection]:
+        """A pooled connection, counted for close()."""
+        with self._idle:
+            self._busy += 1
+        try:
+            with self.engine.connect() as conn:
+                yield conn
+        finally:
+            with self._idle:
+                self._busy -= 1
+                self._idle.notify_all()
+
+    @contextmanager
     def _tx(self, write: bool = False) -> Iterator[Connection]:
-        with self.engine.connect() as conn:
+        with self.connect() as conn:
             if write:
                 conn.execution_options(cm_write=True)
             with conn.begin():
@@ -226,7 +246,7 @@ class Store:
         self.probe_started = time.monotonic()
         account = "0xprobe" + secrets.token_hex(17)  # 42 characters, never an address
         try:
-            with self.engine.connect() as conn:
+            with self.connect() as conn:
                 conn.execution_options(cm_write=True)
                 tx = conn.begin()
                 try:

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -69,15 +68,7 @@ class Outgoing:
 class WatchStore:
     def __init__(self, store: Store) -> None:
         self.store = store
-        self.engine = store.engine
-
-    @contextmanager
-    def _tx(self, write: bool = False) -> Iterator[Connection]:
-        with self.engine.connect() as conn:
-            if write:
-                conn.execution_options(cm_write=True)  # SQLite: BEGIN IMMEDIATE (db.py)
-            with conn.begin():
-                yield conn
+        self._tx = store._tx  # one transaction discipline (and close() waits for it)
 
     # ------------------------------------------------------------ subscriptions
 
