@@ -298,39 +298,21 @@ class Service:
         past = [{k: extra[k] for k in ("at", "blocks", "addresses") if k in extra}]
         return digest(canonical([*parts, est_key, pin_key, *(past if past[0] else [])]))
 
-    def _serve_many(
-        self,
-        method: str,
-        reqs: list[Request],
-        states: list[list[ChainState]],
-        est: RiskEstimates | None,
-        pin_key: PinKey,
-        est_key: str,
+    def _find_stored(
+        self, method: str, reqs: list[Request], keys: list[str], pin_key: PinKey, est_key: str
     ) -> list[Served | None]:
-        """In one worker thread, a batch's results: each found in the store (if it passes
-        `stored_mismatch`), or computed by the engine in one pass and appended with the
-        others in one transaction (`Store.append_many`). None where the engine gives a
-        problem: that request is served on its own, for its problem+json."""
-        out: list[Served | None] = [None] * len(reqs)
-        todo: list[int] = []
-        keys = [self._cache_key(req, method, pin_key, est_key) for req in reqs]
+        """In a worker thread, one query for a batch: each request's stored result, if
+        one passes `stored_mismatch`, else None (to be computed)."""
         stored = self.store.find_cached_many(
             [(k, r.account) for k, r in zip(keys, reqs, strict=True)]
         )
-        for i, req in enumerate(reqs):
-            found = stored.get(keys[i])
+        out: list[Served | None] = []
+        for req, key in zip(reqs, keys, strict=True):
+            found = stored.get(key)
             served = None
             if found is not None:
                 served = self._stored(req, found, self.hashes[method], pin_key, est_key)
-            if served is None:
-                todo.append(i)
-            out[i] = served
-        pending = [_Pending(method, reqs[i], states[i], est, keys[i]) for i in todo]
-        outcomes, store_failure = self._compute_and_append(pending)
-        if store_failure is not None:
-            raise store_failure
-        for i, outcome in zip(todo, outcomes, strict=True):
-            out[i] = outcome if isinstance(outcome, Served) else None
+            out.append(served)
         return out
 
     def _stored(
@@ -477,6 +459,47 @@ class Service:
                     state.error = self.scrub(state.error)
         return dict(zip(accounts, per_account, strict=True))
 
+    async def _batch_fresh(
+        self,
+        reqs: list[Request],
+        method: str,
+        pins: Mapping[str, Pinned],
+        est: RiskEstimates | None,
+        pin_key: PinKey,
+        est_key: str,
+    ) -> dict[str, Served]:
+        """A batch's uncached requests: read together, looked up in the store in one
+        query, the rest computed and stored by the shared batcher; each result cached.
+        An account the engine gives a problem is left out (`batch` serves it alone)."""
+        states = await self._read_many(reqs, pins)
+        keys = [self._cache_key(r, method, pin_key, est_key) for r in reqs]
+        results = await asyncio.to_thread(self._find_stored, method, reqs, keys, pin_key, est_key)
+        todo = [i for i, served in enumerate(results) if served is None]
+        computed = await asyncio.gather(
+            *(
+                self._compute_and_store_soon(
+                    _Pending(method, reqs[i], states[reqs[i].account], est, keys[i])
+                )
+                for i in todo
+            ),
+            return_exceptions=True,
+        )
+        for i, outcome in zip(todo, computed, strict=True):
+            if isinstance(outcome, Served):
+                results[i] = outcome
+            elif not isinstance(outcome, CrossmarginError):
+                raise outcome  # the store's failure (or a bug): the batch's
+        done: dict[str, Served] = {}
+        for req, served in zip(reqs, results, strict=True):
+            if served is None:
+                continue
+            self.results.put((req, method, pin_key, est_key), served)
+            done[req.account] = served
+            self.metrics.cache.labels("result", "store" if served.stored else "miss").inc()
+            if not served.stored:
+                self.metrics.snapshots.inc()
+        return done
+
     async def batch(
         self,
         asked: list[Request],
@@ -486,8 +509,11 @@ class Service:
         """Margin of many accounts at one set of pins (all about one time): each its own
         snapshot; a failure is that account's problem (as problem+json bytes), not the
         batch's. Accounts not already cached are read together through the engine (one
-        multicall batch per chain) and computed and stored in one worker thread. `pins`:
-        the blocks to read at (the watcher's new pin set), else those of the request."""
+        multicall batch per chain), looked up in the store in one query, and the rest
+        computed and stored by the one batcher of every request (`_compute_and_store_soon`):
+        concurrent batches share its passes and transactions instead of racing for the
+        store's write lock from threads of their own. `pins`: the blocks to read at (the
+        watcher's new pin set), else those of the request."""
         first = asked[0]
         pins = pins if pins is not None else await self.pins_for(first)
         est, est_key = await self.estimates(Engine.cutoff(first.at, pins) if first.as_of else None)
@@ -499,17 +525,7 @@ class Service:
                 r for r in by_account.values() if (r, method, pin_key, est_key) not in self.results
             ]
             if len(reqs) > 1:
-                states = list((await self._read_many(reqs, pins)).values())
-                many = (method, reqs, states, est, pin_key, est_key)
-                results = await asyncio.to_thread(self._serve_many, *many)
-                for req, served in zip(reqs, results, strict=True):
-                    if served is None:
-                        continue
-                    self.results.put((req, method, pin_key, est_key), served)
-                    done[req.account] = served
-                    self.metrics.cache.labels("result", "store" if served.stored else "miss").inc()
-                    if not served.stored:
-                        self.metrics.snapshots.inc()
+                done = await self._batch_fresh(reqs, method, pins, est, pin_key, est_key)
 
         async def one(account: str) -> tuple[str, Served | bytes]:
             if account in done:

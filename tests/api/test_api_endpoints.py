@@ -14,6 +14,7 @@ import pytest_asyncio
 from aiohttp.test_utils import TestClient, TestServer
 from api_helpers import api_config
 from eth_utils.address import to_checksum_address
+from sqlalchemy.exc import OperationalError
 
 from api.app import SERVICE, create_app
 from crossmargin.core.errors import Refused
@@ -113,6 +114,48 @@ async def test_batch_reads_accounts_together(client: Client) -> None:
     assert all(r["error"] is None for r in (await resp.json())["results"])
     # one pin and one shared multicall per chain, not one read per account and chain
     assert rpc_requests(client) - before <= 2 * 4
+
+
+async def test_concurrent_batches_share_passes_and_transactions(
+    client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Concurrent batches and single requests are computed and stored by one batcher:
+    fewer appends than requests, each snapshot stored once; a store that fails fails
+    the batches it holds (503), and nothing failed is cached."""
+    store = client.app[SERVICE].store
+    real = type(store).append_many
+    sizes: list[int] = []
+
+    def append_many(self: Any, items: Any) -> Any:
+        sizes.append(len(items))
+        return real(self, items)
+
+    monkeypatch.setattr(type(store), "append_many", append_many)
+    groups = [[fresh() for _ in range(5)] for _ in range(4)]
+    single = fresh()
+    resps = await asyncio.gather(
+        *(client.post("/v1/margin:batch", json={"accounts": g}) for g in groups),
+        client.get(f"/v1/accounts/{single}/margin"),
+    )
+    assert [r.status for r in resps] == [200] * 5
+    ids = [i["snapshot_id"] for r in resps[:4] for i in (await r.json())["results"]]
+    assert len(set(ids)) == 20
+    assert None not in ids
+    assert sum(sizes) == 21
+    assert len(sizes) < 5  # one batcher: passes and transactions shared
+
+    def refuse(self: Any, items: Any) -> Any:
+        raise OperationalError("INSERT", {}, Exception("disk I/O error"))
+
+    monkeypatch.setattr(type(store), "append_many", refuse)
+    failed = [fresh() for _ in range(3)]
+    resp = await client.post("/v1/margin:batch", json={"accounts": failed})
+    assert resp.status == 503
+    assert (await resp.json())["type"].endswith("/problems/store-unavailable")
+    monkeypatch.setattr(type(store), "append_many", real)
+    resp = await client.post("/v1/margin:batch", json={"accounts": failed})
+    assert resp.status == 200  # computed afresh, not a cached failure
+    assert all(i["snapshot_id"] is not None for i in (await resp.json())["results"])
 
 
 async def test_concurrent_reads_share_multicalls(client: Client) -> None:
