@@ -298,23 +298,6 @@ class Service:
         past = [{k: extra[k] for k in ("at", "blocks", "addresses") if k in extra}]
         return digest(canonical([*parts, est_key, pin_key, *(past if past[0] else [])]))
 
-    def _find_stored(
-        self, method: str, reqs: list[Request], keys: list[str], pin_key: PinKey, est_key: str
-    ) -> list[Served | None]:
-        """In a worker thread, one query for a batch: each request's stored result, if
-        one passes `stored_mismatch`, else None (to be computed)."""
-        stored = self.store.find_cached_many(
-            [(k, r.account) for k, r in zip(keys, reqs, strict=True)]
-        )
-        out: list[Served | None] = []
-        for req, key in zip(reqs, keys, strict=True):
-            found = stored.get(key)
-            served = None
-            if found is not None:
-                served = self._stored(req, found, self.hashes[method], pin_key, est_key)
-            out.append(served)
-        return out
-
     def _stored(
         self, req: Request, found: tuple[str, str], config_hash: str, pins: PinKey, est_key: str
     ) -> Served | None:
@@ -468,12 +451,20 @@ class Service:
         pin_key: PinKey,
         est_key: str,
     ) -> dict[str, Served]:
-        """A batch's uncached requests: read together, looked up in the store in one
-        query, the rest computed and stored by the shared batcher; each result cached.
-        An account the engine gives a problem is left out (`batch` serves it alone)."""
-        states = await self._read_many(reqs, pins)
+        """A batch's uncached requests: read together while they are looked up in the
+        store (with the lookups of every request meanwhile, `_find_cached_soon`), the
+        rest computed and stored by the shared batcher; each result cached. An account
+        the engine gives a problem is left out (`batch` serves it alone)."""
         keys = [self._cache_key(r, method, pin_key, est_key) for r in reqs]
-        results = await asyncio.to_thread(self._find_stored, method, reqs, keys, pin_key, est_key)
+        finds = (self._find_cached_soon(k, r.account) for k, r in zip(keys, reqs, strict=True))
+        states, found = await asyncio.gather(self._read_many(reqs, pins), asyncio.gather(*finds))
+        results: list[Served | None] = [None] * len(reqs)
+        hits = [(i, f) for i, f in enumerate(found) if f is not None]
+        if hits:
+            checks = [(reqs[i], f, self.hashes[method], pin_key, est_key) for i, f in hits]
+            stored = await asyncio.to_thread(lambda: [self._stored(*c) for c in checks])
+            for (i, _), served in zip(hits, stored, strict=True):
+                results[i] = served
         todo = [i for i, served in enumerate(results) if served is None]
         computed = await asyncio.gather(
             *(
@@ -509,7 +500,7 @@ class Service:
         """Margin of many accounts at one set of pins (all about one time): each its own
         snapshot; a failure is that account's problem (as problem+json bytes), not the
         batch's. Accounts not already cached are read together through the engine (one
-        multicall batch per chain), looked up in the store in one query, and the rest
+        multicall batch per chain) and looked up in the store in one query, and the rest
         computed and stored by the one batcher of every request (`_compute_and_store_soon`):
         concurrent batches share its passes and transactions instead of racing for the
         store's write lock from threads of their own. `pins`: the blocks to read at (the

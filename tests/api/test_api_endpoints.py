@@ -120,8 +120,8 @@ async def test_concurrent_batches_share_passes_and_transactions(
     client: Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Concurrent batches and single requests are computed and stored by one batcher:
-    fewer appends than requests, each snapshot stored once; a store that fails fails
-    the batches it holds (503), and nothing failed is cached."""
+    fewer appends than requests, each snapshot stored once and found there again; a
+    store that fails fails the batches it holds (503), and nothing failed is cached."""
     store = client.app[SERVICE].store
     real = type(store).append_many
     sizes: list[int] = []
@@ -143,6 +143,10 @@ async def test_concurrent_batches_share_passes_and_transactions(
     assert None not in ids
     assert sum(sizes) == 21
     assert len(sizes) < 5  # one batcher: passes and transactions shared
+    client.app[SERVICE].results._done.clear()  # this process forgot: the store answers
+    resp = await client.post("/v1/margin:batch", json={"accounts": groups[0]})
+    assert [i["snapshot_id"] for i in (await resp.json())["results"]] == ids[:5]
+    assert sum(sizes) == 21  # nothing computed nor stored again
 
     def refuse(self: Any, items: Any) -> Any:
         raise OperationalError("INSERT", {}, Exception("disk I/O error"))
