@@ -24,6 +24,7 @@ tries the chain again.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 from collections.abc import Mapping, Sequence
@@ -60,6 +61,7 @@ Source = Literal["hit", "coalesced", "store", "miss"]
 PinKey = tuple[tuple[str, int, str] | tuple[str, None, None], ...]
 ResultKey = tuple[Request, str, PinKey, str]
 _Finds = list[tuple[str, str, "asyncio.Future[tuple[str, str] | None]"]]
+_Reads = list[tuple[Request, "asyncio.Future[list[ChainState]]"]]
 READ_CACHE = 512  # states of recent reads (many objects: kept few, for the GC's sake)
 
 
@@ -160,6 +162,8 @@ class Service:
         self._finds: _Finds = []  # store lookups waiting to go out together
         self._finding = False
         self._find_tasks: set[asyncio.Task[dict[str, tuple[str, str]]]] = set()
+        self._reads_due: dict[PinKey, tuple[Mapping[str, Pinned], _Reads]] = {}
+        self._read_tasks: set[asyncio.Task[dict[str, list[ChainState]]]] = set()
 
     async def start(self) -> None:
         """Store the configs snapshots will name (one per method), for replay."""
@@ -173,7 +177,11 @@ class Service:
             future.cancel()
         for _, _, found in self._finds:
             found.cancel()
-        await asyncio.gather(*self._tasks, *self._find_tasks, return_exceptions=True)
+        for _, waiting in self._reads_due.values():
+            for _, read in waiting:
+                read.cancel()
+        tasks = (*self._tasks, *self._find_tasks, *self._read_tasks)
+        await asyncio.gather(*tasks, return_exceptions=True)
         await self.results.close()
         await self.reads.close()
         await self.pins.close()
@@ -248,7 +256,7 @@ class Service:
                     return served
         states, outcome = await self.reads.get(
             (req.account, req.addresses, pin_key),
-            lambda: self._read(req, pins),
+            lambda: self._read(req, pins, pin_key),
             lambda _: complete,
         )
         self.metrics.cache.labels("reads", outcome).inc()
@@ -420,10 +428,39 @@ class Service:
             cache_key=it.cache_key,
         )
 
-    async def _read(self, req: Request, pins: Mapping[str, Pinned]) -> list[ChainState]:
-        """One account's states. Concurrent requests at the same pins share multicalls at
-        the seam (the engine's readers are `CoalescingReader`s), not here."""
-        return (await self._read_many([req], pins))[req.account]
+    async def _read(
+        self, req: Request, pins: Mapping[str, Pinned], pin_key: PinKey
+    ) -> list[ChainState]:
+        """One account's states, read with those of the requests arriving meanwhile at
+        the same pins: one `Engine.read` of them all, which plans the reads and reads
+        the feeds once for the group, not once per account (the multicalls are shared at
+        the seam either way, `CoalescingReader`). About a past time (§15) a request is
+        read alone: a node that lacks the old state refuses that request only."""
+        if req.as_of:
+            return (await self._read_many([req], pins))[req.account]
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[list[ChainState]] = loop.create_future()
+        if not self._reads_due:
+            loop.call_soon(self._flush_reads)
+        self._reads_due.setdefault(pin_key, (pins, []))[1].append((req, future))
+        return await future
+
+    def _flush_reads(self) -> None:
+        due, self._reads_due = self._reads_due, {}
+        for pins, waiting in due.values():
+            groups: list[tuple[set[str], _Reads]] = []  # an account once per read (§1)
+            for req, future in waiting:
+                free = next((g for g in groups if req.account not in g[0]), None)
+                if free is None:
+                    groups.append(free := (set(), []))
+                free[0].add(req.account)
+                free[1].append((req, future))
+            for _, group in groups:
+                work = self._read_many([r for r, _ in group], pins)
+                task = asyncio.get_running_loop().create_task(work)
+                self._read_tasks.add(task)
+                task.add_done_callback(self._read_tasks.discard)
+                task.add_done_callback(functools.partial(_deliver_reads, group))
 
     async def _read_many(
         self, reqs: Sequence[Request], pins: Mapping[str, Pinned]
@@ -535,3 +572,16 @@ class Service:
             return account, served
 
         return list(await asyncio.gather(*(one(r.account) for r in asked)))
+
+
+def _deliver_reads(group: _Reads, task: asyncio.Future[dict[str, list[ChainState]]]) -> None:
+    """A grouped read's outcome to each of its requests (its failure to every one)."""
+    for req, future in group:
+        if future.done():
+            continue
+        if task.cancelled():
+            future.cancel()
+        elif (exc := task.exception()) is not None:
+            future.set_exception(exc)
+        else:
+            future.set_result(task.result()[req.account])

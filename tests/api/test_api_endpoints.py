@@ -188,6 +188,35 @@ async def test_concurrent_reads_share_multicalls(client: Client) -> None:
     assert rpc_requests(client) - before <= 2 * 4 + 4  # (+ a re-pin per chain)
 
 
+async def test_concurrent_single_requests_read_together(
+    client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Single requests arriving together are read in one `Engine.read` of them all; an
+    account asked twice with different §1 addresses is read twice, each as asked."""
+    calls: list[list[str]] = []
+    real = Engine.read
+
+    async def read(self: Engine, accounts: Any, pins: Any = None, addresses: Any = None) -> Any:
+        calls.append(list(accounts))
+        return await real(self, accounts, pins, addresses)
+
+    monkeypatch.setattr(Engine, "read", read)
+    accounts = [fresh() for _ in range(12)]
+    other = fresh()
+    await client.get("/v1/health")  # fresh pins
+    paths = [f"/v1/accounts/{a}/margin" for a in accounts]
+    paths.append(f"/v1/accounts/{accounts[0]}/margin?addresses=base:{other.lower()}")
+    responses = await asyncio.gather(*(client.get(p) for p in paths))
+    assert [r.status for r in responses] == [200] * 13
+    reports = [await r.json() for r in responses]
+    assert sorted(a for c in calls for a in c) == sorted([*accounts, accounts[0]])
+    assert len(calls) < 13  # read together, not one by one
+    assert all(len(set(c)) == len(c) for c in calls)  # an account once per read
+    base = [c for c in reports[12]["chains"] if c["name"] == "base"]
+    assert base[0]["address"] == other  # each read with its own addresses
+    assert all(c.get("address") in (None, accounts[0]) for c in reports[0]["chains"])
+
+
 async def test_identical_requests_coalesce(client: Client) -> None:
     account = fresh()
     await client.get("/v1/health")  # pins are fresh: what follows is one read
