@@ -537,11 +537,11 @@ class Service:
         """Margin of many accounts at one set of pins (all about one time): each its own
         snapshot; a failure is that account's problem (as problem+json bytes), not the
         batch's. Accounts not already cached are read together through the engine (one
-        multicall batch per chain) and looked up in the store in one query, and the rest
-        computed and stored by the one batcher of every request (`_compute_and_store_soon`):
-        concurrent batches share its passes and transactions instead of racing for the
-        store's write lock from threads of their own. `pins`: the blocks to read at (the
-        watcher's new pin set), else those of the request."""
+        multicall batch per chain) while looked up in the store (with the lookups of every
+        request meanwhile), and the rest computed and stored by the one batcher of every
+        request (`_compute_and_store_soon`): concurrent batches share its passes and
+        transactions instead of racing for the store's write lock from threads of their
+        own. `pins`: the blocks to read at (the watcher's new pin set), else the request's."""
         first = asked[0]
         pins = pins if pins is not None else await self.pins_for(first)
         est, est_key = await self.estimates(Engine.cutoff(first.at, pins) if first.as_of else None)
