@@ -394,7 +394,8 @@ class Service:
         groups: dict[tuple[object, ...], list[int]] = {}
         for i, it in enumerate(items):
             pins = tuple((st.pin.hash if st.pin else st.error) for st in it.states)
-            groups.setdefault((it.method, id(it.est), pins), []).append(i)
+            # an account asked with other §1 addresses has other states: another pass
+            groups.setdefault((it.method, id(it.est), pins, it.req.addresses), []).append(i)
         ok: list[tuple[int, Result]] = []
         for idx in groups.values():
             first = items[idx[0]]

@@ -17,6 +17,7 @@ from eth_utils.address import to_checksum_address
 from sqlalchemy.exc import OperationalError
 
 from api.app import SERVICE, create_app
+from api.service import Served, _Pending
 from crossmargin.core.errors import Refused
 from crossmargin.engine import Engine, Result
 from crossmargin.pipeline.snapshot import blob_refs, canonical, digest
@@ -213,8 +214,26 @@ async def test_concurrent_single_requests_read_together(
     assert len(calls) < 13  # read together, not one by one
     assert all(len(set(c)) == len(c) for c in calls)  # an account once per read
     base = [c for c in reports[12]["chains"] if c["name"] == "base"]
-    assert base[0]["address"] == other  # each read with its own addresses
+    assert base[0]["address"] == other  # each read and computed with its own addresses
     assert all(c.get("address") in (None, accounts[0]) for c in reports[0]["chains"])
+
+
+async def test_one_pass_keeps_each_requests_addresses(client: Client) -> None:
+    """One account asked with and without §1 addresses, computed in one batcher pass:
+    each report is computed from its own states."""
+    svc = client.app[SERVICE]
+    account, other = fresh(), fresh()
+    pins = await svc.pins.current()
+    plain = svc.request("margin", account, "base", None)
+    mapped = svc.request("margin", account, "base", None, addresses=[("base", other)])
+    states = [(await svc._read_many([r], pins))[account] for r in (plain, mapped)]
+    items = [
+        _Pending("var", r, st, None, None) for r, st in zip((plain, mapped), states, strict=True)
+    ]
+    served = await asyncio.to_thread(svc._compute_and_store_many, items)
+    reports = [json.loads(s.body) for s in served if isinstance(s, Served)]
+    on_base = [next(c for c in r["chains"] if c["name"] == "base") for r in reports]
+    assert [c.get("address") for c in on_base] == [None, other]
 
 
 async def test_identical_requests_coalesce(client: Client) -> None:
