@@ -24,6 +24,7 @@ tries the chain again.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 from collections.abc import Mapping, Sequence
@@ -60,6 +61,7 @@ Source = Literal["hit", "coalesced", "store", "miss"]
 PinKey = tuple[tuple[str, int, str] | tuple[str, None, None], ...]
 ResultKey = tuple[Request, str, PinKey, str]
 _Finds = list[tuple[str, str, "asyncio.Future[tuple[str, str] | None]"]]
+_Reads = list[tuple[Request, "asyncio.Future[list[ChainState]]"]]
 READ_CACHE = 512  # states of recent reads (many objects: kept few, for the GC's sake)
 
 
@@ -160,6 +162,8 @@ class Service:
         self._finds: _Finds = []  # store lookups waiting to go out together
         self._finding = False
         self._find_tasks: set[asyncio.Task[dict[str, tuple[str, str]]]] = set()
+        self._reads_due: dict[PinKey, tuple[Mapping[str, Pinned], _Reads]] = {}
+        self._read_tasks: set[asyncio.Task[dict[str, list[ChainState]]]] = set()
 
     async def start(self) -> None:
         """Store the configs snapshots will name (one per method), for replay."""
@@ -173,7 +177,11 @@ class Service:
             future.cancel()
         for _, _, found in self._finds:
             found.cancel()
-        await asyncio.gather(*self._tasks, *self._find_tasks, return_exceptions=True)
+        for _, waiting in self._reads_due.values():
+            for _, read in waiting:
+                read.cancel()
+        tasks = (*self._tasks, *self._find_tasks, *self._read_tasks)
+        await asyncio.gather(*tasks, return_exceptions=True)
         await self.results.close()
         await self.reads.close()
         await self.pins.close()
@@ -248,7 +256,7 @@ class Service:
                     return served
         states, outcome = await self.reads.get(
             (req.account, req.addresses, pin_key),
-            lambda: self._read(req, pins),
+            lambda: self._read(req, pins, pin_key),
             lambda _: complete,
         )
         self.metrics.cache.labels("reads", outcome).inc()
@@ -297,41 +305,6 @@ class Service:
         extra = req.as_json()  # §15 time, §1 addresses: in the key only when given
         past = [{k: extra[k] for k in ("at", "blocks", "addresses") if k in extra}]
         return digest(canonical([*parts, est_key, pin_key, *(past if past[0] else [])]))
-
-    def _serve_many(
-        self,
-        method: str,
-        reqs: list[Request],
-        states: list[list[ChainState]],
-        est: RiskEstimates | None,
-        pin_key: PinKey,
-        est_key: str,
-    ) -> list[Served | None]:
-        """In one worker thread, a batch's results: each found in the store (if it passes
-        `stored_mismatch`), or computed by the engine in one pass and appended with the
-        others in one transaction (`Store.append_many`). None where the engine gives a
-        problem: that request is served on its own, for its problem+json."""
-        out: list[Served | None] = [None] * len(reqs)
-        todo: list[int] = []
-        keys = [self._cache_key(req, method, pin_key, est_key) for req in reqs]
-        stored = self.store.find_cached_many(
-            [(k, r.account) for k, r in zip(keys, reqs, strict=True)]
-        )
-        for i, req in enumerate(reqs):
-            found = stored.get(keys[i])
-            served = None
-            if found is not None:
-                served = self._stored(req, found, self.hashes[method], pin_key, est_key)
-            if served is None:
-                todo.append(i)
-            out[i] = served
-        pending = [_Pending(method, reqs[i], states[i], est, keys[i]) for i in todo]
-        outcomes, store_failure = self._compute_and_append(pending)
-        if store_failure is not None:
-            raise store_failure
-        for i, outcome in zip(todo, outcomes, strict=True):
-            out[i] = outcome if isinstance(outcome, Served) else None
-        return out
 
     def _stored(
         self, req: Request, found: tuple[str, str], config_hash: str, pins: PinKey, est_key: str
@@ -421,7 +394,8 @@ class Service:
         groups: dict[tuple[object, ...], list[int]] = {}
         for i, it in enumerate(items):
             pins = tuple((st.pin.hash if st.pin else st.error) for st in it.states)
-            groups.setdefault((it.method, id(it.est), pins), []).append(i)
+            # an account asked with other §1 addresses has other states: another pass
+            groups.setdefault((it.method, id(it.est), pins, it.req.addresses), []).append(i)
         ok: list[tuple[int, Result]] = []
         for idx in groups.values():
             first = items[idx[0]]
@@ -455,10 +429,39 @@ class Service:
             cache_key=it.cache_key,
         )
 
-    async def _read(self, req: Request, pins: Mapping[str, Pinned]) -> list[ChainState]:
-        """One account's states. Concurrent requests at the same pins share multicalls at
-        the seam (the engine's readers are `CoalescingReader`s), not here."""
-        return (await self._read_many([req], pins))[req.account]
+    async def _read(
+        self, req: Request, pins: Mapping[str, Pinned], pin_key: PinKey
+    ) -> list[ChainState]:
+        """One account's states, read with those of the requests arriving meanwhile at
+        the same pins: one `Engine.read` of them all, which plans the reads and reads
+        the feeds once for the group, not once per account (the multicalls are shared at
+        the seam either way, `CoalescingReader`). About a past time (§15) a request is
+        read alone: a node that lacks the old state refuses that request only."""
+        if req.as_of:
+            return (await self._read_many([req], pins))[req.account]
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[list[ChainState]] = loop.create_future()
+        if not self._reads_due:
+            loop.call_soon(self._flush_reads)
+        self._reads_due.setdefault(pin_key, (pins, []))[1].append((req, future))
+        return await future
+
+    def _flush_reads(self) -> None:
+        due, self._reads_due = self._reads_due, {}
+        for pins, waiting in due.values():
+            groups: list[tuple[set[str], _Reads]] = []  # an account once per read (§1)
+            for req, future in waiting:
+                free = next((g for g in groups if req.account not in g[0]), None)
+                if free is None:
+                    groups.append(free := (set(), []))
+                free[0].add(req.account)
+                free[1].append((req, future))
+            for _, group in groups:
+                work = self._read_many([r for r, _ in group], pins)
+                task = asyncio.get_running_loop().create_task(work)
+                self._read_tasks.add(task)
+                task.add_done_callback(self._read_tasks.discard)
+                task.add_done_callback(functools.partial(_deliver_reads, group))
 
     async def _read_many(
         self, reqs: Sequence[Request], pins: Mapping[str, Pinned]
@@ -477,6 +480,55 @@ class Service:
                     state.error = self.scrub(state.error)
         return dict(zip(accounts, per_account, strict=True))
 
+    async def _batch_fresh(
+        self,
+        reqs: list[Request],
+        method: str,
+        pins: Mapping[str, Pinned],
+        est: RiskEstimates | None,
+        pin_key: PinKey,
+        est_key: str,
+    ) -> dict[str, Served]:
+        """A batch's uncached requests: read together while they are looked up in the
+        store (with the lookups of every request meanwhile, `_find_cached_soon`), the
+        rest computed and stored by the shared batcher; each result cached. An account
+        the engine gives a problem is left out (`batch` serves it alone)."""
+        keys = [self._cache_key(r, method, pin_key, est_key) for r in reqs]
+        finds = (self._find_cached_soon(k, r.account) for k, r in zip(keys, reqs, strict=True))
+        states, found = await asyncio.gather(self._read_many(reqs, pins), asyncio.gather(*finds))
+        results: list[Served | None] = [None] * len(reqs)
+        hits = [(i, f) for i, f in enumerate(found) if f is not None]
+        if hits:
+            checks = [(reqs[i], f, self.hashes[method], pin_key, est_key) for i, f in hits]
+            stored = await asyncio.to_thread(lambda: [self._stored(*c) for c in checks])
+            for (i, _), served in zip(hits, stored, strict=True):
+                results[i] = served
+        todo = [i for i, served in enumerate(results) if served is None]
+        computed = await asyncio.gather(
+            *(
+                self._compute_and_store_soon(
+                    _Pending(method, reqs[i], states[reqs[i].account], est, keys[i])
+                )
+                for i in todo
+            ),
+            return_exceptions=True,
+        )
+        for i, outcome in zip(todo, computed, strict=True):
+            if isinstance(outcome, Served):
+                results[i] = outcome
+            elif not isinstance(outcome, CrossmarginError):
+                raise outcome  # the store's failure (or a bug): the batch's
+        done: dict[str, Served] = {}
+        for req, served in zip(reqs, results, strict=True):
+            if served is None:
+                continue
+            self.results.put((req, method, pin_key, est_key), served)
+            done[req.account] = served
+            self.metrics.cache.labels("result", "store" if served.stored else "miss").inc()
+            if not served.stored:
+                self.metrics.snapshots.inc()
+        return done
+
     async def batch(
         self,
         asked: list[Request],
@@ -486,8 +538,11 @@ class Service:
         """Margin of many accounts at one set of pins (all about one time): each its own
         snapshot; a failure is that account's problem (as problem+json bytes), not the
         batch's. Accounts not already cached are read together through the engine (one
-        multicall batch per chain) and computed and stored in one worker thread. `pins`:
-        the blocks to read at (the watcher's new pin set), else those of the request."""
+        multicall batch per chain) while looked up in the store (with the lookups of every
+        request meanwhile), and the rest computed and stored by the one batcher of every
+        request (`_compute_and_store_soon`): concurrent batches share its passes and
+        transactions instead of racing for the store's write lock from threads of their
+        own. `pins`: the blocks to read at (the watcher's new pin set), else the request's."""
         first = asked[0]
         pins = pins if pins is not None else await self.pins_for(first)
         est, est_key = await self.estimates(Engine.cutoff(first.at, pins) if first.as_of else None)
@@ -499,17 +554,7 @@ class Service:
                 r for r in by_account.values() if (r, method, pin_key, est_key) not in self.results
             ]
             if len(reqs) > 1:
-                states = list((await self._read_many(reqs, pins)).values())
-                many = (method, reqs, states, est, pin_key, est_key)
-                results = await asyncio.to_thread(self._serve_many, *many)
-                for req, served in zip(reqs, results, strict=True):
-                    if served is None:
-                        continue
-                    self.results.put((req, method, pin_key, est_key), served)
-                    done[req.account] = served
-                    self.metrics.cache.labels("result", "store" if served.stored else "miss").inc()
-                    if not served.stored:
-                        self.metrics.snapshots.inc()
+                done = await self._batch_fresh(reqs, method, pins, est, pin_key, est_key)
 
         async def one(account: str) -> tuple[str, Served | bytes]:
             if account in done:
@@ -528,3 +573,16 @@ class Service:
             return account, served
 
         return list(await asyncio.gather(*(one(r.account) for r in asked)))
+
+
+def _deliver_reads(group: _Reads, task: asyncio.Future[dict[str, list[ChainState]]]) -> None:
+    """A grouped read's outcome to each of its requests (its failure to every one)."""
+    for req, future in group:
+        if future.done():
+            continue
+        if task.cancelled():
+            future.cancel()
+        elif (exc := task.exception()) is not None:
+            future.set_exception(exc)
+        else:
+            future.set_result(task.result()[req.account])

@@ -14,8 +14,10 @@ import pytest_asyncio
 from aiohttp.test_utils import TestClient, TestServer
 from api_helpers import api_config
 from eth_utils.address import to_checksum_address
+from sqlalchemy.exc import OperationalError
 
 from api.app import SERVICE, create_app
+from api.service import Served, _Pending
 from crossmargin.core.errors import Refused
 from crossmargin.engine import Engine, Result
 from crossmargin.pipeline.snapshot import blob_refs, canonical, digest
@@ -115,6 +117,52 @@ async def test_batch_reads_accounts_together(client: Client) -> None:
     assert rpc_requests(client) - before <= 2 * 4
 
 
+async def test_concurrent_batches_share_passes_and_transactions(
+    client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Concurrent batches and single requests are computed and stored by one batcher:
+    fewer appends than requests, each snapshot stored once and found there again; a
+    store that fails fails the batches it holds (503), and nothing failed is cached."""
+    store = client.app[SERVICE].store
+    real = type(store).append_many
+    sizes: list[int] = []
+
+    def append_many(self: Any, items: Any) -> Any:
+        sizes.append(len(items))
+        return real(self, items)
+
+    monkeypatch.setattr(type(store), "append_many", append_many)
+    groups = [[fresh() for _ in range(5)] for _ in range(4)]
+    single = fresh()
+    resps = await asyncio.gather(
+        *(client.post("/v1/margin:batch", json={"accounts": g}) for g in groups),
+        client.get(f"/v1/accounts/{single}/margin"),
+    )
+    assert [r.status for r in resps] == [200] * 5
+    ids = [i["snapshot_id"] for r in resps[:4] for i in (await r.json())["results"]]
+    assert len(set(ids)) == 20
+    assert None not in ids
+    assert sum(sizes) == 21
+    assert len(sizes) < 5  # one batcher: passes and transactions shared
+    client.app[SERVICE].results._done.clear()  # this process forgot: the store answers
+    resp = await client.post("/v1/margin:batch", json={"accounts": groups[0]})
+    assert [i["snapshot_id"] for i in (await resp.json())["results"]] == ids[:5]
+    assert sum(sizes) == 21  # nothing computed nor stored again
+
+    def refuse(self: Any, items: Any) -> Any:
+        raise OperationalError("INSERT", {}, Exception("disk I/O error"))
+
+    monkeypatch.setattr(type(store), "append_many", refuse)
+    failed = [fresh() for _ in range(3)]
+    resp = await client.post("/v1/margin:batch", json={"accounts": failed})
+    assert resp.status == 503
+    assert (await resp.json())["type"].endswith("/problems/store-unavailable")
+    monkeypatch.setattr(type(store), "append_many", real)
+    resp = await client.post("/v1/margin:batch", json={"accounts": failed})
+    assert resp.status == 200  # computed afresh, not a cached failure
+    assert all(i["snapshot_id"] is not None for i in (await resp.json())["results"])
+
+
 async def test_concurrent_reads_share_multicalls(client: Client) -> None:
     """Concurrent requests share multicalls at the seam (CoalescingReader). A wide window
     makes the test independent of how the machine schedules the 12 requests: each
@@ -139,6 +187,53 @@ async def test_concurrent_reads_share_multicalls(client: Client) -> None:
         assert r.stats.flushes - f <= 2, r.stats
     # 12 accounts x 4 chains read one by one would be 48 multicalls
     assert rpc_requests(client) - before <= 2 * 4 + 4  # (+ a re-pin per chain)
+
+
+async def test_concurrent_single_requests_read_together(
+    client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Single requests arriving together are read in one `Engine.read` of them all; an
+    account asked twice with different §1 addresses is read twice, each as asked."""
+    calls: list[list[str]] = []
+    real = Engine.read
+
+    async def read(self: Engine, accounts: Any, pins: Any = None, addresses: Any = None) -> Any:
+        calls.append(list(accounts))
+        return await real(self, accounts, pins, addresses)
+
+    monkeypatch.setattr(Engine, "read", read)
+    accounts = [fresh() for _ in range(12)]
+    other = fresh()
+    await client.get("/v1/health")  # fresh pins
+    paths = [f"/v1/accounts/{a}/margin" for a in accounts]
+    paths.append(f"/v1/accounts/{accounts[0]}/margin?addresses=base:{other.lower()}")
+    responses = await asyncio.gather(*(client.get(p) for p in paths))
+    assert [r.status for r in responses] == [200] * 13
+    reports = [await r.json() for r in responses]
+    assert sorted(a for c in calls for a in c) == sorted([*accounts, accounts[0]])
+    assert len(calls) < 13  # read together, not one by one
+    assert all(len(set(c)) == len(c) for c in calls)  # an account once per read
+    base = [c for c in reports[12]["chains"] if c["name"] == "base"]
+    assert base[0]["address"] == other  # each read and computed with its own addresses
+    assert all(c.get("address") in (None, accounts[0]) for c in reports[0]["chains"])
+
+
+async def test_one_pass_keeps_each_requests_addresses(client: Client) -> None:
+    """One account asked with and without §1 addresses, computed in one batcher pass:
+    each report is computed from its own states."""
+    svc = client.app[SERVICE]
+    account, other = fresh(), fresh()
+    pins = await svc.pins.current()
+    plain = svc.request("margin", account, "base", None)
+    mapped = svc.request("margin", account, "base", None, addresses=[("base", other)])
+    states = [(await svc._read_many([r], pins))[account] for r in (plain, mapped)]
+    items = [
+        _Pending("var", r, st, None, None) for r, st in zip((plain, mapped), states, strict=True)
+    ]
+    served = await asyncio.to_thread(svc._compute_and_store_many, items)
+    reports = [json.loads(s.body) for s in served if isinstance(s, Served)]
+    on_base = [next(c for c in r["chains"] if c["name"] == "base") for r in reports]
+    assert [c.get("address") for c in on_base] == [None, other]
 
 
 async def test_identical_requests_coalesce(client: Client) -> None:
