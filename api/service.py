@@ -27,9 +27,10 @@ import asyncio
 import functools
 import json
 import logging
-from collections.abc import Mapping, Sequence
+import operator
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import ValidationError
 
@@ -63,6 +64,8 @@ ResultKey = tuple[Request, str, PinKey, str]
 _Finds = list[tuple[str, str, "asyncio.Future[tuple[str, str] | None]"]]
 _Reads = list[tuple[Request, "asyncio.Future[list[ChainState]]"]]
 READ_CACHE = 512  # states of recent reads (many objects: kept few, for the GC's sake)
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,14 +289,7 @@ class Service:
 
     def _deliver_finds(self, task: asyncio.Task[dict[str, tuple[str, str]]], todo: _Finds) -> None:
         for key, _, future in todo:
-            if future.done():
-                continue
-            if task.cancelled():
-                future.cancel()
-            elif (exc := task.exception()) is not None:
-                future.set_exception(exc)
-            else:
-                future.set_result(task.result().get(key))
+            _settle(future, task, operator.methodcaller("get", key))
         if self._finds:
             self._flush_finds()
         else:
@@ -578,11 +574,17 @@ class Service:
 def _deliver_reads(group: _Reads, task: asyncio.Future[dict[str, list[ChainState]]]) -> None:
     """A grouped read's outcome to each of its requests (its failure to every one)."""
     for req, future in group:
-        if future.done():
-            continue
-        if task.cancelled():
-            future.cancel()
-        elif (exc := task.exception()) is not None:
-            future.set_exception(exc)
-        else:
-            future.set_result(task.result()[req.account])
+        _settle(future, task, operator.itemgetter(req.account))
+
+
+def _settle(future: asyncio.Future[T], task: asyncio.Future[R], pick: Callable[[R], T]) -> None:
+    """One waiter of a grouped task (store lookups, reads): the task's cancellation, its
+    failure, or the waiter's part of its result (`pick`); nothing if the waiter left."""
+    if future.done():
+        return
+    if task.cancelled():
+        future.cancel()
+    elif (exc := task.exception()) is not None:
+        future.set_exception(exc)
+    else:
+        future.set_result(pick(task.result()))
