@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from fractions import Fraction
 
-from adapters.calls import Call, CallResult
-from adapters.protocols.abi import WORD, address_word, as_address, bits, selector, words
+from adapters.calls import Call, CallResult, address_word
+from adapters.protocols.abi import WORD, as_address, bits, selector, words
 from crossmargin.core.errors import DecodeError
 
 WAD = 10**18

@@ -14,13 +14,6 @@ def selector(signature: str) -> bytes:
     return function_signature_to_4byte_selector(signature)
 
 
-def address_word(address: str) -> bytes:
-    raw = bytes.fromhex(address[2:]) if address.startswith("0x") else b""
-    if len(raw) != 20:
-        raise ValueError(f"not a 20-byte address: {address!r}")
-    return bytes(12) + raw
-
-
 def uint_word(value: int) -> bytes:
     return value.to_bytes(WORD, "big")
 

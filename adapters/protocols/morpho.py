@@ -8,8 +8,8 @@ from fractions import Fraction
 
 from eth_utils.crypto import keccak
 
-from adapters.calls import Call, CallResult
-from adapters.protocols.abi import WORD, address_word, as_address, bits, selector, uint_word, words
+from adapters.calls import Call, CallResult, address_word
+from adapters.protocols.abi import WORD, as_address, bits, selector, uint_word, words
 from crossmargin.core.errors import DecodeError
 
 WAD = 10**18
