@@ -127,12 +127,26 @@ async def _ready(session: aiohttp.ClientSession, node: Node) -> bool:
         except ChainError:
             await asyncio.sleep(0.02)
             continue
+        if got != node.chain_id:
+            # another devnet's node took the port between _free_port() and our bind:
+            # ours fails to bind and exits, and start() tries another port
+            if await _exits(node.process, READY_TIMEOUT_S):
+                return False
+            raise DevnetError(f"{node.url} serves chain id {got}, not {node.chain_id}")
         if node.process.poll() is not None:
             return False  # someone else answered; ours failed to bind
-        if got != node.chain_id:
-            raise DevnetError(f"{node.url} serves chain id {got}, not {node.chain_id}")
         return True
     raise DevnetError(f"anvil for {node.chain} not ready after {READY_TIMEOUT_S} s")
+
+
+async def _exits(process: subprocess.Popen[bytes], within_s: float) -> bool:
+    """Whether `process` ends within `within_s` seconds (polled: the loop goes on)."""
+    deadline = time.monotonic() + within_s
+    while process.poll() is None:
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.02)
+    return True
 
 
 def _free_port() -> int:

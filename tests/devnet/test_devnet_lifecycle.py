@@ -225,6 +225,32 @@ async def test_a_port_taken_meanwhile_is_retried(
     assert node.process.poll() is not None
 
 
+@pytest.mark.asyncio
+async def test_a_port_taken_by_another_chains_node_is_retried(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two devnets starting at once: another devnet's anvil (another chain id) binds the
+    port ours was given. Ours fails to bind; that is a retry, not 'serves chain id 10'."""
+    other = anvil.NodeSet(anvil.anvil_binary(ROOT), tmp_path / "other")
+    (tmp_path / "other").mkdir()
+    nodes = anvil.NodeSet(anvil.anvil_binary(ROOT), tmp_path)
+    try:
+        async with aiohttp.ClientSession() as session:
+            foreign = await other.start(session, "optimism", 10)
+            ports = iter([foreign.port])
+            fresh = anvil._free_port
+            monkeypatch.setattr(anvil, "_free_port", lambda: next(ports, None) or fresh())
+            node = await nodes.start(session, "arbitrum", 42161)
+            assert node.port != foreign.port
+        assert int(rpc(node.url, "eth_chainId"), 16) == 42161
+        assert len(nodes.nodes) == 2  # the first attempt could not bind and exited
+        assert nodes.nodes[0].process.poll() is not None
+    finally:
+        nodes.stop()
+        other.stop()
+    assert node.process.poll() is not None
+
+
 def test_missing_anvil_says_how_to_fix_it(tmp_path: Path) -> None:
     with pytest.raises(DevnetError, match="run make setup"):
         anvil.anvil_binary(tmp_path)
