@@ -92,7 +92,7 @@ CSV_COLUMNS = (
 )
 _HEADER_WORDS = {"address", "account"}
 BATCH_SIZE = 256  # accounts per engine batch
-WORKERS_FROM = 2_000  # input entries from which the default is worker processes
+WORKERS_FROM = 1_000  # input entries from which the default is worker processes (4 batches)
 MAX_DEFAULT_WORKERS = 2  # the default's cap: memory (see the module docstring)
 _TAIL_CHUNK = 1 << 16  # bytes read at a time when looking for the last newline
 
