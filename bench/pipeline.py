@@ -406,9 +406,9 @@ class ChildPeaks(threading.Thread):
 
 def scan_run(
     config_path: Path, accounts: Sequence[str], tmp: Path, tag: str
-) -> tuple[float, dict[str, Any], int]:
+) -> tuple[float, dict[str, Any], list[int]]:
     """Seconds, totals per account, peak RSS (KiB) of one `crossmargin scan`: the VmHWM of
-    its process (told by itself at the end) plus each child's (polled): the workers'.
+    its process (told by itself at the end), then each child's (polled): the workers'.
     VmHWM, not ru_maxrss, which a child started by fork and exec inherits from the
     parent (this process, which holds every method's totals, read as the scan's). Summed,
     pages a forked worker shares with the scan process count in both: an upper bound."""
@@ -445,7 +445,7 @@ def scan_run(
     peaks.join()
     if proc.returncode not in (0, 3):
         raise SystemExit(f"scan failed ({proc.returncode}):\n{stderr[-3000:]}")
-    rss = int(stderr.strip().splitlines()[-1]) + sum(peaks.peaks.values())
+    rss = [int(stderr.strip().splitlines()[-1]), *peaks.peaks.values()]
     totals = {}
     with out.open() as f:
         for line in f:
@@ -456,6 +456,12 @@ def scan_run(
 
 
 # ---------------------------------------------------------------- main
+
+
+def mb(rss: list[int]) -> str:
+    """Peak RSS of a scan's processes: the sum, then the scan process's and its workers'."""
+    parts = " + ".join(f"{k / 1024:.0f}" for k in rss)
+    return f"{sum(rss) / 1024:.0f} MB summed over its processes: {parts}"
 
 
 def same(name: str, a: dict[str, Any], b: dict[str, Any]) -> None:
@@ -506,7 +512,7 @@ def main(argv: list[str] | None = None) -> int:
                     f"N={n}: floor {n / f:,.0f} accounts/s (without protocol calls "
                     f"{n / f_plain:,.0f}/s); engine ({ENGINE_WORKERS} worker processes) "
                     f"{n / e:,.0f}/s; api batch {n / a:,.0f}/s; "
-                    f"scan {n / s:,.0f}/s (peak RSS {rss / 1024:.0f} MB, all processes); "
+                    f"scan {n / s:,.0f}/s (peak RSS {mb(rss)}); "
                     "figures match",
                     flush=True,
                 )
@@ -530,7 +536,7 @@ def main(argv: list[str] | None = None) -> int:
                 s, _, rss = scan_run(net.config_path, big, tmp, "rss")
                 print(
                     f"scan of {len(big):,} accounts: {s:.0f} s ({len(big) / s:,.0f}/s), "
-                    f"peak RSS {rss / 1024:.0f} MB summed over its processes (target < 500 MB)",
+                    f"peak RSS {mb(rss)} (target < 500 MB)",
                     flush=True,
                 )
     print(

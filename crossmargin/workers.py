@@ -24,7 +24,9 @@ Start method (`choose_start_method`): `fork` when this process has one thread an
 running event loop: the workers inherit the imported modules, so starting costs
 milliseconds. Forking a process with other threads can copy a lock some thread holds
 (a deadlock in the child), so otherwise `forkserver`: a fresh single-threaded server
-process imports this module once (~1 s) and forks the workers from itself.
+process imports this module once (~1 s) and forks the workers from itself. As with
+`spawn`, each such worker first imports the main module (a script must guard its entry
+point with `if __name__ == "__main__"`), and `finish` must be importable by name there.
 """
 
 from __future__ import annotations

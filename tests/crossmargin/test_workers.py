@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -18,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from crossmargin.core.config import Config, load_config
+from crossmargin.core.config import Config, config_hash, load_config
 from crossmargin.engine import Engine, Result
 from crossmargin.workers import WorkerError, WorkerPool, choose_start_method
 
@@ -60,6 +61,13 @@ def gone(pids: list[int], within_s: float = 10.0) -> bool:
             return True
         time.sleep(0.05)
     return False
+
+
+def test_the_config_pickles_whole() -> None:
+    """A worker gets its config pickled (forkserver) or copied (fork): the same figures."""
+    copy = pickle.loads(pickle.dumps(CONFIG))
+    assert copy == CONFIG
+    assert config_hash(copy) == config_hash(CONFIG)
 
 
 @pytest.mark.parametrize("method", METHODS)
