@@ -250,27 +250,41 @@ def test_partial_records_exit_3(tmp_path: Path, devnet: Any, base_down: Path) ->
     assert "base" in {c["name"] for c in rec["report"]["chains"] if c["status"] != "ok"}
 
 
+@pytest.mark.parametrize(
+    ("workers", "group"),
+    [("1", False), ("2", False), ("2", True)],
+    ids=["one-process", "workers", "workers-terminal"],
+)
 def test_ctrl_c_says_how_to_resume_and_exits_130(
-    tmp_path: Path, devnet: Any, big: tuple[Path, bytes]
+    tmp_path: Path, devnet: Any, big: tuple[Path, bytes], workers: str, group: bool
 ) -> None:
+    """`group`: SIGINT to the whole process group, as a terminal's Ctrl-C (workers
+    ignore it; the scan stops them)."""
     src, expected = big
     out = tmp_path / "out.jsonl"
     proc = subprocess.Popen(
-        scan_argv(devnet, src, out),
+        [*scan_argv(devnet, src, out), "--workers", workers],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
         preexec_fn=sigint_default,
+        start_new_session=group,
     )
     try:
         wait_for_lines(out, proc, 3)
-        proc.send_signal(signal.SIGINT)
+        kids = children(proc.pid)
+        assert len(kids) == (0 if workers == "1" else 2)
+        if group:
+            os.killpg(proc.pid, signal.SIGINT)
+        else:
+            proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
     assert proc.returncode == 130, err
+    assert not any(running(p) for p in kids)
     assert "Traceback" not in err
     written = out.read_bytes().count(b"\n")
     hint = f"scan interrupted: {written} records written to {out} in this run; rerun the same"
