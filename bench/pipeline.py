@@ -9,17 +9,23 @@ wallet-only (native coin and a token), a third with collateral and debt, over th
 chains. One block is mined; nothing moves the chains after that, so every method below
 reads the same pinned blocks. For each N, measured in the same run:
 
-  (a) floor   the adapters' raw read of exactly those balances and feeds: per chain one
-              pin and `EvmAdapter.read` of the batch's calls, chains concurrently, no
-              decoding beyond the multicall envelope (best of 2);
+  (a) floor   the adapters' raw read of exactly what the engine reads per chain: every
+              balance, the feeds and the §12 protocol calls (`ProtocolPlan(config, chain,
+              owners).calls`, as crossmargin/pipeline/read.py builds them); per chain one
+              pin and `EvmAdapter.read` of those calls, chains concurrently, no decoding
+              beyond the multicall envelope (best of 2). The floor without the protocol
+              calls is printed too; the ratios use the full one;
   (b) engine  `Engine.run` end to end in batches: read, value, report, and each report's
-              snapshot appended to a SQLite store (api/store);
+              snapshot appended to a SQLite store (api/store), in 2 worker processes
+              (crossmargin/workers.py: each its own engine; the storing runs in them);
   (c) api     `POST /v1/margin:batch` on a running API (this process, own thread; the
               client is a child process), batches of `api.max_batch`, 4 clients;
-  (d) scan    `crossmargin scan` (a subprocess, start-up included) into a JSONL file.
+  (d) scan    `crossmargin scan` as the CLI runs it by default (a subprocess, start-up
+              included; worker processes from 1,000 accounts) into a JSONL file.
 
 Every method's totals are asserted equal per account. With `--rss-accounts` a scan of
-that many (random, mostly empty) accounts is run and its peak RSS printed. Last line:
+that many (random, mostly empty) accounts is run and its peak RSS printed: the VmHWM of
+the scan process and of each of its children (the workers) summed. Last line:
 `pipeline: N accounts/s, 0.XX of read floor; api batch 0.XX; scan 0.XX` (for the
 largest N; accounts/s is the engine's).
 """
@@ -53,6 +59,7 @@ from eth_utils.crypto import keccak
 
 KEY_HEADER = "X-API-Key"
 ENGINE_BATCH = 256  # as `crossmargin scan` (--batch-size): a batch reads while another computes
+ENGINE_WORKERS = 2  # worker processes of (b), as `crossmargin scan`'s default
 API_CLIENTS = 4
 TOTALS = ("collateral_usd", "debt_usd", "equity_usd", "margin_requirement_usd", "health")
 
@@ -128,29 +135,36 @@ async def fund(config: Any, urls: dict[str, str], accounts: Sequence[str]) -> No
 # ---------------------------------------------------------------- (a) the read floor
 
 
-async def floor(config: Any, accounts: Sequence[str]) -> float:
-    """Seconds for one pin and one read of every balance and feed, chains concurrently."""
+async def floor(config: Any, accounts: Sequence[str]) -> tuple[float, float]:
+    """Seconds for one pin and one read per chain of what the engine reads (balances,
+    feeds, §12 protocol calls), chains concurrently, best of 2; and the same without the
+    protocol calls."""
     from adapters.balances import BalancePlan
     from crossmargin.engine import open_adapters
+    from crossmargin.pipeline.protocol_read import ProtocolPlan
     from oracle.feeds import plan_feeds
 
-    best = float("inf")
     async with open_adapters(config) as adapters:
-        plans = {
+        plain = {
             n: BalancePlan([r for r in config.representations if r.chain == n], accounts).calls
             + list(plan_feeds(config, config.chain(n)).calls)
             for n in adapters
         }
-        for _ in range(2):
+        full = {n: plain[n] + ProtocolPlan(config, config.chain(n), accounts).calls for n in plain}
 
+        async def best(plans: dict[str, Any]) -> float:
             async def one(name: str) -> None:
                 a = adapters[name]
                 await a.read(plans[name], await a.pin())
 
-            t0 = time.perf_counter()
-            await asyncio.gather(*(one(n) for n in adapters))
-            best = min(best, time.perf_counter() - t0)
-    return best
+            fastest = float("inf")
+            for _ in range(2):
+                t0 = time.perf_counter()
+                await asyncio.gather(*(one(n) for n in adapters))
+                fastest = min(fastest, time.perf_counter() - t0)
+            return fastest
+
+        return await best(full), await best(plain)
 
 
 # ---------------------------------------------------------------- (b) the engine
@@ -172,37 +186,57 @@ def store_all(store: Any, config: Any, results: Sequence[Any], est: Any) -> dict
     return totals
 
 
-async def engine_run(config: Any, accounts: Sequence[str], db: str) -> tuple[float, dict[str, Any]]:
-    """Batches of ENGINE_BATCH through `Engine.run`, two in flight (one reading while the
-    other computes), each batch's snapshots stored in a worker thread."""
+_STORES: dict[str, Any] = {}  # in a worker process: its own connection to each store
+
+
+def store_batch(engine: Any, results: list[Any], db: str) -> dict[str, Any]:
+    """`WorkerPool` finish, in a worker: the batch's snapshots stored (`store_all`) through
+    the worker's own connection to `db`, opened at its first batch and left to the
+    process's exit; the totals per account are what comes back."""
+    from api.store import Store
+
+    store = _STORES.get(db) or _STORES.setdefault(db, Store.open(db))
+    history = engine.history
+    est = None if history is None else history.estimates(engine.config, None)
+    return store_all(store, engine.config, results, est)
+
+
+def _noop(engine: Any, results: list[Any], extra: Any) -> None:
+    """`WorkerPool` finish of the warm-up job."""
+
+
+def engine_run(
+    config: Any, accounts: Sequence[str], db: str, workers: int = ENGINE_WORKERS
+) -> tuple[float, dict[str, Any]]:
+    """Batches of ENGINE_BATCH through `Engine.run` in `workers` worker processes
+    (crossmargin/workers.py), two batches in flight per worker (one reading while the
+    other computes), each batch's snapshots stored in its worker. Timed once every worker
+    has its engine, as the single engine was timed after `Engine.connect`."""
     from api.store import Store
     from crossmargin.core.config import config_hash, risk_document
-    from crossmargin.engine import Engine
     from crossmargin.pipeline.snapshot import Request
+    from crossmargin.workers import WorkerPool
 
     store = Store.open(db)
     store.put_config(config_hash(config), risk_document(config))
+    store.close()
     target = config.settlement_chain
     totals: dict[str, Any] = {}
-    try:
-        async with Engine.connect(config) as engine:
-            est = await engine.estimates()
+    # fork: this process has one thread here, and `store_batch` lives in __main__
+    with WorkerPool(config, None, workers, start_method="fork") as pool:
 
-            async def one(batch: Sequence[str]) -> dict[str, Any]:
-                results = await engine.run([Request("margin", a, target) for a in batch])
-                return await asyncio.to_thread(store_all, store, config, results, est)
-
+        async def go() -> float:
+            await asyncio.gather(*(pool.run([], _noop) for _ in range(2 * workers)))
+            jobs = [
+                ([Request("margin", a, target) for a in accounts[i : i + ENGINE_BATCH]], db)
+                for i in range(0, len(accounts), ENGINE_BATCH)
+            ]
             t0 = time.perf_counter()
-            pending: list[asyncio.Task[dict[str, Any]]] = []
-            for i in range(0, len(accounts), ENGINE_BATCH):
-                pending.append(asyncio.create_task(one(accounts[i : i + ENGINE_BATCH])))
-                if len(pending) >= 2:
-                    totals.update(await pending.pop(0))
-            for task in pending:
-                totals.update(await task)
-            elapsed = time.perf_counter() - t0
-    finally:
-        store.close()
+            async for done in pool.map_ordered(jobs, store_batch):
+                totals.update(done)
+            return time.perf_counter() - t0
+
+        elapsed = asyncio.run(go())
     return elapsed, totals
 
 
@@ -333,12 +367,51 @@ def api_run(config: Any, accounts: Sequence[str], tmp: Path) -> tuple[float, dic
 # ---------------------------------------------------------------- (d) scan
 
 
+def vm_hwm_kib(pid: int) -> int:
+    """A process's peak RSS so far (VmHWM, KiB); 0 once it is gone."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as f:
+            return next((int(x.split()[1]) for x in f if x.startswith("VmHWM:")), 0)
+    except OSError:
+        return 0
+
+
+class ChildPeaks(threading.Thread):
+    """Every 20 ms, each descendant of `pid` and its VmHWM (a high-water mark: the last
+    reading is its peak up to then; a worker's last is taken idle, at its stop)."""
+
+    def __init__(self, pid: int) -> None:
+        super().__init__(daemon=True)
+        self.pid = pid
+        self.peaks: dict[int, int] = {}
+        self.done = threading.Event()
+
+    def descendants(self) -> list[int]:
+        out, todo = [], [self.pid]
+        while todo:
+            p = todo.pop()
+            try:
+                kids = [int(k) for k in Path(f"/proc/{p}/task/{p}/children").read_text().split()]
+            except OSError:
+                continue
+            out += kids
+            todo += kids
+        return out
+
+    def run(self) -> None:
+        while not self.done.wait(0.02):
+            for p in self.descendants():
+                self.peaks[p] = max(self.peaks.get(p, 0), vm_hwm_kib(p))
+
+
 def scan_run(
     config_path: Path, accounts: Sequence[str], tmp: Path, tag: str
-) -> tuple[float, dict[str, Any], int]:
-    """Seconds, totals per account, peak RSS (KiB) of one `crossmargin scan` process:
-    its VmHWM, not ru_maxrss, which a child started by fork and exec inherits from the
-    parent (this process, which holds every method's totals, read as the scan's)."""
+) -> tuple[float, dict[str, Any], list[int]]:
+    """Seconds, totals per account, peak RSS (KiB) of one `crossmargin scan`: the VmHWM of
+    its process (told by itself at the end), then each child's (polled): the workers'.
+    VmHWM, not ru_maxrss, which a child started by fork and exec inherits from the
+    parent (this process, which holds every method's totals, read as the scan's). Summed,
+    pages a forked worker shares with the scan process count in both: an upper bound."""
     src, out = tmp / f"scan-{tag}.txt", tmp / f"scan-{tag}.jsonl"
     src.write_text("\n".join(accounts) + "\n")
     argv = [
@@ -363,11 +436,16 @@ def scan_run(
         f"sqlite:///{tmp / f'history-{tag}.db'}",
     ]
     t0 = time.perf_counter()
-    proc = subprocess.run(argv, capture_output=True, text=True, check=False)
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    peaks = ChildPeaks(proc.pid)
+    peaks.start()
+    _, stderr = proc.communicate()
     elapsed = time.perf_counter() - t0
+    peaks.done.set()
+    peaks.join()
     if proc.returncode not in (0, 3):
-        raise SystemExit(f"scan failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-    rss = int(proc.stderr.strip().splitlines()[-1])
+        raise SystemExit(f"scan failed ({proc.returncode}):\n{stderr[-3000:]}")
+    rss = [int(stderr.strip().splitlines()[-1]), *peaks.peaks.values()]
     totals = {}
     with out.open() as f:
         for line in f:
@@ -378,6 +456,12 @@ def scan_run(
 
 
 # ---------------------------------------------------------------- main
+
+
+def mb(rss: list[int]) -> str:
+    """Peak RSS of a scan's processes: the sum, then the scan process's and its workers'."""
+    parts = " + ".join(f"{k / 1024:.0f}" for k in rss)
+    return f"{sum(rss) / 1024:.0f} MB summed over its processes: {parts}"
 
 
 def same(name: str, a: dict[str, Any], b: dict[str, Any]) -> None:
@@ -418,18 +502,18 @@ def main(argv: list[str] | None = None) -> int:
             print(f"funded {len(accounts)} accounts in {time.perf_counter() - t0:.1f} s")
             for n in sizes:
                 batch = accounts[:n]
-                f = asyncio.run(floor(config, batch))
-                e, engine_totals = asyncio.run(
-                    engine_run(config, batch, f"sqlite:///{tmp / f'engine-{n}.db'}")
-                )
+                f, f_plain = asyncio.run(floor(config, batch))
+                e, engine_totals = engine_run(config, batch, f"sqlite:///{tmp / f'engine-{n}.db'}")
                 a, api_totals = api_run(config, batch, tmp)
                 s, scan_totals, rss = scan_run(net.config_path, batch, tmp, str(n))
                 same("api", engine_totals, api_totals)
                 same("scan", engine_totals, scan_totals)
                 print(
-                    f"N={n}: floor {n / f:,.0f} accounts/s; engine {n / e:,.0f}/s; "
-                    f"api batch {n / a:,.0f}/s; "
-                    f"scan {n / s:,.0f}/s (peak RSS {rss / 1024:.0f} MB); figures match",
+                    f"N={n}: floor {n / f:,.0f} accounts/s (without protocol calls "
+                    f"{n / f_plain:,.0f}/s); engine ({ENGINE_WORKERS} worker processes) "
+                    f"{n / e:,.0f}/s; api batch {n / a:,.0f}/s; "
+                    f"scan {n / s:,.0f}/s (peak RSS {mb(rss)}); "
+                    "figures match",
                     flush=True,
                 )
                 line = (
@@ -452,7 +536,7 @@ def main(argv: list[str] | None = None) -> int:
                 s, _, rss = scan_run(net.config_path, big, tmp, "rss")
                 print(
                     f"scan of {len(big):,} accounts: {s:.0f} s ({len(big) / s:,.0f}/s), "
-                    f"peak RSS {rss / 1024:.0f} MB (target < 500 MB)",
+                    f"peak RSS {mb(rss)} (target < 500 MB)",
                     flush=True,
                 )
     print(

@@ -250,27 +250,41 @@ def test_partial_records_exit_3(tmp_path: Path, devnet: Any, base_down: Path) ->
     assert "base" in {c["name"] for c in rec["report"]["chains"] if c["status"] != "ok"}
 
 
+@pytest.mark.parametrize(
+    ("workers", "group"),
+    [("1", False), ("2", False), ("2", True)],
+    ids=["one-process", "workers", "workers-terminal"],
+)
 def test_ctrl_c_says_how_to_resume_and_exits_130(
-    tmp_path: Path, devnet: Any, big: tuple[Path, bytes]
+    tmp_path: Path, devnet: Any, big: tuple[Path, bytes], workers: str, group: bool
 ) -> None:
+    """`group`: SIGINT to the whole process group, as a terminal's Ctrl-C (workers
+    ignore it; the scan stops them)."""
     src, expected = big
     out = tmp_path / "out.jsonl"
     proc = subprocess.Popen(
-        scan_argv(devnet, src, out),
+        [*scan_argv(devnet, src, out), "--workers", workers],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
         preexec_fn=sigint_default,
+        start_new_session=group,
     )
     try:
         wait_for_lines(out, proc, 3)
-        proc.send_signal(signal.SIGINT)
+        kids = children(proc.pid)
+        assert len(kids) == (0 if workers == "1" else 2)
+        if group:
+            os.killpg(proc.pid, signal.SIGINT)
+        else:
+            proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
     assert proc.returncode == 130, err
+    assert not any(running(p) for p in kids)
     assert "Traceback" not in err
     written = out.read_bytes().count(b"\n")
     hint = f"scan interrupted: {written} records written to {out} in this run; rerun the same"
@@ -397,3 +411,63 @@ def test_resume_streams_a_huge_output(tmp_path: Path, devnet: Any) -> None:
     with huge_out.open(encoding="utf-8") as f:
         tail = list(deque(f, maxlen=len(small_tail)))
     assert [json.loads(t) for t in tail] == [{**r, "line": r["line"] + n} for r in small_tail]
+
+
+def children(pid: int) -> list[int]:
+    text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    return [int(p) for p in text.split()]
+
+
+def running(pid: int) -> bool:
+    """Not exited (a zombie waiting for init to reap it has exited)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def test_workers_write_the_same_bytes(tmp_path: Path, devnet: Any, big: tuple[Path, bytes]) -> None:
+    """--workers 2 (here: forkserver, pytest has threads) gives one process's output byte
+    for byte, and so does a resumed run; as a command of its own (fork), CSV too."""
+    src, expected = big
+    out = tmp_path / "out.jsonl"
+    two = ("--workers", "2", "--batch-size", "16")
+    assert scan(devnet, "--input", str(src), "--output", str(out), *two) == 3
+    assert out.read_bytes() == expected
+    lines = expected.splitlines(keepends=True)
+    out.write_bytes(b"".join(lines[:50]) + lines[50][:40])  # half done, torn mid-record
+    assert scan(devnet, "--input", str(src), "--output", str(out), *two) == 3
+    assert out.read_bytes() == expected
+
+    one_csv, two_csv = tmp_path / "one.csv", tmp_path / "two.csv"
+    assert scan(devnet, "--input", str(src), "--output", str(one_csv), "--workers", "1") == 3
+    res = run("scan", "--input", str(src), "--output", str(two_csv), *two,
+              "--config", str(devnet.config_path))  # fmt: skip
+    assert res.returncode == 3, res.stderr
+    assert two_csv.read_bytes() == one_csv.read_bytes()
+
+
+def test_killed_scan_leaves_no_workers_and_resumes(
+    tmp_path: Path, devnet: Any, big: tuple[Path, bytes]
+) -> None:
+    src, expected = big
+    out = tmp_path / "out.jsonl"
+    proc = subprocess.Popen(
+        [*scan_argv(devnet, src, out), "--workers", "2"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_lines(out, proc, 3)
+        workers = children(proc.pid)
+        assert len(workers) == 2
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(30)
+    deadline = time.monotonic() + 10
+    while any(running(p) for p in workers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(running(p) for p in workers), "a worker outlived the scan"
+    assert scan(devnet, "--input", str(src), "--output", str(out), "--workers", "2") == 3
+    assert out.read_bytes() == expected
