@@ -28,6 +28,7 @@ import functools
 import json
 import logging
 import operator
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
@@ -63,6 +64,7 @@ PinKey = tuple[tuple[str, int, str] | tuple[str, None, None], ...]
 ResultKey = tuple[Request, str, PinKey, str]
 _Finds = list[tuple[str, str, "asyncio.Future[tuple[str, str] | None]"]]
 _Reads = list[tuple[Request, "asyncio.Future[list[ChainState]]"]]
+ESTIMATES_TTL_S = 1.0  # how long the current §6 estimates are reused
 READ_CACHE = 512  # states of recent reads (many objects: kept few, for the GC's sake)
 T = TypeVar("T")
 R = TypeVar("R")
@@ -158,6 +160,7 @@ class Service:
             READ_CACHE
         )
         self._estimates: tuple[RiskEstimates | None, str] = (None, "config")
+        self._estimates_until = 0.0  # time.monotonic() until which they are reused
         self.store_probe: asyncio.Future[Any] | None = None  # a write probe (/v1/health)
         self._pending: list[tuple[_Pending, asyncio.Future[Served]]] = []
         self._flushing = False
@@ -198,13 +201,19 @@ class Service:
 
     async def estimates(self, before: int | None = None) -> tuple[RiskEstimates | None, str]:
         """§6 sigma/rho from the engine's history store (None: config alone), and a key;
-        `before` (§15): from the closes final before that time."""
+        `before` (§15): from the closes final before that time. The current estimates
+        are looked up at most every ESTIMATES_TTL_S: the history store's check that its
+        closes are unchanged is a query and a config hash (~0.5 ms in a worker thread),
+        which every request had paid; new closes come once a day."""
+        if before is None and time.monotonic() < self._estimates_until:
+            return self._estimates
         est = await self.engine.estimates(before)
         if before is not None:
             return est, "config" if est is None else digest(canonical(encode(est)))
         if est is not self._estimates[0]:
             key = "config" if est is None else digest(canonical(encode(est)))
             self._estimates = (est, key)
+        self._estimates_until = time.monotonic() + ESTIMATES_TTL_S
         return self._estimates
 
     def request(
