@@ -162,3 +162,25 @@ def test_workers_option_is_checked(bad: str) -> None:
     )
     assert out.returncode == 2
     assert "--workers" in out.stderr
+
+
+def test_a_live_only_watcher_never_reads_the_stored_watches(devnet: Any) -> None:
+    """Workers other than 0 follow their own live listeners only: the stored watches
+    are worker 0's (one watcher, one alert per crossing)."""
+    from api.watch.live import Hub
+    from api.watch.watcher import Watcher
+
+    class _Service:
+        config = devnet.config
+
+    class _Store:
+        def version(self) -> Any:
+            raise AssertionError("a live-only watcher read the stored watches")
+
+    hub = Hub()
+    watcher = Watcher(_Service(), _Store(), hub, live_only=True)  # type: ignore[arg-type]
+    asyncio.run(watcher._reload())
+    assert watcher.watches == []
+    hub.subscribe((devnet.demo_accounts["alice"], "ethereum"))
+    groups = watcher.groups()
+    assert groups == {("ethereum", devnet.config.risk.method): {devnet.demo_accounts["alice"]}}
