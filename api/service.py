@@ -494,13 +494,16 @@ class Service:
         pin_key: PinKey,
         est_key: str,
     ) -> dict[str, Served]:
-        """A batch's uncached requests: read together while they are looked up in the
-        store (with the lookups of every request meanwhile, `_find_cached_soon`), the
-        rest computed and stored by the shared batcher; each result cached. An account
-        the engine gives a problem is left out (`batch` serves it alone)."""
+        """A batch's uncached requests: looked up in the store (with the lookups of every
+        request meanwhile, `_find_cached_soon`), those not found read together, computed
+        and stored by the shared batcher; each result cached. An account the engine gives
+        a problem is left out (`batch` serves it alone). The store first, then the
+        chains: under `serve --workers N` a result is often in the store (computed by
+        another worker), and reading it from the chains too cost more than waiting for
+        the one lookup query."""
         keys = [self._cache_key(r, method, pin_key, est_key) for r in reqs]
         finds = (self._find_cached_soon(k, r.account) for k, r in zip(keys, reqs, strict=True))
-        states, found = await asyncio.gather(self._read_many(reqs, pins), asyncio.gather(*finds))
+        found = await asyncio.gather(*finds)
         results: list[Served | None] = [None] * len(reqs)
         hits = [(i, f) for i, f in enumerate(found) if f is not None]
         if hits:
@@ -509,6 +512,7 @@ class Service:
             for (i, _), served in zip(hits, stored, strict=True):
                 results[i] = served
         todo = [i for i, served in enumerate(results) if served is None]
+        states = await self._read_many([reqs[i] for i in todo], pins) if todo else {}
         computed = await asyncio.gather(
             *(
                 self._compute_and_store_soon(
