@@ -9,6 +9,12 @@ body is at most MAX_BODY_BYTES and, as JSON, at most `api.openapi.MAX_JSON_DEPTH
 
 Lifecycle: the snapshot store is opened (alembic upgrade to head) and the Engine's HTTP
 session and adapters are started with the app, and closed with it.
+
+One of several worker processes (`crossmargin serve --workers N`, `Worker`): rate limits
+are divided by N, so a key's rate does not multiply; only worker 0 runs the watcher of
+the stored watches and the webhook deliverer (they must run once); the others follow
+only their own live listeners' accounts. Every answer names its worker (`X-Worker`),
+and /metrics (per worker) its pid.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 
 from aiohttp import web
@@ -43,11 +50,25 @@ from crossmargin.core.config import Config
 from crossmargin.engine import Engine, open_adapters
 from oracle.store import HistoryStore
 
-__all__ = ["ENGINE", "SERVICE", "WATCHER", "create_app"]
+__all__ = ["ENGINE", "SERVICE", "WATCHER", "Worker", "create_app"]
 
 WATCHER = web.AppKey("watcher", Watcher)
 
 MAX_BODY_BYTES = 256 * 1024
+WORKER_HEADER = "X-Worker"
+
+
+@dataclass(frozen=True, slots=True)
+class Worker:
+    """This process is worker `index` (0-based) of `count` serving one port."""
+
+    index: int
+    count: int
+
+    @property
+    def primary(self) -> bool:
+        """Runs what must run once: the stored watches' watcher and webhook delivery."""
+        return self.index == 0
 
 
 def _version() -> str:
@@ -63,23 +84,35 @@ def api_operations(config: Config) -> list[Operation]:
 
 
 def create_app(
-    config: Config, *, database: str | None = None, history: HistoryStore | None = None
+    config: Config,
+    *,
+    database: str | None = None,
+    history: HistoryStore | None = None,
+    worker: Worker | None = None,
 ) -> web.Application:
     """The whole API for `config`. `database` overrides the snapshot store's URL (else
     $CROSSMARGIN_DATABASE_URL, else `api.database_url`); `history`, the price-history
-    store, makes sigma and rho estimates from it (METHOD.md §6) instead of config."""
+    store, makes sigma and rho estimates from it (METHOD.md §6) instead of config.
+    `worker`: this app is one of several processes on one port (module docstring)."""
     app: web.Application
 
     def adapters() -> Mapping[str, EvmAdapter]:
         return app[SERVICE].adapters if SERVICE in app else {}
 
-    metrics = Metrics(adapters)
+    metrics = Metrics(adapters, worker=None if worker is None else worker.index)
     problems = error_middleware(Scrubber(config), config.api.request_timeout_s)
     app = web.Application(
         middlewares=[metrics.middleware, problems], client_max_size=MAX_BODY_BYTES
     )
     serve_protocol_errors(app)
-    gate = Gate(config.api)
+    if worker is not None:
+        name = str(worker.index)
+
+        async def name_worker(_: web.Request, response: web.StreamResponse) -> None:
+            response.headers[WORKER_HEADER] = name
+
+        app.on_response_prepare.append(name_worker)
+    gate = Gate(config.api, share=1 if worker is None else worker.count)
     ops = api_operations(config)
     for op in ops:
         if op.method == "GET":
@@ -114,7 +147,8 @@ def create_app(
                 app[WATCH_STORE] = watches = WatchStore(store)
                 try:
                     await service.start()
-                    async with _watching(config, service, watches, app):
+                    primary = worker is None or worker.primary
+                    async with _watching(config, service, watches, app, primary=primary):
                         yield
                 finally:
                     await service.close()
@@ -127,19 +161,29 @@ def create_app(
 
 @asynccontextmanager
 async def _watching(
-    config: Config, service: Service, watches: WatchStore, app: web.Application
+    config: Config,
+    service: Service,
+    watches: WatchStore,
+    app: web.Application,
+    *,
+    primary: bool = True,
 ) -> AsyncIterator[None]:
     """The watcher and the webhook deliverer (METHOD.md §14) run with the app when
-    `watch.enabled`: `crossmargin serve` and `up` watch without another process."""
+    `watch.enabled`: `crossmargin serve` and `up` watch without another process. A
+    worker other than the primary runs a watcher of its own live listeners only (their
+    events come from the process that holds their stream), with no alerts to deliver."""
     if not config.watch.enabled:
         yield
         return
-    deliverer = Deliverer(config.watch, watches)
-    watcher = Watcher(service, watches, app[HUB], deliverer.wake)
+    deliverer = Deliverer(config.watch, watches) if primary else None
+    wake = None if deliverer is None else deliverer.wake
+    watcher = Watcher(service, watches, app[HUB], wake, live_only=not primary)
     app[WATCHER] = watcher
     app[ON_CHANGE] = [watcher.reload_soon]
     app[HUB].on_new_account = watcher.reload_soon
-    tasks = [asyncio.create_task(deliverer.run()), asyncio.create_task(watcher.run())]
+    tasks = [asyncio.create_task(watcher.run())]
+    if deliverer is not None:
+        tasks.append(asyncio.create_task(deliverer.run()))
     try:
         yield
     finally:

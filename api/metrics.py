@@ -9,6 +9,8 @@
 - `crossmargin_cache_lookups_total{layer,outcome}`: results served from memory (`hit`),
   joined to a running computation (`coalesced`), found stored (`store`), or computed.
 - `crossmargin_snapshots_stored_total`, `crossmargin_requests_rejected_total{status}`.
+- `crossmargin_worker_info{worker,pid}` (1), under `crossmargin serve --workers N`: each
+  worker has its own registry, so a scrape sees one worker's counts (scrape each).
 - `crossmargin_store_rejected_total{reason}`: stored documents found by a request's
   cache key and not served (METHOD.md §10): `id_mismatch` (the id is not the sha256
   of the content), `malformed`, `request_mismatch` (kind, account, target, asset,
@@ -17,11 +19,12 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterable, Mapping
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
@@ -57,8 +60,17 @@ class RpcCollector(Collector):
 
 
 class Metrics:
-    def __init__(self, adapters: Callable[[], Mapping[str, EvmAdapter]]) -> None:
+    def __init__(
+        self, adapters: Callable[[], Mapping[str, EvmAdapter]], *, worker: int | None = None
+    ) -> None:
         self.registry = CollectorRegistry()
+        if worker is not None:  # which process of `serve --workers` this scrape saw
+            Gauge(
+                "crossmargin_worker_info",
+                "This API worker process",
+                ["worker", "pid"],
+                registry=self.registry,
+            ).labels(str(worker), str(os.getpid())).set(1)
         self.latency = Histogram(
             "crossmargin_http_request_duration_seconds",
             "Time to answer an HTTP request",

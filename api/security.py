@@ -7,7 +7,10 @@ principal (one bucket per client address) if `api.anonymous`, else 401. A key th
 matches nothing: 403, whether or not anonymous access is on. Each key and each
 anonymous address has its own bucket, so one client's flood is its own 429s and
 never another client's. Buckets live in the process: N processes behind a balancer
-allow N times the configured rates (README, "Running several API processes").
+allow N times the configured rates (README, "Running several API processes"), unless
+each is given `share=N`, as `crossmargin serve --workers N` does: every bucket then
+fills at rate/N up to ceil(burst/N), so the workers together never allow more than the
+configured rate (a client whose connections all land on one worker gets rate/N).
 
 A batch of n accounts costs n tokens. It is let in when the bucket holds min(n, burst)
 of them, so any batch up to `api.max_batch` can pass whatever the burst; one larger
@@ -81,13 +84,18 @@ class TokenBucket:
 class Gate:
     """Authentication and rate limits for the operations that need them."""
 
-    def __init__(self, api: ApiConfig, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, api: ApiConfig, clock: Callable[[], float] = time.monotonic, *, share: int = 1
+    ) -> None:
+        """`share`: this process is one of that many serving the same clients, each with
+        rate/share and burst/share (rounded up) of every bucket."""
         self.api = api
         self._clock = clock
+        self._share = share
         self._keys = [(k.name, k.sha256) for k in api.keys]
         now = clock()
         self._buckets: dict[str, TokenBucket] = {
-            f"key:{k.name}": TokenBucket(k.rate_per_s, k.burst, now) for k in api.keys
+            f"key:{k.name}": self._new_bucket(k.rate_per_s, k.burst, now) for k in api.keys
         }
         self._anonymous: OrderedDict[str, TokenBucket] = OrderedDict()
 
@@ -131,6 +139,9 @@ class Gate:
                 headers={"Retry-After": str(retry)},
             )
 
+    def _new_bucket(self, rate: float, burst: int, now: float) -> TokenBucket:
+        return TokenBucket(rate / self._share, -(-burst // self._share), now)
+
     def _bucket(self, name: str, now: float) -> TokenBucket:
         bucket = self._buckets.get(name)
         if bucket is not None:
@@ -139,7 +150,8 @@ class Gate:
         if bucket is None:
             if len(self._anonymous) >= MAX_ANONYMOUS_BUCKETS:
                 self._anonymous.popitem(last=False)  # the least recently seen address
-            bucket = TokenBucket(self.api.anonymous_rate_per_s, self.api.anonymous_burst, now)
+            api = self.api
+            bucket = self._new_bucket(api.anonymous_rate_per_s, api.anonymous_burst, now)
             self._anonymous[name] = bucket
         else:
             self._anonymous.move_to_end(name)

@@ -28,6 +28,7 @@ import functools
 import json
 import logging
 import operator
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
@@ -63,6 +64,7 @@ PinKey = tuple[tuple[str, int, str] | tuple[str, None, None], ...]
 ResultKey = tuple[Request, str, PinKey, str]
 _Finds = list[tuple[str, str, "asyncio.Future[tuple[str, str] | None]"]]
 _Reads = list[tuple[Request, "asyncio.Future[list[ChainState]]"]]
+ESTIMATES_TTL_S = 1.0  # how long the current §6 estimates are reused
 READ_CACHE = 512  # states of recent reads (many objects: kept few, for the GC's sake)
 T = TypeVar("T")
 R = TypeVar("R")
@@ -158,6 +160,7 @@ class Service:
             READ_CACHE
         )
         self._estimates: tuple[RiskEstimates | None, str] = (None, "config")
+        self._estimates_until = 0.0  # time.monotonic() until which they are reused
         self.store_probe: asyncio.Future[Any] | None = None  # a write probe (/v1/health)
         self._pending: list[tuple[_Pending, asyncio.Future[Served]]] = []
         self._flushing = False
@@ -198,13 +201,19 @@ class Service:
 
     async def estimates(self, before: int | None = None) -> tuple[RiskEstimates | None, str]:
         """§6 sigma/rho from the engine's history store (None: config alone), and a key;
-        `before` (§15): from the closes final before that time."""
+        `before` (§15): from the closes final before that time. The current estimates
+        are looked up at most every ESTIMATES_TTL_S: the history store's check that its
+        closes are unchanged is a query and a config hash (~0.5 ms in a worker thread),
+        which every request had paid; new closes come once a day."""
+        if before is None and time.monotonic() < self._estimates_until:
+            return self._estimates
         est = await self.engine.estimates(before)
         if before is not None:
             return est, "config" if est is None else digest(canonical(encode(est)))
         if est is not self._estimates[0]:
             key = "config" if est is None else digest(canonical(encode(est)))
             self._estimates = (est, key)
+        self._estimates_until = time.monotonic() + ESTIMATES_TTL_S
         return self._estimates
 
     def request(
@@ -485,13 +494,16 @@ class Service:
         pin_key: PinKey,
         est_key: str,
     ) -> dict[str, Served]:
-        """A batch's uncached requests: read together while they are looked up in the
-        store (with the lookups of every request meanwhile, `_find_cached_soon`), the
-        rest computed and stored by the shared batcher; each result cached. An account
-        the engine gives a problem is left out (`batch` serves it alone)."""
+        """A batch's uncached requests: looked up in the store (with the lookups of every
+        request meanwhile, `_find_cached_soon`), those not found read together, computed
+        and stored by the shared batcher; each result cached. An account the engine gives
+        a problem is left out (`batch` serves it alone). The store first, then the
+        chains: under `serve --workers N` a result is often in the store (computed by
+        another worker), and reading it from the chains too cost more than waiting for
+        the one lookup query."""
         keys = [self._cache_key(r, method, pin_key, est_key) for r in reqs]
         finds = (self._find_cached_soon(k, r.account) for k, r in zip(keys, reqs, strict=True))
-        states, found = await asyncio.gather(self._read_many(reqs, pins), asyncio.gather(*finds))
+        found = await asyncio.gather(*finds)
         results: list[Served | None] = [None] * len(reqs)
         hits = [(i, f) for i, f in enumerate(found) if f is not None]
         if hits:
@@ -500,6 +512,7 @@ class Service:
             for (i, _), served in zip(hits, stored, strict=True):
                 results[i] = served
         todo = [i for i, served in enumerate(results) if served is None]
+        states = await self._read_many([reqs[i] for i in todo], pins) if todo else {}
         computed = await asyncio.gather(
             *(
                 self._compute_and_store_soon(

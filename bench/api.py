@@ -1,9 +1,10 @@
 """Benchmark: the HTTP API under load, on the devnet, from a second process on loopback.
 
 Run from the repository root:  .venv/bin/python bench/api.py [--clients 50]
-[--seconds 30] [--database URL]. This process starts the devnet and one API server
-(one process, as `crossmargin serve` runs it, with a bench API key); the load comes
-from a child process (`--load`): CLIENTS concurrent clients, each sending its next
+[--seconds 30] [--database URL] [--workers 2]. This process starts the devnet and the
+API as `crossmargin serve --workers N` (a subprocess: N worker processes on one port,
+bench/served.py; a config file in a temporary directory with a bench API key); the
+load comes from a child process (`--load`): CLIENTS concurrent clients, each sending its next
 request when the last is answered, a mix of single-account margin requests (80%) and
 batches of BATCH accounts (20%), in two phases:
 
@@ -11,7 +12,7 @@ batches of BATCH accounts (20%), in two phases:
 - cached:   the accounts of the uncached phase and the demo accounts, asked again.
 
 Printed per phase and kind: requests, throughput, p50/p99 latency, errors; and RPC
-requests per served account, from the server's /metrics (every RPC request counts:
+requests per served account, from every worker's /metrics (every RPC request counts:
 pins, chain-id checks, multicalls).
 """
 
@@ -26,7 +27,6 @@ import secrets
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -35,7 +35,8 @@ if __package__ in (None, ""):  # run as a file: this file's folder would shadow 
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 import aiohttp
-from aiohttp import web
+
+from bench.served import bench_config, rpc_requests, serve
 
 KEY_HEADER = "X-API-Key"
 
@@ -48,16 +49,6 @@ def _pct(values: list[float], q: float) -> float:
         return float("nan")
     s = sorted(values)
     return s[min(len(s) - 1, int(q * len(s)))]
-
-
-async def _rpc_requests(session: aiohttp.ClientSession, base: str) -> float:
-    async with session.get(f"{base}/metrics") as resp:
-        text = await resp.text()
-    return sum(
-        float(line.rsplit(" ", 1)[1])
-        for line in text.splitlines()
-        if line.startswith("crossmargin_rpc_requests_total{")
-    )
 
 
 async def _phase(
@@ -112,11 +103,12 @@ async def _phase(
             if args.think_ms:
                 await asyncio.sleep(rng.expovariate(1000.0 / args.think_ms))
 
-    rpc0 = await _rpc_requests(session, base)
+    headers = {KEY_HEADER: os.environ["CROSSMARGIN_BENCH_KEY"]}
+    rpc0 = await rpc_requests(headers, base, args.workers)
     t0 = time.perf_counter()
     await asyncio.gather(*(client() for _ in range(args.clients)))
     elapsed = time.perf_counter() - t0
-    rpc = await _rpc_requests(session, base) - rpc0
+    rpc = await rpc_requests(headers, base, args.workers) - rpc0
     accounts.extend(used)
     return {
         "elapsed_s": elapsed,
@@ -152,6 +144,7 @@ async def _load(args: argparse.Namespace) -> None:
 
 
 def _report(args: argparse.Namespace, result: dict[str, Any]) -> None:
+    print(f"API: crossmargin serve --workers {args.workers} (subprocess)")
     print(
         f"API load: {args.clients} clients, {args.seconds:g} s per phase, "
         f"{int(100 * (1 - args.batch_share))}% single / {int(100 * args.batch_share)}% "
@@ -181,6 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-share", type=float, default=0.2)
     p.add_argument("--think-ms", type=float, default=0.0, help="mean pause between requests")
     p.add_argument("--database", help="snapshot store URL (default: a temporary SQLite file)")
+    p.add_argument("--workers", type=int, default=2, help="API worker processes")
     p.add_argument("--load", help=argparse.SUPPRESS)  # child mode: the server's base URL
     p.add_argument("--accounts", default="", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -188,12 +182,7 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(_load(args))
         return 0
 
-    from crossmargin.engine import collect_less
-
-    collect_less()  # as the `crossmargin` console script does for `serve` and `scan`
-    from api.app import create_app
     from api.security import new_key
-    from crossmargin.core.config import ApiKeyConfig
     from devnet import BackgroundDevnet
 
     key, digest = new_key()
@@ -201,63 +190,42 @@ def main(argv: list[str] | None = None) -> int:
         tempfile.TemporaryDirectory() as tmp,
         BackgroundDevnet(state_dir=Path(tmp) / "devnet", keeper=False) as net,
     ):
-        config = net.config
-        bench_key = ApiKeyConfig(name="bench", sha256=digest, rate_per_s=1e6, burst=1_000_000)
-        api = config.api.model_copy(
-            update={"keys": [bench_key], "max_batch": 100, "cache_entries": 100_000}
+        config = bench_config(
+            net.config_path,
+            Path(tmp) / "bench.toml",
+            digest,
+            {"max_batch": 100, "cache_entries": 100_000},
+            rate=1e6,
+            burst=1_000_000,
         )
-        app = create_app(
-            config.model_copy(update={"api": api}),
-            database=args.database or f"sqlite:///{Path(tmp) / 'snapshots.db'}",
-        )
-        ready = threading.Event()
-        port: list[int] = []
-        stopper: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = []
-
-        async def serve() -> None:
-            runner = web.AppRunner(app, access_log=None)
-            await runner.setup()
-            site = web.TCPSite(runner, "127.0.0.1", 0)
-            await site.start()
-            port.append(site._server.sockets[0].getsockname()[1])  # type: ignore[union-attr]
-            stop = asyncio.Event()
-            stopper.append((asyncio.get_running_loop(), stop))
-            ready.set()
-            await stop.wait()
-            await runner.cleanup()
-
-        server = threading.Thread(target=lambda: asyncio.run(serve()), daemon=True)
-        server.start()
-        if not ready.wait(60):
-            raise SystemExit("API server did not start")
-        child = [
-            sys.executable,
-            str(Path(__file__).resolve()),
-            "--load",
-            f"http://127.0.0.1:{port[0]}",
-            "--clients",
-            str(args.clients),
-            "--seconds",
-            str(args.seconds),
-            "--batch",
-            str(args.batch),
-            "--batch-share",
-            str(args.batch_share),
-            "--think-ms",
-            str(args.think_ms),
-            "--accounts",
-            ",".join(net.demo_accounts.values()),
-        ]
-        env = {**os.environ, "CROSSMARGIN_BENCH_KEY": key}
-        try:
-            out = subprocess.run(child, env=env, capture_output=True, text=True, check=True)
-        except subprocess.CalledProcessError as exc:
-            print(exc.stdout, exc.stderr, file=sys.stderr)
-            raise
-        finally:
-            loop, stop = stopper[0]
-            loop.call_soon_threadsafe(stop.set)
-            server.join(30)
+        database = args.database or f"sqlite:///{Path(tmp) / 'snapshots.db'}"
+        with serve(config, database, args.workers, Path(tmp) / "serve.log") as base:
+            child = [
+                sys.executable,
+                str(Path(__file__).resolve()),
+                "--load",
+                base,
+                "--workers",
+                str(args.workers),
+                "--clients",
+                str(args.clients),
+                "--seconds",
+                str(args.seconds),
+                "--batch",
+                str(args.batch),
+                "--batch-share",
+                str(args.batch_share),
+                "--think-ms",
+                str(args.think_ms),
+                "--accounts",
+                ",".join(net.demo_accounts.values()),
+            ]
+            env = {**os.environ, "CROSSMARGIN_BENCH_KEY": key}
+            try:
+                out = subprocess.run(child, env=env, capture_output=True, text=True, check=True)
+            except subprocess.CalledProcessError as exc:
+                print(exc.stdout, exc.stderr, file=sys.stderr)
+                raise
     _report(args, json.loads(out.stdout))
     return 0
 

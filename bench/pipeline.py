@@ -18,8 +18,8 @@ reads the same pinned blocks. For each N, measured in the same run:
   (b) engine  `Engine.run` end to end in batches: read, value, report, and each report's
               snapshot appended to a SQLite store (api/store), in 2 worker processes
               (crossmargin/workers.py: each its own engine; the storing runs in them);
-  (c) api     `POST /v1/margin:batch` on a running API (this process, own thread; the
-              client is a child process), batches of `api.max_batch`, 4 clients;
+  (c) api     `POST /v1/margin:batch` on `crossmargin serve --workers 2` (a subprocess;
+              the client is another), batches of `api.max_batch`, 4 clients;
   (d) scan    `crossmargin scan` as the CLI runs it by default (a subprocess, start-up
               included; worker processes from 1,000 accounts) into a JSONL file.
 
@@ -53,7 +53,6 @@ if __package__ in (None, ""):  # run as a file: this file's folder would shadow 
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 import aiohttp
-from aiohttp import web
 from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
 
@@ -292,69 +291,41 @@ async def _load(args: argparse.Namespace, accounts: list[str]) -> None:
     print(json.dumps({"elapsed": elapsed, "totals": totals}))
 
 
-class Server:
-    """The API in a thread of this process, as `crossmargin serve` runs it."""
-
-    def __init__(self, app: web.Application) -> None:
-        self.app = app
-        self.port = 0
-        self._ready = threading.Event()
-        self._stop: tuple[asyncio.AbstractEventLoop, asyncio.Event] | None = None
-        self._thread = threading.Thread(target=lambda: asyncio.run(self._serve()), daemon=True)
-
-    async def _serve(self) -> None:
-        runner = web.AppRunner(self.app, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        stop = asyncio.Event()
-        self._stop = (asyncio.get_running_loop(), stop)
-        self._ready.set()
-        await stop.wait()
-        await runner.cleanup()
-
-    def __enter__(self) -> Server:
-        self._thread.start()
-        if not self._ready.wait(60):
-            raise SystemExit("API server did not start")
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        assert self._stop is not None
-        loop, stop = self._stop
-        loop.call_soon_threadsafe(stop.set)
-        self._thread.join(60)
+API_WORKERS = 2  # `crossmargin serve --workers N`: the API on both cores
 
 
 def api_run(config: Any, accounts: Sequence[str], tmp: Path) -> tuple[float, dict[str, Any]]:
-    from api.app import create_app
+    """The API as `crossmargin serve --workers API_WORKERS` (a subprocess, bench/served.py)
+    on the devnet's config file (`tmp/devnet`, as main starts it) with a bench key."""
     from api.security import new_key
-    from crossmargin.core.config import ApiKeyConfig
+    from bench.served import bench_config, serve
+    from crossmargin.core.config import load_config
 
+    source = tmp / "devnet" / "crossmargin.toml"
+    if load_config(source, env={}) != config:
+        raise SystemExit(f"api: {source} is not the devnet config this run reads")
     key, digest = new_key()
-    bench_key = ApiKeyConfig(name="bench", sha256=digest, rate_per_s=1e6, burst=10_000_000)
-    api = config.api.model_copy(
-        update={
-            "keys": [bench_key],
-            "cache_entries": 2 * len(accounts) + 100,
-            "request_timeout_s": 600.0,  # a batch's wait in the queue is the bench's load
-        }
+    settings = {
+        "cache_entries": 2 * len(accounts) + 100,
+        "request_timeout_s": 600.0,  # a batch's wait in the queue is the bench's load
+    }
+    path = bench_config(
+        source, tmp / f"api-{len(accounts)}.toml", digest, settings, rate=1e6, burst=10_000_000
     )
-    cfg = config.model_copy(update={"api": api})
     db = f"sqlite:///{tmp / f'api-{len(accounts)}.db'}"
     src = tmp / f"accounts-{len(accounts)}.txt"
     src.write_text("\n".join(accounts) + "\n")
-    with Server(create_app(cfg, database=db)) as server:
+    print(f"api: crossmargin serve --workers {API_WORKERS} (subprocess)", flush=True)
+    with serve(path, db, API_WORKERS, tmp / f"api-{len(accounts)}.log") as base:
         child = [
             sys.executable,
             str(Path(__file__).resolve()),
             "--load",
-            f"http://127.0.0.1:{server.port}",
+            base,
             "--accounts-file",
             str(src),
             "--batch",
-            str(api.max_batch),
+            str(config.api.max_batch),
         ]
         env = {**os.environ, "CROSSMARGIN_BENCH_KEY": key}
         out = subprocess.run(child, env=env, capture_output=True, text=True, check=False)

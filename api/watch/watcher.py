@@ -76,8 +76,13 @@ class Watcher:
         store: WatchStore,
         hub: Hub | None = None,
         wake: Callable[[], None] | None = None,
+        *,
+        live_only: bool = False,
     ) -> None:
+        """`live_only`: follow the hub's listeners only, never the stored watches (an
+        API worker other than the one that watches them: `crossmargin serve --workers`)."""
         self.service = service
+        self.live_only = live_only
         self.config = service.config
         self.cfg = service.config.watch
         self.store = store
@@ -107,6 +112,8 @@ class Watcher:
         self._dirty_now = True
 
     async def _reload(self) -> None:
+        if self.live_only:
+            return
         now = time.monotonic()
         if now - self._checked < RELOAD_S:
             return

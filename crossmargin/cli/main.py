@@ -208,44 +208,32 @@ def bound_urls(runner: web.AppRunner) -> list[str]:
     return urls
 
 
-async def _serve(app: web.Application, host: str, port: int) -> None:
-    """Run until SIGINT/SIGTERM; say where it listens (the bound port, also for --port 0)."""
-    from aiohttp import web
-
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    runner = web.AppRunner(app)
-    try:
-        await runner.setup()
-        site = web.TCPSite(runner, host, port)
-        try:
-            await site.start()
-        except OSError as exc:
-            raise CrossmarginError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
-        for url in bound_urls(runner):
-            print(f"listening on {url}", flush=True)
-        await stop.wait()
-    finally:
-        await runner.cleanup()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
-
-
 def _cmd_serve(args: argparse.Namespace) -> int:
     from api.app import create_app
+    from crossmargin.cli.serve import run_workers, serve_app
 
     config = _config(args.config)
     host = args.host or config.api.host
     port = args.port if args.port is not None else config.api.port
+    workers = args.workers if args.workers is not None else config.api.workers
     url, _ = database(args.db, config)
+    if workers > 1:
+        path = str(Path(args.config).resolve()) if args.config else str(DEFAULT_CONFIG.resolve())
+        run_workers(path, args.db, url, host, port, workers)
+        return EXIT_OK
     history = open_history(config, args.db)
     try:
-        asyncio.run(_serve(create_app(config, database=url, history=history), host, port))
+        asyncio.run(serve_app(create_app(config, database=url, history=history), host, port))
     finally:
         history.close()
     return EXIT_OK
+
+
+def _workers(text: str) -> int:
+    n = int(text)
+    if not 1 <= n <= 64:
+        raise argparse.ArgumentTypeError("must be 1 to 64")
+    return n
 
 
 def _cmd_watch(args: argparse.Namespace) -> int:
@@ -346,6 +334,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
     serve.add_argument("--db", help=DB_HELP)
+    serve.add_argument(
+        "--workers",
+        type=_workers,
+        help="processes serving the port (SO_REUSEPORT; default: api.workers, 1)",
+    )
     serve.set_defaults(func=_cmd_serve)
 
     watch = sub.add_parser(

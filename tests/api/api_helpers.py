@@ -203,3 +203,33 @@ def append_batches(url: str, accounts: list[str], tag: str, batches: int) -> Non
             )
     finally:
         store.close()
+
+
+def hammer(
+    url: str, accounts: list[str], tag: str, batches: int, start_at: float
+) -> tuple[float, float, int]:
+    """A writer process of the concurrent-append test: from wall time `start_at` (so
+    the writers start together), `batches` append_many calls as fast as it can, each
+    over a varying overlapping subset of `accounts`, some of them twice in one batch.
+    The wall times of its first append's start and its last one's end, and how many
+    snapshots it appended."""
+    import random
+
+    store = Store.open(url)
+    rng = random.Random(tag)
+    try:
+        time.sleep(max(0.0, start_at - time.time()))
+        began, count = time.time(), 0
+        for b in range(batches):
+            chosen = rng.sample(accounts, rng.randint(1, len(accounts)))
+            chosen += chosen[: rng.randint(0, 2)]  # an account twice in one batch
+            count += len(chosen)
+            store.append_many(
+                [
+                    Item(a, "margin", lambda prev, a=a, b=b, k=k: built_doc(prev, tag, a, b, k))
+                    for k, a in enumerate(chosen)
+                ]
+            )
+        return began, time.time(), count
+    finally:
+        store.close()
