@@ -213,11 +213,12 @@ def debt_gaps(config: Config, unvalued: Sequence[Position]) -> list[str]:
     read or priced; empty when every debt is valued. This is the one predicate behind
     `Assessment.debt_unknown`: a later reason (§12 `unlisted_debt`) joins as one more
     entry of `Assessment.debt_gaps`."""
+    debts = [p for p in unvalued if p.kind == "debt"]
+    if not debts:
+        return []
     names = {c.chain_id: f"{c.name} ({c.chain_id})" for c in config.chains}
     reasons: list[str] = []
-    for p in unvalued:
-        if p.kind != "debt":
-            continue
+    for p in debts:
         chain = names.get(p.chain_id, str(p.chain_id))
         if p.status == "unavailable":
             why = f"{chain} is unavailable and has debt representations"
@@ -414,17 +415,23 @@ class _Account:
         """§2-§4 for one readable chain: its pin, and every balance read at it."""
         chain = state.chain
         self.as_of.append(_block_ref(pin, chain.name))
-        for read in state.protocols:
-            if read.kind != "aave_v3":
-                continue
-            mine = _index(self.config).collateral_in(read.kind, read.name)
-            for token, why in collateral_off(read, mine).items():
-                self.not_collateral[(chain.chain_id, token)] = why
         proof = state.holder_proof
-        verdicts = proof.verdicts if proof is not None else (None,) * len(state.balances)
-        if len(verdicts) != len(state.balances):  # a damaged record proves nothing
-            verdicts = (Verdict(None, False, "no verdict for this balance"),) * len(state.balances)
-        for b, verdict in zip(state.balances, verdicts, strict=True):
+        balances = state.balances
+        if proof is None:  # what `balance` passes over unseen: nothing held, no warning
+            balances = [b for b in balances if b.raw_amount != 0 or b.warning]
+            verdicts: Sequence[Verdict | None] = (None,) * len(balances)
+        else:
+            verdicts = proof.verdicts
+            if len(verdicts) != len(balances):  # a damaged record proves nothing
+                verdicts = (Verdict(None, False, "no verdict for this balance"),) * len(balances)
+        if balances:  # only a balance of this chain asks (`balance`)
+            for read in state.protocols:
+                if read.kind != "aave_v3":
+                    continue
+                mine = _index(self.config).collateral_in(read.kind, read.name)
+                for token, why in collateral_off(read, mine).items():
+                    self.not_collateral[(chain.chain_id, token)] = why
+        for b, verdict in zip(balances, verdicts, strict=True):
             self.balance(chain.chain_id, chain.name, b, verdict)
         for read in state.protocols:
             if read.kind == "morpho_blue":
@@ -511,6 +518,8 @@ class _Account:
         """§12 for one Morpho Blue market: the account's collateral and debt there become
         positions of the market's tokens' assets (valued by §3 like any balance), beside
         Morpho's own health factor and available borrows."""
+        if read.morpho is not None and read.morpho.empty:
+            return  # no account in this market (a lender only: see docs/methodology.md)
         entry = self.config.protocol("morpho_blue", chain_name, read.name)
         assert entry is not None  # read from this config
         assert read.market is not None
@@ -520,8 +529,6 @@ class _Account:
             r.kind: r for r in self.config.morpho_representations(chain_name) if r.market == key
         }
         where = _where(read, chain_name, chain_id)
-        if read.morpho is not None and read.morpho.empty:
-            return  # no account in this market (a lender only: see docs/methodology.md)
         try:
             f = None if read.morpho is None else morpho_figures(read.morpho, m, timestamp)
         except (DecodeError, ValueError) as exc:  # a state Morpho would revert on
@@ -685,6 +692,8 @@ def _assess(ctx: _BatchContext, states: list[ChainState], account: str) -> Asses
 def address_notes(rows: list[ChainSummary]) -> list[ChainSummary]:
     """§1: an account read at addresses that are a contract on some chains and not on
     others is read as configured, and each such chain says so in a note."""
+    if all(r.contract is None for r in rows):  # read at the account's own address
+        return rows
     contract = sorted(r.name for r in rows if r.contract is True)
     plain = sorted(r.name for r in rows if r.contract is False)
     if not contract or not plain:
