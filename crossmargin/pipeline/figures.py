@@ -15,7 +15,7 @@ from crossmargin.core.errors import CrossmarginError
 from crossmargin.pipeline.capacity import capacity_report
 from crossmargin.pipeline.margin import margin_report, margin_reports
 from crossmargin.pipeline.read import ChainState
-from crossmargin.pipeline.report import CapacityReport, MarginReport, StressReport
+from crossmargin.pipeline.report import CapacityReport, MarginReport, StressReport, updated
 from crossmargin.pipeline.stress import stress_report
 from crossmargin.pipeline.value import assess, assess_many
 from oracle.estimation import RiskEstimates
@@ -120,7 +120,7 @@ def compute_many(
             for i in idx:
                 account = requests[i].account
                 same = account == source
-                out[i] = report if same else report.model_copy(update={"account": account})
+                out[i] = report if same else updated(report, account=account)
     for i, r in enumerate(requests):
         if out[i] is None:
             try:

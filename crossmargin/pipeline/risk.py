@@ -16,16 +16,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import numpy as np
 
 from aggregator import (
+    COMPONENT_NAMES,
     AssetParams,
     BatchMarginResult,
     BatchPositions,
     MarginParams,
-    MarginResult,
     Positions,
     compute_margin_batch,
     latency_matrix,
@@ -53,16 +53,6 @@ class RiskParameters:
     correlation: dict[str, dict[str, float]]
     latency_days: dict[str, float]  # L(c -> target) per chain name
     estimates: RiskEstimates | None = None  # sigma/rho with their sources and history span
-
-
-@dataclass(frozen=True, slots=True)
-class RiskOutcome:
-    result: MarginResult
-    parameters: RiskParameters
-
-    @property
-    def requirement(self) -> Fraction:
-        return Fraction(self.result.requirement)
 
 
 def _estimates(config: Config, estimates: RiskEstimates | None) -> RiskEstimates:
@@ -162,8 +152,34 @@ class BatchRiskOutcome:
     spans: list[slice]
     parameters: RiskParameters
 
-    def outcome(self, k: int) -> RiskOutcome:
-        return RiskOutcome(self.result.account(k, self.spans[k]), self.parameters)
+    def accounts(self) -> list[AccountRisk]:
+        """Every account's served figures as Python floats, in order. Taken from the
+        batch's arrays in bulk (one `tolist` per array, then list slices), the same
+        values as `BatchMarginResult.account(k, spans[k])` gives one account at a time
+        (tested), at a fraction of the cost."""
+        r = self.result
+        capped = r.capped.tolist()
+        requirement = r.requirement.tolist()
+        components = list(zip(*(getattr(r, n).tolist() for n in COMPONENT_NAMES), strict=True))
+        shares = r.positions.total.tolist()  # elementwise: as a slice's own total
+        horizon, haircut = r.horizon.tolist(), r.haircut.tolist()
+        return [
+            AccountRisk(c, q, k, shares[s], horizon[s], haircut[s])
+            for c, q, k, s in zip(capped, requirement, components, self.spans, strict=True)
+        ]
+
+
+class AccountRisk(NamedTuple):
+    """One account's §7 figures from a batch: whether the no-debt cap bit, M (float),
+    the six components (`COMPONENT_NAMES` order), and per position its share of M,
+    horizon T_p and standalone haircut (NaN where not collateral)."""
+
+    capped: bool
+    requirement: float
+    components: tuple[float, ...]
+    shares: list[float]
+    horizon: list[float]
+    haircut: list[float]
 
 
 def run_risk_many(
