@@ -29,7 +29,6 @@ from crossmargin.pipeline.report import (
     Position,
     Price,
     PriceSource,
-    ProtocolAccount,
     Totals,
     fixed6,
     fixed6_ratio,
@@ -39,7 +38,7 @@ from crossmargin.pipeline.report import (
     updated,
 )
 from crossmargin.pipeline.risk import AccountRisk, RiskParameters, run_risk_many
-from crossmargin.pipeline.value import Assessment, Valued, assess, exact_sum
+from crossmargin.pipeline.value import Assessment, Valued, assess
 from oracle.estimation import RiskEstimates
 from oracle.validity import AssetPrice
 
@@ -160,40 +159,40 @@ class _Shared:
 
 def _margin_report(a: Assessment, risk: AccountRisk, shared: _Shared) -> MarginReport:
     """One account's report. Its models are built `trusted` (report.py): every value is
-    a plain str, int, bool or None, or a model built so or validated in value.py."""
+    a plain str, int, bool or None, or a model built so or validated in value.py. The
+    exact figures are integer ratios (`Ratio`), summed chain by chain (`_chain_sums`)."""
     valued = a.valued
-    collateral, debt = a.collateral, a.debt
-    # exact figures as integer ratios n/d, d > 0 (fixed6 rounds a ratio exactly,
-    # whatever its terms): the Fractions they stand for, without normalising each
-    cn, cd = collateral.numerator, collateral.denominator
-    dn, dd = debt.numerator, debt.denominator
+    r6 = _Fixed6()
+    sums = _chain_sums(valued)
+    cn, cd = _ratio_sum([c for c, _, _ in sums.values()])
+    dn, dd = _ratio_sum([d for _, d, _ in sums.values()])
     if risk.capped:  # M is exactly the collateral
-        m6 = fixed6_ratio(cn, cd)
         mn, md = cn, cd
+        m6 = r6(cn, cd)
     else:
         mn, md = risk.requirement.as_integer_ratio()
         m6 = shared.f6(risk.requirement)
     shares = split6(m6, risk.shares)
-    positions = _valued_positions(valued, risk, shares, shared) + a.unvalued
-    chain_rows = _chain_totals(a.chain_rows, valued, shares, a.unvalued, a.protocols, shared)
+    positions = _valued_positions(valued, risk, shares, shared, r6) + a.unvalued
+    chain_rows = _chain_totals(a, sums, shares, shared, r6)
     known = not a.debt_unknown
     if known:
         en, ed = cn * dd - dn * cd, cd * dd  # equity = collateral - debt
         fn, fd = en * md - mn * ed, ed * md  # free margin = equity - M
         totals = {
-            "collateral_usd": fixed6_ratio(cn, cd),
-            "debt_usd": fixed6_ratio(dn, dd),
-            "equity_usd": fixed6_ratio(en, ed),
+            "collateral_usd": r6(cn, cd),
+            "debt_usd": r6(dn, dd),
+            "equity_usd": r6(en, ed),
             "margin_requirement_usd": m6,
-            "free_margin_usd": fixed6_ratio(fn, fd),
+            "free_margin_usd": r6(fn, fd),
             # health = (collateral - M) / debt, without debt none
-            "health": fixed6_ratio((cn * md - mn * cd) * dd, cd * md * dn) if dn > 0 else None,
+            "health": r6((cn * md - mn * cd) * dd, cd * md * dn) if dn > 0 else None,
             # §12: a local health factor below 1 is liquidatable whatever else is known
             "liquidatable": True if a.locally_liquidatable else fn < 0,
         }
     else:
         totals = {
-            "collateral_usd": fixed6_ratio(cn, cd),
+            "collateral_usd": r6(cn, cd),
             "debt_usd": None,
             "equity_usd": None,
             "margin_requirement_usd": m6,
@@ -225,6 +224,43 @@ def _margin_report(a: Assessment, risk: AccountRisk, shared: _Shared) -> MarginR
 
 
 OK, PARTIAL = Code.OK.value, Code.PARTIAL.value  # plain str, as validation makes them
+Ratio = tuple[int, int]  # n / d with d > 0: an exact USD figure, in any terms
+
+
+class _Fixed6(dict[Ratio, str]):
+    """`fixed6_ratio` for one report, remembered: a figure often equals another (a chain
+    holding one position, the account one chain, equity the collateral without debt)."""
+
+    def __call__(self, n: int, d: int) -> str:
+        hit = self.get((n, d))
+        if hit is None:
+            hit = self[n, d] = fixed6_ratio(n, d)
+        return hit
+
+
+def _ratio_sum(parts: list[Ratio]) -> Ratio:
+    """The exact sum over the least common denominator (`exact_sum`, without Fractions)."""
+    if len(parts) == 1:
+        return parts[0]
+    if not parts:
+        return 0, 1
+    common = math.lcm(*(d for _, d in parts))
+    return sum(n * (common // d) for n, d in parts), common
+
+
+def _chain_sums(valued: list[Valued]) -> dict[int, tuple[Ratio, Ratio, list[int]]]:
+    """Per chain id with valued positions: its collateral, its debt (> 0) and the
+    positions' indices. Every total is the sum of these (§4)."""
+    parts: dict[int, tuple[list[Ratio], list[Ratio], list[int]]] = {}
+    for i, v in enumerate(valued):
+        coll, debt, mine = parts.setdefault(v.chain_id, ([], [], []))
+        n, d = v.value.numerator, v.value.denominator
+        if n > 0:
+            coll.append((n, d))
+        elif n < 0:
+            debt.append((-n, d))
+        mine.append(i)
+    return {c: (_ratio_sum(p), _ratio_sum(q), i) for c, (p, q, i) in parts.items()}
 
 
 def _parameters(config: Config, p: RiskParameters) -> Parameters:
@@ -255,7 +291,7 @@ def _sources(est: RiskEstimates | None) -> dict[str, Any]:
 
 
 def _valued_positions(
-    valued: list[Valued], risk: AccountRisk, shares: list[str], shared: _Shared
+    valued: list[Valued], risk: AccountRisk, shares: list[str], shared: _Shared, r6: _Fixed6
 ) -> list[Position]:
     """`shares`: each position's served §7 share of M (they sum exactly to the served M)."""
     f6 = shared.f6
@@ -274,7 +310,7 @@ def _valued_positions(
                 "raw_amount": str(v.raw_amount),
                 "decimals": v.rep.decimals,
                 "price_usd": shared.price6(v.price),
-                "value_usd": fixed6(v.value),
+                "value_usd": r6(v.value.numerator, v.value.denominator),
                 "horizon_days": f6(horizon),
                 "haircut": f6(haircut) if math.isfinite(haircut) else None,
                 "margin_usd": share,
@@ -287,38 +323,33 @@ def _valued_positions(
 
 
 def _chain_totals(
-    rows: list[ChainSummary],
-    valued: list[Valued],
+    a: Assessment,
+    sums: dict[int, tuple[Ratio, Ratio, list[int]]],
     shares: list[str],
-    unvalued: list[Position],
-    protocols: list[ProtocolAccount],
     shared: _Shared,
+    r6: _Fixed6,
 ) -> list[ChainSummary]:
     """Each readable chain's collateral, debt (null when a debt position on it could not be
     read or priced, or a protocol market there reports debt the config does not list or
     could not be read: §4, §12) and share of M: the exact sum of its positions' shares."""
-    by_chain: dict[int, list[int]] = {}
-    for i, v in enumerate(valued):
-        by_chain.setdefault(v.chain_id, []).append(i)
-    unknown = {p.chain_id for p in unvalued if p.kind == "debt"}
-    unknown |= {p.chain_id for p in protocols if p.status != "ok" or p.unlisted_debt}
+    unknown = {p.chain_id for p in a.unvalued if p.kind == "debt"}
+    unknown |= {p.chain_id for p in a.protocols if p.status != "ok" or p.unlisted_debt}
     out = []
-    for row in rows:
+    for row in a.chain_rows:
         if row.status != "ok":
             out.append(row)
             continue
-        mine = by_chain.get(row.chain_id)
+        mine = sums.get(row.chain_id)
         if mine is None:  # nothing valued there: zeros (debt null if unknown)
             out.append(_empty_row(row, row.chain_id in unknown, shared.empty_rows))
             continue
-        coll = exact_sum(valued[i].value for i in mine if valued[i].value.numerator > 0)
-        debt = -exact_sum(valued[i].value for i in mine if valued[i].value.numerator < 0)
+        coll, debt, where = mine
         out.append(
             updated(
                 row,
-                collateral_usd=fixed6(coll),
-                debt_usd=None if row.chain_id in unknown else fixed6(debt),
-                margin_usd=sum6([shares[i] for i in mine]),
+                collateral_usd=r6(*coll),
+                debt_usd=None if row.chain_id in unknown else r6(*debt),
+                margin_usd=sum6([shares[i] for i in where]),
             )
         )
     return out
