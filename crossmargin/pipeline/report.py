@@ -46,8 +46,8 @@ def split6(total: str, parts: Sequence[Fraction | float]) -> list[str]:
     largest remainders, ties to the earlier part; a negative residue takes units from
     the smallest remainders. Float drift beyond one unit per part goes round again.
     """
-    if not parts:
-        return []
+    if len(parts) < 2:  # one part is the whole (the residue is all its own)
+        return [_fixed6_units(_micro(total))] if parts else []
     ratios = [(n * 1_000_000, d) for n, d in (p.as_integer_ratio() for p in parts)]
     units = [n // d for n, d in ratios]  # floor
     # the remainders (n - u d) / d, exactly, as integers over their common denominator
@@ -78,8 +78,11 @@ def _micro(value: str) -> int:
 
 
 def _fixed6_units(units: int) -> str:
-    sign, q = ("-" if units < 0 else ""), abs(units)
-    return f"{sign}{q // 1_000_000}.{q % 1_000_000:06d}"
+    if units < 0:
+        whole, frac = divmod(-units, 1_000_000)
+        return f"-{whole}.{frac:06d}"
+    whole, frac = divmod(units, 1_000_000)
+    return f"{whole}.{frac:06d}"
 
 
 class Model(BaseModel):
