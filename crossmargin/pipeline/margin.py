@@ -13,11 +13,13 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
+from functools import partial
 from typing import Any
 
 from aggregator import COMPONENT_NAMES
 from crossmargin.core.codes import Code
 from crossmargin.core.config import Config, config_hash
+from crossmargin.core.memo import IdentityMemo
 from crossmargin.pipeline.read import ChainState
 from crossmargin.pipeline.report import (
     ChainRef,
@@ -107,7 +109,9 @@ def margin_reports(assessments: Sequence[Assessment], target: str) -> list[Margi
         shared = _Shared(
             config,
             ChainRef(chain_id=chain.chain_id, name=chain.name),
-            _parameters(config, risk.parameters),
+            _PARAMETERS.get(
+                (config, risk.parameters), (), partial(_parameters, config, risk.parameters)
+            ),
             {},
             {},
             {},
@@ -116,6 +120,10 @@ def margin_reports(assessments: Sequence[Assessment], target: str) -> list[Margi
         for i, outcome in zip(members, risk.accounts(), strict=True):
             out[i] = _margin_report(assessments[i], outcome, shared)
     return [r for r in out if r is not None]
+
+
+# a batch's parameters model, built once per config and risk parameters (frozen: shared)
+_PARAMETERS: IdentityMemo[Parameters] = IdentityMemo()
 
 
 @dataclass(frozen=True, slots=True)

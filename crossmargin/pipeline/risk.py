@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import NamedTuple, Protocol
+from typing import NamedTuple, Protocol, TypeVar
 
 import numpy as np
 
@@ -32,6 +32,7 @@ from aggregator import (
     z_score,
 )
 from crossmargin.core.config import Config, RepresentationConfig
+from crossmargin.core.memo import IdentityMemo
 from oracle.estimation import RiskEstimates, config_estimates
 
 
@@ -193,15 +194,34 @@ def run_risk_many(
     parameters from `estimates` (None: from config alone), built once for the batch.
     `debt_may_be_hidden` (§4), per account: no no-debt cap."""
     est = _estimates(config, estimates)
-    params = margin_params(config, target)
+    params = _MARGIN_PARAMS.get(
+        (config,), (target,), lambda: _read_only(margin_params(config, target))
+    )
+    assets = _ASSET_PARAMS.get((config, est), (), lambda: _read_only(asset_params(config, est)))
     batch = batch_positions_of(config, accounts)
     hidden = np.array(
         debt_may_be_hidden if debt_may_be_hidden is not None else [False] * len(accounts),
         dtype=np.bool_,
     )
-    result = compute_margin_batch(
-        batch, asset_params(config, est), params, debt_may_be_hidden=hidden
-    )
+    result = compute_margin_batch(batch, assets, params, debt_may_be_hidden=hidden)
     ends = np.cumsum([len(v) for v in accounts]).tolist()
     spans = [slice(end - len(v), end) for v, end in zip(accounts, ends, strict=True)]
-    return BatchRiskOutcome(result, spans, risk_parameters(config, params, est))
+    used = _RISK_PARAMETERS.get(
+        (config, est), (target,), lambda: risk_parameters(config, params, est)
+    )
+    return BatchRiskOutcome(result, spans, used)
+
+
+# what every batch of one config, estimates and target shares, built once (frozen: the
+# arrays are made read-only, so no caller can change what the next batch is given)
+_MARGIN_PARAMS: IdentityMemo[MarginParams] = IdentityMemo()
+_ASSET_PARAMS: IdentityMemo[AssetParams] = IdentityMemo()
+_RISK_PARAMETERS: IdentityMemo[RiskParameters] = IdentityMemo()
+P = TypeVar("P", MarginParams, AssetParams)
+
+
+def _read_only(params: P) -> P:
+    for value in vars(params).values():
+        if isinstance(value, np.ndarray):
+            value.setflags(write=False)
+    return params
