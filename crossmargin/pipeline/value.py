@@ -15,7 +15,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
-from typing import Any
+from typing import Any, NamedTuple
 
 from adapters.balances import BalanceRead
 from adapters.evm import BlockPin
@@ -46,10 +46,10 @@ from oracle.estimation import RiskEstimates, config_estimates
 from oracle.validity import CHAIN_UNAVAILABLE, AssetPrice, FeedReading, aggregate_price
 
 
-@dataclass(frozen=True, slots=True)
-class Valued:
+class Valued(NamedTuple):
     """A readable, non-zero position with its exact USD value (signed: debt < 0).
-    `flag`: why the figure is implausible (§4: debt still counts in full)."""
+    `flag`: why the figure is implausible (§4: debt still counts in full). An immutable
+    NamedTuple: a batch builds one per position, ~4x faster than a frozen dataclass."""
 
     chain_id: int
     rep: RepresentationConfig
