@@ -261,13 +261,15 @@ def _chain_sums(valued: list[Valued]) -> dict[int, tuple[Ratio, Ratio, list[int]
     positions' indices. Every total is the sum of these (§4)."""
     parts: dict[int, tuple[list[Ratio], list[Ratio], list[int]]] = {}
     for i, v in enumerate(valued):
-        coll, debt, mine = parts.setdefault(v.chain_id, ([], [], []))
-        n, d = v.value.numerator, v.value.denominator
+        entry = parts.get(v.chain_id)
+        if entry is None:
+            entry = parts[v.chain_id] = ([], [], [])
+        n, d = v.value.as_integer_ratio()
         if n > 0:
-            coll.append((n, d))
+            entry[0].append((n, d))
         elif n < 0:
-            debt.append((-n, d))
-        mine.append(i)
+            entry[1].append((-n, d))
+        entry[2].append(i)
     return {c: (_ratio_sum(p), _ratio_sum(q), i) for c, (p, q, i) in parts.items()}
 
 
@@ -318,7 +320,7 @@ def _valued_positions(
                 "raw_amount": str(v.raw_amount),
                 "decimals": v.rep.decimals,
                 "price_usd": shared.price6(v.price),
-                "value_usd": r6(v.value.numerator, v.value.denominator),
+                "value_usd": r6(*v.value.as_integer_ratio()),
                 "horizon_days": f6(horizon),
                 "haircut": f6(haircut) if math.isfinite(haircut) else None,
                 "margin_usd": share,

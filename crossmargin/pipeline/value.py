@@ -252,6 +252,8 @@ class _BatchContext:
     by_id: dict[_IdKey, tuple[dict[str, AssetPrice], list[Warning_], list[Any]]] = field(
         default_factory=dict
     )
+    # the batch's pinned blocks as reported, by the pin's identity (the pin is kept)
+    block_refs: dict[tuple[int, str], tuple[BlockPin, BlockRef]] = field(default_factory=dict)
 
     def prices_of(self, states: list[ChainState]) -> tuple[dict[str, AssetPrice], list[Warning_]]:
         """§3 prices for these states, computed once per distinct feed readings: keyed by
@@ -386,6 +388,7 @@ class _Account:
     protocol_gaps: list[str] = field(default_factory=list)  # §12 reasons for §4
     borrow_caps: list[BorrowCap] = field(default_factory=list)  # §12 capacity caps
     not_collateral: dict[tuple[int, str], str] = field(default_factory=dict)  # §12 flags
+    block_refs: dict[tuple[int, str], tuple[BlockPin, BlockRef]] = field(default_factory=dict)
 
     def warn(self, code: Code, detail: str) -> None:
         self.warnings.append(Warning_(code=code, detail=detail))
@@ -414,7 +417,10 @@ class _Account:
     def chain(self, state: ChainState, pin: BlockPin) -> None:
         """§2-§4 for one readable chain: its pin, and every balance read at it."""
         chain = state.chain
-        self.as_of.append(_block_ref(pin, chain.name))
+        ref = self.block_refs.get((id(pin), chain.name))
+        if ref is None or ref[0] is not pin:
+            ref = self.block_refs[id(pin), chain.name] = (pin, _block_ref(pin, chain.name))
+        self.as_of.append(ref[1])
         proof = state.holder_proof
         balances = state.balances
         if proof is None:  # what `balance` passes over unseen: nothing held, no warning
@@ -654,7 +660,7 @@ def assess(
 def _assess(ctx: _BatchContext, states: list[ChainState], account: str) -> Assessment:
     config = ctx.config
     prices, price_warnings = ctx.prices_of(states)
-    acc = _Account(config, prices, [*ctx.warnings, *price_warnings])
+    acc = _Account(config, prices, [*ctx.warnings, *price_warnings], block_refs=ctx.block_refs)
     for state in states:
         if not state.available or state.pin is None:
             acc.unavailable(state)
