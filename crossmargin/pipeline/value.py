@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import math
+import operator
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
@@ -373,6 +374,26 @@ def _index(config: Config) -> _ConfigIndex:
     return hit
 
 
+_HELD = operator.attrgetter("raw_amount", "warning")
+_NOTHING = (0, None)  # a balance read as 0, without a warning
+
+
+def _to_judge(state: ChainState) -> tuple[list[BalanceRead], Sequence[Verdict | None]]:
+    """A readable chain's balances `_Account.balance` has something to say about, each
+    with its §13 verdict: without proofs, those that hold something or carry a warning
+    (most balances of most accounts hold nothing: one C-level count finds a chain so)."""
+    balances = state.balances
+    proof = state.holder_proof
+    if proof is None:
+        if list(map(_HELD, balances)).count(_NOTHING) == len(balances):
+            return [], ()
+        held = [b for b in balances if b.raw_amount != 0 or b.warning]
+        return held, (None,) * len(held)
+    if len(proof.verdicts) != len(balances):  # a damaged record proves nothing
+        return balances, (Verdict(None, False, "no verdict for this balance"),) * len(balances)
+    return balances, proof.verdicts
+
+
 @dataclass
 class _Account:
     """One account's assessment as it is built, chain by chain."""
@@ -422,14 +443,7 @@ class _Account:
             ref = self.block_refs[id(pin), chain.name] = (pin, _block_ref(pin, chain.name))
         self.as_of.append(ref[1])
         proof = state.holder_proof
-        balances = state.balances
-        if proof is None:  # what `balance` passes over unseen: nothing held, no warning
-            balances = [b for b in balances if b.raw_amount != 0 or b.warning]
-            verdicts: Sequence[Verdict | None] = (None,) * len(balances)
-        else:
-            verdicts = proof.verdicts
-            if len(verdicts) != len(balances):  # a damaged record proves nothing
-                verdicts = (Verdict(None, False, "no verdict for this balance"),) * len(balances)
+        balances, verdicts = _to_judge(state)
         if balances:  # only a balance of this chain asks (`balance`)
             for read in state.protocols:
                 if read.kind != "aave_v3":
