@@ -182,7 +182,7 @@ def _margin_report(a: Assessment, risk: AccountRisk, shared: _Shared) -> MarginR
         m6 = shared.f6(risk.requirement)
     shares = split6(m6, risk.shares)
     positions = _valued_positions(valued, risk, shares, shared, r6) + a.unvalued
-    chain_rows = _chain_totals(a, sums, shares, shared, r6)
+    chain_rows = _chain_totals(a, sums, shares, m6, shared, r6)
     known = not a.debt_unknown
     if known:
         en, ed = cn * dd - dn * cd, cd * dd  # equity = collateral - debt
@@ -336,12 +336,15 @@ def _chain_totals(
     a: Assessment,
     sums: dict[int, tuple[Ratio, Ratio, list[int]]],
     shares: list[str],
+    m6: str,
     shared: _Shared,
     r6: _Fixed6,
 ) -> list[ChainSummary]:
     """Each readable chain's collateral, debt (null when a debt position on it could not be
     read or priced, or a protocol market there reports debt the config does not list or
-    could not be read: §4, §12) and share of M: the exact sum of its positions' shares."""
+    could not be read: §4, §12) and share of M: the exact sum of its positions' shares,
+    which for a chain holding every valued position is M as served (`m6`: the shares
+    sum to it exactly, split6)."""
     unknown = {p.chain_id for p in a.unvalued if p.kind == "debt"}
     unknown |= {p.chain_id for p in a.protocols if p.status != "ok" or p.unlisted_debt}
     out = []
@@ -359,7 +362,7 @@ def _chain_totals(
                 row,
                 collateral_usd=r6(*coll),
                 debt_usd=None if row.chain_id in unknown else r6(*debt),
-                margin_usd=sum6([shares[i] for i in where]),
+                margin_usd=m6 if len(where) == len(shares) else sum6([shares[i] for i in where]),
             )
         )
     return out

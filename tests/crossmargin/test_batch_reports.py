@@ -181,6 +181,10 @@ def test_fast_report_parts_are_the_slow_ones(accounts: list[list[ChainState]]) -
         assert fast.horizon == one.horizon.tolist()
         assert np.array_equal(fast.haircut, one.haircut, equal_nan=True)
         _check_validated(report)
+        for row in report.chains:  # a chain's share of M: its positions' shares, summed
+            if row.margin_usd is not None:
+                mine = [p.margin_usd or "" for p in report.positions if p.chain_id == row.chain_id]
+                assert row.margin_usd == sum6([m for m in mine if m])
         m = a.collateral if one.capped else Fraction(one.requirement)
         health = (a.collateral - m) / a.debt if a.debt > 0 else None
         known = not a.debt_unknown
