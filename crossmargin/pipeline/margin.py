@@ -124,6 +124,11 @@ def margin_reports(assessments: Sequence[Assessment], target: str) -> list[Margi
 
 # a batch's parameters model, built once per config and risk parameters (frozen: shared)
 _PARAMETERS: IdentityMemo[Parameters] = IdentityMemo()
+_PRICE_TABLES: IdentityMemo[list[Price]] = IdentityMemo()
+
+
+def _price_table(prices: dict[str, AssetPrice]) -> list[Price]:
+    return [_price_model(p) for p in prices.values()]
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,9 +149,11 @@ class _Shared:
     prices6: dict[int, tuple[Fraction, str]]
 
     def prices(self, prices: dict[str, AssetPrice]) -> list[Price]:
+        """The price table of a prices object (value.py shares one per distinct feed
+        readings, across batches too: built once for them all)."""
         table = self.price_tables.get(id(prices))
         if table is None:
-            table = [_price_model(p) for p in prices.values()]
+            table = _PRICE_TABLES.get((prices,), (), partial(_price_table, prices))
             self.price_tables[id(prices)] = table
         return table
 

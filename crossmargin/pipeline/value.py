@@ -24,6 +24,7 @@ from adapters.proof import Verdict
 from crossmargin.core.codes import Code
 from crossmargin.core.config import Config, RepresentationConfig, morpho_market_key
 from crossmargin.core.errors import DecodeError
+from crossmargin.core.memo import IdentityMemo
 from crossmargin.pipeline.protocol_read import ProtocolRead
 from crossmargin.pipeline.protocols import (
     AAVE_BASE,
@@ -267,12 +268,23 @@ class _BatchContext:
             return seen[0], seen[1]
         key = tuple((s.chain.name, s.available, tuple(s.feeds)) for s in states)
         hit = self.prices.get(key)
-        if hit is None:
-            prices = _prices(self.config, states)
-            hit = self.prices[key] = (prices, _price_warnings(prices))
+        if hit is None:  # and batches at one block (API requests, each a batch) share them
+            hit = self.prices[key] = _PRICES.get(
+                (self.config,), (key,), functools.partial(_priced, self.config, states)
+            )
         # the feed lists are kept alive with the entry: their ids stay theirs
         self.by_id[ids] = (hit[0], hit[1], [s.feeds for s in states])
         return hit
+
+
+_PRICES: IdentityMemo[tuple[dict[str, AssetPrice], list[Warning_]]] = IdentityMemo()
+
+
+def _priced(
+    config: Config, states: list[ChainState]
+) -> tuple[dict[str, AssetPrice], list[Warning_]]:
+    prices = _prices(config, states)
+    return prices, _price_warnings(prices)
 
 
 def _estimate_warnings(estimates: RiskEstimates) -> list[Warning_]:
