@@ -2,9 +2,11 @@
 
 `margin_reports` makes one aggregator call for a whole batch (`run_risk_many`) and
 builds what every account shares (the parameters, the price table) once; a single
-account is a batch of one (`margin_report`). Money stays exact (`Fraction`) in every
-USD figure and total; the float risk figures come back from the one float step in
-`crossmargin.pipeline.risk` and are served as fixed-6 strings whose shares sum to M.
+account is a batch of one (`margin_report`). Money stays exact in every USD figure
+and total (the positions' `Fraction`s, summed and subtracted as integer ratios n / d,
+rounded once by `fixed6_ratio`); the float risk figures come back from the one float
+step in `crossmargin.pipeline.risk` and are served as fixed-6 strings whose shares sum
+to M. The per-account models are built `trusted` (report.py): ~20 models a report.
 """
 
 from __future__ import annotations
