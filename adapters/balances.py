@@ -148,7 +148,9 @@ class BalancePlan:
 
         Most positions are empty: a zero word decodes the same for every account, so
         each representation's zero read is made once and shared (BalanceRead is
-        immutable), and an account with nothing on the chain costs one C-level count."""
+        immutable), and an account with nothing on the chain costs one C-level count.
+        Any other answer is decoded once per representation too (equal answers, one
+        shared read)."""
         if len(results) != len(self.calls):
             raise ValueError(f"{len(results)} results for {len(self.calls)} calls")
         tokens = self._tokens(results)
@@ -163,7 +165,10 @@ class BalancePlan:
             t is not None and t.error is None and r.standard == "erc20"
             for r, t in zip(reps, row_tokens, strict=True)
         ]
-        columns = list(zip(reps, row_tokens, plain, zeros, strict=True))
+        # per column, the read of each distinct answer: accounts with equal answers get
+        # the same object (compute_many computes accounts with the same reads once)
+        seen: list[dict[CallResult, BalanceRead]] = [{} for _ in reps]
+        columns = list(zip(reps, row_tokens, plain, zeros, seen, strict=True))
         frm = int.from_bytes
         out: dict[str, list[BalanceRead]] = {}
         pos = self._base
@@ -174,12 +179,14 @@ class BalancePlan:
                 out[account] = zeros.copy()
                 continue
             row: list[BalanceRead] = []
-            for (rep, token, fast, empty), r in zip(columns, got, strict=True):
+            for (rep, token, fast, empty, known), r in zip(columns, got, strict=True):
                 if r == zero:
                     row.append(empty)
-                elif fast and r.success and len(r.data) == 32 and token is not None:
-                    row.append(
-                        BalanceRead(
+                    continue
+                read = known.get(r)
+                if read is None:
+                    if fast and r.success and len(r.data) == 32 and token is not None:
+                        read = BalanceRead(
                             rep,
                             frm(r.data, "big"),
                             None,
@@ -189,9 +196,10 @@ class BalancePlan:
                             token.supply,
                             token.supply_error,
                         )
-                    )
-                else:
-                    row.append(_balance(rep, r, token))
+                    else:
+                        read = _balance(rep, r, token)
+                    known[r] = read
+                row.append(read)
             out[account] = row
         return out
 

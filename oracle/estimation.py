@@ -38,6 +38,7 @@ import numpy as np
 import numpy.typing as npt
 
 from crossmargin.core.config import ChainlinkFeedConfig, Config
+from crossmargin.core.memo import IdentityMemo
 
 if TYPE_CHECKING:
     from oracle.store import DailyClose
@@ -289,9 +290,15 @@ def nearest_psd_correlation(rho: FloatArray) -> tuple[FloatArray, bool]:
     return fixed, True
 
 
+_FROM_CONFIG: IdentityMemo[RiskEstimates] = IdentityMemo()
+
+
 def config_estimates(config: Config) -> RiskEstimates:
-    """No history: sigma_default / overrides, configured or default correlations."""
-    return estimate(config, [], np.empty((0, len(config.assets))))
+    """No history: sigma_default / overrides, configured or default correlations. Once
+    per config (frozen; every batch without a history store asks)."""
+    return _FROM_CONFIG.get(
+        (config,), (), lambda: estimate(config, [], np.empty((0, len(config.assets))))
+    )
 
 
 def final_before(day: date, before: int | None) -> bool:

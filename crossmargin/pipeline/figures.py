@@ -10,13 +10,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from adapters.balances import BalanceRead
 from crossmargin.core.config import Config
 from crossmargin.core.errors import CrossmarginError
 from crossmargin.pipeline.capacity import capacity_report
 from crossmargin.pipeline.margin import margin_report, margin_reports
 from crossmargin.pipeline.read import ChainState
-from crossmargin.pipeline.report import CapacityReport, MarginReport, StressReport
+from crossmargin.pipeline.report import CapacityReport, MarginReport, StressReport, updated
 from crossmargin.pipeline.stress import stress_report
 from crossmargin.pipeline.value import assess, assess_many
 from oracle.estimation import RiskEstimates
@@ -121,7 +120,7 @@ def compute_many(
             for i in idx:
                 account = requests[i].account
                 same = account == source
-                out[i] = report if same else report.model_copy(update={"account": account})
+                out[i] = report if same else updated(report, account=account)
     for i, r in enumerate(requests):
         if out[i] is None:
             try:
@@ -141,16 +140,14 @@ _SHARED = operator.attrgetter(*_SHARED_FIELDS)
 _OTHER = operator.attrgetter(
     *(f.name for f in dataclasses.fields(ChainState) if f.name not in _SHARED_FIELDS + _OWN_FIELDS)
 )
-_BALANCE_REP = operator.attrgetter("rep")
-_BALANCE_OWN = operator.itemgetter(*range(1, len(BalanceRead._fields)))  # all but `rep`
 
 
 def _twins(accounts: Sequence[str], states: Mapping[str, list[ChainState]]) -> dict[str, str]:
     """Accounts whose states are alike, each to the first of them: read in one pass (the
-    same pin, feed and sequencer objects per chain) with equal balances, protocol reads
-    and everything else; an empty account's, typically. Their reports differ in the
-    account only, so each is computed once (`compute_many`). An account with its own
-    proofs (§13), or a state field that cannot be compared, is its own."""
+    same pin, feed and sequencer objects per chain) with the same balance and protocol
+    reads and equal everything else; an empty account's, typically. Their reports
+    differ in the account only, so each is computed once (`compute_many`). An account
+    with its own proofs (§13), or a state field that cannot be compared, is its own."""
     firsts: dict[tuple[object, ...], str] = {}
     out: dict[str, str] = {}
     for account in accounts:
@@ -168,8 +165,11 @@ def _twins(accounts: Sequence[str], states: Mapping[str, list[ChainState]]) -> d
 
 def _alike(states: list[ChainState]) -> tuple[object, ...] | None:
     """What makes two accounts' states give the same report but for the account: the
-    shared objects by identity (the caller holds them, so ids stay theirs), balances
-    by value without their (config) representation, whose identity stands for it."""
+    shared objects, balance reads and protocol reads by identity (the caller holds them,
+    so ids stay theirs), the rest by value. Identity is enough and cheap: a read hands
+    every account that holds nothing in a representation or market the same immutable
+    object (adapters/balances.py, pipeline/protocol_read.py), so empty accounts share
+    every one; accounts with equal holdings read apart are merely computed twice."""
     key: list[object] = []
     for st in states:
         if st.holder_proof is not None:
@@ -177,8 +177,7 @@ def _alike(states: list[ChainState]) -> tuple[object, ...] | None:
         key += (
             tuple(map(id, _SHARED(st))),
             _OTHER(st),
-            tuple(map(id, map(_BALANCE_REP, st.balances))),
-            tuple(map(_BALANCE_OWN, st.balances)),
-            tuple(st.protocols),
+            tuple(map(id, st.balances)),
+            tuple(map(id, st.protocols)),
         )
     return tuple(key)

@@ -2,9 +2,11 @@
 
 `margin_reports` makes one aggregator call for a whole batch (`run_risk_many`) and
 builds what every account shares (the parameters, the price table) once; a single
-account is a batch of one (`margin_report`). Money stays exact (`Fraction`) in every
-USD figure and total; the float risk figures come back from the one float step in
-`crossmargin.pipeline.risk` and are served as fixed-6 strings whose shares sum to M.
+account is a batch of one (`margin_report`). Money stays exact in every USD figure
+and total (the positions' `Fraction`s, summed and subtracted as integer ratios n / d,
+rounded once by `fixed6_ratio`); the float risk figures come back from the one float
+step in `crossmargin.pipeline.risk` and are served as fixed-6 strings whose shares sum
+to M. The per-account models are built `trusted` (report.py): ~20 models a report.
 """
 
 from __future__ import annotations
@@ -13,10 +15,13 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
+from functools import partial
 from typing import Any
 
+from aggregator import COMPONENT_NAMES
 from crossmargin.core.codes import Code
 from crossmargin.core.config import Config, config_hash
+from crossmargin.core.memo import IdentityMemo
 from crossmargin.pipeline.read import ChainState
 from crossmargin.pipeline.report import (
     ChainRef,
@@ -28,14 +33,16 @@ from crossmargin.pipeline.report import (
     Position,
     Price,
     PriceSource,
-    ProtocolAccount,
     Totals,
     fixed6,
+    fixed6_ratio,
     split6,
     sum6,
+    trusted,
+    updated,
 )
-from crossmargin.pipeline.risk import RiskOutcome, RiskParameters, run_risk_many
-from crossmargin.pipeline.value import Assessment, Valued, assess, exact_sum
+from crossmargin.pipeline.risk import AccountRisk, RiskParameters, run_risk_many
+from crossmargin.pipeline.value import Assessment, Valued, assess
 from oracle.estimation import RiskEstimates
 from oracle.validity import AssetPrice
 
@@ -100,75 +107,179 @@ def margin_reports(assessments: Sequence[Assessment], target: str) -> list[Margi
             first.estimates,
             [assessments[i].debt_unknown for i in members],
         )
-        shared = _Shared(config, target, _parameters(config, risk.parameters), {}, {})
-        for k, i in enumerate(members):
-            out[i] = _margin_report(assessments[i], risk.outcome(k), shared)
+        chain = config.chain(target)
+        shared = _Shared(
+            config,
+            ChainRef(chain_id=chain.chain_id, name=chain.name),
+            _PARAMETERS.get(
+                (config, risk.parameters), (), partial(_parameters, config, risk.parameters)
+            ),
+            {},
+            {},
+            {},
+            {},
+        )
+        for i, outcome in zip(members, risk.accounts(), strict=True):
+            out[i] = _margin_report(assessments[i], outcome, shared)
     return [r for r in out if r is not None]
+
+
+# a batch's parameters model, built once per config and risk parameters (frozen: shared)
+_PARAMETERS: IdentityMemo[Parameters] = IdentityMemo()
+_PRICE_TABLES: IdentityMemo[list[Price]] = IdentityMemo()
+
+
+def _price_table(prices: dict[str, AssetPrice]) -> list[Price]:
+    return [_price_model(p) for p in prices.values()]
 
 
 @dataclass(frozen=True, slots=True)
 class _Shared:
-    """Report parts every account of a batch shares (frozen models: safe to share)."""
+    """Report parts every account of a batch shares (frozen models: safe to share), and
+    the fixed-6 strings of the figures accounts have alike."""
 
     config: Config
-    target: str
+    target: ChainRef
     parameters: Parameters
     price_tables: dict[int, list[Price]]
     # a chain row without valued positions, filled in (zeros), by (row id, debt unknown):
     # the rows are shared, frozen models (value.py), so most chains of most accounts hit
     empty_rows: dict[tuple[int, bool], tuple[ChainSummary, ChainSummary]]
+    # fixed6 by value of the batch's floats (horizons, haircuts, components repeat from
+    # account to account), and of the §3 prices by identity (one object per asset price)
+    floats: dict[float, str]
+    prices6: dict[int, tuple[Fraction, str]]
 
     def prices(self, prices: dict[str, AssetPrice]) -> list[Price]:
+        """The price table of a prices object (value.py shares one per distinct feed
+        readings, across batches too: built once for them all)."""
         table = self.price_tables.get(id(prices))
         if table is None:
-            table = [_price_model(p) for p in prices.values()]
+            table = _PRICE_TABLES.get((prices,), (), partial(_price_table, prices))
             self.price_tables[id(prices)] = table
         return table
 
+    def f6(self, value: float) -> str:
+        """`fixed6(value)`: a float's string is its exact value's, so equal floats share it."""
+        hit = self.floats.get(value)
+        if hit is None:
+            hit = self.floats[value] = fixed6(value)
+        return hit
 
-def _margin_report(a: Assessment, risk: RiskOutcome, shared: _Shared) -> MarginReport:
-    config = shared.config
-    target_chain = config.chain(shared.target)
+    def price6(self, price: Fraction) -> str:
+        """`fixed6(price)` of a shared price object (kept in the entry: its id is its own)."""
+        hit = self.prices6.get(id(price))
+        if hit is None or hit[0] is not price:
+            hit = self.prices6[id(price)] = (price, fixed6(price))
+        return hit[1]
+
+
+def _margin_report(a: Assessment, risk: AccountRisk, shared: _Shared) -> MarginReport:
+    """One account's report. Its models are built `trusted` (report.py): every value is
+    a plain str, int, bool or None, or a model built so or validated in value.py. The
+    exact figures are integer ratios (`Ratio`), summed chain by chain (`_chain_sums`)."""
     valued = a.valued
-    collateral, debt = a.collateral, a.debt
-    equity = collateral - debt
-    m = collateral if risk.result.capped else risk.requirement  # capped: exactly collateral
-    m6 = fixed6(m)
-    shares = split6(m6, risk.result.positions.total.tolist())
-    positions = _valued_positions(valued, risk, shares) + a.unvalued
-    chain_rows = _chain_totals(a.chain_rows, valued, shares, a.unvalued, a.protocols, shared)
-    free = equity - m
-    health: Fraction | None = (collateral - m) / debt if debt > 0 else None
+    r6 = _Fixed6()
+    sums = _chain_sums(valued)
+    cn, cd = _ratio_sum([c for c, _, _ in sums.values()])
+    dn, dd = _ratio_sum([d for _, d, _ in sums.values()])
+    if risk.capped:  # M is exactly the collateral
+        mn, md = cn, cd
+        m6 = r6(cn, cd)
+    else:
+        mn, md = risk.requirement.as_integer_ratio()
+        m6 = shared.f6(risk.requirement)
+    shares = split6(m6, risk.shares)
+    positions = _valued_positions(valued, risk, shares, shared, r6) + a.unvalued
+    chain_rows = _chain_totals(a, sums, shares, m6, shared, r6)
     known = not a.debt_unknown
-    return MarginReport(
-        account=a.account,
-        target_chain=ChainRef(chain_id=target_chain.chain_id, name=target_chain.name),
-        status=Code.PARTIAL if a.partial else Code.OK,
-        method=config.risk.method,
-        as_of=a.as_of,
-        max_time_skew_s=a.max_time_skew_s,
-        totals=Totals(
-            collateral_usd=fixed6(collateral),
-            debt_usd=fixed6(debt) if known else None,
-            equity_usd=fixed6(equity) if known else None,
-            margin_requirement_usd=m6,
-            free_margin_usd=fixed6(free) if known else None,
-            health=fixed6(health) if known else None,
+    if known:
+        en, ed = cn * dd - dn * cd, cd * dd  # equity = collateral - debt
+        fn, fd = en * md - mn * ed, ed * md  # free margin = equity - M
+        totals = {
+            "collateral_usd": r6(cn, cd),
+            "debt_usd": r6(dn, dd),
+            "equity_usd": r6(en, ed),
+            "margin_requirement_usd": m6,
+            "free_margin_usd": r6(fn, fd),
+            # health = (collateral - M) / debt, without debt none
+            "health": r6((cn * md - mn * cd) * dd, cd * md * dn) if dn > 0 else None,
             # §12: a local health factor below 1 is liquidatable whatever else is known
-            liquidatable=True if a.locally_liquidatable else (free < 0 if known else None),
-        ),
-        haircuts=Haircuts(**{k: fixed6(v) for k, v in risk.result.components.as_dict().items()}),
-        parameters=shared.parameters,
-        chains=chain_rows,
-        positions=positions,
-        prices=shared.prices(a.prices),
-        warnings=list(a.warnings),
-        protocols=a.protocols,
+            "liquidatable": True if a.locally_liquidatable else fn < 0,
+        }
+    else:
+        totals = {
+            "collateral_usd": r6(cn, cd),
+            "debt_usd": None,
+            "equity_usd": None,
+            "margin_requirement_usd": m6,
+            "free_margin_usd": None,
+            "health": None,
+            "liquidatable": True if a.locally_liquidatable else None,
+        }
+    return trusted(
+        MarginReport,
+        {
+            "account": a.account,
+            "target_chain": shared.target,
+            "status": PARTIAL if a.partial else OK,
+            "method": shared.config.risk.method,
+            "as_of": list(a.as_of),
+            "max_time_skew_s": a.max_time_skew_s,
+            "totals": trusted(Totals, totals),
+            "haircuts": trusted(
+                Haircuts, dict(zip(COMPONENT_NAMES, map(shared.f6, risk.components), strict=True))
+            ),
+            "chains": chain_rows,
+            "positions": positions,
+            "prices": list(shared.prices(a.prices)),
+            "parameters": shared.parameters,
+            "warnings": list(a.warnings),
+            "protocols": list(a.protocols),
+        },
     )
 
 
-def _finite(value: float) -> str | None:
-    return fixed6(float(value)) if math.isfinite(value) else None
+OK, PARTIAL = Code.OK.value, Code.PARTIAL.value  # plain str, as validation makes them
+Ratio = tuple[int, int]  # n / d with d > 0: an exact USD figure, in any terms
+
+
+class _Fixed6(dict[Ratio, str]):
+    """`fixed6_ratio` for one report, remembered: a figure often equals another (a chain
+    holding one position, the account one chain, equity the collateral without debt)."""
+
+    def __call__(self, n: int, d: int) -> str:
+        hit = self.get((n, d))
+        if hit is None:
+            hit = self[n, d] = fixed6_ratio(n, d)
+        return hit
+
+
+def _ratio_sum(parts: list[Ratio]) -> Ratio:
+    """The exact sum over the least common denominator (`exact_sum`, without Fractions)."""
+    if len(parts) == 1:
+        return parts[0]
+    if not parts:
+        return 0, 1
+    common = math.lcm(*(d for _, d in parts))
+    return sum(n * (common // d) for n, d in parts), common
+
+
+def _chain_sums(valued: list[Valued]) -> dict[int, tuple[Ratio, Ratio, list[int]]]:
+    """Per chain id with valued positions: its collateral, its debt (> 0) and the
+    positions' indices. Every total is the sum of these (§4)."""
+    parts: dict[int, tuple[list[Ratio], list[Ratio], list[int]]] = {}
+    for i, v in enumerate(valued):
+        entry = parts.get(v.chain_id)
+        if entry is None:
+            entry = parts[v.chain_id] = ([], [], [])
+        n, d = v.value.as_integer_ratio()
+        if n > 0:
+            entry[0].append((n, d))
+        elif n < 0:
+            entry[1].append((-n, d))
+        entry[2].append(i)
+    return {c: (_ratio_sum(p), _ratio_sum(q), i) for c, (p, q, i) in parts.items()}
 
 
 def _parameters(config: Config, p: RiskParameters) -> Parameters:
@@ -198,65 +309,71 @@ def _sources(est: RiskEstimates | None) -> dict[str, Any]:
     }
 
 
-def _valued_positions(valued: list[Valued], risk: RiskOutcome, shares: list[str]) -> list[Position]:
+def _valued_positions(
+    valued: list[Valued], risk: AccountRisk, shares: list[str], shared: _Shared, r6: _Fixed6
+) -> list[Position]:
     """`shares`: each position's served §7 share of M (they sum exactly to the served M)."""
-    horizon = risk.result.horizon.tolist()
-    haircut = risk.result.haircut.tolist()
+    f6 = shared.f6
     return [
-        Position(
-            chain_id=v.chain_id,
-            asset=v.rep.asset,
-            token=v.rep.address,
-            symbol=v.rep.symbol,
-            kind=v.rep.kind,
-            bridged=v.rep.bridged,
-            status=Code.OK,
-            reason=v.flag,
-            raw_amount=str(v.raw_amount),
-            decimals=v.rep.decimals,
-            price_usd=fixed6(v.price),
-            value_usd=fixed6(v.value),
-            horizon_days=fixed6(horizon[i]),
-            haircut=_finite(haircut[i]),
-            margin_usd=shares[i],
+        trusted(
+            Position,
+            {
+                "chain_id": v.chain_id,
+                "asset": v.rep.asset,
+                "token": v.rep.address,
+                "symbol": v.rep.symbol,
+                "kind": v.rep.kind,
+                "bridged": v.rep.bridged,
+                "status": OK,
+                "reason": v.flag,
+                "raw_amount": str(v.raw_amount),
+                "decimals": v.rep.decimals,
+                "price_usd": shared.price6(v.price),
+                "value_usd": r6(*v.value.as_integer_ratio()),
+                "horizon_days": f6(horizon),
+                "haircut": f6(haircut) if math.isfinite(haircut) else None,
+                "margin_usd": share,
+            },
         )
-        for i, v in enumerate(valued)
+        for v, horizon, haircut, share in zip(
+            valued, risk.horizon, risk.haircut, shares, strict=True
+        )
     ]
 
 
 def _chain_totals(
-    rows: list[ChainSummary],
-    valued: list[Valued],
+    a: Assessment,
+    sums: dict[int, tuple[Ratio, Ratio, list[int]]],
     shares: list[str],
-    unvalued: list[Position],
-    protocols: list[ProtocolAccount],
+    m6: str,
     shared: _Shared,
+    r6: _Fixed6,
 ) -> list[ChainSummary]:
     """Each readable chain's collateral, debt (null when a debt position on it could not be
     read or priced, or a protocol market there reports debt the config does not list or
-    could not be read: §4, §12) and share of M: the exact sum of its positions' shares."""
-    by_chain: dict[int, list[int]] = {}
-    for i, v in enumerate(valued):
-        by_chain.setdefault(v.chain_id, []).append(i)
-    unknown = {p.chain_id for p in unvalued if p.kind == "debt"}
-    unknown |= {p.chain_id for p in protocols if p.status != "ok" or p.unlisted_debt}
+    could not be read: §4, §12) and share of M: the exact sum of its positions' shares,
+    which for a chain holding every valued position is M as served (`m6`: the shares
+    sum to it exactly, split6)."""
+    unknown = {p.chain_id for p in a.unvalued if p.kind == "debt"}
+    unknown |= {p.chain_id for p in a.protocols if p.status != "ok" or p.unlisted_debt}
     out = []
-    for row in rows:
+    for row in a.chain_rows:
         if row.status != "ok":
             out.append(row)
             continue
-        mine = by_chain.get(row.chain_id)
+        mine = sums.get(row.chain_id)
         if mine is None:  # nothing valued there: zeros (debt null if unknown)
             out.append(_empty_row(row, row.chain_id in unknown, shared.empty_rows))
             continue
-        coll = exact_sum(valued[i].value for i in mine if valued[i].value.numerator > 0)
-        debt = -exact_sum(valued[i].value for i in mine if valued[i].value.numerator < 0)
-        update = {
-            "collateral_usd": fixed6(coll),
-            "debt_usd": None if row.chain_id in unknown else fixed6(debt),
-            "margin_usd": sum6([shares[i] for i in mine]),
-        }
-        out.append(row.model_copy(update=update))
+        coll, debt, where = mine
+        out.append(
+            updated(
+                row,
+                collateral_usd=r6(*coll),
+                debt_usd=None if row.chain_id in unknown else r6(*debt),
+                margin_usd=m6 if len(where) == len(shares) else sum6([shares[i] for i in where]),
+            )
+        )
     return out
 
 
@@ -278,5 +395,5 @@ def _empty_row(
             "debt_usd": None if debt_unknown else ZERO6,
             "margin_usd": ZERO6,
         }
-        hit = cache[key] = (row, row.model_copy(update=update))
+        hit = cache[key] = (row, updated(row, **update))
     return hit[1]

@@ -163,9 +163,15 @@ class ProtocolPlan:
         ]
         morpho_reads: list[dict[CallResult, ProtocolRead]] = [{} for _ in self.morpho]
         n_aave = 2 * len(self.aave)
+        rows: dict[tuple[CallResult, ...], list[ProtocolRead]] = {}  # by the whole answer
         out = []
         for own in owns:
-            row = []
+            answer = tuple(own)
+            seen = rows.get(answer)
+            if seen is not None:  # an account answered alike (nothing held, typically)
+                out.append(seen.copy())
+                continue
+            row = rows[answer] = []
             for j, p in enumerate(self.aave):
                 key = (own[2 * j], own[2 * j + 1])
                 read = aave_reads[j].get(key)
@@ -181,7 +187,7 @@ class ProtocolPlan:
                         p, m, res, markets[i], i in wanted, rates.get(i)
                     )
                 row.append(read)
-            out.append(row)
+            out.append(row.copy())
         return out
 
     def _reserve_refs(

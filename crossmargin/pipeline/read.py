@@ -105,6 +105,11 @@ async def read_chain_many(
     shared = list(readings)  # one list for every account: read once, valued once (§3)
     index = {a: i for i, a in enumerate(owners)}
     block, proofs = await _prove(reader, at, reads) if chain.verification == "proof" else (None, {})
+    if not mapped and block is None:  # the common case, positionally: one state per account
+        return [
+            ChainState(chain, at, None, reads[a], shared, sequencer, own[index[a]])
+            for a in accounts
+        ]
     return [
         ChainState(
             chain,

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import functools
 import math
+import operator
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
-from typing import Any
+from typing import Any, NamedTuple
 
 from adapters.balances import BalanceRead
 from adapters.evm import BlockPin
@@ -23,6 +24,7 @@ from adapters.proof import Verdict
 from crossmargin.core.codes import Code
 from crossmargin.core.config import Config, RepresentationConfig, morpho_market_key
 from crossmargin.core.errors import DecodeError
+from crossmargin.core.memo import IdentityMemo
 from crossmargin.pipeline.protocol_read import ProtocolRead
 from crossmargin.pipeline.protocols import (
     AAVE_BASE,
@@ -46,10 +48,10 @@ from oracle.estimation import RiskEstimates, config_estimates
 from oracle.validity import CHAIN_UNAVAILABLE, AssetPrice, FeedReading, aggregate_price
 
 
-@dataclass(frozen=True, slots=True)
-class Valued:
+class Valued(NamedTuple):
     """A readable, non-zero position with its exact USD value (signed: debt < 0).
-    `flag`: why the figure is implausible (§4: debt still counts in full)."""
+    `flag`: why the figure is implausible (§4: debt still counts in full). An immutable
+    NamedTuple: a batch builds one per position, ~4x faster than a frozen dataclass."""
 
     chain_id: int
     rep: RepresentationConfig
@@ -213,11 +215,12 @@ def debt_gaps(config: Config, unvalued: Sequence[Position]) -> list[str]:
     read or priced; empty when every debt is valued. This is the one predicate behind
     `Assessment.debt_unknown`: a later reason (§12 `unlisted_debt`) joins as one more
     entry of `Assessment.debt_gaps`."""
+    debts = [p for p in unvalued if p.kind == "debt"]
+    if not debts:
+        return []
     names = {c.chain_id: f"{c.name} ({c.chain_id})" for c in config.chains}
     reasons: list[str] = []
-    for p in unvalued:
-        if p.kind != "debt":
-            continue
+    for p in debts:
         chain = names.get(p.chain_id, str(p.chain_id))
         if p.status == "unavailable":
             why = f"{chain} is unavailable and has debt representations"
@@ -251,6 +254,8 @@ class _BatchContext:
     by_id: dict[_IdKey, tuple[dict[str, AssetPrice], list[Warning_], list[Any]]] = field(
         default_factory=dict
     )
+    # the batch's pinned blocks as reported, by the pin's identity (the pin is kept)
+    block_refs: dict[tuple[int, str], tuple[BlockPin, BlockRef]] = field(default_factory=dict)
 
     def prices_of(self, states: list[ChainState]) -> tuple[dict[str, AssetPrice], list[Warning_]]:
         """§3 prices for these states, computed once per distinct feed readings: keyed by
@@ -263,12 +268,23 @@ class _BatchContext:
             return seen[0], seen[1]
         key = tuple((s.chain.name, s.available, tuple(s.feeds)) for s in states)
         hit = self.prices.get(key)
-        if hit is None:
-            prices = _prices(self.config, states)
-            hit = self.prices[key] = (prices, _price_warnings(prices))
+        if hit is None:  # and batches at one block (API requests, each a batch) share them
+            hit = self.prices[key] = _PRICES.get(
+                (self.config,), (key,), functools.partial(_priced, self.config, states)
+            )
         # the feed lists are kept alive with the entry: their ids stay theirs
         self.by_id[ids] = (hit[0], hit[1], [s.feeds for s in states])
         return hit
+
+
+_PRICES: IdentityMemo[tuple[dict[str, AssetPrice], list[Warning_]]] = IdentityMemo()
+
+
+def _priced(
+    config: Config, states: list[ChainState]
+) -> tuple[dict[str, AssetPrice], list[Warning_]]:
+    prices = _prices(config, states)
+    return prices, _price_warnings(prices)
 
 
 def _estimate_warnings(estimates: RiskEstimates) -> list[Warning_]:
@@ -370,6 +386,26 @@ def _index(config: Config) -> _ConfigIndex:
     return hit
 
 
+_HELD = operator.attrgetter("raw_amount", "warning")
+_NOTHING = (0, None)  # a balance read as 0, without a warning
+
+
+def _to_judge(state: ChainState) -> tuple[list[BalanceRead], Sequence[Verdict | None]]:
+    """A readable chain's balances `_Account.balance` has something to say about, each
+    with its §13 verdict: without proofs, those that hold something or carry a warning
+    (most balances of most accounts hold nothing: one C-level count finds a chain so)."""
+    balances = state.balances
+    proof = state.holder_proof
+    if proof is None:
+        if list(map(_HELD, balances)).count(_NOTHING) == len(balances):
+            return [], ()
+        held = [b for b in balances if b.raw_amount != 0 or b.warning]
+        return held, (None,) * len(held)
+    if len(proof.verdicts) != len(balances):  # a damaged record proves nothing
+        return balances, (Verdict(None, False, "no verdict for this balance"),) * len(balances)
+    return balances, proof.verdicts
+
+
 @dataclass
 class _Account:
     """One account's assessment as it is built, chain by chain."""
@@ -385,6 +421,7 @@ class _Account:
     protocol_gaps: list[str] = field(default_factory=list)  # §12 reasons for §4
     borrow_caps: list[BorrowCap] = field(default_factory=list)  # §12 capacity caps
     not_collateral: dict[tuple[int, str], str] = field(default_factory=dict)  # §12 flags
+    block_refs: dict[tuple[int, str], tuple[BlockPin, BlockRef]] = field(default_factory=dict)
 
     def warn(self, code: Code, detail: str) -> None:
         self.warnings.append(Warning_(code=code, detail=detail))
@@ -413,18 +450,20 @@ class _Account:
     def chain(self, state: ChainState, pin: BlockPin) -> None:
         """§2-§4 for one readable chain: its pin, and every balance read at it."""
         chain = state.chain
-        self.as_of.append(_block_ref(pin, chain.name))
-        for read in state.protocols:
-            if read.kind != "aave_v3":
-                continue
-            mine = _index(self.config).collateral_in(read.kind, read.name)
-            for token, why in collateral_off(read, mine).items():
-                self.not_collateral[(chain.chain_id, token)] = why
+        ref = self.block_refs.get((id(pin), chain.name))
+        if ref is None or ref[0] is not pin:
+            ref = self.block_refs[id(pin), chain.name] = (pin, _block_ref(pin, chain.name))
+        self.as_of.append(ref[1])
         proof = state.holder_proof
-        verdicts = proof.verdicts if proof is not None else (None,) * len(state.balances)
-        if len(verdicts) != len(state.balances):  # a damaged record proves nothing
-            verdicts = (Verdict(None, False, "no verdict for this balance"),) * len(state.balances)
-        for b, verdict in zip(state.balances, verdicts, strict=True):
+        balances, verdicts = _to_judge(state)
+        if balances:  # only a balance of this chain asks (`balance`)
+            for read in state.protocols:
+                if read.kind != "aave_v3":
+                    continue
+                mine = _index(self.config).collateral_in(read.kind, read.name)
+                for token, why in collateral_off(read, mine).items():
+                    self.not_collateral[(chain.chain_id, token)] = why
+        for b, verdict in zip(balances, verdicts, strict=True):
             self.balance(chain.chain_id, chain.name, b, verdict)
         for read in state.protocols:
             if read.kind == "morpho_blue":
@@ -511,6 +550,8 @@ class _Account:
         """§12 for one Morpho Blue market: the account's collateral and debt there become
         positions of the market's tokens' assets (valued by §3 like any balance), beside
         Morpho's own health factor and available borrows."""
+        if read.morpho is not None and read.morpho.empty:
+            return  # no account in this market (a lender only: see docs/methodology.md)
         entry = self.config.protocol("morpho_blue", chain_name, read.name)
         assert entry is not None  # read from this config
         assert read.market is not None
@@ -520,8 +561,6 @@ class _Account:
             r.kind: r for r in self.config.morpho_representations(chain_name) if r.market == key
         }
         where = _where(read, chain_name, chain_id)
-        if read.morpho is not None and read.morpho.empty:
-            return  # no account in this market (a lender only: see docs/methodology.md)
         try:
             f = None if read.morpho is None else morpho_figures(read.morpho, m, timestamp)
         except (DecodeError, ValueError) as exc:  # a state Morpho would revert on
@@ -647,7 +686,7 @@ def assess(
 def _assess(ctx: _BatchContext, states: list[ChainState], account: str) -> Assessment:
     config = ctx.config
     prices, price_warnings = ctx.prices_of(states)
-    acc = _Account(config, prices, [*ctx.warnings, *price_warnings])
+    acc = _Account(config, prices, [*ctx.warnings, *price_warnings], block_refs=ctx.block_refs)
     for state in states:
         if not state.available or state.pin is None:
             acc.unavailable(state)
@@ -685,6 +724,8 @@ def _assess(ctx: _BatchContext, states: list[ChainState], account: str) -> Asses
 def address_notes(rows: list[ChainSummary]) -> list[ChainSummary]:
     """§1: an account read at addresses that are a contract on some chains and not on
     others is read as configured, and each such chain says so in a note."""
+    if all(r.contract is None for r in rows):  # read at the account's own address
+        return rows
     contract = sorted(r.name for r in rows if r.contract is True)
     plain = sorted(r.name for r in rows if r.contract is False)
     if not contract or not plain:

@@ -8,8 +8,10 @@ import dataclasses
 from fractions import Fraction
 from pathlib import Path
 
+import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import BaseModel
 
 from adapters.balances import BalanceRead
 from adapters.calls import RoundData
@@ -21,6 +23,7 @@ from crossmargin.pipeline.figures import Request, compute, compute_many
 from crossmargin.pipeline.margin import margin_report, margin_reports
 from crossmargin.pipeline.read import ChainState
 from crossmargin.pipeline.report import fixed6, sum6
+from crossmargin.pipeline.risk import run_risk_many
 from crossmargin.pipeline.value import assess, assess_many
 from oracle.validity import FeedReading
 
@@ -151,3 +154,60 @@ def _check_literal_totals(collateral: str, debt: str | None, states: list[ChainS
                 owed += value
     assert collateral == fixed6(coll)
     assert debt == (None if hidden else fixed6(owed))
+
+
+# ---------------------------------------------------------------- the fast paths
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(account_states(), min_size=1, max_size=5))
+def test_fast_report_parts_are_the_slow_ones(accounts: list[list[ChainState]]) -> None:
+    """margin.py builds its models without the validator (`report.trusted`), its totals
+    from integer ratios and its risk figures in bulk (`BatchRiskOutcome.accounts`):
+    every model is what the validator builds from its fields, every total the Fraction
+    formula's, every figure the per-account `BatchMarginResult.account`'s."""
+    target = CONFIG.settlement_chain
+    names = [f"0x{k + 1:040x}" for k in range(len(accounts))]
+    assessed = assess_many(CONFIG, dict(zip(names, accounts, strict=True)))
+    risk = run_risk_many(
+        CONFIG, [a.valued for a in assessed], target, None, [a.debt_unknown for a in assessed]
+    )
+    reports = margin_reports(assessed, target)
+    for k, (a, fast, report) in enumerate(zip(assessed, risk.accounts(), reports, strict=True)):
+        one = risk.result.account(k, risk.spans[k])
+        assert (fast.capped, fast.requirement) == (one.capped, one.requirement)
+        assert fast.components == tuple(one.components.as_dict().values())
+        assert fast.shares == one.positions.total.tolist()
+        assert fast.horizon == one.horizon.tolist()
+        assert np.array_equal(fast.haircut, one.haircut, equal_nan=True)
+        _check_validated(report)
+        for row in report.chains:  # a chain's share of M: its positions' shares, summed
+            if row.margin_usd is not None:
+                mine = [p.margin_usd or "" for p in report.positions if p.chain_id == row.chain_id]
+                assert row.margin_usd == sum6([m for m in mine if m])
+        m = a.collateral if one.capped else Fraction(one.requirement)
+        health = (a.collateral - m) / a.debt if a.debt > 0 else None
+        known = not a.debt_unknown
+        assert report.totals.margin_requirement_usd == fixed6(m)
+        assert report.totals.equity_usd == (fixed6(a.collateral - a.debt) if known else None)
+        assert report.totals.free_margin_usd == (
+            fixed6(a.collateral - a.debt - m) if known else None
+        )
+        assert report.totals.health == (fixed6(health) if known else None)
+        assert report.totals.liquidatable == (a.collateral - a.debt - m < 0 if known else None)
+
+
+def _check_validated(model: BaseModel) -> None:
+    """`model` and its models are what validation builds from their fields: equal, each
+    field of the same type, the fields in declaration order, the same JSON."""
+    cls = type(model)
+    assert list(model.__dict__) == list(cls.model_fields)
+    again = cls(**model.__dict__)
+    assert model == again
+    assert model.model_dump_json() == again.model_dump_json()
+    for name in cls.model_fields:
+        mine, theirs = getattr(model, name), getattr(again, name)
+        assert type(mine) is type(theirs), (cls.__name__, name, type(mine))
+        for part in mine if isinstance(mine, list) else [mine]:
+            if isinstance(part, BaseModel):
+                _check_validated(part)

@@ -8,7 +8,7 @@ from fractions import Fraction
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from crossmargin.pipeline.report import fixed6, split6
+from crossmargin.pipeline.report import fixed6, fixed6_ratio, split6
 
 
 def _reference(value: Fraction) -> str:
@@ -78,3 +78,15 @@ def test_split6_largest_remainders_take_the_residue() -> None:
     assert split6("0.000002", [0.0000014, 0.0000006]) == ["0.000001", "0.000001"]
     assert split6("-1.000000", [-third] * 3) == ["-0.333333", "-0.333333", "-0.333334"]
     assert split6("0.000000", []) == []
+
+
+@given(st.integers(-(10**30), 10**30), st.integers(1, 10**20), st.integers(1, 10**12))
+def test_fixed6_ratio_rounds_a_ratio_in_any_terms(n: int, d: int, k: int) -> None:
+    assert fixed6_ratio(n * k, d * k) == fixed6(Fraction(n, d))
+
+
+@given(st.floats(-1e9, 1e9, allow_nan=False))
+def test_split6_of_one_part_is_the_total(part: float) -> None:
+    total = fixed6(part)
+    assert split6(total, [part]) == [total]
+    assert split6(total, [part + 1e-3]) == [total]
