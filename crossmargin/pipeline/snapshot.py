@@ -485,8 +485,8 @@ def _shared_blob(report: Report) -> tuple[str, str]:
     prices = tuple(getattr(report, "prices", ()))  # the list is the model's own copy
     held = (getattr(report, "parameters", None), *prices, *report.as_of)
     key = (len(prices), *map(id, held))
-    hit = _SHARED_HELD.get(key)
-    if hit is not None and not any(map(operator.is_not, hit[0], held)):
+    hit = _SHARED_HELD.get(key)  # the entry holds them: their ids are not reused
+    if hit is not None:
         return hit[1], hit[2]
     sha, text = _shared_blob_by_blocks(report, prices)
     if len(_SHARED_HELD) >= 64:
@@ -591,7 +591,7 @@ def _protocol_entry(read: ProtocolRead) -> dict[str, Any]:
     return lean
 
 
-_ENTRIES: dict[tuple[Any, ...], tuple[tuple[object, ...], str, tuple[tuple[str, str], ...]]] = {}
+_ENTRIES: dict[tuple[object, ...], tuple[tuple[object, ...], str, tuple[tuple[str, str], ...]]] = {}
 
 
 def _chain_entry(state: ChainState) -> tuple[str, tuple[tuple[str, str], ...]]:
@@ -601,17 +601,11 @@ def _chain_entry(state: ChainState) -> tuple[str, tuple[tuple[str, str], ...]]:
     and protocol read per market state: the entry is found by the identity of what it
     is made of (kept alive in the entry, so an id is never reused while it is a key),
     and encoded (`_split_chain`, `_dumps`) once per distinct entry."""
-    held = (
-        state.pin,
-        state.feeds,
-        state.sequencer,
-        state.block_proof,
-        state.holder_proof,
-        *state.balances,
-        *state.protocols,
-    )
-    key = (state.chain.name, state.error, state.address, state.has_code, len(state.balances))
-    hit = _ENTRIES.get((*key, *map(id, held)))  # the entry holds them: ids not reused
+    balances, protocols = state.balances, state.protocols
+    shared = (state.pin, state.feeds, state.sequencer, state.block_proof, state.holder_proof)
+    key: tuple[object, ...] = (state.chain.name, state.error, state.address, state.has_code)
+    key += (len(balances), *map(id, shared), *map(id, balances), *map(id, protocols))
+    hit = _ENTRIES.get(key)  # the entry holds them: their ids are not reused
     if hit is not None:
         return hit[1], hit[2]
     blobs: dict[str, str] = {}
@@ -619,7 +613,7 @@ def _chain_entry(state: ChainState) -> tuple[str, tuple[tuple[str, str], ...]]:
     if len(_ENTRIES) >= 4096:
         _ENTRIES.clear()
     refs = tuple(blobs.items())
-    _ENTRIES[(*key, *map(id, held))] = (held, text, refs)
+    _ENTRIES[key] = ((*shared, *balances, *protocols), text, refs)
     return text, refs
 
 
@@ -705,13 +699,15 @@ def _fragment(value: Any) -> str:
     if type(value) is str:
         return _dumps(value)
     if type(value) is list:
-        hit = _FRAGMENTS.get(id(value))
-        if hit is not None and hit[0] is value:
+        if not value:
+            return "[]"
+        hit = _FRAGMENTS.get(id(value))  # the entry holds it: the id is not reused
+        if hit is not None:
             return hit[1]
         text = "[" + ",".join(map(_fragment, value)) + "]"
     elif isinstance(value, BaseModel):
         hit = _FRAGMENTS.get(id(value))
-        if hit is not None and hit[0] is value:
+        if hit is not None:
             return hit[1]
         # model_dump(mode="json") less its argument handling: the same serializer call
         text = _dumps(plain(value.__pydantic_serializer__.to_python(value, mode="json")))
@@ -730,8 +726,8 @@ def _own_outputs(report: Report) -> str:
     states: figures.compute_many), whose text is that one's with their account."""
     held = _held_fields(type(report))(report)
     key = (type(report), *map(id, held))
-    hit = _OUTPUTS.get(key)
-    if hit is None or any(map(operator.is_not, hit[0], held)):
+    hit = _OUTPUTS.get(key)  # the entry holds them: their ids are not reused
+    if hit is None:
         names = _own_names(type(report))
         if names is None:  # not spliced: the whole dump, as `plain` gives it
             own = plain(report.model_dump(mode="json", exclude=set(SHARED_OUTPUTS)))
@@ -761,6 +757,17 @@ def _estimates_blob(estimates: RiskEstimates) -> tuple[str, str]:
     return sha, text
 
 
+# A version "2" document and its inputs as `_members` writes them, with a `%s` for each
+# member's text (in the keys' order, sorted; no key has a `%`)
+_DOCUMENT = _members(
+    dict.fromkeys(
+        ("account", "inputs", "kind", "outputs", "prev", "request", "shared_outputs", "v"), "%s"
+    )
+)
+_INPUTS = _members(dict.fromkeys(("chains", "estimates", "parameters"), "%s"))
+_VERSION = _dumps(VERSION)
+
+
 def document(
     config: Config,
     req: Request,
@@ -787,22 +794,16 @@ def document(
         blobs.update(refs)
     o_sha, o_text = _shared_blob(report)
     blobs[o_sha] = o_text
-    inputs = {
-        "chains": "[" + ",".join(chains) + "]",
-        "estimates": _dumps(e_sha),
-        "parameters": _dumps(p_sha),
-    }
-    text = _members(
-        {
-            "v": _dumps(VERSION),
-            "kind": _dumps(req.kind),
-            "account": _dumps(req.account),
-            "request": _dumps(plain(req.as_json())),
-            "inputs": _members(inputs),
-            "outputs": _own_outputs(report),
-            "shared_outputs": _dumps(o_sha),
-            "prev": _dumps(prev),
-        }
+    inputs = _INPUTS % ("[" + ",".join(chains) + "]", _dumps(e_sha), _dumps(p_sha))
+    text = _DOCUMENT % (
+        _dumps(req.account),
+        inputs,
+        _dumps(req.kind),
+        _own_outputs(report),
+        _dumps(prev),
+        _dumps(plain(req.as_json())),
+        _dumps(o_sha),
+        _VERSION,
     )
     return Built(text, blobs)
 
