@@ -35,13 +35,11 @@ from alembic.config import Config as AlembicConfig
 from sqlalchemy import (
     Connection,
     Engine,
-    bindparam,
     create_engine,
     event,
     insert,
     inspect,
     select,
-    update,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -49,7 +47,14 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 
 from api.store import tlog
-from api.store.tables import BlobRow, ConfigRow, HeadRow, SnapshotRow, insert_rows
+from api.store.tables import (
+    BlobRow,
+    ConfigRow,
+    HeadRow,
+    SnapshotRow,
+    insert_rows,
+    update_rows,
+)
 from crossmargin.core.errors import CrossmarginError
 from crossmargin.pipeline.snapshot import GENESIS, Built, blob_refs, digest
 
@@ -399,22 +404,10 @@ class Store:
         """New accounts get a head row; the others a compare-and-swap from the head read."""
         new = sorted((a, h, n) for a, (h, n) in heads.items() if a not in old)
         insert_rows(conn, HEAD, ("account", "head_id", "height"), new)
-        moved = [
-            {"b_account": a, "b_prev": old[a][0], "head_id": h, "height": n}
-            for a, (h, n) in sorted(heads.items())
-            if a in old
-        ]
-        if moved:
-            result = conn.execute(
-                update(HEAD)
-                .where(
-                    HEAD.c.account == bindparam("b_account"), HEAD.c.head_id == bindparam("b_prev")
-                )
-                .values(head_id=bindparam("head_id"), height=bindparam("height")),
-                moved,
-            )
-            if result.rowcount != len(moved):
-                raise IntegrityError("head moved", None, Exception("head moved"))
+        moved = [(h, n, a, old[a][0]) for a, (h, n) in sorted(heads.items()) if a in old]
+        swapped = update_rows(conn, HEAD, ("head_id", "height"), ("account", "head_id"), moved)
+        if swapped != len(moved):
+            raise IntegrityError("head moved", None, Exception("head moved"))
 
     def blobs(self, hashes: Iterable[str]) -> dict[str, str]:
         """The stored blobs among `hashes` (a missing one is simply absent)."""
