@@ -690,6 +690,27 @@ def _held_fields(model: type[BaseModel]) -> operator.attrgetter[tuple[object, ..
     )
 
 
+def _textual_type(tp: Any) -> bool:
+    """Whether every value of type `tp` is a string, a bool or None."""
+    if tp is str or tp is bool or tp is type(None):
+        return True
+    origin = typing.get_origin(tp)
+    if origin is typing.Literal:
+        return all(isinstance(a, str | bool) for a in typing.get_args(tp))
+    if origin in (types.UnionType, typing.Union):
+        return all(map(_textual_type, typing.get_args(tp)))
+    return False
+
+
+@functools.cache
+def _textual(model: type[BaseModel]) -> bool:
+    """Whether a model's JSON dump holds only strings, bools and None (no numbers), so
+    `plain` would give it back as it is (a report's totals and haircuts)."""
+    if _own_names(model) is None or model.model_config.get("extra") == "allow":
+        return False
+    return all(_textual_type(f.annotation) for f in model.model_fields.values())
+
+
 def _fragment(value: Any) -> str:
     """Canonical text of a report field's value, as in the report's whole dump (`_dumps`
     of `plain` of `model_dump`): a model or a list encoded once per object, for reports
@@ -710,7 +731,8 @@ def _fragment(value: Any) -> str:
         if hit is not None:
             return hit[1]
         # model_dump(mode="json") less its argument handling: the same serializer call
-        text = _dumps(plain(value.__pydantic_serializer__.to_python(value, mode="json")))
+        dump = value.__pydantic_serializer__.to_python(value, mode="json")
+        text = _dumps(dump if _textual(type(value)) else plain(dump))
     else:
         return _dumps(plain(value))
     if len(_FRAGMENTS) >= 8192:
