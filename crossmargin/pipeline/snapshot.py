@@ -591,6 +591,10 @@ def _protocol_entry(read: ProtocolRead) -> dict[str, Any]:
     return lean
 
 
+ENTRY_KEY_FIELDS = frozenset(
+    {"chain", "error", "address", "has_code", "pin", "feeds", "sequencer", "block_proof"}
+    | {"holder_proof", "balances", "protocols"}
+)
 _ENTRIES: dict[tuple[object, ...], tuple[tuple[object, ...], str, tuple[tuple[str, str], ...]]] = {}
 
 
@@ -601,6 +605,7 @@ def _chain_entry(state: ChainState) -> tuple[str, tuple[tuple[str, str], ...]]:
     and protocol read per market state: the entry is found by the identity of what it
     is made of (kept alive in the entry, so an id is never reused while it is a key),
     and encoded (`_split_chain`, `_dumps`) once per distinct entry."""
+    # every field of ChainState (ENTRY_KEY_FIELDS: a test keeps the two lists alike)
     balances, protocols = state.balances, state.protocols
     shared = (state.pin, state.feeds, state.sequencer, state.block_proof, state.holder_proof)
     key: tuple[object, ...] = (state.chain.name, state.error, state.address, state.has_code)
@@ -610,7 +615,7 @@ def _chain_entry(state: ChainState) -> tuple[str, tuple[tuple[str, str], ...]]:
         return hit[1], hit[2]
     blobs: dict[str, str] = {}
     text = _dumps(_split_chain(state, blobs))
-    if len(_ENTRIES) >= 4096:
+    if len(_ENTRIES) >= 1024:
         _ENTRIES.clear()
     refs = tuple(blobs.items())
     _ENTRIES[key] = ((*shared, *balances, *protocols), text, refs)
@@ -735,7 +740,7 @@ def _fragment(value: Any) -> str:
         text = _dumps(dump if _textual(type(value)) else plain(dump))
     else:
         return _dumps(plain(value))
-    if len(_FRAGMENTS) >= 8192:
+    if len(_FRAGMENTS) >= 4096:
         _FRAGMENTS.clear()
     _FRAGMENTS[id(value)] = (value, text)
     return text
