@@ -793,6 +793,21 @@ _DOCUMENT = _members(
 )
 _INPUTS = _members(dict.fromkeys(("chains", "estimates", "parameters"), "%s"))
 _VERSION = _dumps(VERSION)
+REQUEST_KEY_FIELDS = frozenset({"kind", "account", "target", "asset", "at", "blocks", "addresses"})
+_REQUESTS: dict[tuple[object, ...], str] = {}
+
+
+def _request_text(req: Request) -> str:
+    """The request's recorded form (`as_json`), encoded once per distinct request but
+    its account (which `as_json` leaves out): a batch asks one thing of many accounts.
+    Keyed by every other field of Request (REQUEST_KEY_FIELDS, kept alike by a test)."""
+    key = (req.kind, req.target, req.asset, req.at, req.blocks, req.addresses)
+    text = _REQUESTS.get(key)
+    if text is None:
+        if len(_REQUESTS) >= 256:
+            _REQUESTS.clear()
+        text = _REQUESTS[key] = _dumps(plain(req.as_json()))
+    return text
 
 
 def document(
@@ -828,7 +843,7 @@ def document(
         _dumps(req.kind),
         _own_outputs(report),
         _dumps(prev),
-        _dumps(plain(req.as_json())),
+        _request_text(req),
         _dumps(o_sha),
         _VERSION,
     )

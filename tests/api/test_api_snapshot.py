@@ -333,10 +333,12 @@ def test_spliced_documents_are_the_canonical_dump(
     assert '"address":"0x' + "ab" * 20 + '","balances"' in texts[1]
 
 
-def test_a_chain_entry_is_found_by_every_field_of_its_state() -> None:
+def test_encoded_parts_are_found_by_every_field() -> None:
     """`_chain_entry` finds an encoded entry by each ChainState field (by value or by
-    identity): a field added to ChainState must be added to its key too."""
+    identity), `_request_text` a request's by each Request field: a field added to
+    either must be added to its key too."""
     assert {f.name for f in dataclasses.fields(ChainState)} == s.ENTRY_KEY_FIELDS
+    assert {f.name for f in dataclasses.fields(s.Request)} == s.REQUEST_KEY_FIELDS
 
 
 DECIMAL = st.integers(min_value=0, max_value=2**256).map(str)
