@@ -707,13 +707,26 @@ def _textual_type(tp: Any) -> bool:
     return False
 
 
+def _integer_type(tp: Any) -> bool:
+    """Whether every value of type `tp` is an int or None (and not a bool)."""
+    args = typing.get_args(tp) if typing.get_origin(tp) in (types.UnionType, typing.Union) else ()
+    return tp is int or (int in args and all(a is int or a is type(None) for a in args))
+
+
 @functools.cache
-def _textual(model: type[BaseModel]) -> bool:
-    """Whether a model's JSON dump holds only strings, bools and None (no numbers), so
-    `plain` would give it back as it is (a report's totals and haircuts)."""
+def _integer_fields(model: type[BaseModel]) -> tuple[str, ...] | None:
+    """The fields of a model's JSON dump that `plain` would change, if they are only its
+    integers at the top (the rest strings, bools and None): a report's positions, its
+    target; () for totals and haircuts. None: the dump needs `plain`'s whole walk."""
     if _own_names(model) is None or model.model_config.get("extra") == "allow":
-        return False
-    return all(_textual_type(f.annotation) for f in model.model_fields.values())
+        return None
+    out = []
+    for name, f in model.model_fields.items():
+        if _integer_type(f.annotation):
+            out.append(name)
+        elif not _textual_type(f.annotation):
+            return None
+    return tuple(out)
 
 
 def _fragment(value: Any) -> str:
@@ -737,7 +750,14 @@ def _fragment(value: Any) -> str:
             return hit[1]
         # model_dump(mode="json") less its argument handling: the same serializer call
         dump = value.__pydantic_serializer__.to_python(value, mode="json")
-        text = _dumps(dump if _textual(type(value)) else plain(dump))
+        numbers = _integer_fields(type(value))
+        if numbers is None:
+            dump = plain(dump)
+        else:  # `plain` of a flat dump: its integers as decimal strings, the rest as is
+            for name in numbers:
+                if type(dump[name]) is int:
+                    dump[name] = str(dump[name])
+        text = _dumps(dump)
     else:
         return _dumps(plain(value))
     if len(_FRAGMENTS) >= 4096:
