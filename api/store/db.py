@@ -25,7 +25,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -35,13 +35,11 @@ from alembic.config import Config as AlembicConfig
 from sqlalchemy import (
     Connection,
     Engine,
-    bindparam,
     create_engine,
     event,
     insert,
     inspect,
     select,
-    update,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -49,7 +47,14 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 
 from api.store import tlog
-from api.store.tables import BlobRow, ConfigRow, HeadRow, SnapshotRow
+from api.store.tables import (
+    BlobRow,
+    ConfigRow,
+    HeadRow,
+    SnapshotRow,
+    insert_rows,
+    update_rows,
+)
 from crossmargin.core.errors import CrossmarginError
 from crossmargin.pipeline.snapshot import GENESIS, Built, blob_refs, digest
 
@@ -360,27 +365,29 @@ class Store:
         with self._tx(write=True) as conn:
             old = self._heads(conn, sorted({i.account for i in items}))
             heads = dict(old)
-            rows: list[dict[str, Any]] = []
+            rows: list[tuple[Any, ...]] = []  # in SNAP_COLUMNS' order
             blobs: dict[str, str] = {}
-            out = []
             for item in items:
                 prev, height = heads.get(item.account, (GENESIS, -1))
                 built = item.build(prev)
-                text = built if isinstance(built, str) else built.text
-                if not isinstance(built, str):
+                if isinstance(built, str):
+                    text = built
+                else:
+                    text = built.text
                     blobs.update(built.blobs)
                 sid = digest(text)
-                heads[item.account] = (sid, height + 1)
-                out.append(Stored(sid, item.account, height + 1, prev))
-                rows.append(_row(item, sid, height + 1, prev, now, text))
+                height += 1
+                heads[item.account] = (sid, height)
+                row = (sid, item.account, height, prev, item.kind, item.target, item.asset)
+                rows.append((*row, item.cache_key, now, text))
             self._put_blobs(conn, blobs)
-            rows.sort(key=lambda r: (r["account"], r["height"]))  # one lock order for all
-            conn.execute(insert(SNAP), rows)
+            # one lock order for all: by account and height (rows stay in item order)
+            insert_rows(conn, SNAP, SNAP_COLUMNS, sorted(rows, key=_account_height))
             self._move_heads(conn, old, heads)
             if not self.has_log:
-                return out
-            first = tlog.append(conn, [s.id for s in out], lock=not self.is_sqlite)
-        return [replace(s, leaf_index=first + i) for i, s in enumerate(out)]
+                return [Stored(r[0], r[1], r[2], r[3]) for r in rows]
+            first = tlog.append(conn, [r[0] for r in rows], lock=not self.is_sqlite)
+        return [Stored(r[0], r[1], r[2], r[3], first + i) for i, r in enumerate(rows)]
 
     def _put_blobs(self, conn: Connection, blobs: Mapping[str, str]) -> None:
         """Insert the blobs not stored yet; a blob is its hash, so an existing row with
@@ -395,27 +402,12 @@ class Store:
         self, conn: Connection, old: dict[str, tuple[str, int]], heads: dict[str, tuple[str, int]]
     ) -> None:
         """New accounts get a head row; the others a compare-and-swap from the head read."""
-        new = [
-            {"account": a, "head_id": h, "height": n} for a, (h, n) in heads.items() if a not in old
-        ]
-        if new:
-            conn.execute(insert(HEAD), sorted(new, key=lambda r: str(r["account"])))
-        moved = [
-            {"b_account": a, "b_prev": old[a][0], "head_id": h, "height": n}
-            for a, (h, n) in sorted(heads.items())
-            if a in old
-        ]
-        if moved:
-            result = conn.execute(
-                update(HEAD)
-                .where(
-                    HEAD.c.account == bindparam("b_account"), HEAD.c.head_id == bindparam("b_prev")
-                )
-                .values(head_id=bindparam("head_id"), height=bindparam("height")),
-                moved,
-            )
-            if result.rowcount != len(moved):
-                raise IntegrityError("head moved", None, Exception("head moved"))
+        new = sorted((a, h, n) for a, (h, n) in heads.items() if a not in old)
+        insert_rows(conn, HEAD, ("account", "head_id", "height"), new)
+        moved = [(h, n, a, old[a][0]) for a, (h, n) in sorted(heads.items()) if a in old]
+        swapped = update_rows(conn, HEAD, ("head_id", "height"), ("account", "head_id"), moved)
+        if swapped != len(moved):
+            raise IntegrityError("head moved", None, Exception("head moved"))
 
     def blobs(self, hashes: Iterable[str]) -> dict[str, str]:
         """The stored blobs among `hashes` (a missing one is simply absent)."""
@@ -535,19 +527,22 @@ def _transient(message: str) -> bool:
     return "locked" in message or "deadlock" in message
 
 
-def _row(item: Item, sid: str, height: int, prev: str, now: str, text: str) -> dict[str, Any]:
-    return {
-        "id": sid,
-        "account": item.account,
-        "height": height,
-        "prev_id": prev,
-        "kind": item.kind,
-        "target": item.target,
-        "asset": item.asset,
-        "cache_key": item.cache_key,
-        "created_at": now,
-        "document": text,
-    }
+SNAP_COLUMNS = (
+    "id",
+    "account",
+    "height",
+    "prev_id",
+    "kind",
+    "target",
+    "asset",
+    "cache_key",
+    "created_at",
+    "document",
+)
+
+
+def _account_height(row: tuple[Any, ...]) -> tuple[str, int]:
+    return row[1], row[2]
 
 
 def _summary(m: Any) -> Summary:

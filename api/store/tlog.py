@@ -17,10 +17,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 
-from sqlalchemy import Connection, and_, insert, or_, select, update
+from sqlalchemy import Connection, and_, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from api.store.tables import SnapshotRow, TlogLeafRow, TlogNodeRow, TlogSizeRow
+from api.store.tables import SnapshotRow, TlogLeafRow, TlogNodeRow, TlogSizeRow, insert_rows
 from api.tlog.merkle import (
     EMPTY_ROOT,
     CompactRange,
@@ -68,11 +68,11 @@ def append(conn: Connection, ids: Sequence[str], *, lock: bool) -> int:
     frontier = cover(0, n)
     stored = nodes(conn, frontier)
     tree = CompactRange(n, [stored[k] for k in frontier])
-    made: list[dict[str, object]] = []
+    made: list[tuple[object, ...]] = []
     for sid in ids:
-        made += [{"level": lv, "idx": ix, "hash": h} for (lv, ix), h in tree.push(leaf_of(sid))]
-    conn.execute(insert(LEAF), [{"idx": n + i, "snapshot_id": s} for i, s in enumerate(ids)])
-    conn.execute(insert(NODE), made)
+        made += [(lv, ix, h) for (lv, ix), h in tree.push(leaf_of(sid))]
+    insert_rows(conn, LEAF, ("idx", "snapshot_id"), list(enumerate(ids, n)))
+    insert_rows(conn, NODE, ("level", "idx", "hash"), made)
     moved = conn.execute(
         update(SIZE).where(SIZE.c.id == 1, SIZE.c.size == n).values(size=n + len(ids))
     )

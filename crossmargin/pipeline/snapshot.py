@@ -130,7 +130,11 @@ def _dumps(value: Any) -> str:
     U+0800 and on real documents): control characters are escaped alike, and a value
     it writes otherwise (non-ASCII or DEL raw, where json escapes them) or refuses
     (ints past 64 bits, surrogates) goes to json itself. `plain` leaves no floats, whose
-    forms would differ."""
+    forms would differ. A string of printable ASCII but `"` and `\\` (a hash, an
+    address, a decimal: most of a document) is written as it is, quoted, as both do."""
+    if type(value) is str and value.isascii() and value.isprintable():
+        if '"' not in value and "\\" not in value:
+            return f'"{value}"'
     try:
         out = orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
     except TypeError:  # orjson.JSONEncodeError
@@ -142,6 +146,26 @@ def _dumps(value: Any) -> str:
 
 def digest(text: str) -> str:
     return hashlib.sha256(text.encode("ascii")).hexdigest()
+
+
+class _Keys(dict[str, str]):
+    """`"name":` as canonical JSON writes an object's key, encoded once per name (keys
+    are a few fixed names)."""
+
+    def __missing__(self, name: str) -> str:
+        text = self[name] = _dumps(name) + ":"
+        return text
+
+
+_KEY = _Keys()
+
+
+def _members(texts: Mapping[str, str]) -> str:
+    """The canonical text of an object from its members' canonical texts (keys sorted,
+    as `_dumps` sorts them): a document is spliced from pieces encoded once each, not
+    dumped whole for every account (`test_batch_documents_are_the_bytes_they_always_were`
+    compares with the whole dump)."""
+    return "{" + ",".join([_KEY[k] + texts[k] for k in sorted(texts)]) + "}"
 
 
 # ---------------------------------------------------------------- inputs: chain states
@@ -450,14 +474,30 @@ def _blob(value: Any) -> tuple[str, str]:
 
 
 _SHARED: dict[tuple[Any, ...], tuple[tuple[object, ...], object, str, str]] = {}
+_SHARED_HELD: dict[tuple[int, ...], tuple[tuple[object, ...], str, str]] = {}
 
 
 def _shared_blob(report: Report) -> tuple[str, str]:
     """The blob of a report's `SHARED_OUTPUTS`, built once per batch: the reports of a
-    batch hold the same (frozen) price models and parameters object (margin.py builds
-    them once), so those are keyed by identity (kept alive in the entry, so an id is
-    never reused while it is a key), the pinned blocks by their content."""
+    batch hold the same (frozen) price models, parameters and block references
+    (margin.py builds them once), found by identity (kept alive in the entry, so an id
+    is never reused while it is a key); else by the pinned blocks' content."""
     prices = tuple(getattr(report, "prices", ()))  # the list is the model's own copy
+    held = (getattr(report, "parameters", None), *prices, *report.as_of)
+    key = (len(prices), *map(id, held))
+    hit = _SHARED_HELD.get(key)  # the entry holds them: their ids are not reused
+    if hit is not None:
+        return hit[1], hit[2]
+    sha, text = _shared_blob_by_blocks(report, prices)
+    if len(_SHARED_HELD) >= 64:
+        _SHARED_HELD.clear()
+    _SHARED_HELD[key] = (held, sha, text)
+    return sha, text
+
+
+def _shared_blob_by_blocks(report: Report, prices: tuple[object, ...]) -> tuple[str, str]:
+    """`_shared_blob` of reports whose block references are not shared objects: the
+    prices and parameters by identity, the pinned blocks by their content."""
     params = getattr(report, "parameters", None)
     as_of = tuple(
         (b.chain_id, b.name, b.block_number, b.block_hash, b.timestamp) for b in report.as_of
@@ -551,6 +591,37 @@ def _protocol_entry(read: ProtocolRead) -> dict[str, Any]:
     return lean
 
 
+ENTRY_KEY_FIELDS = frozenset(
+    {"chain", "error", "address", "has_code", "pin", "feeds", "sequencer", "block_proof"}
+    | {"holder_proof", "balances", "protocols"}
+)
+_ENTRIES: dict[tuple[object, ...], tuple[tuple[object, ...], str, tuple[tuple[str, str], ...]]] = {}
+
+
+def _chain_entry(state: ChainState) -> tuple[str, tuple[tuple[str, str], ...]]:
+    """A chain's entry in a document as canonical text, and the blobs it names. A batch
+    reads one object per (token, balance) for all its accounts (an empty account's zero
+    balances are the very objects of every other empty account's), one pin, feed list
+    and protocol read per market state: the entry is found by the identity of what it
+    is made of (kept alive in the entry, so an id is never reused while it is a key),
+    and encoded (`_split_chain`, `_dumps`) once per distinct entry."""
+    # every field of ChainState (ENTRY_KEY_FIELDS: a test keeps the two lists alike)
+    balances, protocols = state.balances, state.protocols
+    shared = (state.pin, state.feeds, state.sequencer, state.block_proof, state.holder_proof)
+    key: tuple[object, ...] = (state.chain.name, state.error, state.address, state.has_code)
+    key += (len(balances), *map(id, shared), *map(id, balances), *map(id, protocols))
+    hit = _ENTRIES.get(key)  # the entry holds them: their ids are not reused
+    if hit is not None:
+        return hit[1], hit[2]
+    blobs: dict[str, str] = {}
+    text = _dumps(_split_chain(state, blobs))
+    if len(_ENTRIES) >= 1024:
+        _ENTRIES.clear()
+    refs = tuple(blobs.items())
+    _ENTRIES[key] = ((*shared, *balances, *protocols), text, refs)
+    return text, refs
+
+
 def _split_chain(state: ChainState, blobs: dict[str, str]) -> dict[str, Any]:
     """A chain's entry in a document, plain already (see `document`)."""
     sha, text = _state_blob(state)
@@ -597,29 +668,124 @@ def _parameters_blob(config: Config, estimates: RiskEstimates | None) -> tuple[s
     return sha, text
 
 
-_OUTPUTS: dict[tuple[Any, ...], tuple[tuple[object, ...], dict[str, Any]]] = {}
+_OUTPUTS: dict[tuple[Any, ...], tuple[tuple[object, ...], str, str]] = {}
+_FRAGMENTS: dict[int, tuple[object, str]] = {}
+
+
+@functools.cache
+def _own_names(model: type[BaseModel]) -> tuple[str, ...] | None:
+    """A report type's own output fields but the account, in the order `_held_fields`
+    reads them; None if its dump is not simply its fields (a serializer, an alias, an
+    excluded field: then the whole dump is encoded)."""
+    decorators = model.__pydantic_decorators__
+    if decorators.model_serializers or decorators.field_serializers or model.model_computed_fields:
+        return None
+    fields = model.model_fields
+    for f in fields.values():
+        if f.alias or f.serialization_alias or f.exclude or f.exclude_if is not None:
+            return None
+    return tuple(k for k in fields if k != "account" and k not in SHARED_OUTPUTS)
 
 
 @functools.cache
 def _held_fields(model: type[BaseModel]) -> operator.attrgetter[tuple[object, ...]]:
-    """A report type's fields but the account, read in one call."""
-    return operator.attrgetter(*(k for k in model.model_fields if k != "account"))
+    """A report type's own output fields but the account, read in one call."""
+    return operator.attrgetter(
+        *(k for k in model.model_fields if k != "account" and k not in SHARED_OUTPUTS)
+    )
 
 
-def _own_outputs(report: Report) -> dict[str, Any]:
-    """The report's own outputs, plain: `plain(report.model_dump(...))` but for reports
-    that hold the very objects of an earlier one in every field but the account (a
-    batch's accounts with alike states: figures.compute_many), whose dump is that one's
-    with their account (the objects are kept in the entry: their ids stay theirs)."""
+def _textual_type(tp: Any) -> bool:
+    """Whether every value of type `tp` is a string, a bool or None."""
+    if tp is str or tp is bool or tp is type(None):
+        return True
+    origin = typing.get_origin(tp)
+    if origin is typing.Literal:
+        return all(isinstance(a, str | bool) for a in typing.get_args(tp))
+    if origin in (types.UnionType, typing.Union):
+        return all(map(_textual_type, typing.get_args(tp)))
+    return False
+
+
+def _integer_type(tp: Any) -> bool:
+    """Whether every value of type `tp` is an int or None (and not a bool)."""
+    args = typing.get_args(tp) if typing.get_origin(tp) in (types.UnionType, typing.Union) else ()
+    return tp is int or (int in args and all(a is int or a is type(None) for a in args))
+
+
+@functools.cache
+def _integer_fields(model: type[BaseModel]) -> tuple[str, ...] | None:
+    """The fields of a model's JSON dump that `plain` would change, if they are only its
+    integers at the top (the rest strings, bools and None): a report's positions, its
+    target; () for totals and haircuts. None: the dump needs `plain`'s whole walk."""
+    if _own_names(model) is None or model.model_config.get("extra") == "allow":
+        return None
+    out = []
+    for name, f in model.model_fields.items():
+        if _integer_type(f.annotation):
+            out.append(name)
+        elif not _textual_type(f.annotation):
+            return None
+    return tuple(out)
+
+
+def _fragment(value: Any) -> str:
+    """Canonical text of a report field's value, as in the report's whole dump (`_dumps`
+    of `plain` of `model_dump`): a model or a list encoded once per object, for reports
+    share many (every empty account's chain summaries, target, warnings; each chain's
+    summary of the accounts with nothing on it). Kept alive in the entry, so an id is
+    never reused while it is a key; reports are frozen."""
+    if type(value) is str:
+        return _dumps(value)
+    if type(value) is list:
+        if not value:
+            return "[]"
+        hit = _FRAGMENTS.get(id(value))  # the entry holds it: the id is not reused
+        if hit is not None:
+            return hit[1]
+        text = "[" + ",".join(map(_fragment, value)) + "]"
+    elif isinstance(value, BaseModel):
+        hit = _FRAGMENTS.get(id(value))
+        if hit is not None:
+            return hit[1]
+        # model_dump(mode="json") less its argument handling: the same serializer call
+        dump = value.__pydantic_serializer__.to_python(value, mode="json")
+        numbers = _integer_fields(type(value))
+        if numbers is None:
+            dump = plain(dump)
+        else:  # `plain` of a flat dump: its integers as decimal strings, the rest as is
+            for name in numbers:
+                if type(dump[name]) is int:
+                    dump[name] = str(dump[name])
+        text = _dumps(dump)
+    else:
+        return _dumps(plain(value))
+    if len(_FRAGMENTS) >= 4096:
+        _FRAGMENTS.clear()
+    _FRAGMENTS[id(value)] = (value, text)
+    return text
+
+
+def _own_outputs(report: Report) -> str:
+    """The canonical text of the report's own outputs (`plain(report.model_dump(...))`
+    less `SHARED_OUTPUTS`), encoded once for reports that hold the very objects of an
+    earlier one in every own field but the account (a batch's accounts with alike
+    states: figures.compute_many), whose text is that one's with their account."""
     held = _held_fields(type(report))(report)
     key = (type(report), *map(id, held))
-    hit = _OUTPUTS.get(key)
-    if hit is None or any(map(operator.is_not, hit[0], held)):
-        own = plain(report.model_dump(mode="json", exclude=set(SHARED_OUTPUTS)))
+    hit = _OUTPUTS.get(key)  # the entry holds them: their ids are not reused
+    if hit is None:
+        names = _own_names(type(report))
+        if names is None:  # not spliced: the whole dump, as `plain` gives it
+            own = plain(report.model_dump(mode="json", exclude=set(SHARED_OUTPUTS)))
+            return _dumps(own)
+        texts = dict(zip(names, map(_fragment, held), strict=True))
+        # a NUL is never in canonical text (escaped): it marks where the account goes
+        head, tail = _members({**texts, "account": "\x00"}).split("\x00")
         if len(_OUTPUTS) >= 64:
             _OUTPUTS.clear()
-        hit = _OUTPUTS[key] = (held, own)
-    return {**hit[1], "account": plain(report.account)}
+        hit = _OUTPUTS[key] = (held, head, tail)
+    return hit[1] + _fragment(report.account) + hit[2]
 
 
 _ESTIMATES: dict[int, tuple[RiskEstimates, str, str]] = {}
@@ -638,6 +804,32 @@ def _estimates_blob(estimates: RiskEstimates) -> tuple[str, str]:
     return sha, text
 
 
+# A version "2" document and its inputs as `_members` writes them, with a `%s` for each
+# member's text (in the keys' order, sorted; no key has a `%`)
+_DOCUMENT = _members(
+    dict.fromkeys(
+        ("account", "inputs", "kind", "outputs", "prev", "request", "shared_outputs", "v"), "%s"
+    )
+)
+_INPUTS = _members(dict.fromkeys(("chains", "estimates", "parameters"), "%s"))
+_VERSION = _dumps(VERSION)
+REQUEST_KEY_FIELDS = frozenset({"kind", "account", "target", "asset", "at", "blocks", "addresses"})
+_REQUESTS: dict[tuple[object, ...], str] = {}
+
+
+def _request_text(req: Request) -> str:
+    """The request's recorded form (`as_json`), encoded once per distinct request but
+    its account (which `as_json` leaves out): a batch asks one thing of many accounts.
+    Keyed by every other field of Request (REQUEST_KEY_FIELDS, kept alike by a test)."""
+    key = (req.kind, req.target, req.asset, req.at, req.blocks, req.addresses)
+    text = _REQUESTS.get(key)
+    if text is None:
+        if len(_REQUESTS) >= 256:
+            _REQUESTS.clear()
+        text = _REQUESTS[key] = _dumps(plain(req.as_json()))
+    return text
+
+
 def document(
     config: Config,
     req: Request,
@@ -646,7 +838,10 @@ def document(
     prev: str,
     estimates: RiskEstimates | None = None,
 ) -> Built:
-    """The canonical snapshot document (its id is `digest` of `.text`) and its blobs."""
+    """The canonical snapshot document (its id is `digest` of `.text`) and its blobs:
+    `canonical` of the document's value, spliced from texts its parts are encoded to
+    (most of them once per batch: `_chain_entry`, `_own_outputs`) instead of dumped
+    whole for every account."""
     blobs: dict[str, str] = {}
     p_sha, p_text = _parameters_blob(config, estimates)
     blobs[p_sha] = p_text
@@ -654,26 +849,23 @@ def document(
     if estimates is not None:
         e_sha, e_text = _estimates_blob(estimates)
         blobs[e_sha] = e_text
-    own = _own_outputs(report)
+    chains = []
+    for state in states:
+        entry, refs = _chain_entry(state)
+        chains.append(entry)
+        blobs.update(refs)
     o_sha, o_text = _shared_blob(report)
     blobs[o_sha] = o_text
-    # every part is plain already (the inputs built so, `own` above): `canonical` less
-    # its `plain` pass, which would walk every value of the document again
-    text = _dumps(
-        {
-            "v": VERSION,
-            "kind": req.kind,
-            "account": req.account,
-            "request": plain(req.as_json()),
-            "inputs": {
-                "chains": [_split_chain(s, blobs) for s in states],
-                "estimates": e_sha,
-                "parameters": p_sha,
-            },
-            "outputs": own,
-            "shared_outputs": o_sha,
-            "prev": prev,
-        }
+    inputs = _INPUTS % ("[" + ",".join(chains) + "]", _dumps(e_sha), _dumps(p_sha))
+    text = _DOCUMENT % (
+        _dumps(req.account),
+        inputs,
+        _dumps(req.kind),
+        _own_outputs(report),
+        _dumps(prev),
+        _request_text(req),
+        _dumps(o_sha),
+        _VERSION,
     )
     return Built(text, blobs)
 

@@ -5,7 +5,10 @@ inputs giving byte-identical outputs (no database involved)."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,6 +20,9 @@ from crossmargin.engine import Engine
 from crossmargin.pipeline import snapshot as s
 from crossmargin.pipeline.figures import compute_many
 from crossmargin.pipeline.read import ChainState
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "adapters"))
+from proof_helpers import verified
 
 JSON_LEAF = st.one_of(
     st.none(),
@@ -277,6 +283,62 @@ def test_batch_documents_are_the_bytes_they_always_were(devnet: Any) -> None:
         assert s.compact(json.loads(v1)) == built
         texts.append(built.text)
     assert "n\\u00e9ant \\u20ac\\u007f\\n\\u0001 \\ud83d\\ude00" in texts[1]  # a warning
+
+
+@pytest.mark.parametrize(
+    ("kind", "target", "asset"),
+    [("margin", "base", None), ("capacity", "base", "USDC"), ("stress", None, None)],
+)
+def test_spliced_documents_are_the_canonical_dump(
+    devnet: Any, kind: s.Kind, target: str | None, asset: str | None
+) -> None:
+    """`document` splices texts encoded once per object (chain entries, report fields,
+    the document's frame) instead of dumping each document whole. For a real batch read
+    in verified mode (§13 proofs), with protocol positions, odd characters, big integers
+    and nulls in an account's own balances and §1 addresses on a chain, every document
+    is the bytes of the plain canonical path (`compact` of the version "1" document,
+    which `canonical` dumps whole), blobs too: with every part encoded afresh, and again
+    with every part found encoded."""
+    config = verified(devnet.config)
+    accounts = [*devnet.demo_accounts.values(), "0x" + "ee" * 20, "0x" + "dd" * 20]
+
+    async def run() -> list[list[ChainState]]:
+        async with Engine.connect(config) as engine:
+            return await engine.read(accounts)
+
+    read = asyncio.run(run())
+    assert any(st.holder_proof is not None for st in read[0])
+    assert any(st.protocols for states in read for st in states)
+    odd = read[0][0]
+    balances = list(odd.balances)
+    balances[0] = balances[0]._replace(raw_amount=None, error='n\u00e9ant\x7f\n"\\ \U0001f600')
+    balances[1] = balances[1]._replace(raw_amount=2**200 + 1, shares=2**255)
+    read[0][0] = dataclasses.replace(odd, balances=balances)
+    read[1][0] = dataclasses.replace(read[1][0], address="0x" + "ab" * 20, has_code=True)
+    states = dict(zip(accounts, read, strict=True))
+    reqs = [s.Request(kind, a, target, asset) for a in accounts]
+    reports = compute_many(config, reqs, states)
+    texts = []
+    for _ in range(2):
+        texts.clear()
+        for req, report in zip(reqs, reports, strict=True):
+            assert not isinstance(report, Exception)
+            built = s.document(config, req, states[req.account], report, s.GENESIS)
+            v1 = s.document_v1(config, req, states[req.account], report, s.GENESIS)
+            assert s.compact(json.loads(v1)) == built
+            assert built.text == stdlib_json(json.loads(built.text))
+            texts.append(built.text)
+    assert '"n\\u00e9ant\\u007f\\n\\"\\\\ \\ud83d\\ude00"' in texts[0]
+    assert f'"{2**200 + 1}"' in texts[0]
+    assert '"address":"0x' + "ab" * 20 + '","balances"' in texts[1]
+
+
+def test_encoded_parts_are_found_by_every_field() -> None:
+    """`_chain_entry` finds an encoded entry by each ChainState field (by value or by
+    identity), `_request_text` a request's by each Request field: a field added to
+    either must be added to its key too."""
+    assert {f.name for f in dataclasses.fields(ChainState)} == s.ENTRY_KEY_FIELDS
+    assert {f.name for f in dataclasses.fields(s.Request)} == s.REQUEST_KEY_FIELDS
 
 
 DECIMAL = st.integers(min_value=0, max_value=2**256).map(str)

@@ -14,9 +14,12 @@ from typing import Any
 import pytest
 from api_helpers import SHARED_BLOBS, append_batches, append_many, built_doc
 from sqlalchemy import inspect
+from sqlalchemy.exc import IntegrityError
 
 from api.audit import verify
 from api.store import Item, Store
+from api.store.db import HEAD
+from api.store.tables import update_rows
 from crossmargin.core.config import config_hash, risk_document
 from crossmargin.engine import Engine
 from crossmargin.pipeline import snapshot as s
@@ -155,6 +158,27 @@ def test_append_many_in_one_transaction(database: str) -> None:
                 [Item("0xnew", "margin", lambda p: built_doc(p)), Item("0xb", "margin", broken)]
             )
         assert store.chain_rows("0xnew") == ([], None)
+    finally:
+        store.close()
+
+
+def test_a_head_swap_counts_only_the_heads_it_moved(database: str) -> None:
+    """Rows go to the driver as tuples (api/store/tables.py): the compare-and-swap of a
+    batch's heads counts only the rows whose head was still the one read, so a head
+    another writer moved meanwhile fails the batch (which is then retried)."""
+    store = Store.open(database)
+    try:
+        a, b = (store.append(x, "margin", lambda prev, x=x: built_doc(prev, x)) for x in "ab")
+        cols, keys = ("head_id", "height"), ("account", "head_id")
+        with store.connect() as conn, conn.begin():
+            stale = [("1" * 64, 1, "a", a.id), ("2" * 64, 1, "b", "f" * 64)]
+            assert update_rows(conn, HEAD, cols, keys, stale) == 1
+            assert update_rows(conn, HEAD, cols, keys, [("3" * 64, 2, "a", "1" * 64)]) == 1
+            assert update_rows(conn, HEAD, cols, keys, []) == 0
+            with pytest.raises(IntegrityError, match="head moved"):
+                store._move_heads(conn, {"b": ("f" * 64, 0)}, {"b": ("4" * 64, 1)})
+        assert store.chain_rows("a")[1] == ("3" * 64, 2)
+        assert store.chain_rows("b")[1] == (b.id, 0)
     finally:
         store.close()
 
