@@ -180,7 +180,7 @@ def store_all(store: Any, config: Any, results: Sequence[Any], est: Any) -> dict
         report = r.unwrap()
         build = functools.partial(document, config, r.request, r.states, report, estimates=est)
         items.append(Item(r.request.account, "margin", build, target=r.request.target))
-        totals[r.request.account] = report.model_dump(mode="json")["totals"]
+        totals[r.request.account] = report.totals.model_dump(mode="json")
     store.append_many(items)
     return totals
 

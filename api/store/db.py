@@ -361,25 +361,20 @@ class Store:
         return heads
 
     def _append_batch(self, items: Sequence[Item]) -> list[Stored]:
+        """The documents are built outside the write transaction, on the heads as read
+        just before (building is most of a batch's CPU, and a write transaction holds the
+        store's one write lock: processes sharing a store would take turns at building);
+        if a concurrent writer has moved one of those heads meanwhile, they are built
+        again inside it on the heads it reads."""
         now = datetime.now(UTC).isoformat(timespec="milliseconds")
+        accounts = sorted({i.account for i in items})
+        with self._tx() as conn:
+            seen = self._heads(conn, accounts)
+        rows, blobs, heads = _build(items, seen, now)
         with self._tx(write=True) as conn:
-            old = self._heads(conn, sorted({i.account for i in items}))
-            heads = dict(old)
-            rows: list[tuple[Any, ...]] = []  # in SNAP_COLUMNS' order
-            blobs: dict[str, str] = {}
-            for item in items:
-                prev, height = heads.get(item.account, (GENESIS, -1))
-                built = item.build(prev)
-                if isinstance(built, str):
-                    text = built
-                else:
-                    text = built.text
-                    blobs.update(built.blobs)
-                sid = digest(text)
-                height += 1
-                heads[item.account] = (sid, height)
-                row = (sid, item.account, height, prev, item.kind, item.target, item.asset)
-                rows.append((*row, item.cache_key, now, text))
+            old = self._heads(conn, accounts)
+            if old != seen:
+                rows, blobs, heads = _build(items, old, now)
             self._put_blobs(conn, blobs)
             # one lock order for all: by account and height (rows stay in item order)
             insert_rows(conn, SNAP, SNAP_COLUMNS, sorted(rows, key=_account_height))
@@ -556,3 +551,27 @@ def _summary(m: Any) -> Summary:
         asset=m["asset"],
         created_at=m["created_at"],
     )
+
+
+def _build(
+    items: Sequence[Item], old: Mapping[str, tuple[str, int]], now: str
+) -> tuple[list[tuple[Any, ...]], dict[str, str], dict[str, tuple[str, int]]]:
+    """A batch's snapshot rows (in `SNAP_COLUMNS`' order), its blobs, and each account's
+    new head, every document built onto its account's head in `old`, then on its own."""
+    heads = dict(old)
+    rows: list[tuple[Any, ...]] = []
+    blobs: dict[str, str] = {}
+    for item in items:
+        prev, height = heads.get(item.account, (GENESIS, -1))
+        built = item.build(prev)
+        if isinstance(built, str):
+            text = built
+        else:
+            text = built.text
+            blobs.update(built.blobs)
+        sid = digest(text)
+        height += 1
+        heads[item.account] = (sid, height)
+        row = (sid, item.account, height, prev, item.kind, item.target, item.asset)
+        rows.append((*row, item.cache_key, now, text))
+    return rows, blobs, heads

@@ -183,6 +183,36 @@ def test_a_head_swap_counts_only_the_heads_it_moved(database: str) -> None:
         store.close()
 
 
+def test_documents_built_outside_the_write_lock_are_rebuilt_on_a_moved_head(
+    database: str,
+) -> None:
+    """A batch's documents are built before its write transaction, on the heads read
+    then: another writer appending to one of its accounts in between makes the batch
+    build again on the new head, so the chain stays linear (no fork, no lost snapshot)."""
+    store, other = Store.open(database), Store.open(database)
+    try:
+        first = store.append("0xmoved", "margin", doc("first"))
+        calls: list[str] = []
+
+        def build(prev: str) -> str:
+            calls.append(prev)
+            if len(calls) == 1:  # another writer moves the head between build and write
+                other.append("0xmoved", "margin", doc("between"))
+            return json.dumps({"prev": prev, "tag": "batch"})
+
+        out = store.append_many(
+            [Item("0xmoved", "margin", build), Item("0xfresh", "margin", doc("f"))]
+        )
+        between = store.chain_rows("0xmoved")[0][1][0]
+        assert calls == [first.id, between.id]  # built on the head read, then on the moved one
+        assert (out[0].prev_id, out[0].height) == (between.id, 2)
+        assert_linear(store, "0xmoved", 3)
+        assert (out[1].prev_id, out[1].height) == (GENESIS, 0)
+    finally:
+        other.close()
+        store.close()
+
+
 def test_bulk_appends_stay_linear_under_concurrent_threads(database: str) -> None:
     store = Store.open(database)
     accounts = [f"0xshared{i}" for i in range(20)]
