@@ -19,7 +19,7 @@ reads the same pinned blocks. For each N, measured in the same run:
               snapshot appended to a SQLite store (api/store), in 2 worker processes
               (crossmargin/workers.py: each its own engine; the storing runs in them);
   (c) api     `POST /v1/margin:batch` on `crossmargin serve --workers 2` (a subprocess;
-              the client is another), batches of `api.max_batch`, 4 clients;
+              the client is another), batches of `api.max_batch`, 8 clients;
   (d) scan    `crossmargin scan` as the CLI runs it by default (a subprocess, start-up
               included; worker processes from 1,000 accounts) into a JSONL file.
 
@@ -53,13 +53,16 @@ if __package__ in (None, ""):  # run as a file: this file's folder would shadow 
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 import aiohttp
+import orjson
 from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
 
 KEY_HEADER = "X-API-Key"
 ENGINE_BATCH = 256  # as `crossmargin scan` (--batch-size): a batch reads while another computes
 ENGINE_WORKERS = 2  # worker processes of (b), as `crossmargin scan`'s default
-API_CLIENTS = 4
+# concurrent batches: the kernel spreads connections over the API's workers by a hash
+# (SO_REUSEPORT), and 4 left one worker with 3 of them about half the time
+API_CLIENTS = 8
 TOTALS = ("collateral_usd", "debt_usd", "equity_usd", "margin_requirement_usd", "health")
 
 
@@ -279,7 +282,7 @@ async def _load(args: argparse.Namespace, accounts: list[str]) -> None:
             while groups:
                 group = groups.pop()
                 async with s.post(f"{args.load}/v1/margin:batch", json={"accounts": group}) as r:
-                    body = await r.json()
+                    body = orjson.loads(await r.read())  # the load, not the server, is parsing
                     assert r.status == 200, body
                 for item in body["results"]:
                     assert item["error"] is None, item
