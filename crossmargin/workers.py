@@ -84,10 +84,15 @@ def usable_cores() -> int:
 # ---------------------------------------------------------------- the worker side
 
 
-def _die_with_parent() -> None:
-    """Linux: SIGTERM this process when the process that started it exits."""
+def _die_with_parent(parent: int | None) -> None:
+    """Linux: SIGTERM this process when the process that started it exits. `parent`
+    (fork, spawn: the pool's process; None under forkserver, whose server is the
+    parent): one that exited before this ran sends nothing, so this process, already
+    re-parented, exits now."""
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    if parent is not None and os.getppid() != parent:
+        os._exit(0)
 
 
 def _vm_hwm_kib() -> int:
@@ -123,12 +128,16 @@ def _post(conn: Connection, jid: int | str, ok: bool, value: object) -> None:
 
 
 def _worker(
-    conn: Connection, config: Config, history_url: str | None, inherited: list[Any]
+    conn: Connection,
+    config: Config,
+    history_url: str | None,
+    inherited: list[Any],
+    parent: int | None,
 ) -> None:
     """A worker process's main: serve jobs from `conn` until told to stop or EOF."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _die_with_parent()
-    for other in inherited:  # fork: the parent's ends of earlier workers' pipes
+    _die_with_parent(parent)
+    for other in inherited:  # fork: the parent's ends of the pipes (this one's too: EOF)
         other.close()
     collect_less()
     asyncio.run(_serve(conn, config, history_url))
@@ -243,10 +252,12 @@ class WorkerPool:
         try:
             for i in range(self.size):
                 mine, theirs = ctx.Pipe()
-                inherited = [h.conn for h in self._handles] if self.start_method == "fork" else []
+                fork = self.start_method == "fork"
+                parent = None if self.start_method == "forkserver" else os.getpid()
+                inherited = [*(h.conn for h in self._handles), mine] if fork else []
                 process = ctx.Process(
                     target=_worker,
-                    args=(theirs, self.config, self.history_url, inherited),
+                    args=(theirs, self.config, self.history_url, inherited, parent),
                     name=f"crossmargin-worker-{i}",
                     daemon=True,
                 )

@@ -127,13 +127,16 @@ def test_unavailable_chain_is_marked(page: Page, dead_base_server: ServedApp, de
     base, bob = dead_base_server.url, devnet.demo_accounts["bob"]
     page.goto(f"{base}/?account={bob}&target=arbitrum")
     page.wait_for_selector("#history[data-ready=true]", timeout=30_000)
-    points = expected(base, bob, "arbitrum")
+    drawn = chart(page, "free")
+    # the snapshots stored up to the page's load, oldest first; the page's live stream
+    # may store a newer one meanwhile (a chain down: results are not cached), not drawn
+    points = expected(base, bob, "arbitrum")[: len(drawn)]
     assert points
     assert all(p["figures"]["unavailable_chains"] == ["base"] for p in points)
     marks = page.locator("#history g[data-panel=free] path.hist-down")
     assert marks.count() == len(points)
     assert {marks.nth(i).get_attribute("data-chains") for i in range(len(points))} == {"base"}
-    assert chart(page, "free") == [(p["id"], "") for p in points]  # free margin unknown
+    assert drawn == [(p["id"], "") for p in points]  # free margin unknown
 
 
 def test_key_field_on_a_keyed_deployment(
