@@ -38,6 +38,7 @@ from adapters.calls import Call, CallResult
 from adapters.evm import BlockPin, ChainReader
 from crossmargin.core.config import RepresentationConfig
 from crossmargin.core.errors import DecodeError
+from crossmargin.core.memo import IdentityMemo
 
 
 class BalanceRead(NamedTuple):
@@ -58,6 +59,10 @@ class BalanceRead(NamedTuple):
     shares: int | None = None
     total_supply: int | None = None
     supply_error: str | None = None
+
+
+_TOKENS: IdentityMemo[dict[str, _Token]] = IdentityMemo()
+_COLUMNS: IdentityMemo[tuple[list[_Token | None], list[bool], list[BalanceRead]]] = IdentityMemo()
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +122,34 @@ class BalancePlan:
         self.calls = calls
 
     def _tokens(self, results: Sequence[CallResult]) -> dict[str, _Token]:
+        """Each token's decimals, vault asset and supply, decoded once per distinct
+        answer of these representations (read-only: every batch with those answers,
+        such as each API request of a block, shares it)."""
+        head = tuple(results[: self._base])
+        return _TOKENS.get(tuple(self.reps), head, lambda: self._decode_tokens(head))
+
+    def _columns(
+        self, tokens: dict[str, _Token]
+    ) -> tuple[list[_Token | None], list[bool], list[BalanceRead]]:
+        """Per representation: its token, whether its answer takes the common path, and
+        its zero read; once per token table (shared, read-only, as `_tokens`)."""
+
+        def make() -> tuple[list[_Token | None], list[bool], list[BalanceRead]]:
+            reps = self.reps
+            row_tokens = [tokens.get(r.address) for r in reps]
+            zero = c.ZERO_RESULT
+            zeros = [_balance(r, zero, t) for r, t in zip(reps, row_tokens, strict=True)]
+            # The common case inline (a token with good decimals, one 32-byte word back);
+            # everything else through _balance, which explains what is wrong.
+            plain = [
+                t is not None and t.error is None and r.standard == "erc20"
+                for r, t in zip(reps, row_tokens, strict=True)
+            ]
+            return row_tokens, plain, zeros
+
+        return _COLUMNS.get((*self.reps, tokens), (), make)
+
+    def _decode_tokens(self, results: Sequence[CallResult]) -> dict[str, _Token]:
         out: dict[str, _Token] = {}
         for rep in self.reps:
             if rep.standard == "native" or rep.address in out:
@@ -153,18 +186,10 @@ class BalancePlan:
         shared read)."""
         if len(results) != len(self.calls):
             raise ValueError(f"{len(results)} results for {len(self.calls)} calls")
-        tokens = self._tokens(results)
         reps = self.reps
         width = len(reps)
-        row_tokens = [tokens.get(r.address) for r in reps]
+        row_tokens, plain, zeros = self._columns(self._tokens(results))
         zero = c.ZERO_RESULT
-        zeros = [_balance(r, zero, t) for r, t in zip(reps, row_tokens, strict=True)]
-        # The common case inline (a token with good decimals, one 32-byte word back);
-        # everything else through _balance, which explains what is wrong.
-        plain = [
-            t is not None and t.error is None and r.standard == "erc20"
-            for r, t in zip(reps, row_tokens, strict=True)
-        ]
         # per column, the read of each distinct answer: accounts with equal answers get
         # the same object (compute_many computes accounts with the same reads once)
         seen: list[dict[CallResult, BalanceRead]] = [{} for _ in reps]
