@@ -85,19 +85,26 @@ def counted(reps: Sequence[RepresentationConfig]) -> list[RepresentationConfig]:
     return [r for r in reps if not (r.native_alias and r.chain in native_chains)]
 
 
-class BalancePlan:
-    """Calls for accounts x representations of one chain; token-level calls come first,
-    then one call per (account, representation), account-major."""
+@dataclass(frozen=True, slots=True)
+class _Head:
+    """What a plan of some representations is before its accounts: the representations
+    read, each token's call slots and its calls (decimals, totalSupply, an erc4626's
+    asset), and each representation's target and kind; the same for every plan of those
+    representations (each API request makes one), so made once (`_HEADS`)."""
 
-    def __init__(self, reps: Sequence[RepresentationConfig], accounts: Sequence[str]) -> None:
-        self.reps = counted(reps)
-        self.accounts = list(accounts)
-        tokens = [r for r in self.reps if r.standard != "native"]
+    reps: list[RepresentationConfig]
+    slots: dict[str, tuple[int, int, int | None]]
+    calls: tuple[Call, ...]
+    targets: list[str]
+    native: list[bool]
+
+    @classmethod
+    def of(cls, given: Sequence[RepresentationConfig]) -> _Head:
+        reps = counted(given)
         calls: list[Call] = []
-        # decimals, totalSupply and (erc4626) asset slots
-        self._token_slots: dict[str, tuple[int, int, int | None]] = {}
-        for rep in tokens:
-            if rep.address in self._token_slots:
+        slots: dict[str, tuple[int, int, int | None]] = {}
+        for rep in reps:
+            if rep.standard == "native" or rep.address in slots:
                 continue
             dec = len(calls)
             calls += [c.decimals(rep.address), c.total_supply(rep.address)]
@@ -105,12 +112,29 @@ class BalancePlan:
             if rep.standard == "erc4626":
                 asset_slot = len(calls)
                 calls.append(c.asset(rep.address))
-            self._token_slots[rep.address] = (dec, dec + 1, asset_slot)
+            slots[rep.address] = (dec, dec + 1, asset_slot)
+        targets = [c.MULTICALL3 if r.standard == "native" else r.address for r in reps]
+        native = [r.standard == "native" for r in reps]
+        return cls(reps, slots, tuple(calls), targets, native)
+
+
+_HEADS: IdentityMemo[_Head] = IdentityMemo()
+
+
+class BalancePlan:
+    """Calls for accounts x representations of one chain; token-level calls come first,
+    then one call per (account, representation), account-major."""
+
+    def __init__(self, reps: Sequence[RepresentationConfig], accounts: Sequence[str]) -> None:
+        head = _HEADS.get(tuple(reps), (), lambda: _Head.of(reps))
+        self.reps = head.reps  # shared by every plan of these representations: read-only
+        self.accounts = list(accounts)
+        self._token_slots = head.slots
+        calls = list(head.calls)
         self._base = len(calls)
         # one call per (account, representation), account-major: the account's ABI word
         # is made once, its two calldatas by concatenation, the Calls in one C loop
-        targets = [c.MULTICALL3 if r.standard == "native" else r.address for r in self.reps]
-        native = [r.standard == "native" for r in self.reps]
+        targets, native = head.targets, head.native
         words = [c.address_word(a) for a in self.accounts]
         by_token = [c.SEL_BALANCE_OF + w for w in words]
         if any(native):
