@@ -23,7 +23,7 @@ from aiohttp import web
 from api.security import new_key
 from api.store import Item, Store
 from crossmargin.core.config import ApiKeyConfig
-from crossmargin.pipeline.snapshot import Built, digest
+from crossmargin.pipeline.snapshot import GENESIS, Built, digest
 
 
 class ServerThread:
@@ -233,3 +233,26 @@ def hammer(
         return began, time.time(), count
     finally:
         store.close()
+
+
+def logged(store: Store) -> list[str]:
+    """The transparency log's snapshot ids, checked: no gap, each snapshot once."""
+    n = store.log.size()
+    leaves = list(store.log.leaves(0, n))
+    assert [i for i, _ in leaves] == list(range(n))
+    ids = [sid for _, sid in leaves]
+    assert len(set(ids)) == n
+    return ids
+
+
+def linear_chain(store: Store, account: str) -> list[str]:
+    """An account's snapshot ids by height, checked linear: each on the one before, each
+    document its id, the head on the last."""
+    rows, head = store.chain_rows(account)
+    prev = GENESIS
+    for height, (row, text) in enumerate(rows):
+        assert (row.height, row.prev_id) == (height, prev)
+        assert digest(text) == row.id
+        prev = row.id
+    assert head == (prev, len(rows) - 1)
+    return [r.id for r, _ in rows]

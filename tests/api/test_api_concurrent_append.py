@@ -8,11 +8,10 @@ from __future__ import annotations
 import multiprocessing
 import time
 
-from api_helpers import hammer
+from api_helpers import hammer, linear_chain, logged
 from tlog_verifier import mth
 
 from api.store import Store
-from crossmargin.pipeline.snapshot import GENESIS, digest
 
 ACCOUNTS = [f"0xhammer{i}" for i in range(12)]
 BATCHES = 40
@@ -31,25 +30,16 @@ def test_two_processes_hammering_append_many(database: str) -> None:
     assert max(b for b, _, _ in spans) < min(e for _, e, _ in spans)
     store = Store.open(database)
     try:
-        n = store.log.size()
-        leaves = list(store.log.leaves(0, n))
-        assert [i for i, _ in leaves] == list(range(n))
-        ids = [sid for _, sid in leaves]
-        assert len(set(ids)) == n
+        ids = logged(store)
+        n = len(ids)
         assert store.log.head() == (n, mth([bytes.fromhex(s) for s in ids]))
         position = {sid: i for i, sid in enumerate(ids)}
         total = 0
         for account in ACCOUNTS:
-            rows, head = store.chain_rows(account)
-            prev = GENESIS
-            for height, (row, text) in enumerate(rows):
-                assert (row.height, row.prev_id) == (height, prev)
-                assert digest(text) == row.id
-                prev = row.id
-            assert head == (prev, len(rows) - 1)
-            order = [position[r.id] for r, _ in rows]  # the log keeps each chain's order
+            chain = linear_chain(store, account)
+            order = [position[sid] for sid in chain]  # the log keeps each chain's order
             assert order == sorted(order)
-            total += len(rows)
+            total += len(chain)
         assert total == n == sum(c for _, _, c in spans)  # every append, once
     finally:
         store.close()

@@ -11,12 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from api_helpers import api_process, wait_up
+from api_helpers import api_process, linear_chain, logged, wait_up
 from eth_utils.address import to_checksum_address
 
 from api.store import Store
 from crossmargin.cli import main as cli
-from crossmargin.pipeline.snapshot import GENESIS
 
 
 def test_two_processes_one_store(devnet: Any, database: str, tmp_path: Path) -> None:
@@ -63,22 +62,12 @@ def test_two_processes_one_store(devnet: Any, database: str, tmp_path: Path) -> 
     store = Store.open(database)
     try:
         # one transparency log, no gap, no fork: every snapshot exactly once, in order
-        n = store.log.size()
-        leaves = list(store.log.leaves(0, n))
-        assert [i for i, _ in leaves] == list(range(n))
-        logged = [sid for _, sid in leaves]
-        assert len(set(logged)) == n
-        chained = {r.id for a in accounts for r, _ in store.chain_rows(a)[0]}
-        assert set(logged) == chained
-        for account in accounts:
-            rows, head = store.chain_rows(account)
-            assert rows
-            prev = GENESIS
-            for height, (row, _) in enumerate(rows):
-                assert (row.height, row.prev_id) == (height, prev)
-                prev = row.id
-            assert head == (prev, len(rows) - 1)
-            stored = {r.id for r, _ in rows}
+        ids = logged(store)
+        chains = {a: linear_chain(store, a) for a in accounts}
+        assert set(ids) == {sid for chain in chains.values() for sid in chain}
+        for account, chain in chains.items():
+            assert chain
+            stored = set(chain)
             assert {sid for path, sid, _ in served if account in path} <= stored
     finally:
         store.close()
