@@ -48,6 +48,7 @@ from crossmargin.core.config import (
     stored_config,
 )
 from crossmargin.core.errors import CrossmarginError
+from crossmargin.core.memo import IdentityMemo
 from crossmargin.pipeline.figures import Report
 from crossmargin.pipeline.figures import Request as Request
 from crossmargin.pipeline.figures import compute as compute
@@ -652,20 +653,12 @@ def _lean(read: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in read.items() if k in ("kind", "pool") or v not in (None, [])}
 
 
-_PARAMS: dict[tuple[int, int], tuple[Config, RiskEstimates | None, str, str]] = {}
+_PARAMS: IdentityMemo[tuple[str, str]] = IdentityMemo(64)
 
 
 def _parameters_blob(config: Config, estimates: RiskEstimates | None) -> tuple[str, str]:
     """Parameters of a (config, estimates) pair, encoded once per pair of objects."""
-    key = (id(config), id(estimates))
-    hit = _PARAMS.get(key)
-    if hit is not None and hit[0] is config and hit[1] is estimates:
-        return hit[2], hit[3]
-    sha, text = _blob(parameters(config, estimates))
-    if len(_PARAMS) >= 64:
-        _PARAMS.clear()
-    _PARAMS[key] = (config, estimates, sha, text)
-    return sha, text
+    return _PARAMS.get((config, estimates), (), lambda: _blob(parameters(config, estimates)))
 
 
 _OUTPUTS: dict[tuple[Any, ...], tuple[tuple[object, ...], str, str]] = {}
@@ -788,20 +781,13 @@ def _own_outputs(report: Report) -> str:
     return hit[1] + _fragment(report.account) + hit[2]
 
 
-_ESTIMATES: dict[int, tuple[RiskEstimates, str, str]] = {}
+_ESTIMATES: IdentityMemo[tuple[str, str]] = IdentityMemo(64)
 
 
 def _estimates_blob(estimates: RiskEstimates) -> tuple[str, str]:
     """The §6 estimates' blob, encoded once per estimates object (frozen; a batch and the
     engine's cache share one)."""
-    hit = _ESTIMATES.get(id(estimates))
-    if hit is not None and hit[0] is estimates:
-        return hit[1], hit[2]
-    sha, text = _blob(encode(estimates))
-    if len(_ESTIMATES) >= 64:
-        _ESTIMATES.clear()
-    _ESTIMATES[id(estimates)] = (estimates, sha, text)
-    return sha, text
+    return _ESTIMATES.get((estimates,), (), lambda: _blob(encode(estimates)))
 
 
 # A version "2" document and its inputs as `_members` writes them, with a `%s` for each

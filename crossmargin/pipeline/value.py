@@ -373,17 +373,12 @@ class _ConfigIndex:
         return self._collateral.get((kind, name), [])
 
 
-_INDEX: dict[int, _ConfigIndex] = {}
+_INDEX: IdentityMemo[_ConfigIndex] = IdentityMemo(16)
 
 
 def _index(config: Config) -> _ConfigIndex:
     """The config's `_ConfigIndex`, kept by identity (the entry keeps the config alive)."""
-    hit = _INDEX.get(id(config))
-    if hit is None or hit.config is not config:
-        if len(_INDEX) >= 16:
-            _INDEX.clear()
-        hit = _INDEX[id(config)] = _ConfigIndex(config)
-    return hit
+    return _INDEX.get((config,), (), lambda: _ConfigIndex(config))
 
 
 _HELD = operator.attrgetter("raw_amount", "warning")
