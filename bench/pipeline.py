@@ -60,8 +60,8 @@ from eth_utils.crypto import keccak
 KEY_HEADER = "X-API-Key"
 ENGINE_BATCH = 256  # as `crossmargin scan` (--batch-size): a batch reads while another computes
 ENGINE_WORKERS = 2  # worker processes of (b), as `crossmargin scan`'s default
-# concurrent batches: the kernel spreads connections over the API's workers by a hash
-# (SO_REUSEPORT), and 4 left one worker with 3 of them about half the time
+# concurrent batches: connections are spread evenly over the API's workers
+# (crossmargin/cli/accept.py), each worker's batches are computed one after another
 API_CLIENTS = 8
 TOTALS = ("collateral_usd", "debt_usd", "equity_usd", "margin_requirement_usd", "health")
 

@@ -337,7 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--workers",
         type=_workers,
-        help="processes serving the port (SO_REUSEPORT; default: api.workers, 1)",
+        help="processes serving the port (default: api.workers, 1)",
     )
     serve.set_defaults(func=_cmd_serve)
 

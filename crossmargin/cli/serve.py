@@ -2,11 +2,13 @@
 
 One Python process is bound by one core (the GIL). With `--workers N` (or `api.workers`)
 this process is a supervisor: it runs what must run once (the snapshot store's
-migrations, the price-history tables), reserves the port, then starts N workers
-(multiprocessing `spawn`: fresh interpreters, nothing forked after threads or loops
-exist), each the whole app on the same host:port with SO_REUSEPORT, so the kernel
-spreads connections over them. Worker 0 alone runs the stored watches' watcher and
-the webhook deliverer; rate limits are divided by N (api/app.py `Worker`).
+migrations, the price-history tables), opens the listening socket, then starts N
+workers (multiprocessing `spawn`: fresh interpreters, nothing forked after threads or
+loops exist), each the whole app accepting from that socket, a new connection going
+to the worker that holds the fewest (crossmargin/cli/accept.py: not SO_REUSEPORT,
+whose hash left one worker with most of a client's keep-alive connections). Worker 0
+alone runs the stored watches' watcher and the webhook deliverer; rate limits are
+divided by N (api/app.py `Worker`).
 
 Supervision: a worker that exits unexpectedly is restarted (worker 0 as worker 0), at
 most MAX_RESTARTS times within RESTART_WINDOW_S; past that, or if a worker cannot
@@ -32,6 +34,7 @@ from multiprocessing.process import BaseProcess
 from types import FrameType
 from typing import TYPE_CHECKING
 
+from crossmargin.cli.accept import ABSENT, BalancedSite, Counts, listening_socket
 from crossmargin.core.errors import CrossmarginError
 
 if TYPE_CHECKING:
@@ -49,12 +52,14 @@ async def serve_app(
     host: str,
     port: int,
     *,
-    reuse_port: bool = False,
+    shared: tuple[socket.socket, Counts, int] | None = None,
     on_ready: Callable[[list[str]], None] | None = None,
     parent: int | None = None,
 ) -> None:
     """Run until SIGINT/SIGTERM (a worker: SIGTERM, or its supervisor `parent` gone).
-    `on_ready` gets the bound URLs; without it they are printed (`listening on URL`)."""
+    `shared`: a worker's (listening socket, connection counts, index), instead of
+    binding host:port itself. `on_ready` gets the bound URLs; without it they are
+    printed (`listening on URL`)."""
     from aiohttp import web
 
     from crossmargin.cli.main import bound_urls
@@ -68,7 +73,11 @@ async def serve_app(
     orphaned = None if parent is None else asyncio.create_task(_orphaned(parent, stop))
     try:
         await runner.setup()
-        site = web.TCPSite(runner, host, port, reuse_port=reuse_port or None)
+        site: web.BaseSite
+        if shared is not None:
+            site = BalancedSite(runner, *shared)
+        else:
+            site = web.TCPSite(runner, host, port)
         try:
             await site.start()
         except OSError as exc:
@@ -111,7 +120,7 @@ class WorkerSpec:
     parent: int
 
 
-def worker_main(spec: WorkerSpec, ready: Connection) -> None:
+def worker_main(spec: WorkerSpec, sock: socket.socket, counts: Counts, ready: Connection) -> None:
     """A worker process: the whole app on the shared port. Ctrl-C reaches the whole
     process group; the supervisor forwards it as SIGTERM, so the worker ignores SIGINT
     (no KeyboardInterrupt traceback half-way through start-up)."""
@@ -137,7 +146,7 @@ def worker_main(spec: WorkerSpec, ready: Connection) -> None:
                     app,
                     spec.host,
                     spec.port,
-                    reuse_port=True,
+                    shared=(sock, counts, spec.index),
                     on_ready=lambda urls: ready.send(urls),
                     parent=spec.parent,
                 )
@@ -154,9 +163,9 @@ def worker_main(spec: WorkerSpec, ready: Connection) -> None:
 
 
 def reserve_port(host: str, port: int) -> socket.socket:
-    """A socket bound (not listening) to host:port with SO_REUSEPORT: fails early if
-    another program holds the port, and fixes the port of `--port 0` for every worker.
-    It takes no connections (only listening sockets do); it is held until the end."""
+    """The workers' listening socket on host:port (`--port 0`: one port for all); fails
+    early if another program holds the port. Held by the supervisor until the end, so
+    a restarted worker takes it over with the connections waiting in its backlog."""
     try:
         infos = socket.getaddrinfo(
             host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
@@ -167,8 +176,8 @@ def reserve_port(host: str, port: int) -> socket.socket:
         raise CrossmarginError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind(address)
+        listening_socket(sock)
     except OSError as exc:
         sock.close()
         raise CrossmarginError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
@@ -178,10 +187,16 @@ def reserve_port(host: str, port: int) -> socket.socket:
 class Supervisor:
     """N workers on one port: start, wait until all listen, restart, stop."""
 
-    def __init__(self, make_spec: Callable[[int], WorkerSpec], count: int) -> None:
+    def __init__(
+        self, make_spec: Callable[[int], WorkerSpec], count: int, sock: socket.socket
+    ) -> None:
         self._ctx = multiprocessing.get_context("spawn")
         self._make_spec = make_spec
         self.count = count
+        self._sock = sock
+        # held, then accepted, connections per worker (accept.py); held is ABSENT
+        # until a worker serves
+        self.counts: Counts = self._ctx.RawArray("i", [ABSENT] * count + [0] * count)
         self.procs: list[BaseProcess | None] = [None] * count
         self._ready: list[Connection | None] = [None] * count
         self._restarts: list[float] = []
@@ -191,7 +206,7 @@ class Supervisor:
         reader, writer = self._ctx.Pipe(duplex=False)
         proc = self._ctx.Process(
             target=worker_main,
-            args=(self._make_spec(index), writer),
+            args=(self._make_spec(index), self._sock, self.counts, writer),
             name=f"crossmargin-worker-{index}",
         )
         proc.start()
@@ -249,6 +264,7 @@ class Supervisor:
                         f"{MAX_RESTARTS} restarts in {RESTART_WINDOW_S:g} s: giving up"
                     )
                 self._restarts.append(now)
+                self.counts[i] = ABSENT  # its connections died with it
                 print(
                     f"crossmargin: worker {i} (pid {proc.pid}) exited with status "
                     f"{proc.exitcode}; restarting it",
@@ -287,7 +303,9 @@ def run_workers(
     reserved = reserve_port(host, port)
     port = reserved.getsockname()[1]
     supervisor = Supervisor(
-        lambda i: WorkerSpec(config_path, db, url, host, port, i, count, os.getpid()), count
+        lambda i: WorkerSpec(config_path, db, url, host, port, i, count, os.getpid()),
+        count,
+        reserved,
     )
 
     def on_signal(signum: int, frame: FrameType | None) -> None:

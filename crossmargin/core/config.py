@@ -360,7 +360,7 @@ class ApiConfig(Frozen):
 
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
-    # Processes of `crossmargin serve` sharing the port (SO_REUSEPORT); --workers wins.
+    # Processes of `crossmargin serve` sharing the port (cli/accept.py); --workers wins.
     workers: int = Field(default=1, ge=1, le=64)
     anonymous: bool = False
     anonymous_rate_per_s: float = Field(default=10.0, gt=0, allow_inf_nan=False)

@@ -1,7 +1,8 @@
-"""`crossmargin serve --workers 2`: both workers answer on one port (SO_REUSEPORT), each
-names itself (`X-Worker`, /metrics `crossmargin_worker_info`), a killed worker is
-restarted, rate limits are divided between them, and SIGTERM stops the supervisor
-and every worker, leaving no process behind."""
+"""`crossmargin serve --workers 2`: both workers answer on one port, a new connection
+going to the worker holding fewer (crossmargin/cli/accept.py); each names itself
+(`X-Worker`, /metrics `crossmargin_worker_info`), a killed worker is restarted, rate
+limits are divided between them, and SIGTERM stops the supervisor and every worker,
+leaving no process behind."""
 
 from __future__ import annotations
 
@@ -49,11 +50,31 @@ def _alive(pid: int) -> bool:
 
 
 async def _fresh(base: str, path: str) -> tuple[int, dict[str, str], str]:
-    """One request on a new connection (SO_REUSEPORT spreads connections, not requests)."""
+    """One request on a new connection (connections are spread, not requests)."""
     conn = aiohttp.TCPConnector(force_close=True)
     async with aiohttp.ClientSession(connector=conn) as session:
         async with session.get(base + path) as resp:
             return resp.status, dict(resp.headers), await resp.text()
+
+
+async def _held_open(host: str, port: int, count: int) -> list[str]:
+    """`count` connections opened one after another and all kept open: the worker
+    (X-Worker) that answered on each."""
+    opened: list[asyncio.StreamWriter] = []
+    workers: list[str] = []
+    try:
+        for _ in range(count):
+            reader, writer = await asyncio.open_connection(host, port)
+            opened.append(writer)
+            writer.write(b"GET /v1/health/live HTTP/1.1\r\nHost: test\r\n\r\n")
+            head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
+            found = re.search(r"^X-Worker: (\d+)\r$", head, re.M | re.I)
+            assert found is not None, head
+            workers.append(found.group(1))
+    finally:
+        for writer in opened:
+            writer.close()
+    return workers
 
 
 async def _workers_seen(base: str, want: int, tries: int = 200) -> dict[str, int]:
@@ -122,6 +143,11 @@ def test_two_workers_serve_one_port(devnet: Any, tmp_path: Path) -> None:
         assert again["1"] != workers["1"], log.read_text()
         assert again["0"] == workers["0"]
         assert "worker 1 (pid" in log.read_text()
+
+        # connections kept open are spread evenly, the restarted worker included (a
+        # hash, as SO_REUSEPORT's, gives 9/8 for 17 connections ~37% of the time)
+        held = asyncio.run(_held_open("127.0.0.1", port, 17))
+        assert sorted(held.count(w) for w in "01") == [8, 9], held
 
         pids = _children(proc.pid)
         assert set(again.values()) <= pids
