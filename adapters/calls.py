@@ -13,8 +13,8 @@ from functools import lru_cache
 from itertools import repeat
 from typing import NamedTuple, cast
 
+from cchecksum import to_checksum_address
 from eth_utils.abi import function_signature_to_4byte_selector
-from eth_utils.address import to_checksum_address
 
 from crossmargin.core.errors import DecodeError
 
@@ -350,6 +350,6 @@ def decode_round_data(result: CallResult) -> RoundData:
 
 @lru_cache(maxsize=4096)
 def checksum(address: str) -> str:
-    """EIP-55 form; memoised (a keccak each, ~10 us): every batch decodes the same
-    few token and vault addresses."""
+    """EIP-55 form; memoised (a keccak each): every batch decodes the same few token
+    and vault addresses."""
     return str(to_checksum_address(address))

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from eth_utils.address import is_hex_address, to_checksum_address
+from cchecksum import to_checksum_address
+from eth_utils.address import is_hex_address
 from pydantic import AfterValidator
 
 
