@@ -110,12 +110,26 @@ def stored_mismatch(
     `config_hash` names the method too (one config per method); `pins` and `est_key`
     are the request's pinned blocks and §6 estimates, as in its cache key; `blobs` the
     stored blobs the document names (checked against their hashes by `expand`)."""
+    return _stored_check(sid, text, req, config_hash, pins, est_key, blobs)[0]
+
+
+def _stored_check(
+    sid: str,
+    text: str,
+    req: Request,
+    config_hash: str,
+    pins: PinKey,
+    est_key: str,
+    blobs: Mapping[str, str] | None,
+) -> tuple[str | None, dict[str, Any]]:
+    """`stored_mismatch`'s reason, and the document it expanded to check it (served
+    from when the reason is None: expanding is most of a stored result's cost)."""
     if not text.isascii() or digest(text) != sid:
-        return "id_mismatch"
+        return "id_mismatch", {}
     try:
         doc = json.loads(text)
         if not isinstance(doc, dict) or canonical(doc) != text:
-            return "malformed"
+            return "malformed", {}
         doc = expand(doc, blobs or {})
         asked = request_of(doc)
         inputs: dict[str, Any] = doc["inputs"]
@@ -124,14 +138,14 @@ def stored_mismatch(
         estimates = inputs["estimates"]
         config = inputs["parameters"]["config_hash"]
     except (CrossmarginError, ValueError, KeyError, TypeError):
-        return "malformed"
+        return "malformed", {}
     if asked != req or config != config_hash:
-        return "request_mismatch"
+        return "request_mismatch", {}
     if stored_pins != {n: (str(num), h) if num is not None else None for n, num, h in pins}:
-        return "pins_mismatch"
+        return "pins_mismatch", {}
     if ("config" if estimates is None else digest(canonical(estimates))) != est_key:
-        return "estimates_mismatch"
-    return None
+        return "estimates_mismatch", {}
+    return None, doc
 
 
 class Service:
@@ -318,10 +332,10 @@ class Service:
         None (logged, counted)."""
         sid, text = found
         blobs = self.store.blobs_for(text)
-        reason = stored_mismatch(sid, text, req, config_hash, pins, est_key, blobs)
+        reason, doc = _stored_check(sid, text, req, config_hash, pins, est_key, blobs)
         if reason is None:
             try:
-                body = report_of(expand(json.loads(text), blobs)).model_dump_json().encode()
+                body = report_of(doc).model_dump_json().encode()
             except (CrossmarginError, ValidationError, ValueError):
                 reason = "malformed"
             else:

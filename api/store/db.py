@@ -67,6 +67,7 @@ HEAD = HeadRow.__table__  # type: ignore[attr-defined]
 CONF = ConfigRow.__table__  # type: ignore[attr-defined]
 BLOB = BlobRow.__table__  # type: ignore[attr-defined]
 CHUNK = 500  # values per IN (...): under every driver's parameter limit
+BLOB_MEMO = 4096  # blob texts kept by `Store.blobs` (a few hundred bytes to ~10 KB each)
 
 
 ENV_URL = "CROSSMARGIN_DATABASE_URL"
@@ -170,6 +171,10 @@ class Store:
         self._busy = 0  # connections in use (`connect`), which close() waits for
         self._idle = threading.Condition()
         self.log = tlog.Log(self._tx)  # the transparency log's reads
+        # blobs are content-addressed and never rewritten: a hash read once is not
+        # queried again (every served stored result names the same few pins, feeds and
+        # parameters); the reader still checks each text against its hash
+        self._blob_memo: dict[str, str] = {}
         self.has_log = True  # False on a store kept at a revision before the log
 
     @classmethod
@@ -406,14 +411,26 @@ class Store:
 
     def blobs(self, hashes: Iterable[str]) -> dict[str, str]:
         """The stored blobs among `hashes` (a missing one is simply absent)."""
-        wanted = sorted(set(hashes))
+        memo = self._blob_memo
         found: dict[str, str] = {}
+        wanted: list[str] = []
+        for h in sorted(set(hashes)):
+            text = memo.get(h)
+            if text is None:
+                wanted.append(h)
+            else:
+                found[h] = text
+        if not wanted:
+            return found
         with self._tx() as conn:
             for i in range(0, len(wanted), CHUNK):
                 q = select(BLOB.c.hash, BLOB.c.document).where(
                     BLOB.c.hash.in_(wanted[i : i + CHUNK])
                 )
                 found.update({str(h): str(d) for h, d in conn.execute(q)})
+        if len(memo) > BLOB_MEMO:
+            memo.clear()  # bounded; refilled by the next reads
+        memo.update((h, found[h]) for h in wanted if h in found)
         return found
 
     def blobs_for(self, text: str) -> dict[str, str]:
