@@ -909,12 +909,22 @@ def _load_blob(blobs: Mapping[str, str], sha: Any, where: str) -> Any:
     text = blobs.get(sha)
     if text is None:
         raise SnapshotError(f"{where}: blob {sha} is missing")
+    # this very text object checked before under this name: not hashed and re-dumped
+    # again (a store hands out one object per blob, and every stored result served
+    # names the same few blobs)
+    _CHECKED_BLOBS.get((text,), (sha,), lambda: _check_blob(text, sha, where))
+    return json.loads(text)
+
+
+def _check_blob(text: str, sha: str, where: str) -> bool:
     if not text.isascii() or digest(text) != sha:
         raise SnapshotError(f"{where}: blob {sha} does not hash to its name (changed)")
-    value = json.loads(text)
-    if canonical(value) != text:
+    if canonical(json.loads(text)) != text:
         raise SnapshotError(f"{where}: blob {sha} is not canonical")
-    return value
+    return True
+
+
+_CHECKED_BLOBS: IdentityMemo[bool] = IdentityMemo(4096)
 
 
 def _join_chain(blobs: Mapping[str, str], entry: Any, where: str) -> dict[str, Any]:
