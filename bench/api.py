@@ -1,12 +1,12 @@
 """Benchmark: the HTTP API under load, on the devnet, from a second process on loopback.
 
 Run from the repository root:  .venv/bin/python bench/api.py [--clients 50]
-[--seconds 30] [--database URL] [--workers 2]. This process starts the devnet and the
-API as `crossmargin serve --workers N` (a subprocess: N worker processes on one port,
-bench/served.py; a config file in a temporary directory with a bench API key); the
-load comes from a child process (`--load`): CLIENTS concurrent clients, each sending its next
-request when the last is answered, a mix of single-account margin requests (80%) and
-batches of BATCH accounts (20%), in two phases:
+[--seconds 30] [--database URL] [--workers 1] [--baseline REV]. This process starts
+the devnet and the API as `crossmargin serve --workers N` (a subprocess, bench/served.py;
+N = 1, serve's default, is one process; a config file in a temporary directory with a
+bench API key); the load comes from a child process (`--load`): CLIENTS concurrent
+clients, each sending its next request when the last is answered, a mix of
+single-account margin requests (80%) and batches of BATCH accounts (20%), in two phases:
 
 - uncached: every account is new (random addresses: a full read of all four chains);
 - cached:   the accounts of the uncached phase and the demo accounts, asked again.
@@ -14,6 +14,13 @@ batches of BATCH accounts (20%), in two phases:
 Printed per phase and kind: requests, throughput, p50/p99 latency, errors; and RPC
 requests per served account, from every worker's /metrics (every RPC request counts:
 pins, chain-id checks, multicalls).
+
+Baseline, in the same run (`--baseline REV`, default BASELINE; `--baseline ''` skips
+it): the same load against the project as it was at REV, by REV's own bench/api.py
+(its tree from `git archive`, run with this venv and node_modules, on a devnet of its
+own, after this run's). BASELINE is the head on which issue 11 was filed (API ~125-190
+fresh accounts/s; its target: 5x). Last line: `api: uncached N accounts/s, R.Rx the
+baseline's; cached N/s, R.Rx`.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import asyncio
 import json
 import os
 import random
+import re
 import secrets
 import subprocess
 import sys
@@ -39,6 +47,9 @@ import aiohttp
 from bench.served import bench_config, rpc_requests, serve
 
 KEY_HEADER = "X-API-Key"
+ROOT = Path(__file__).resolve().parents[1]
+BASELINE = "bf8cc8f"  # the head issue 11 was filed on: its API figures are "today's"
+SERVED = re.compile(r"^(uncached|cached)\s+accounts served \d+ \((\d+)/s\)", re.M)
 
 
 # ---------------------------------------------------------------- the load (child process)
@@ -166,6 +177,27 @@ def _report(args: argparse.Namespace, result: dict[str, Any]) -> None:
         )
 
 
+def baseline(rev: str, args: argparse.Namespace) -> dict[str, int]:
+    """Accounts/s per phase of REV's own bench/api.py under the same load (see module)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        tree = Path(tmp) / "tree"
+        tree.mkdir()
+        git = subprocess.run(["git", "-C", str(ROOT), "archive", rev], capture_output=True)
+        if git.returncode != 0:
+            raise SystemExit(f"baseline {rev}: {git.stderr.decode().strip()} (--baseline '')")
+        subprocess.run(["tar", "-x", "-C", str(tree)], input=git.stdout, check=True)
+        (tree / "node_modules").symlink_to(ROOT / "node_modules")
+        argv = [sys.executable, "bench/api.py", "--clients", str(args.clients)]
+        argv += ["--seconds", str(args.seconds), "--batch", str(args.batch)]
+        argv += ["--batch-share", str(args.batch_share), "--think-ms", str(args.think_ms)]
+        env = {**os.environ, "PYTHONPATH": str(tree)}
+        out = subprocess.run(argv, cwd=tree, env=env, capture_output=True, text=True)
+    found = {phase: int(rate) for phase, rate in SERVED.findall(out.stdout)}
+    if out.returncode != 0 or set(found) != {"uncached", "cached"}:
+        raise SystemExit(f"baseline {rev} failed ({out.returncode}):\n{out.stderr[-3000:]}")
+    return found
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--clients", type=int, default=50)
@@ -174,7 +206,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-share", type=float, default=0.2)
     p.add_argument("--think-ms", type=float, default=0.0, help="mean pause between requests")
     p.add_argument("--database", help="snapshot store URL (default: a temporary SQLite file)")
-    p.add_argument("--workers", type=int, default=2, help="API worker processes")
+    p.add_argument("--workers", type=int, default=1, help="API worker processes (serve's default)")
+    p.add_argument("--baseline", default=BASELINE, help="git revision measured alike ('': none)")
     p.add_argument("--load", help=argparse.SUPPRESS)  # child mode: the server's base URL
     p.add_argument("--accounts", default="", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -226,7 +259,21 @@ def main(argv: list[str] | None = None) -> int:
             except subprocess.CalledProcessError as exc:
                 print(exc.stdout, exc.stderr, file=sys.stderr)
                 raise
-    _report(args, json.loads(out.stdout))
+    result = json.loads(out.stdout)
+    _report(args, result)
+    if not args.baseline:
+        return 0
+    base = baseline(args.baseline, args)
+    rate = {p: result[p]["served_accounts"] / result[p]["elapsed_s"] for p in base}
+    print(
+        f"baseline {args.baseline}, same load: uncached {base['uncached']}/s, "
+        f"cached {base['cached']}/s"
+    )
+    print(
+        f"api: uncached {rate['uncached']:,.0f} accounts/s, "
+        f"{rate['uncached'] / base['uncached']:.1f}x the baseline's; "
+        f"cached {rate['cached']:,.0f}/s, {rate['cached'] / base['cached']:.1f}x"
+    )
     return 0
 
 
