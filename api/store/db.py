@@ -30,8 +30,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from alembic import command
-from alembic.config import Config as AlembicConfig
 from sqlalchemy import (
     Connection,
     Engine,
@@ -232,7 +230,13 @@ class Store:
                 yield conn
 
     def migrate(self, revision: str = "head") -> None:
-        """alembic upgrade, serialised across processes (advisory lock / write lock)."""
+        """alembic upgrade, serialised across processes (advisory lock / write lock).
+        alembic is imported here, not with the module: it is a fifth of a second of
+        start-up that the CLI's commands reading the store's URL (scan, margin) pay for
+        nothing."""
+        from alembic import command
+        from alembic.config import Config as AlembicConfig
+
         cfg = AlembicConfig()
         cfg.set_main_option("script_location", str(MIGRATIONS))
         with self._tx(write=True) as conn:
