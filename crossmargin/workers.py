@@ -39,12 +39,13 @@ import multiprocessing
 import os
 import pickle
 import signal
+import sys
 import threading
 import traceback
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.connection import Connection
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, NamedTuple, TypeVar
 
 from crossmargin.core.config import Config
 from crossmargin.core.errors import CrossmarginError
@@ -84,15 +85,25 @@ def usable_cores() -> int:
 # ---------------------------------------------------------------- the worker side
 
 
-def _die_with_parent(parent: int | None) -> None:
-    """Linux: SIGTERM this process when the process that started it exits. `parent`
-    (fork, spawn: the pool's process; None under forkserver, whose server is the
-    parent): one that exited before this ran sends nothing, so this process, already
-    re-parented, exits now."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    if parent is not None and os.getppid() != parent:
-        os._exit(0)
+class ParentWatch(NamedTuple):
+    """What `die_with_parent` found."""
+
+    gone: bool  # the expected parent had already exited: this process was re-parented
+    signalled: bool  # the kernel will signal its exit (else the caller must watch)
+
+
+def die_with_parent(parent: int | None, sig: signal.Signals = signal.SIGTERM) -> ParentWatch:
+    """Called at a child's start so that it never outlives the process that started it.
+    Linux: the kernel sends `sig` when that parent (the thread that started this one)
+    exits (PR_SET_PDEATHSIG); elsewhere, nothing. A parent that exited before the ask
+    sends nothing, hence `gone`: this process's parent is no longer `parent` (None: not
+    checked, e.g. under forkserver, whose server is the parent)."""
+    signalled = False
+    if sys.platform == "linux":
+        with contextlib.suppress(OSError, AttributeError):  # no libc prctl to call
+            libc = ctypes.CDLL(None, use_errno=True)
+            signalled = libc.prctl(_PR_SET_PDEATHSIG, int(sig)) == 0
+    return ParentWatch(parent is not None and os.getppid() != parent, signalled)
 
 
 def _vm_hwm_kib() -> int:
@@ -136,7 +147,8 @@ def _worker(
 ) -> None:
     """A worker process's main: serve jobs from `conn` until told to stop or EOF."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _die_with_parent(parent)
+    if die_with_parent(parent).gone:  # no signal will come: exit now
+        os._exit(0)
     for other in inherited:  # fork: the parent's ends of the pipes (this one's too: EOF)
         other.close()
     collect_less()

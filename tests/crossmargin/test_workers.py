@@ -1,7 +1,8 @@
 """The worker pool (crossmargin/workers.py) without chains: jobs of no requests, so the
 workers' engines never read. Answers come from other processes, a failing `finish` is
 that job's error, a dead worker is a clear error and never a hang, and no worker outlives
-the pool, or its parent when that is killed."""
+the pool, or its parent when that is killed (`die_with_parent`, which serve's workers
+call too)."""
 
 from __future__ import annotations
 
@@ -151,6 +152,51 @@ def test_no_worker_outlives_a_killed_parent(method: str, tmp_path: Path) -> None
     pids = [int(p) for p in proc.stdout.split()]
     assert len(pids) == 2
     assert gone(pids), "a worker outlived its killed parent"
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="PR_SET_PDEATHSIG is Linux's")
+def test_a_child_that_asks_is_signalled_when_its_parent_is_killed(tmp_path: Path) -> None:
+    """A parent starts a child calling `die_with_parent` (and a SIGTERM handler that
+    notes it), then is SIGKILLed: the child gets SIGTERM from the kernel."""
+    flag = tmp_path / "signalled"
+    child = textwrap.dedent(
+        f"""
+        import os, signal, sys, time
+        sys.path[:0] = [{str(ROOT)!r}]
+        from crossmargin.workers import die_with_parent
+        def noted(signum, frame):
+            open({str(flag)!r}, "w").write(signal.Signals(signum).name)
+            os._exit(0)
+        signal.signal(signal.SIGTERM, noted)
+        other = die_with_parent(os.getpid())  # expects a parent it does not have: gone
+        mine = die_with_parent(int(sys.argv[1]))
+        print(other.gone, mine.gone, mine.signalled, flush=True)
+        time.sleep(60)
+        """
+    )
+    parent = textwrap.dedent(
+        f"""
+        import os, signal, subprocess, sys
+        child = subprocess.Popen([sys.executable, "-c", {child!r}, str(os.getpid())],
+                                 stdout=subprocess.PIPE, text=True)
+        print(child.pid, child.stdout.readline().strip(), flush=True)
+        os.kill(os.getpid(), signal.SIGKILL)
+        """
+    )
+    with (tmp_path / "child.err").open("w") as err:
+        proc = subprocess.run(
+            [sys.executable, "-c", parent],
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert proc.returncode == -signal.SIGKILL, (tmp_path / "child.err").read_text()
+    pid, found = proc.stdout.split(" ", 1)
+    assert found.split() == ["True", "False", "True"]
+    assert gone([int(pid)]), "the child outlived its killed parent"
+    assert flag.read_text() == "SIGTERM"
 
 
 def test_start_method_is_fork_only_without_threads_or_a_loop() -> None:
