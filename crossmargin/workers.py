@@ -82,6 +82,18 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
+def vm_hwm_kib(pid: int | None = None) -> int:
+    """A process's (None: this one's) peak resident set so far, KiB: its VmHWM, not
+    ru_maxrss, which a child started by fork and exec inherits from its parent. 0 once
+    the process is gone, or where there is no /proc."""
+    path = f"/proc/{'self' if pid is None else pid}/status"
+    with contextlib.suppress(OSError), open(path, "rb") as f:
+        for line in f:
+            if line.startswith(b"VmHWM:"):
+                return int(line.split()[1])
+    return 0
+
+
 # ---------------------------------------------------------------- the worker side
 
 
@@ -104,15 +116,6 @@ def die_with_parent(parent: int | None, sig: signal.Signals = signal.SIGTERM) ->
             libc = ctypes.CDLL(None, use_errno=True)
             signalled = libc.prctl(_PR_SET_PDEATHSIG, int(sig)) == 0
     return ParentWatch(parent is not None and os.getppid() != parent, signalled)
-
-
-def _vm_hwm_kib() -> int:
-    """This process's peak resident set (VmHWM), KiB; 0 where /proc has none."""
-    with contextlib.suppress(OSError), open("/proc/self/status", encoding="ascii") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-    return 0
 
 
 def _portable(exc: BaseException) -> BaseException:
@@ -199,7 +202,7 @@ async def _serve(conn: Connection, config: Config, history_url: str | None) -> N
                 running.add(task)
                 task.add_done_callback(running.discard)
             await asyncio.gather(*running)
-        await send("bye", True, _vm_hwm_kib())
+        await send("bye", True, vm_hwm_kib())
     finally:
         with contextlib.suppress(Exception):
             loop.remove_reader(conn.fileno())

@@ -22,7 +22,7 @@ import pytest
 
 from crossmargin.core.config import Config, config_hash, load_config
 from crossmargin.engine import Engine, Result
-from crossmargin.workers import WorkerError, WorkerPool, choose_start_method
+from crossmargin.workers import WorkerError, WorkerPool, choose_start_method, vm_hwm_kib
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG: Config = load_config(ROOT / "configs" / "devnet.toml", env={})
@@ -197,6 +197,16 @@ def test_a_child_that_asks_is_signalled_when_its_parent_is_killed(tmp_path: Path
     assert found.split() == ["True", "False", "True"]
     assert gone([int(pid)]), "the child outlived its killed parent"
     assert flag.read_text() == "SIGTERM"
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="VmHWM is in Linux's /proc")
+def test_vm_hwm_is_a_process_peak_and_0_once_it_is_gone() -> None:
+    """bench/pipeline.py reads the scan's and its workers' peak RSS with it."""
+    assert vm_hwm_kib() > 10_000  # KiB: this interpreter, at least
+    assert vm_hwm_kib(os.getpid()) > 10_000
+    done = subprocess.Popen([sys.executable, "-c", "pass"])
+    done.wait()
+    assert vm_hwm_kib(done.pid) == 0
 
 
 def test_start_method_is_fork_only_without_threads_or_a_loop() -> None:
