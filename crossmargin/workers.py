@@ -85,7 +85,8 @@ def usable_cores() -> int:
 def vm_hwm_kib(pid: int | None = None) -> int:
     """A process's (None: this one's) peak resident set so far, KiB: its VmHWM, not
     ru_maxrss, which a child started by fork and exec inherits from its parent. 0 once
-    the process is gone, or where there is no /proc."""
+    the process is gone, or where there is no /proc. For bench/pipeline.py's scan and
+    its workers; here, as the CLI imports this module anyway (no extra resident set)."""
     path = f"/proc/{'self' if pid is None else pid}/status"
     with contextlib.suppress(OSError), open(path, "rb") as f:
         for line in f:
@@ -202,7 +203,7 @@ async def _serve(conn: Connection, config: Config, history_url: str | None) -> N
                 running.add(task)
                 task.add_done_callback(running.discard)
             await asyncio.gather(*running)
-        await send("bye", True, vm_hwm_kib())
+        await send("bye", True, None)  # every answer sent
     finally:
         with contextlib.suppress(Exception):
             loop.remove_reader(conn.fileno())
@@ -222,7 +223,6 @@ class _Handle:
         self.process = process
         self.conn = conn
         self.pending: dict[int, asyncio.Future[Any]] = {}
-        self.peak_kib = 0  # its VmHWM, told at a clean stop
         self.dead: str | None = None
 
 
@@ -311,7 +311,7 @@ class WorkerPool:
             self._fail(h, WorkerError("the worker pool was closed"))
 
     def _collect_bye(self, h: _Handle) -> None:
-        """Read what a stopping worker still sends, up to its goodbye (its peak RSS)."""
+        """Read what a stopping worker still sends, up to its goodbye."""
         while h.dead is None:
             try:
                 if not h.conn.poll(STOP_WAIT_S):
@@ -320,17 +320,11 @@ class WorkerPool:
             except (EOFError, OSError):
                 return
             if msg[0] == "bye":
-                h.peak_kib = int(pickle.loads(msg[2]))
                 return
 
     @property
     def pids(self) -> list[int]:
         return [h.process.pid for h in self._handles if h.process.pid is not None]
-
-    @property
-    def peak_rss_kib(self) -> int:
-        """The workers' peak RSS (VmHWM) summed, as told at a clean stop (after close)."""
-        return sum(h.peak_kib for h in self._handles)
 
     # ------------------------------------------------------------ jobs
 
@@ -423,13 +417,12 @@ class WorkerPool:
 
     @staticmethod
     def _answer(h: _Handle, jid: int | str, ok: bool, blob: bytes) -> None:
+        if jid == "bye":
+            return
         try:
             value = pickle.loads(blob)
         except Exception as exc:  # e.g. a class this process cannot import
             ok, value = False, WorkerError(f"a job's answer cannot be read here: {exc}")
-        if jid == "bye":
-            h.peak_kib = int(value)
-            return
         fut = h.pending.pop(int(jid), None)
         if fut is None or fut.done():
             return
