@@ -60,9 +60,9 @@ async def serve_app(
 ) -> None:
     """Run until SIGINT/SIGTERM. `shared`: a worker's (listening socket, connection
     counts, index), instead of binding host:port itself; a worker stops on SIGTERM only
-    (SIGINT is its supervisor's), or once its supervisor `parent` is gone (polled: given
-    where the kernel does not send SIGTERM then). `on_ready` gets the bound URLs;
-    without it they are printed (`listening on URL`)."""
+    (SIGINT is its supervisor's), or once its supervisor `parent` is gone (polled; a
+    worker passes it only where the kernel will not send SIGTERM then). `on_ready` gets
+    the bound URLs; without it they are printed (`listening on URL`)."""
     from aiohttp import web
 
     from crossmargin.cli.main import bound_urls
