@@ -341,15 +341,6 @@ def api_run(config: Any, accounts: Sequence[str], tmp: Path) -> tuple[float, dic
 # ---------------------------------------------------------------- (d) scan
 
 
-def vm_hwm_kib(pid: int) -> int:
-    """A process's peak RSS so far (VmHWM, KiB); 0 once it is gone."""
-    try:
-        with open(f"/proc/{pid}/status", encoding="ascii") as f:
-            return next((int(x.split()[1]) for x in f if x.startswith("VmHWM:")), 0)
-    except OSError:
-        return 0
-
-
 class ChildPeaks(threading.Thread):
     """Every 20 ms, each descendant of `pid` and its VmHWM (a high-water mark: the last
     reading is its peak up to then; a worker's last is taken idle, at its stop)."""
@@ -373,6 +364,8 @@ class ChildPeaks(threading.Thread):
         return out
 
     def run(self) -> None:
+        from crossmargin.workers import vm_hwm_kib
+
         while not self.done.wait(0.02):
             for p in self.descendants():
                 self.peaks[p] = max(self.peaks.get(p, 0), vm_hwm_kib(p))
@@ -394,10 +387,10 @@ def scan_run(
         "import sys\n"
         "from crossmargin.cli import main\n"
         "from crossmargin.engine import collect_less\n"
+        "from crossmargin.workers import vm_hwm_kib  # imported by the CLI anyway\n"
         "collect_less()  # as the console script\n"
         "code = main(sys.argv[1:])\n"
-        "peak = [l for l in open('/proc/self/status') if l.startswith('VmHWM:')]\n"
-        "print(peak[0].split()[1], file=sys.stderr)\n"
+        "print(vm_hwm_kib(), file=sys.stderr)\n"
         "sys.exit(code)",
         "scan",
         "--input",

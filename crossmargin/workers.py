@@ -39,12 +39,13 @@ import multiprocessing
 import os
 import pickle
 import signal
+import sys
 import threading
 import traceback
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.connection import Connection
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, NamedTuple, TypeVar
 
 from crossmargin.core.config import Config
 from crossmargin.core.errors import CrossmarginError
@@ -81,27 +82,41 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
+def vm_hwm_kib(pid: int | None = None) -> int:
+    """A process's (None: this one's) peak resident set so far, KiB: its VmHWM, not
+    ru_maxrss, which a child started by fork and exec inherits from its parent. 0 once
+    the process is gone, or where there is no /proc. For bench/pipeline.py's scan and
+    its workers; here, as the CLI imports this module anyway (no extra resident set)."""
+    path = f"/proc/{'self' if pid is None else pid}/status"
+    with contextlib.suppress(OSError), open(path, "rb") as f:
+        for line in f:
+            if line.startswith(b"VmHWM:"):
+                return int(line.split()[1])
+    return 0
+
+
 # ---------------------------------------------------------------- the worker side
 
 
-def _die_with_parent(parent: int | None) -> None:
-    """Linux: SIGTERM this process when the process that started it exits. `parent`
-    (fork, spawn: the pool's process; None under forkserver, whose server is the
-    parent): one that exited before this ran sends nothing, so this process, already
-    re-parented, exits now."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    if parent is not None and os.getppid() != parent:
-        os._exit(0)
+class ParentWatch(NamedTuple):
+    """What `die_with_parent` found."""
+
+    gone: bool  # the expected parent had already exited: this process was re-parented
+    signalled: bool  # the kernel will signal its exit (else the caller must watch)
 
 
-def _vm_hwm_kib() -> int:
-    """This process's peak resident set (VmHWM), KiB; 0 where /proc has none."""
-    with contextlib.suppress(OSError), open("/proc/self/status", encoding="ascii") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-    return 0
+def die_with_parent(parent: int | None, sig: signal.Signals = signal.SIGTERM) -> ParentWatch:
+    """Called at a child's start so that it never outlives the process that started it.
+    Linux: the kernel sends `sig` when that parent (the thread that started this one)
+    exits (PR_SET_PDEATHSIG); elsewhere, nothing. A parent that exited before the ask
+    sends nothing, hence `gone`: this process's parent is no longer `parent` (None: not
+    checked, e.g. under forkserver, whose server is the parent)."""
+    signalled = False
+    if sys.platform == "linux":
+        with contextlib.suppress(OSError, AttributeError):  # no libc prctl to call
+            libc = ctypes.CDLL(None, use_errno=True)
+            signalled = libc.prctl(_PR_SET_PDEATHSIG, int(sig)) == 0
+    return ParentWatch(parent is not None and os.getppid() != parent, signalled)
 
 
 def _portable(exc: BaseException) -> BaseException:
@@ -136,7 +151,8 @@ def _worker(
 ) -> None:
     """A worker process's main: serve jobs from `conn` until told to stop or EOF."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _die_with_parent(parent)
+    if die_with_parent(parent).gone:  # no signal will come: exit now
+        os._exit(0)
     for other in inherited:  # fork: the parent's ends of the pipes (this one's too: EOF)
         other.close()
     collect_less()
@@ -187,7 +203,7 @@ async def _serve(conn: Connection, config: Config, history_url: str | None) -> N
                 running.add(task)
                 task.add_done_callback(running.discard)
             await asyncio.gather(*running)
-        await send("bye", True, _vm_hwm_kib())
+        await send("bye", True, None)  # every answer sent
     finally:
         with contextlib.suppress(Exception):
             loop.remove_reader(conn.fileno())
@@ -207,7 +223,6 @@ class _Handle:
         self.process = process
         self.conn = conn
         self.pending: dict[int, asyncio.Future[Any]] = {}
-        self.peak_kib = 0  # its VmHWM, told at a clean stop
         self.dead: str | None = None
 
 
@@ -296,7 +311,7 @@ class WorkerPool:
             self._fail(h, WorkerError("the worker pool was closed"))
 
     def _collect_bye(self, h: _Handle) -> None:
-        """Read what a stopping worker still sends, up to its goodbye (its peak RSS)."""
+        """Read what a stopping worker still sends, up to its goodbye."""
         while h.dead is None:
             try:
                 if not h.conn.poll(STOP_WAIT_S):
@@ -305,17 +320,11 @@ class WorkerPool:
             except (EOFError, OSError):
                 return
             if msg[0] == "bye":
-                h.peak_kib = int(pickle.loads(msg[2]))
                 return
 
     @property
     def pids(self) -> list[int]:
         return [h.process.pid for h in self._handles if h.process.pid is not None]
-
-    @property
-    def peak_rss_kib(self) -> int:
-        """The workers' peak RSS (VmHWM) summed, as told at a clean stop (after close)."""
-        return sum(h.peak_kib for h in self._handles)
 
     # ------------------------------------------------------------ jobs
 
@@ -408,13 +417,12 @@ class WorkerPool:
 
     @staticmethod
     def _answer(h: _Handle, jid: int | str, ok: bool, blob: bytes) -> None:
+        if jid == "bye":
+            return
         try:
             value = pickle.loads(blob)
         except Exception as exc:  # e.g. a class this process cannot import
             ok, value = False, WorkerError(f"a job's answer cannot be read here: {exc}")
-        if jid == "bye":
-            h.peak_kib = int(value)
-            return
         fut = h.pending.pop(int(jid), None)
         if fut is None or fut.done():
             return

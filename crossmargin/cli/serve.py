@@ -14,7 +14,8 @@ Supervision: a worker that exits unexpectedly is restarted (worker 0 as worker 0
 most MAX_RESTARTS times within RESTART_WINDOW_S; past that, or if a worker cannot
 start, every worker is stopped and the supervisor exits 1. SIGINT and SIGTERM stop
 the workers (SIGTERM to each, SIGKILL after STOP_TIMEOUT_S) and exit 0; a worker whose
-supervisor is gone stops by itself, so no process is left behind.
+supervisor is gone stops by itself (the kernel sends it SIGTERM: `die_with_parent`), so
+no process is left behind.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from typing import TYPE_CHECKING
 
 from crossmargin.cli.accept import ABSENT, BalancedSite, Counts, listening_socket
 from crossmargin.core.errors import CrossmarginError
+from crossmargin.workers import die_with_parent
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -44,7 +46,7 @@ MAX_RESTARTS = 5
 RESTART_WINDOW_S = 60.0
 START_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 30.0
-PARENT_CHECK_S = 1.0
+PARENT_CHECK_S = 1.0  # where the kernel cannot signal a supervisor's death
 
 
 async def serve_app(
@@ -56,17 +58,18 @@ async def serve_app(
     on_ready: Callable[[list[str]], None] | None = None,
     parent: int | None = None,
 ) -> None:
-    """Run until SIGINT/SIGTERM (a worker: SIGTERM, or its supervisor `parent` gone).
-    `shared`: a worker's (listening socket, connection counts, index), instead of
-    binding host:port itself. `on_ready` gets the bound URLs; without it they are
-    printed (`listening on URL`)."""
+    """Run until SIGINT/SIGTERM. `shared`: a worker's (listening socket, connection
+    counts, index), instead of binding host:port itself; a worker stops on SIGTERM only
+    (SIGINT is its supervisor's), or once its supervisor `parent` is gone (polled; a
+    worker passes it only where the kernel will not send SIGTERM then). `on_ready` gets
+    the bound URLs; without it they are printed (`listening on URL`)."""
     from aiohttp import web
 
     from crossmargin.cli.main import bound_urls
 
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
-    signals = (signal.SIGTERM,) if parent is not None else (signal.SIGINT, signal.SIGTERM)
+    signals = (signal.SIGTERM,) if shared is not None else (signal.SIGINT, signal.SIGTERM)
     for sig in signals:
         loop.add_signal_handler(sig, stop.set)
     runner = web.AppRunner(app)
@@ -98,7 +101,8 @@ async def serve_app(
 
 
 async def _orphaned(parent: int, stop: asyncio.Event) -> None:
-    """Stop when the supervisor is gone (killed): a worker never outlives it."""
+    """Stop when the supervisor is gone (killed): a worker never outlives it. Only where
+    `die_with_parent` could not ask the kernel for SIGTERM then."""
     while True:
         await asyncio.sleep(PARENT_CHECK_S)
         if os.getppid() != parent:
@@ -123,8 +127,12 @@ class WorkerSpec:
 def worker_main(spec: WorkerSpec, sock: socket.socket, counts: Counts, ready: Connection) -> None:
     """A worker process: the whole app on the shared port. Ctrl-C reaches the whole
     process group; the supervisor forwards it as SIGTERM, so the worker ignores SIGINT
-    (no KeyboardInterrupt traceback half-way through start-up)."""
+    (no KeyboardInterrupt traceback half-way through start-up). The supervisor's death
+    is a SIGTERM too (`die_with_parent`), so the worker stops as it does when stopped."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    watch = die_with_parent(spec.parent, signal.SIGTERM)
+    if watch.gone:  # the supervisor died before the kernel was asked: no signal will come
+        sys.exit(0)
     from api.app import Worker, create_app
     from crossmargin.cli.main import _config, open_history
     from crossmargin.engine import collect_less
@@ -148,7 +156,7 @@ def worker_main(spec: WorkerSpec, sock: socket.socket, counts: Counts, ready: Co
                     spec.port,
                     shared=(sock, counts, spec.index),
                     on_ready=lambda urls: ready.send(urls),
-                    parent=spec.parent,
+                    parent=None if watch.signalled else spec.parent,
                 )
             )
         finally:

@@ -2,7 +2,8 @@
 going to the worker holding fewer (crossmargin/cli/accept.py); each names itself
 (`X-Worker`, /metrics `crossmargin_worker_info`), a killed worker is restarted, rate
 limits are divided between them, and SIGTERM stops the supervisor and every worker,
-leaving no process behind."""
+leaving no process behind, as does SIGKILL to the supervisor (its workers are sent
+SIGTERM by the kernel: crossmargin.workers.die_with_parent)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from api_helpers import CROSSMARGIN, ROOT, free_port, wait_up
 from api.security import Gate
 from crossmargin.core.config import ApiConfig, ApiKeyConfig
 
+WORKER_PIDS = re.compile(r"^workers: 2 \(pids (\d+), (\d+)\)$", re.M)  # the supervisor's
 WORKER_INFO = re.compile(r'^crossmargin_worker_info\{pid="(\d+)",worker="(\d+)"\} 1\.0$', re.M)
 
 
@@ -161,6 +163,41 @@ def test_two_workers_serve_one_port(devnet: Any, tmp_path: Path) -> None:
         assert f"listening on {base}" in text
         assert "workers: 2" in text
         assert "Traceback" not in text, text
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_a_killed_supervisor_leaves_no_worker(tmp_path: Path) -> None:
+    """SIGKILL to the supervisor: each worker is sent SIGTERM and stops as when stopped
+    (no chain is needed to listen)."""
+    log = tmp_path / "serve.log"
+    env = {**os.environ, "CROSSMARGIN_DATABASE_URL": f"sqlite:///{tmp_path / 'api.db'}"}
+    config = ROOT / "configs" / "devnet.toml"
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [str(CROSSMARGIN), "serve", "--config", str(config), "--port", "0", "--workers", "2"],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 120
+        while (found := WORKER_PIDS.search(log.read_text())) is None:
+            assert proc.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+        pids = [int(p) for p in found.groups()]
+        assert all(_alive(p) for p in pids)
+        proc.kill()
+        proc.wait()
+        deadline = time.monotonic() + 10
+        while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not any(_alive(p) for p in pids), "a worker outlived its killed supervisor"
+        assert "Traceback" not in log.read_text(), log.read_text()
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -1,7 +1,8 @@
 """The worker pool (crossmargin/workers.py) without chains: jobs of no requests, so the
 workers' engines never read. Answers come from other processes, a failing `finish` is
 that job's error, a dead worker is a clear error and never a hang, and no worker outlives
-the pool, or its parent when that is killed."""
+the pool, or its parent when that is killed (`die_with_parent`, which serve's workers
+call too)."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ import pytest
 
 from crossmargin.core.config import Config, config_hash, load_config
 from crossmargin.engine import Engine, Result
-from crossmargin.workers import WorkerError, WorkerPool, choose_start_method
+from crossmargin.workers import WorkerError, WorkerPool, choose_start_method, vm_hwm_kib
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG: Config = load_config(ROOT / "configs" / "devnet.toml", env={})
@@ -83,7 +84,6 @@ def test_jobs_run_in_the_workers_and_they_stop_with_the_pool(method: str) -> Non
     assert {g[0] for g in got} == set(pids)  # both workers, neither of them this process
     assert os.getpid() not in pids
     assert {g[2] for g in got + again} == {CONFIG.settlement_chain}  # the config, pickled
-    assert pool.peak_rss_kib > 0  # told at the clean stop
     assert gone(pids, within_s=0.5)
 
 
@@ -151,6 +151,61 @@ def test_no_worker_outlives_a_killed_parent(method: str, tmp_path: Path) -> None
     pids = [int(p) for p in proc.stdout.split()]
     assert len(pids) == 2
     assert gone(pids), "a worker outlived its killed parent"
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="PR_SET_PDEATHSIG is Linux's")
+def test_a_child_that_asks_is_signalled_when_its_parent_is_killed(tmp_path: Path) -> None:
+    """A parent starts a child calling `die_with_parent` (and a SIGTERM handler that
+    notes it), then is SIGKILLed: the child gets SIGTERM from the kernel."""
+    flag = tmp_path / "signalled"
+    child = textwrap.dedent(
+        f"""
+        import os, signal, sys, time
+        sys.path[:0] = [{str(ROOT)!r}]
+        from crossmargin.workers import die_with_parent
+        def noted(signum, frame):
+            open({str(flag)!r}, "w").write(signal.Signals(signum).name)
+            os._exit(0)
+        signal.signal(signal.SIGTERM, noted)
+        other = die_with_parent(os.getpid())  # expects a parent it does not have: gone
+        mine = die_with_parent(int(sys.argv[1]))
+        print(other.gone, mine.gone, mine.signalled, flush=True)
+        time.sleep(60)
+        """
+    )
+    parent = textwrap.dedent(
+        f"""
+        import os, signal, subprocess, sys
+        child = subprocess.Popen([sys.executable, "-c", {child!r}, str(os.getpid())],
+                                 stdout=subprocess.PIPE, text=True)
+        print(child.pid, child.stdout.readline().strip(), flush=True)
+        os.kill(os.getpid(), signal.SIGKILL)
+        """
+    )
+    with (tmp_path / "child.err").open("w") as err:
+        proc = subprocess.run(
+            [sys.executable, "-c", parent],
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert proc.returncode == -signal.SIGKILL, (tmp_path / "child.err").read_text()
+    pid, found = proc.stdout.split(" ", 1)
+    assert found.split() == ["True", "False", "True"]
+    assert gone([int(pid)]), "the child outlived its killed parent"
+    assert flag.read_text() == "SIGTERM"
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="VmHWM is in Linux's /proc")
+def test_vm_hwm_is_a_process_peak_and_0_once_it_is_gone() -> None:
+    """bench/pipeline.py reads the scan's and its workers' peak RSS with it."""
+    assert vm_hwm_kib() > 10_000  # KiB: this interpreter, at least
+    assert vm_hwm_kib(os.getpid()) > 10_000
+    done = subprocess.Popen([sys.executable, "-c", "pass"])
+    done.wait()
+    assert vm_hwm_kib(done.pid) == 0
 
 
 def test_start_method_is_fork_only_without_threads_or_a_loop() -> None:
