@@ -15,7 +15,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from crossmargin.core.canonical import _dumps, canonical, decimal_str, digest, plain
 from crossmargin.core.config import config_hash, risk_document
+from crossmargin.core.errors import SnapshotError
 from crossmargin.engine import Engine
 from crossmargin.pipeline import snapshot as s
 from crossmargin.pipeline.figures import compute_many
@@ -50,13 +52,13 @@ def read_states(devnet: Any, name: str) -> list[ChainState]:
 
 def test_canonical_form() -> None:
     value = {"b": 1, "a": [1.5, True, None, "x\u00e9"], "c": 1e-7, "d": 2**256, "e": 50e6}
-    assert s.canonical(value) == (
+    assert canonical(value) == (
         '{"a":["1.5",true,null,"x\\u00e9"],"b":"1","c":"0.0000001",'
         '"d":"115792089237316195423570985008687907853269984665640564039457584007913129639936",'
         '"e":"50000000.0"}'
     )
-    with pytest.raises(s.SnapshotError):
-        s.canonical({"x": float("nan")})
+    with pytest.raises(SnapshotError):
+        canonical({"x": float("nan")})
 
 
 def stdlib_json(value: Any) -> str:
@@ -66,11 +68,11 @@ def stdlib_json(value: Any) -> str:
 
 @given(JSON)
 def test_canonical_is_a_fixed_point_with_numbers_as_strings(value: Any) -> None:
-    text = s.canonical(value)
+    text = canonical(value)
     assert text.isascii()
-    assert text == stdlib_json(s.plain(value))  # orjson writes it: the same bytes
+    assert text == stdlib_json(plain(value))  # orjson writes it: the same bytes
     again = json.loads(text)
-    assert s.canonical(again) == text
+    assert canonical(again) == text
 
     def no_numbers(v: Any) -> bool:
         if isinstance(v, dict):
@@ -89,14 +91,14 @@ def test_canonical_text_is_the_standard_librarys_byte_for_byte() -> None:
     for c in range(0x800):
         ch = chr(c)
         value = {f"k{ch}": [ch, f"a{ch}b", {ch: None}], "z": True}
-        assert s._dumps(value) == stdlib_json(value), hex(c)
+        assert _dumps(value) == stdlib_json(value), hex(c)
     for odd in ({"a": "\ud800"}, {"a": [2**70, -(2**64)]}, ["x" * 10_000, "é"]):
-        assert s._dumps(odd) == stdlib_json(odd)
+        assert _dumps(odd) == stdlib_json(odd)
 
 
 @given(st.floats(allow_nan=False, allow_infinity=False))
 def test_decimal_strings_round_trip_floats(x: float) -> None:
-    text = s.decimal_str(x)
+    text = decimal_str(x)
     assert "e" not in text.lower()
     assert float(text) == x
 
@@ -104,14 +106,14 @@ def test_decimal_strings_round_trip_floats(x: float) -> None:
 @pytest.mark.parametrize("name", ["alice", "bob", "carol", "dave"])
 def test_states_round_trip(devnet: Any, name: str) -> None:
     states = read_states(devnet, name)
-    text = s.canonical(s.encode_states(states))
+    text = canonical(s.encode_states(states))
     assert s.decode_states(devnet.config, json.loads(text)) == states
 
 
 def test_unavailable_chain_round_trips(devnet: Any) -> None:
     states = read_states(devnet, "bob")
     states[1] = ChainState(states[1].chain, error="chain 42161: no answer in 5.0 s")
-    back = s.decode_states(devnet.config, json.loads(s.canonical(s.encode_states(states))))
+    back = s.decode_states(devnet.config, json.loads(canonical(s.encode_states(states))))
     assert back == states
     assert not back[1].available
 
@@ -136,22 +138,22 @@ def test_replay_is_byte_identical(
     report = s.compute(config, states, req)
     built = s.document(config, req, states, report, s.GENESIS)
     text = built.text
-    assert s.canonical(json.loads(text)) == text
+    assert canonical(json.loads(text)) == text
     assert json.loads(text)["v"] == "2"
     for sha, blob in built.blobs.items():
-        assert s.digest(blob) == sha
-        assert s.canonical(json.loads(blob)) == blob
+        assert digest(blob) == sha
+        assert canonical(json.loads(blob)) == blob
 
     replay_config = s.replay_config(risk_document(config))  # endpoints are not stored
     assert config_hash(replay_config) == config_hash(config)
     doc = json.loads(text)
     full = s.expand(doc, built.blobs)
     params, outputs = s.replay(replay_config, doc, built.blobs)
-    assert params == s.canonical(full["inputs"]["parameters"])
-    assert outputs == s.canonical(full["outputs"])
-    assert outputs == s.canonical(report.model_dump(mode="json"))
+    assert params == canonical(full["inputs"]["parameters"])
+    assert outputs == canonical(full["outputs"])
+    assert outputs == canonical(report.model_dump(mode="json"))
     assert s.report_of(full) == report  # what the API serves from a stored document
-    with pytest.raises(s.SnapshotError):
+    with pytest.raises(SnapshotError):
         s.report_of(doc)  # not without its blobs
     assert s.decode_states(config, full["inputs"]["chains"]) == states
 
@@ -199,7 +201,7 @@ def test_malformed_inputs_are_refused(
             doc["inputs"]["chains"][0]["balances"][0][0] = value
     else:
         doc["v"] = "1"
-    with pytest.raises(s.SnapshotError):
+    with pytest.raises(SnapshotError):
         s.replay(devnet.config, doc, blobs)
 
 
@@ -214,16 +216,16 @@ def test_blobs_are_checked_against_their_hashes(devnet: Any) -> None:
         ({**blobs, state: blobs[state].replace('"number":"', '"number":"1')}, "changed"),
         ({**blobs, params: " " + blobs[params]}, "changed"),
     ]:
-        with pytest.raises(s.SnapshotError, match=problem):
+        with pytest.raises(SnapshotError, match=problem):
             s.expand(doc, changed)
     bad = {**doc, "inputs": {**doc["inputs"], "parameters": "not-a-hash"}}
-    with pytest.raises(s.SnapshotError, match="expected a blob hash"):
+    with pytest.raises(SnapshotError, match="expected a blob hash"):
         s.expand(bad, blobs)
     short = json.loads(json.dumps(doc))
     short["inputs"]["chains"][0]["balances"].pop()
-    with pytest.raises(s.SnapshotError, match="balances for"):
+    with pytest.raises(SnapshotError, match="balances for"):
         s.expand(short, blobs)
-    with pytest.raises(s.SnapshotError, match="version"):
+    with pytest.raises(SnapshotError, match="version"):
         s.expand({**doc, "v": "3"}, blobs)
 
 
@@ -401,10 +403,10 @@ def test_compact_and_expand_are_inverse(doc: dict[str, Any]) -> None:
     built = s.compact(doc)
     stored = json.loads(built.text)
     assert set(s.blob_refs(stored)) == set(built.blobs)
-    assert all(s.digest(text) == sha for sha, text in built.blobs.items())
+    assert all(digest(text) == sha for sha, text in built.blobs.items())
     full = s.expand(stored, built.blobs)
-    assert s.canonical({**full, "v": "1"}) == s.canonical(doc)
-    assert s.compact(json.loads(s.canonical({**full, "v": "1"}))) == built
+    assert canonical({**full, "v": "1"}) == canonical(doc)
+    assert s.compact(json.loads(canonical({**full, "v": "1"}))) == built
 
 
 def test_a_config_stored_before_a_field_was_added_keeps_its_hash(devnet: Any) -> None:
@@ -416,15 +418,15 @@ def test_a_config_stored_before_a_field_was_added_keeps_its_hash(devnet: Any) ->
     del old["risk"]["local_health_warn"]  # not in the schema before METHOD v1.1 §12
     text = json.dumps(old, separators=(",", ":"))
     loaded = s.replay_config(text)
-    assert config_hash(loaded) == s.digest(text) != config_hash(devnet.config)
+    assert config_hash(loaded) == digest(text) != config_hash(devnet.config)
     changed = loaded.model_copy(update={"risk": loaded.risk.model_copy(update={"kappa": 0.25})})
-    assert config_hash(changed) == s.digest(risk_document(changed))  # another config now
+    assert config_hash(changed) == digest(risk_document(changed))  # another config now
 
     req = s.Request("margin", devnet.demo_accounts["bob"], "arbitrum", None)
     states = read_states(devnet, "bob")
     report = s.compute(loaded, states, req)
-    assert report.parameters.config_hash == s.digest(text)
+    assert report.parameters.config_hash == digest(text)
     built = s.document(loaded, req, states, report, s.GENESIS)
     again = s.replay(s.replay_config(text), json.loads(built.text), built.blobs)
     full = s.expand(json.loads(built.text), built.blobs)
-    assert again == (s.canonical(full["inputs"]["parameters"]), s.canonical(full["outputs"]))
+    assert again == (canonical(full["inputs"]["parameters"]), canonical(full["outputs"]))

@@ -20,10 +20,11 @@ from api.audit import verify
 from api.store import Item, Store
 from api.store.db import HEAD
 from api.store.tables import update_rows
+from crossmargin.core.canonical import digest
 from crossmargin.core.config import config_hash, risk_document
 from crossmargin.engine import Engine
 from crossmargin.pipeline import snapshot as s
-from crossmargin.pipeline.snapshot import GENESIS, digest
+from crossmargin.pipeline.snapshot import GENESIS
 
 
 def doc(tag: str) -> Callable[[str], str]:

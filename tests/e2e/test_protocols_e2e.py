@@ -21,6 +21,7 @@ import pytest
 from eth_abi.abi import decode
 from eth_utils.abi import function_signature_to_4byte_selector
 
+from crossmargin.core.canonical import canonical
 from crossmargin.core.config import Config
 from crossmargin.engine import Engine
 from crossmargin.pipeline import snapshot as s
@@ -198,7 +199,7 @@ def test_protocol_reads_replay(devnet: Any, name: str, target: str) -> None:
     full = s.expand(doc, built.blobs)
     assert s.decode_states(config, full["inputs"]["chains"]) == states
     _, outputs = s.replay(config, doc, built.blobs)
-    assert outputs == s.canonical(report.model_dump(mode="json"))
+    assert outputs == canonical(report.model_dump(mode="json"))
     assert s.compact(full) == built
 
 
