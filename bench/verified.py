@@ -61,7 +61,7 @@ from adapters.rpc import Request
 from crossmargin.core.canonical import canonical
 from crossmargin.core.config import Config, RepresentationConfig
 from crossmargin.pipeline.read import ChainState, read_chain_many
-from crossmargin.pipeline.snapshot import encode
+from crossmargin.pipeline.state_codec import encode
 from devnet import Devnet
 from devnet.evm import DEPLOYER, artifact, deploy_data
 from devnet.rpc import Rpc, wait_receipts

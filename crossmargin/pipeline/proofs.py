@@ -16,7 +16,7 @@ from typing import Any
 from adapters.prover import Judge
 from crossmargin.core.config import Config
 from crossmargin.pipeline.read import ChainState
-from crossmargin.pipeline.snapshot import decode_states
+from crossmargin.pipeline.state_codec import decode_states
 
 
 class Reproof:

@@ -22,6 +22,7 @@ from crossmargin.engine import Engine
 from crossmargin.pipeline import snapshot as s
 from crossmargin.pipeline.figures import compute_many
 from crossmargin.pipeline.read import ChainState
+from crossmargin.pipeline.state_codec import decode_states, encode_states
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "adapters"))
 from proof_helpers import verified
@@ -106,14 +107,14 @@ def test_decimal_strings_round_trip_floats(x: float) -> None:
 @pytest.mark.parametrize("name", ["alice", "bob", "carol", "dave"])
 def test_states_round_trip(devnet: Any, name: str) -> None:
     states = read_states(devnet, name)
-    text = canonical(s.encode_states(states))
-    assert s.decode_states(devnet.config, json.loads(text)) == states
+    text = canonical(encode_states(states))
+    assert decode_states(devnet.config, json.loads(text)) == states
 
 
 def test_unavailable_chain_round_trips(devnet: Any) -> None:
     states = read_states(devnet, "bob")
     states[1] = ChainState(states[1].chain, error="chain 42161: no answer in 5.0 s")
-    back = s.decode_states(devnet.config, json.loads(canonical(s.encode_states(states))))
+    back = decode_states(devnet.config, json.loads(canonical(encode_states(states))))
     assert back == states
     assert not back[1].available
 
@@ -155,7 +156,7 @@ def test_replay_is_byte_identical(
     assert s.report_of(full) == report  # what the API serves from a stored document
     with pytest.raises(SnapshotError):
         s.report_of(doc)  # not without its blobs
-    assert s.decode_states(config, full["inputs"]["chains"]) == states
+    assert decode_states(config, full["inputs"]["chains"]) == states
 
     # the version "1" document of the same computation: everything inline, replays as
     # it always did, and is what `expand` gives for the version "2" one

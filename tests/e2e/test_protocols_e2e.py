@@ -29,6 +29,7 @@ from crossmargin.pipeline.capacity import capacity_report
 from crossmargin.pipeline.margin import margin_report
 from crossmargin.pipeline.read import ChainState
 from crossmargin.pipeline.report import CapacityReport, MarginReport, ProtocolAccount, fixed6
+from crossmargin.pipeline.state_codec import decode_states
 from crossmargin.pipeline.value import assess
 from devnet import BackgroundDevnet
 from tests.jsonrpc import rpc_call
@@ -197,7 +198,7 @@ def test_protocol_reads_replay(devnet: Any, name: str, target: str) -> None:
     built = s.document(config, req, states, report, s.GENESIS)
     doc = json.loads(built.text)
     full = s.expand(doc, built.blobs)
-    assert s.decode_states(config, full["inputs"]["chains"]) == states
+    assert decode_states(config, full["inputs"]["chains"]) == states
     _, outputs = s.replay(config, doc, built.blobs)
     assert outputs == canonical(report.model_dump(mode="json"))
     assert s.compact(full) == built
