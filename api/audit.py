@@ -25,7 +25,8 @@ from crossmargin.core.canonical import canonical, digest
 from crossmargin.core.config import Config, config_hash
 from crossmargin.core.errors import SnapshotError
 from crossmargin.pipeline.proofs import reprove
-from crossmargin.pipeline.snapshot import GENESIS, blob_refs, expand, replay, replay_config
+from crossmargin.pipeline.snapshot import GENESIS
+from crossmargin.pipeline.stored import blob_refs, expand, replay, replay_config
 
 
 @dataclass(frozen=True, slots=True)

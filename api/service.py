@@ -47,8 +47,9 @@ from crossmargin.core.errors import AsOfUnavailable, CrossmarginError, InputErro
 from crossmargin.engine import Addresses, Engine, Pairs, Result
 from crossmargin.pipeline.figures import Kind, Report, Request
 from crossmargin.pipeline.read import ChainState
-from crossmargin.pipeline.snapshot import document, expand, report_of, request_of
+from crossmargin.pipeline.snapshot import document
 from crossmargin.pipeline.state_codec import encode
+from crossmargin.pipeline.stored import expand, report_of, request_of
 from oracle.estimation import RiskEstimates
 
 log = logging.getLogger("api")

@@ -57,7 +57,8 @@ from api.store.tables import (
 )
 from crossmargin.core.canonical import digest
 from crossmargin.core.errors import CrossmarginError
-from crossmargin.pipeline.snapshot import GENESIS, Built, blob_refs
+from crossmargin.pipeline.snapshot import GENESIS, Built
+from crossmargin.pipeline.stored import blob_refs
 
 log = logging.getLogger("api.store")
 

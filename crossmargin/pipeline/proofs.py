@@ -35,7 +35,7 @@ def _verified(states: list[ChainState]) -> Iterator[ChainState]:
 
 
 def reprove(config: Config, expanded: dict[str, Any]) -> Reproof:
-    """Re-derive every stored verdict of an expanded document (`snapshot.expand`)."""
+    """Re-derive every stored verdict of an expanded document (`stored.expand`)."""
     out = Reproof()
     inputs = expanded.get("inputs")
     chains = inputs.get("chains") if isinstance(inputs, dict) else None

@@ -1,8 +1,8 @@
 """Engine inputs as a snapshot records them (METHOD.md §10), and back: `encode` writes
 chain states (and the §6 estimates) as plain JSON values, `decode_states` reads them
 back strictly into the very records, so replay computes from exactly what was read.
-The codec of one kind of value, apart from how a document is put together and read
-back (snapshot.py).
+The codec of one kind of value, apart from how a document is put together (snapshot.py)
+and read back (stored.py).
 
 Engine inputs are dataclasses (ChainState, BalanceRead, FeedReading, RoundData, ...);
 they are written field by field, so a field added to them is recorded without a change

@@ -40,7 +40,7 @@ from crossmargin.core.canonical import canonical
 from crossmargin.core.config import ChainConfig, Config, RepresentationConfig, load_config
 from crossmargin.engine import Engine
 from crossmargin.pipeline.report import MarginReport, Position, fixed6
-from crossmargin.pipeline.snapshot import expand, replay, replay_config
+from crossmargin.pipeline.stored import expand, replay, replay_config
 from devnet import BackgroundDevnet, Devnet
 from devnet.evm import DEPLOYER, artifact, calldata, deploy_data
 from devnet.rpc import Rpc

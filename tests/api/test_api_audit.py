@@ -20,7 +20,7 @@ from api.audit import verify
 from api.store import Store, normalise_url
 from crossmargin.cli import main as cli
 from crossmargin.core.canonical import canonical, digest
-from crossmargin.pipeline.snapshot import expand, replay, replay_config
+from crossmargin.pipeline.stored import expand, replay, replay_config
 
 
 @dataclass

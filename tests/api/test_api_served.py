@@ -22,7 +22,9 @@ from crossmargin.core.canonical import canonical, digest
 from crossmargin.core.config import config_hash
 from crossmargin.core.errors import SnapshotError
 from crossmargin.engine import Engine
-from crossmargin.pipeline.snapshot import Built, Request, compact, compute, document, expand
+from crossmargin.pipeline.figures import compute
+from crossmargin.pipeline.snapshot import Built, Request, document
+from crossmargin.pipeline.stored import compact, expand
 
 
 def ask(devnet: Any, url: str, path: str) -> tuple[str, str, bytes, dict[str, float]]:

@@ -26,10 +26,12 @@ from crossmargin.core.config import Config
 from crossmargin.engine import Engine
 from crossmargin.pipeline import snapshot as s
 from crossmargin.pipeline.capacity import capacity_report
+from crossmargin.pipeline.figures import compute
 from crossmargin.pipeline.margin import margin_report
 from crossmargin.pipeline.read import ChainState
 from crossmargin.pipeline.report import CapacityReport, MarginReport, ProtocolAccount, fixed6
 from crossmargin.pipeline.state_codec import decode_states
+from crossmargin.pipeline.stored import compact, expand, replay
 from crossmargin.pipeline.value import assess
 from devnet import BackgroundDevnet
 from tests.jsonrpc import rpc_call
@@ -194,14 +196,14 @@ def test_protocol_reads_replay(devnet: Any, name: str, target: str) -> None:
     if name == "frank":
         assert any(p.morpho is not None for st in states for p in st.protocols)
     req = s.Request("margin", user, target)
-    report = s.compute(config, states, req)
+    report = compute(config, states, req)
     built = s.document(config, req, states, report, s.GENESIS)
     doc = json.loads(built.text)
-    full = s.expand(doc, built.blobs)
+    full = expand(doc, built.blobs)
     assert decode_states(config, full["inputs"]["chains"]) == states
-    _, outputs = s.replay(config, doc, built.blobs)
+    _, outputs = replay(config, doc, built.blobs)
     assert outputs == canonical(report.model_dump(mode="json"))
-    assert s.compact(full) == built
+    assert compact(full) == built
 
 
 def test_interest_accrual_read_at_pin(tmp_path: Path) -> None:
