@@ -21,18 +21,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from api.store import Store, Summary
+from crossmargin.core.canonical import canonical, digest
 from crossmargin.core.config import Config, config_hash
+from crossmargin.core.errors import SnapshotError
 from crossmargin.pipeline.proofs import reprove
-from crossmargin.pipeline.snapshot import (
-    GENESIS,
-    SnapshotError,
-    blob_refs,
-    canonical,
-    digest,
-    expand,
-    replay,
-    replay_config,
-)
+from crossmargin.pipeline.snapshot import GENESIS
+from crossmargin.pipeline.stored import blob_refs, expand, replay, replay_config
 
 
 @dataclass(frozen=True, slots=True)

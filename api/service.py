@@ -41,20 +41,15 @@ from api.metrics import Metrics
 from api.pins import Pinned, Pins
 from api.problems import Scrubber, as_of_type, problem_body
 from api.store import Item, Store
+from crossmargin.core.canonical import canonical, digest
 from crossmargin.core.config import Config, config_hash, risk_document
 from crossmargin.core.errors import AsOfUnavailable, CrossmarginError, InputError, Refused
 from crossmargin.engine import Addresses, Engine, Pairs, Result
 from crossmargin.pipeline.figures import Kind, Report, Request
 from crossmargin.pipeline.read import ChainState
-from crossmargin.pipeline.snapshot import (
-    canonical,
-    digest,
-    document,
-    encode,
-    expand,
-    report_of,
-    request_of,
-)
+from crossmargin.pipeline.snapshot import document
+from crossmargin.pipeline.state_codec import encode
+from crossmargin.pipeline.stored import expand, report_of, request_of
 from oracle.estimation import RiskEstimates
 
 log = logging.getLogger("api")

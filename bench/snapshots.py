@@ -42,6 +42,7 @@ from api.store import Item, Store, normalise_url
 from crossmargin.core.config import Config, config_hash, risk_document
 from crossmargin.engine import Engine
 from crossmargin.pipeline import snapshot as s
+from crossmargin.pipeline.figures import compute
 
 Make = Callable[[str], s.Built | str]
 
@@ -59,7 +60,7 @@ def workload(config: Config, demo: list[str], n: int) -> list[tuple[s.Request, M
     for account in accounts:
         req = s.Request("margin", account, "base")
         st = states[account]
-        report = s.compute(config, st, req)
+        report = compute(config, st, req)
 
         def v1(prev: str, st: Any = st, req: s.Request = req, report: Any = report) -> str:
             return s.document_v1(config, req, st, report, prev)

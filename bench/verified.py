@@ -58,9 +58,10 @@ from eth_utils.crypto import keccak
 from adapters import calls as c
 from adapters.evm import EvmAdapter
 from adapters.rpc import Request
+from crossmargin.core.canonical import canonical
 from crossmargin.core.config import Config, RepresentationConfig
 from crossmargin.pipeline.read import ChainState, read_chain_many
-from crossmargin.pipeline.snapshot import canonical, encode
+from crossmargin.pipeline.state_codec import encode
 from devnet import Devnet
 from devnet.evm import DEPLOYER, artifact, deploy_data
 from devnet.rpc import Rpc, wait_receipts

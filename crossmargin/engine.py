@@ -5,7 +5,7 @@ goes through `Engine.run`: a single account is a batch of one. Per chain the bat
 pinned once (or at the pins the caller gives) and every account of the batch is read in
 shared multicalls (`read_chain_many`: feeds once per chain, balances chunked by the
 adapter); then each request's report is computed by the one pure function
-(`crossmargin.pipeline.snapshot.compute`). A request that cannot be answered (refused,
+(`crossmargin.pipeline.figures.compute`). A request that cannot be answered (refused,
 bad input) is that request's `Result.error`, never the batch's.
 
 The engine does no I/O of its own: it is given its chain readers (name -> `ChainReader`,

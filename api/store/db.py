@@ -53,8 +53,10 @@ from api.store.tables import (
     insert_rows,
     update_rows,
 )
+from crossmargin.core.canonical import digest
 from crossmargin.core.errors import CrossmarginError
-from crossmargin.pipeline.snapshot import GENESIS, Built, blob_refs, digest
+from crossmargin.pipeline.snapshot import GENESIS, Built
+from crossmargin.pipeline.stored import blob_refs
 
 log = logging.getLogger("api.store")
 

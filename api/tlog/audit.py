@@ -19,7 +19,7 @@ from api.store import Store
 from api.store.tlog import leaf_of
 from api.tlog.heads import SignedTreeHead, TreeHeadError, signature_ok
 from api.tlog.merkle import EMPTY_ROOT, CompactRange
-from crossmargin.pipeline.snapshot import digest
+from crossmargin.core.canonical import digest
 
 BATCH = 2000  # leaves (and their documents) read per query
 

@@ -22,6 +22,8 @@ CrossmarginError
 │                               already pinned
 ├── DecodeError                 return data that does not decode (never    undecodable
 │                               read as 0)
+├── SnapshotError               a stored document that does not decode into engine
+│                               inputs (METHOD §10)
 ├── InputError                  a caller's bad input (address, chain, asset)
 │   └── InputConflict           the request contradicts itself (a chain    conflict
 │                               given two values, addresses of an account
@@ -237,6 +239,10 @@ class HeadWentBackwards(ChainError):
 
     def sentence(self, chain: str) -> str:
         return f"the endpoints of chain {chain} are behind block {self.seen}, already pinned"
+
+
+class SnapshotError(CrossmarginError):
+    """A stored document that does not decode into engine inputs."""
 
 
 class Refused(CrossmarginError):

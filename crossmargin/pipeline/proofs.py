@@ -16,7 +16,7 @@ from typing import Any
 from adapters.prover import Judge
 from crossmargin.core.config import Config
 from crossmargin.pipeline.read import ChainState
-from crossmargin.pipeline.snapshot import decode_states
+from crossmargin.pipeline.state_codec import decode_states
 
 
 class Reproof:
@@ -35,7 +35,7 @@ def _verified(states: list[ChainState]) -> Iterator[ChainState]:
 
 
 def reprove(config: Config, expanded: dict[str, Any]) -> Reproof:
-    """Re-derive every stored verdict of an expanded document (`snapshot.expand`)."""
+    """Re-derive every stored verdict of an expanded document (`stored.expand`)."""
     out = Reproof()
     inputs = expanded.get("inputs")
     chains = inputs.get("chains") if isinstance(inputs, dict) else None

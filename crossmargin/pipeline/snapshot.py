@@ -1,61 +1,44 @@
 """Snapshots (METHOD.md §10): a computation's inputs and outputs as one canonical JSON
-document, whose sha256 is the snapshot's id.
-
-Canonical JSON: keys sorted, no insignificant whitespace, ASCII only, and every number
-a decimal string (integers as they are, floats in their shortest round-trip form
-without an exponent), so any client can re-serialise a document and get the same bytes.
+document (crossmargin/core/canonical.py), whose sha256 is the snapshot's id.
 
 The inputs are what the engine read (one `ChainState` per chain: pinned block, raw
-balances, feed readings) plus the risk parameters used;
+balances, feed readings; recorded by state_codec.py) plus the risk parameters used;
 `crossmargin.pipeline.figures.compute` is the one function that turns inputs into a
-report, live and on replay, so `replay` of a stored document must give byte-identical
-outputs. A document also names the previous snapshot of the
+report, live and on replay, so `replay` of a stored document (stored.py) must give
+byte-identical outputs. A document also names the previous snapshot of the
 same account (`prev`), which makes each account's record a hash chain.
 
 Version "2" documents name what many snapshots share (a chain's pin and feeds, the
 parameters, the estimates, the report's shared sections) by the sha256 of a blob
-stored once; `expand` puts the blobs back, checked against their hashes ("documents,
-v2" below). Version "1" documents (all inline) are still read and replayed.
+stored once ("documents, v2" below); `expand` (stored.py) puts the blobs back, checked
+against their hashes. Version "1" documents (all inline) are still read and replayed.
+
+This module builds documents (`document`, `document_v1`), encoding what a batch's
+documents share once; stored.py reads them back.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import functools
-import hashlib
-import json
-import math
 import operator
-import re
 import types
 import typing
-from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import date
-from decimal import Decimal
 from typing import Any
 
-import orjson
 from pydantic import BaseModel
 
 from adapters.evm import BlockPin
 from adapters.prover import BlockProof
-from crossmargin.core.config import (
-    ChainConfig,
-    Config,
-    RepresentationConfig,
-    config_hash,
-    stored_config,
-)
-from crossmargin.core.errors import CrossmarginError
+from crossmargin.core.canonical import _dumps, _members, canonical, digest, plain
+from crossmargin.core.config import Config, config_hash
 from crossmargin.core.memo import IdentityMemo
 from crossmargin.pipeline.figures import Report
 from crossmargin.pipeline.figures import Request as Request
-from crossmargin.pipeline.figures import compute as compute
 from crossmargin.pipeline.protocol_read import ProtocolRead
 from crossmargin.pipeline.read import ChainState
-from crossmargin.pipeline.report import CapacityReport, MarginReport, StressReport
 from crossmargin.pipeline.risk import asset_sigma, correlation, margin_params
+from crossmargin.pipeline.state_codec import _lean, _plain_encoded, encode, encode_states
 from oracle.estimation import RiskEstimates
 from oracle.validity import FeedReading, SequencerState
 
@@ -63,357 +46,8 @@ VERSION = "2"  # blobs by reference (below)
 V1 = "1"  # every input inline: stored before v2, still replayed
 GENESIS = "0" * 64  # `prev` of an account's first snapshot
 
-REPORTS: dict[str, type[BaseModel]] = {
-    "margin": MarginReport,
-    "capacity": CapacityReport,
-    "stress": StressReport,
-}
 
-
-class SnapshotError(CrossmarginError):
-    """A stored document that does not decode into engine inputs."""
-
-
-# ---------------------------------------------------------------- canonical JSON
-
-
-def decimal_str(value: float) -> str:
-    """Shortest round-trip decimal of a float, never in exponent form."""
-    if not math.isfinite(value):
-        raise SnapshotError(f"not a finite number: {value!r}")
-    return format(Decimal(repr(float(value))), "f")
-
-
-_LEAF = frozenset({str, bool, type(None)})  # exact types `plain` keeps as they are
-
-
-def plain(value: Any) -> Any:
-    """JSON-ready value with every number as a decimal string."""
-    t = type(value)  # the exact builtin types first: a document has ~10^3 values
-    if t in _LEAF:
-        return value
-    # containers test their leaves inline: most values are strings, no call for them
-    if t is dict:
-        return {
-            k if type(k) is str else str(k): v if type(v) in _LEAF else plain(v)
-            for k, v in value.items()
-        }
-    if t is list:
-        return [v if type(v) in _LEAF else plain(v) for v in value]
-    if t is int:
-        return str(value)
-    return _plain_other(value)
-
-
-def _plain_other(value: Any) -> Any:
-    if value is None or isinstance(value, bool | str):
-        return value
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        return decimal_str(value)
-    if isinstance(value, dict):
-        return {str(k): plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [plain(v) for v in value]
-    raise SnapshotError(f"cannot put {type(value).__name__} in a snapshot")
-
-
-def canonical(value: Any) -> str:
-    return _dumps(plain(value))
-
-
-def _dumps(value: Any) -> str:
-    """Canonical JSON of a value `plain` already (every number a string).
-
-    orjson writes it, byte for byte as `json.dumps(sort_keys, compact, ensure_ascii)`
-    does, whenever its output is printable ASCII (tested on every code point below
-    U+0800 and on real documents): control characters are escaped alike, and a value
-    it writes otherwise (non-ASCII or DEL raw, where json escapes them) or refuses
-    (ints past 64 bits, surrogates) goes to json itself. `plain` leaves no floats, whose
-    forms would differ. A string of printable ASCII but `"` and `\\` (a hash, an
-    address, a decimal: most of a document) is written as it is, quoted, as both do."""
-    if type(value) is str and value.isascii() and value.isprintable():
-        if '"' not in value and "\\" not in value:
-            return f'"{value}"'
-    try:
-        out = orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
-    except TypeError:  # orjson.JSONEncodeError
-        out = b"\x80"
-    if out.isascii() and b"\x7f" not in out:
-        return out.decode("ascii")
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-
-
-def digest(text: str) -> str:
-    return hashlib.sha256(text.encode("ascii")).hexdigest()
-
-
-class _Keys(dict[str, str]):
-    """`"name":` as canonical JSON writes an object's key, encoded once per name (keys
-    are a few fixed names)."""
-
-    def __missing__(self, name: str) -> str:
-        text = self[name] = _dumps(name) + ":"
-        return text
-
-
-_KEY = _Keys()
-
-
-def _members(texts: Mapping[str, str]) -> str:
-    """The canonical text of an object from its members' canonical texts (keys sorted,
-    as `_dumps` sorts them): a document is spliced from pieces encoded once each, not
-    dumped whole for every account (`test_batch_documents_are_the_bytes_they_always_were`
-    compares with the whole dump)."""
-    return "{" + ",".join([_KEY[k] + texts[k] for k in sorted(texts)]) + "}"
-
-
-# ---------------------------------------------------------------- inputs: chain states
-#
-# Engine inputs are dataclasses (ChainState, BalanceRead, FeedReading, RoundData, ...);
-# they are written field by field, so a field added to them is recorded without a change
-# here. Config objects inside them are written as references (a chain by name, a
-# representation by chain and address) and resolved against the snapshot's config.
-
-
-_RECORDS: dict[type, tuple[str, ...] | None] = {}
-
-
-def _record_fields(tp: type) -> tuple[str, ...] | None:
-    """The field names of a dataclass or NamedTuple type (None: not a record), looked up
-    once per type: `encode` runs for every value of every snapshot's inputs."""
-    names = _RECORDS.get(tp, ())
-    if names == ():
-        if dataclasses.is_dataclass(tp):
-            names = tuple(f.name for f in dataclasses.fields(tp))
-        elif issubclass(tp, tuple) and hasattr(tp, "_fields"):
-            names = tuple(tp._fields)
-        else:
-            names = None
-        _RECORDS[tp] = names
-    return names
-
-
-def encode(value: Any) -> Any:
-    t = type(value)  # the exact builtin types first, then records by their cached fields
-    if t is str or t is int or t is bool or value is None:
-        return value
-    if t is list:
-        return [encode(v) for v in value]
-    names = _record_fields(t)
-    if names is not None:
-        return {name: encode(getattr(value, name)) for name in names}
-    return _encode_other(value)
-
-
-def _plain_encoded(value: Any) -> Any:
-    """`plain(encode(value))` in one pass (a document's per-account inputs)."""
-    t = type(value)
-    if t in _LEAF:
-        return value
-    if t is int:
-        return str(value)
-    if t is list or t is tuple:
-        return [_plain_encoded(v) for v in value]
-    names = _record_fields(t)
-    if names is not None:
-        return {name: _plain_encoded(getattr(value, name)) for name in names}
-    return plain(encode(value))
-
-
-def _encode_other(value: Any) -> Any:
-    if isinstance(value, ChainConfig):
-        return value.name
-    if isinstance(value, RepresentationConfig):
-        return {"chain": value.chain, "address": value.address, "symbol": value.symbol}
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: encode(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, tuple) and hasattr(value, "_fields"):  # a NamedTuple
-        return {name: encode(getattr(value, name)) for name in value._fields}
-    if isinstance(value, list | tuple):
-        return [encode(v) for v in value]
-    if isinstance(value, date):
-        return value.isoformat()
-    if value is None or isinstance(value, bool | int | float | str):
-        return value
-    raise SnapshotError(f"cannot record a {type(value).__name__} as an input")
-
-
-_INT = re.compile(r"^-?[0-9]{1,80}$")
-_FLOAT = re.compile(r"^-?[0-9]{1,400}(\.[0-9]{1,400})?$")
-
-Decoder = typing.Callable[[Config, Any, Any, str], Any]
-
-
-def _decode(config: Config, tp: Any, v: Any, where: str) -> Any:
-    """`v` (canonical JSON, numbers as strings) as a value of type `tp`; strict."""
-    origin = typing.get_origin(tp)
-    if origin in (types.UnionType, typing.Union):
-        return _decode_union(config, tp, v, where)
-    if origin in (list, tuple):
-        return _decode_sequence(config, tp, v, where)
-    leaf = _LEAVES.get(tp)
-    if leaf is not None:
-        return leaf(config, tp, v, where)
-    if isinstance(tp, type) and (dataclasses.is_dataclass(tp) or hasattr(tp, "_fields")):
-        return _decode_record(config, tp, v, where)
-    raise SnapshotError(f"{where}: cannot decode a {tp}")
-
-
-def _decode_union(config: Config, tp: Any, v: Any, where: str) -> Any:
-    args = typing.get_args(tp)
-    if v is None and type(None) in args:
-        return None
-    arms = [a for a in args if a is not type(None)]
-    if len(arms) != 1:
-        raise SnapshotError(f"{where}: cannot decode a {tp}")
-    return _decode(config, arms[0], v, where)
-
-
-def _decode_sequence(config: Config, tp: Any, v: Any, where: str) -> Any:
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if not isinstance(v, list) or (origin is tuple and args[-1] is not Ellipsis):
-        raise SnapshotError(f"{where}: expected a list")
-    items = [_decode(config, args[0], x, f"{where}.{i}") for i, x in enumerate(v)]
-    return items if origin is list else tuple(items)
-
-
-def _decode_bool(_config: Config, _tp: Any, v: Any, where: str) -> bool:
-    if not isinstance(v, bool):
-        raise SnapshotError(f"{where}: expected true or false")
-    return v
-
-
-def _decode_int(_config: Config, _tp: Any, v: Any, where: str) -> int:
-    return _int(v, where)
-
-
-def _int(v: Any, where: str) -> int:
-    if not isinstance(v, str) or not _INT.match(v):
-        raise SnapshotError(f"{where}: expected a decimal integer string")
-    return int(v)
-
-
-def _decode_float(_config: Config, _tp: Any, v: Any, where: str) -> float:
-    if not isinstance(v, str) or not _FLOAT.match(v):
-        raise SnapshotError(f"{where}: expected a decimal number string")
-    return float(v)
-
-
-def _decode_text(_config: Config, _tp: Any, v: Any, where: str) -> str:
-    return _decode_str(v, where)
-
-
-def _decode_date(_config: Config, _tp: Any, v: Any, where: str) -> date:
-    try:
-        return date.fromisoformat(_decode_str(v, where))
-    except ValueError:
-        raise SnapshotError(f"{where}: expected an ISO date") from None
-
-
-def _decode_chain(config: Config, _tp: Any, v: Any, where: str) -> ChainConfig:
-    try:
-        return config.chain(_decode_str(v, where))
-    except KeyError:
-        raise SnapshotError(f"{where}: chain {v!r} is not in the config") from None
-
-
-def _decode_rep(config: Config, _tp: Any, v: Any, where: str) -> RepresentationConfig:
-    ref = _obj(v, where)
-    for rep in config.representations:
-        if (rep.chain, rep.address, rep.symbol) == (
-            ref.get("chain"),
-            ref.get("address"),
-            ref.get("symbol"),
-        ) and len(ref) == 3:
-            return rep
-    raise SnapshotError(f"{where}: not a configured representation")
-
-
-def _decode_record(config: Config, tp: type, v: Any, where: str) -> Any:
-    d = _obj(v, where)
-    hints = typing.get_type_hints(tp)
-    fields = _field_names(tp)
-    if set(d) - set(fields):
-        raise SnapshotError(f"{where}: unknown fields {sorted(set(d) - set(fields))}")
-    kwargs = {
-        name: _decode(config, hints[name], d[name], f"{where}.{name}")
-        for name in fields
-        if name in d  # absent: a field newer than the document; its default applies
-    }
-    try:
-        return tp(**kwargs)
-    except TypeError as exc:
-        raise SnapshotError(f"{where}: {exc}") from None
-
-
-_LEAVES: dict[Any, Decoder] = {
-    bool: _decode_bool,
-    int: _decode_int,
-    float: _decode_float,
-    str: _decode_text,
-    date: _decode_date,
-    ChainConfig: _decode_chain,
-    RepresentationConfig: _decode_rep,
-}
-
-
-def _field_names(tp: type) -> list[str]:
-    if dataclasses.is_dataclass(tp):
-        return [f.name for f in dataclasses.fields(tp)]
-    return list(getattr(tp, "_fields", ()))
-
-
-def _obj(v: Any, where: str) -> dict[str, Any]:
-    if not isinstance(v, dict):
-        raise SnapshotError(f"{where}: expected an object")
-    return v
-
-
-def _list(v: Any, where: str) -> list[Any]:
-    if not isinstance(v, list):
-        raise SnapshotError(f"{where}: expected a list")
-    return v
-
-
-def _decode_str(v: Any, where: str) -> str:
-    if not isinstance(v, str):
-        raise SnapshotError(f"{where}: expected a string")
-    return v
-
-
-def _opt_str(v: Any, where: str) -> str | None:
-    if v is not None and not isinstance(v, str):
-        raise SnapshotError(f"{where}: expected a string or null")
-    return v
-
-
-def encode_states(states: list[ChainState]) -> list[Any]:
-    """Chain states as recorded; `protocols` only where a protocol market was read, so
-    documents of chains without one are as they were before §12 reads existed."""
-    out = [encode(s) for s in states]
-    for d in out:
-        for key in ("block_proof", "holder_proof"):
-            if not d[key]:
-                del d[key]
-        if not d["protocols"]:
-            del d["protocols"]
-        else:
-            d["protocols"] = [_lean(p) for p in d["protocols"]]
-        for key in OWN_OPTIONAL:
-            if d[key] is None:
-                del d[key]
-    return out
-
-
-def decode_states(config: Config, data: Any) -> list[ChainState]:
-    states = _decode(config, list[ChainState], data, "inputs.chains")
-    assert all(isinstance(s, ChainState) for s in states)
-    return list(states)
-
-
-# ---------------------------------------------------------------- parameters, compute
+# ---------------------------------------------------------------- parameters
 
 
 def parameters(config: Config, estimates: RiskEstimates | None = None) -> dict[str, Any]:
@@ -448,8 +82,6 @@ def parameters(config: Config, estimates: RiskEstimates | None = None) -> dict[s
 # The id (sha256 of the document) commits to the blobs through their hashes. Version
 # "1" documents (everything inline) stay valid: they replay as they always did.
 
-# §1: recorded only for an account read at other addresses, per account, beside balances
-OWN_OPTIONAL = ("address", "has_code")
 TOKEN_FIELDS = ("rep", "onchain_decimals", "warning", "total_supply", "supply_error")
 ACCOUNT_FIELDS = ("raw_amount", "error", "shares")
 # Report sections that depend on the pins and parameters only, not on the account:
@@ -645,12 +277,6 @@ def _split_chain(state: ChainState, blobs: dict[str, str]) -> dict[str, Any]:
         blobs[p_sha] = p_text
         entry["proof"] = p_sha
     return entry
-
-
-def _lean(read: dict[str, Any]) -> dict[str, Any]:
-    """A protocol read without its empty optional fields (their defaults on decoding):
-    an account's own part of a document is most of what each account adds."""
-    return {k: v for k, v in read.items() if k in ("kind", "pool") or v not in (None, [])}
 
 
 _PARAMS: IdentityMemo[tuple[str, str]] = IdentityMemo(64)
@@ -856,13 +482,6 @@ def document(
     return Built(text, blobs)
 
 
-def _split_outputs(outputs: Any) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(the account's own outputs, those every account of a batch has alike)."""
-    outputs = _obj(outputs, "outputs")
-    own = {k: v for k, v in outputs.items() if k not in SHARED_OUTPUTS}
-    return own, {k: v for k, v in outputs.items() if k in SHARED_OUTPUTS}
-
-
 def document_v1(
     config: Config,
     req: Request,
@@ -887,210 +506,3 @@ def document_v1(
             "prev": prev,
         }
     )
-
-
-_SHA = re.compile(r"^[0-9a-f]{64}$")
-
-
-def blob_refs(doc: dict[str, Any]) -> list[str]:
-    """The blob hashes a document names (none for a version "1" document)."""
-    if doc.get("v") != VERSION:
-        return []
-    inputs = _obj(doc.get("inputs"), "inputs")
-    chains = [_obj(c, "inputs.chains.*") for c in _list(inputs.get("chains"), "chains")]
-    refs = [c.get(k) for c in chains for k in ("state", "proof")]
-    refs += [inputs.get("estimates"), inputs.get("parameters"), doc.get("shared_outputs")]
-    return [r for r in refs if isinstance(r, str)]
-
-
-def _load_blob(blobs: Mapping[str, str], sha: Any, where: str) -> Any:
-    if not isinstance(sha, str) or not _SHA.match(sha):
-        raise SnapshotError(f"{where}: expected a blob hash")
-    text = blobs.get(sha)
-    if text is None:
-        raise SnapshotError(f"{where}: blob {sha} is missing")
-    # this very text object checked before under this name: not hashed and re-dumped
-    # again (a store hands out one object per blob, and every stored result served
-    # names the same few blobs)
-    _CHECKED_BLOBS.get((text,), (sha,), lambda: _check_blob(text, sha, where))
-    return json.loads(text)
-
-
-def _check_blob(text: str, sha: str, where: str) -> bool:
-    if not text.isascii() or digest(text) != sha:
-        raise SnapshotError(f"{where}: blob {sha} does not hash to its name (changed)")
-    if canonical(json.loads(text)) != text:
-        raise SnapshotError(f"{where}: blob {sha} is not canonical")
-    return True
-
-
-_CHECKED_BLOBS: IdentityMemo[bool] = IdentityMemo(4096)
-
-
-def _join_chain(blobs: Mapping[str, str], entry: Any, where: str) -> dict[str, Any]:
-    entry = _obj(entry, where)
-    if set(entry) - {"protocols", "proof", *OWN_OPTIONAL} != {"state", "balances"}:
-        raise SnapshotError(f"{where}: expected state and balances (and protocols, address, proof)")
-    protocols = {k: entry[k] for k in ("protocols", *OWN_OPTIONAL) if k in entry}
-    if "proof" in entry:
-        protocols["holder_proof"] = _load_blob(blobs, entry["proof"], f"{where}.proof")
-    shared = _obj(_load_blob(blobs, entry["state"], f"{where}.state"), f"{where}.state")
-    tokens = _list(shared.pop("tokens", None), f"{where}.state.tokens")
-    own = _list(entry["balances"], f"{where}.balances")
-    if len(tokens) != len(own):
-        raise SnapshotError(f"{where}: {len(own)} balances for {len(tokens)} tokens")
-    balances = []
-    for i, (token, mine) in enumerate(zip(tokens, own, strict=True)):
-        mine = _list(mine, f"{where}.balances.{i}")
-        if len(mine) != len(ACCOUNT_FIELDS):
-            raise SnapshotError(f"{where}.balances.{i}: expected {len(ACCOUNT_FIELDS)} values")
-        token = _obj(token, f"{where}.state.tokens.{i}")
-        balances.append({**token, **dict(zip(ACCOUNT_FIELDS, mine, strict=True))})
-    return {**shared, "balances": balances, **protocols}
-
-
-def expand(doc: dict[str, Any], blobs: Mapping[str, str]) -> dict[str, Any]:
-    """A document with its blobs put back in place, in the version "1" shape (what
-    replay and the served-document check read). Every blob is checked against its hash;
-    a missing or changed blob is a SnapshotError. A version "1" document is returned
-    as it is."""
-    v = doc.get("v")
-    if v == V1:
-        return doc
-    if v != VERSION:
-        raise SnapshotError(f"v: unknown document version {v!r}")
-    inputs = _obj(doc.get("inputs"), "inputs")
-    if set(inputs) != {"chains", "estimates", "parameters"}:
-        raise SnapshotError("inputs: expected chains, estimates and parameters")
-    chains = _list(inputs["chains"], "inputs.chains")
-    est = inputs["estimates"]
-    own = _obj(doc.get("outputs"), "outputs")
-    shared = _obj(_load_blob(blobs, doc.get("shared_outputs"), "shared_outputs"), "outputs")
-    if set(shared) - set(SHARED_OUTPUTS) or set(own) & set(SHARED_OUTPUTS):
-        raise SnapshotError("outputs: sections in the wrong place")
-    rest = {k: v for k, v in doc.items() if k != "shared_outputs"}
-    return {
-        **rest,
-        "outputs": {**own, **shared},
-        "inputs": {
-            "chains": [_join_chain(blobs, c, f"inputs.chains.{i}") for i, c in enumerate(chains)],
-            "estimates": None if est is None else _load_blob(blobs, est, "inputs.estimates"),
-            "parameters": _load_blob(blobs, inputs["parameters"], "inputs.parameters"),
-        },
-    }
-
-
-def compact(doc: dict[str, Any]) -> Built:
-    """The inverse of `expand`: a document in the expanded shape (JSON as `expand` gives
-    it) as a version "2" document and its blobs."""
-    inputs = _obj(doc.get("inputs"), "inputs")
-    blobs: dict[str, str] = {}
-
-    def put(value: Any) -> str:
-        sha, text = _blob(value)
-        blobs[sha] = text
-        return sha
-
-    chains = []
-    for i, c in enumerate(_list(inputs.get("chains"), "inputs.chains")):
-        per_account = (
-            "balances",
-            "protocols",
-            "holder_proof",
-            *OWN_OPTIONAL,
-        )  # beside the shared state
-        shared = {k: v for k, v in _obj(c, f"inputs.chains.{i}").items() if k not in per_account}
-        own = [_obj(b, f"inputs.chains.{i}.balances.*") for b in _list(c.get("balances"), "b")]
-        shared["tokens"] = [{k: v for k, v in b.items() if k not in ACCOUNT_FIELDS} for b in own]
-        balances = [[b.get(k) for k in ACCOUNT_FIELDS] for b in own]
-        entry: dict[str, Any] = {"state": put(shared), "balances": balances}
-        if c.get("protocols"):
-            entry["protocols"] = c["protocols"]
-        for key in OWN_OPTIONAL:
-            if c.get(key) is not None:
-                entry[key] = c[key]
-        if c.get("holder_proof"):
-            entry["proof"] = put(c["holder_proof"])
-        chains.append(entry)
-    est = inputs.get("estimates")
-    compacted = {
-        "chains": chains,
-        "estimates": None if est is None else put(est),
-        "parameters": put(inputs.get("parameters")),
-    }
-    mine, alike = _split_outputs(doc.get("outputs"))
-    compacted_doc = {
-        **doc,
-        "v": VERSION,
-        "inputs": compacted,
-        "outputs": mine,
-        "shared_outputs": put(alike),
-    }
-    return Built(canonical(compacted_doc), blobs)
-
-
-def request_of(doc: dict[str, Any]) -> Request:
-    kind = doc.get("kind")
-    if kind not in REPORTS:
-        raise SnapshotError(f"kind: unknown {kind!r}")
-    r = _obj(doc.get("request"), "request")
-    if set(r) - {"target_chain", "asset", "at", "blocks", "addresses"}:
-        raise SnapshotError("request: unknown fields")
-    at = r.get("at")
-    blocks = _obj(r.get("blocks", {}), "request.blocks")
-    addresses = _obj(r.get("addresses", {}), "request.addresses")
-    return Request(
-        kind=kind,
-        account=_decode_str(doc.get("account"), "account"),
-        target=_opt_str(r.get("target_chain"), "request.target_chain"),
-        asset=_opt_str(r.get("asset"), "request.asset"),
-        at=None if at is None else _int(at, "request.at"),
-        blocks=tuple((c, _int(n, f"request.blocks.{c}")) for c, n in blocks.items()),
-        addresses=tuple(
-            (c, _decode_str(a, f"request.addresses.{c}")) for c, a in addresses.items()
-        ),
-    )
-
-
-def replay(
-    config: Config, doc: dict[str, Any], blobs: Mapping[str, str] | None = None
-) -> tuple[str, str]:
-    """Recompute from a stored document's inputs: (parameters, outputs) as canonical
-    JSON, to be compared byte for byte with the stored ones. A version "2" document is
-    expanded with `blobs` first; without `blobs`, `doc` must be in the expanded
-    (version "1") shape already, as `expand` returns it."""
-    if doc.get("v") not in (V1, VERSION):
-        raise SnapshotError(f"v: unknown document version {doc.get('v')!r}")
-    if blobs is not None:
-        doc = expand(doc, blobs)
-    req = request_of(doc)
-    inputs = _obj(doc.get("inputs"), "inputs")
-    states = decode_states(config, inputs.get("chains"))
-    if "estimates" not in inputs:
-        raise SnapshotError("inputs.estimates: missing")
-    estimates = _decode(config, RiskEstimates | None, inputs["estimates"], "inputs.estimates")
-    report = compute(config, states, req, estimates)
-    params = canonical(parameters(config, estimates))
-    return params, canonical(report.model_dump(mode="json"))
-
-
-def report_of(doc: dict[str, Any]) -> Report:
-    """A stored document's outputs as the report model (decimal strings coerced back);
-    a version "2" document expanded (`expand`) first."""
-    if doc.get("v") == VERSION and "shared_outputs" in doc:
-        raise SnapshotError("a version 2 document: expand it with its blobs first")
-    model = REPORTS[request_of(doc).kind]
-    report = model.model_validate(_obj(doc.get("outputs"), "outputs"))
-    assert isinstance(report, MarginReport | CapacityReport | StressReport)
-    return report
-
-
-REPLAY_URL = "http://replay.invalid"  # a stored config has no endpoints; replay reads nothing
-
-
-def replay_config(text: str) -> Config:
-    """A config rebuilt from its stored `risk_document` (endpoints are not stored)."""
-    raw = json.loads(text)
-    for chain in _list(_obj(raw, "config").get("chains"), "config.chains"):
-        _obj(chain, "config.chains.*")["rpc_urls"] = [REPLAY_URL]
-    return stored_config(text, raw)

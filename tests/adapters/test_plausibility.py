@@ -36,10 +36,11 @@ from api.app import create_app
 from api.audit import verify
 from api.store import Store
 from crossmargin.cli.render import render_margin
+from crossmargin.core.canonical import canonical
 from crossmargin.core.config import ChainConfig, Config, RepresentationConfig, load_config
 from crossmargin.engine import Engine
 from crossmargin.pipeline.report import MarginReport, Position, fixed6
-from crossmargin.pipeline.snapshot import canonical, expand, replay, replay_config
+from crossmargin.pipeline.stored import expand, replay, replay_config
 from devnet import BackgroundDevnet, Devnet
 from devnet.evm import DEPLOYER, artifact, calldata, deploy_data
 from devnet.rpc import Rpc

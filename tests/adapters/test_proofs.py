@@ -31,7 +31,8 @@ from crossmargin.core.config import Config, RepresentationConfig
 from crossmargin.pipeline.figures import Request, compute
 from crossmargin.pipeline.proofs import reprove
 from crossmargin.pipeline.read import ChainState, read_chain_many
-from crossmargin.pipeline.snapshot import GENESIS, compact, document, expand
+from crossmargin.pipeline.snapshot import GENESIS, document
+from crossmargin.pipeline.stored import compact, expand
 from crossmargin.pipeline.value import assess
 from devnet import Devnet
 from devnet.evm import artifact, calldata, deploy_data

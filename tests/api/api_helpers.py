@@ -22,8 +22,9 @@ from aiohttp import web
 
 from api.security import new_key
 from api.store import Item, Store
+from crossmargin.core.canonical import digest
 from crossmargin.core.config import ApiKeyConfig
-from crossmargin.pipeline.snapshot import GENESIS, Built, digest
+from crossmargin.pipeline.snapshot import GENESIS, Built
 
 
 class ServerThread:

@@ -19,7 +19,8 @@ from api.app import create_app
 from api.audit import verify
 from api.store import Store, normalise_url
 from crossmargin.cli import main as cli
-from crossmargin.pipeline.snapshot import canonical, digest, expand, replay, replay_config
+from crossmargin.core.canonical import canonical, digest
+from crossmargin.pipeline.stored import expand, replay, replay_config
 
 
 @dataclass

@@ -15,7 +15,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from api_helpers import with_chain
 
 from api.app import create_app
-from crossmargin.pipeline.snapshot import canonical, expand
+from crossmargin.core.canonical import canonical
+from crossmargin.pipeline.stored import expand
 
 FAST = {"timeout_s": 1.0, "retries": 1, "retry_budget_s": 3.0, "cooldown_s": 0.5}
 REPR = re.compile(r"Error\b|Errno|Exception|\('|\[Connect|ssl:|Traceback|<[a-z_.]+ object")

@@ -18,9 +18,10 @@ from sqlalchemy.exc import OperationalError
 
 from api.app import SERVICE, create_app
 from api.service import Served, _Pending
+from crossmargin.core.canonical import canonical, digest
 from crossmargin.core.errors import Refused
 from crossmargin.engine import Engine, Result
-from crossmargin.pipeline.snapshot import blob_refs, canonical, digest
+from crossmargin.pipeline.stored import blob_refs
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 Client = TestClient[Any, Any]

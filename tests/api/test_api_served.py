@@ -18,19 +18,13 @@ from sqlalchemy import create_engine, text
 from api.app import create_app
 from api.service import stored_mismatch
 from api.store import Store, normalise_url
+from crossmargin.core.canonical import canonical, digest
 from crossmargin.core.config import config_hash
+from crossmargin.core.errors import SnapshotError
 from crossmargin.engine import Engine
-from crossmargin.pipeline.snapshot import (
-    Built,
-    Request,
-    SnapshotError,
-    canonical,
-    compact,
-    compute,
-    digest,
-    document,
-    expand,
-)
+from crossmargin.pipeline.figures import compute
+from crossmargin.pipeline.snapshot import Built, Request, document
+from crossmargin.pipeline.stored import compact, expand
 
 
 def ask(devnet: Any, url: str, path: str) -> tuple[str, str, bytes, dict[str, float]]:

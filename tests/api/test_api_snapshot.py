@@ -15,11 +15,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from crossmargin.core.canonical import _dumps, canonical, decimal_str, digest, plain
 from crossmargin.core.config import config_hash, risk_document
+from crossmargin.core.errors import SnapshotError
 from crossmargin.engine import Engine
 from crossmargin.pipeline import snapshot as s
-from crossmargin.pipeline.figures import compute_many
+from crossmargin.pipeline.figures import compute, compute_many
 from crossmargin.pipeline.read import ChainState
+from crossmargin.pipeline.state_codec import decode_states, encode_states
+from crossmargin.pipeline.stored import blob_refs, compact, expand, replay, replay_config, report_of
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "adapters"))
 from proof_helpers import verified
@@ -50,13 +54,13 @@ def read_states(devnet: Any, name: str) -> list[ChainState]:
 
 def test_canonical_form() -> None:
     value = {"b": 1, "a": [1.5, True, None, "x\u00e9"], "c": 1e-7, "d": 2**256, "e": 50e6}
-    assert s.canonical(value) == (
+    assert canonical(value) == (
         '{"a":["1.5",true,null,"x\\u00e9"],"b":"1","c":"0.0000001",'
         '"d":"115792089237316195423570985008687907853269984665640564039457584007913129639936",'
         '"e":"50000000.0"}'
     )
-    with pytest.raises(s.SnapshotError):
-        s.canonical({"x": float("nan")})
+    with pytest.raises(SnapshotError):
+        canonical({"x": float("nan")})
 
 
 def stdlib_json(value: Any) -> str:
@@ -66,11 +70,11 @@ def stdlib_json(value: Any) -> str:
 
 @given(JSON)
 def test_canonical_is_a_fixed_point_with_numbers_as_strings(value: Any) -> None:
-    text = s.canonical(value)
+    text = canonical(value)
     assert text.isascii()
-    assert text == stdlib_json(s.plain(value))  # orjson writes it: the same bytes
+    assert text == stdlib_json(plain(value))  # orjson writes it: the same bytes
     again = json.loads(text)
-    assert s.canonical(again) == text
+    assert canonical(again) == text
 
     def no_numbers(v: Any) -> bool:
         if isinstance(v, dict):
@@ -89,14 +93,14 @@ def test_canonical_text_is_the_standard_librarys_byte_for_byte() -> None:
     for c in range(0x800):
         ch = chr(c)
         value = {f"k{ch}": [ch, f"a{ch}b", {ch: None}], "z": True}
-        assert s._dumps(value) == stdlib_json(value), hex(c)
+        assert _dumps(value) == stdlib_json(value), hex(c)
     for odd in ({"a": "\ud800"}, {"a": [2**70, -(2**64)]}, ["x" * 10_000, "é"]):
-        assert s._dumps(odd) == stdlib_json(odd)
+        assert _dumps(odd) == stdlib_json(odd)
 
 
 @given(st.floats(allow_nan=False, allow_infinity=False))
 def test_decimal_strings_round_trip_floats(x: float) -> None:
-    text = s.decimal_str(x)
+    text = decimal_str(x)
     assert "e" not in text.lower()
     assert float(text) == x
 
@@ -104,14 +108,14 @@ def test_decimal_strings_round_trip_floats(x: float) -> None:
 @pytest.mark.parametrize("name", ["alice", "bob", "carol", "dave"])
 def test_states_round_trip(devnet: Any, name: str) -> None:
     states = read_states(devnet, name)
-    text = s.canonical(s.encode_states(states))
-    assert s.decode_states(devnet.config, json.loads(text)) == states
+    text = canonical(encode_states(states))
+    assert decode_states(devnet.config, json.loads(text)) == states
 
 
 def test_unavailable_chain_round_trips(devnet: Any) -> None:
     states = read_states(devnet, "bob")
     states[1] = ChainState(states[1].chain, error="chain 42161: no answer in 5.0 s")
-    back = s.decode_states(devnet.config, json.loads(s.canonical(s.encode_states(states))))
+    back = decode_states(devnet.config, json.loads(canonical(encode_states(states))))
     assert back == states
     assert not back[1].available
 
@@ -133,41 +137,41 @@ def test_replay_is_byte_identical(
     config = devnet.config
     states = read_states(devnet, name)
     req = s.Request(kind, devnet.demo_accounts[name], target, asset)
-    report = s.compute(config, states, req)
+    report = compute(config, states, req)
     built = s.document(config, req, states, report, s.GENESIS)
     text = built.text
-    assert s.canonical(json.loads(text)) == text
+    assert canonical(json.loads(text)) == text
     assert json.loads(text)["v"] == "2"
     for sha, blob in built.blobs.items():
-        assert s.digest(blob) == sha
-        assert s.canonical(json.loads(blob)) == blob
+        assert digest(blob) == sha
+        assert canonical(json.loads(blob)) == blob
 
-    replay_config = s.replay_config(risk_document(config))  # endpoints are not stored
-    assert config_hash(replay_config) == config_hash(config)
+    replay_cfg = replay_config(risk_document(config))  # endpoints are not stored
+    assert config_hash(replay_cfg) == config_hash(config)
     doc = json.loads(text)
-    full = s.expand(doc, built.blobs)
-    params, outputs = s.replay(replay_config, doc, built.blobs)
-    assert params == s.canonical(full["inputs"]["parameters"])
-    assert outputs == s.canonical(full["outputs"])
-    assert outputs == s.canonical(report.model_dump(mode="json"))
-    assert s.report_of(full) == report  # what the API serves from a stored document
-    with pytest.raises(s.SnapshotError):
-        s.report_of(doc)  # not without its blobs
-    assert s.decode_states(config, full["inputs"]["chains"]) == states
+    full = expand(doc, built.blobs)
+    params, outputs = replay(replay_cfg, doc, built.blobs)
+    assert params == canonical(full["inputs"]["parameters"])
+    assert outputs == canonical(full["outputs"])
+    assert outputs == canonical(report.model_dump(mode="json"))
+    assert report_of(full) == report  # what the API serves from a stored document
+    with pytest.raises(SnapshotError):
+        report_of(doc)  # not without its blobs
+    assert decode_states(config, full["inputs"]["chains"]) == states
 
     # the version "1" document of the same computation: everything inline, replays as
     # it always did, and is what `expand` gives for the version "2" one
     v1 = json.loads(s.document_v1(config, req, states, report, s.GENESIS))
-    assert s.replay(replay_config, v1) == (params, outputs)
+    assert replay(replay_cfg, v1) == (params, outputs)
     assert {**full, "v": "1"} == v1
-    assert s.compact(v1) == built  # and back
+    assert compact(v1) == built  # and back
 
 
 def v2_doc(devnet: Any, name: str) -> tuple[dict[str, Any], dict[str, str]]:
     config = devnet.config
     states = read_states(devnet, name)
     req = s.Request("margin", devnet.demo_accounts[name], "base")
-    built = s.document(config, req, states, s.compute(config, states, req), s.GENESIS)
+    built = s.document(config, req, states, compute(config, states, req), s.GENESIS)
     return json.loads(built.text), built.blobs
 
 
@@ -187,25 +191,25 @@ def test_malformed_inputs_are_refused(
     """Changed inputs of either version (for "2": in the blob or in the document, then
     stored consistently under new hashes) are refused on replay."""
     doc, blobs = v2_doc(devnet, "alice")
-    doc = s.expand(doc, blobs)
+    doc = expand(doc, blobs)
     node = doc
     for key in path[:-1]:
         node = node[key]
     node[path[-1]] = value
     if version == "2":
-        built = s.compact(doc)  # (canonical: the number becomes a string again ...)
+        built = compact(doc)  # (canonical: the number becomes a string again ...)
         doc, blobs = json.loads(built.text), built.blobs
         if path[-1] == "raw_amount":  # (... so it goes into the document as it stands)
             doc["inputs"]["chains"][0]["balances"][0][0] = value
     else:
         doc["v"] = "1"
-    with pytest.raises(s.SnapshotError):
-        s.replay(devnet.config, doc, blobs)
+    with pytest.raises(SnapshotError):
+        replay(devnet.config, doc, blobs)
 
 
 def test_blobs_are_checked_against_their_hashes(devnet: Any) -> None:
     doc, blobs = v2_doc(devnet, "carol")
-    refs = s.blob_refs(doc)
+    refs = blob_refs(doc)
     assert set(refs) == set(blobs)
     params = doc["inputs"]["parameters"]
     state = doc["inputs"]["chains"][0]["state"]
@@ -214,17 +218,17 @@ def test_blobs_are_checked_against_their_hashes(devnet: Any) -> None:
         ({**blobs, state: blobs[state].replace('"number":"', '"number":"1')}, "changed"),
         ({**blobs, params: " " + blobs[params]}, "changed"),
     ]:
-        with pytest.raises(s.SnapshotError, match=problem):
-            s.expand(doc, changed)
+        with pytest.raises(SnapshotError, match=problem):
+            expand(doc, changed)
     bad = {**doc, "inputs": {**doc["inputs"], "parameters": "not-a-hash"}}
-    with pytest.raises(s.SnapshotError, match="expected a blob hash"):
-        s.expand(bad, blobs)
+    with pytest.raises(SnapshotError, match="expected a blob hash"):
+        expand(bad, blobs)
     short = json.loads(json.dumps(doc))
     short["inputs"]["chains"][0]["balances"].pop()
-    with pytest.raises(s.SnapshotError, match="balances for"):
-        s.expand(short, blobs)
-    with pytest.raises(s.SnapshotError, match="version"):
-        s.expand({**doc, "v": "3"}, blobs)
+    with pytest.raises(SnapshotError, match="balances for"):
+        expand(short, blobs)
+    with pytest.raises(SnapshotError, match="version"):
+        expand({**doc, "v": "3"}, blobs)
 
 
 def test_accounts_read_together_share_their_blobs(devnet: Any) -> None:
@@ -241,10 +245,10 @@ def test_accounts_read_together_share_their_blobs(devnet: Any) -> None:
     texts, shared = [], set()
     for account, states in zip(accounts, asyncio.run(run()), strict=True):
         req = s.Request("margin", account, "base")
-        built = s.document(config, req, states, s.compute(config, states, req), s.GENESIS)
+        built = s.document(config, req, states, compute(config, states, req), s.GENESIS)
         texts.append(built.text)
         shared.add(frozenset(built.blobs))
-        v1 = s.document_v1(config, req, states, s.compute(config, states, req), s.GENESIS)
+        v1 = s.document_v1(config, req, states, compute(config, states, req), s.GENESIS)
         assert len(built.text) < len(v1) / 3
     assert len(shared) == 1  # the same blobs, stored once
     # the empty account (v1: ~18 KB); its own part includes its (empty) Aave account
@@ -280,7 +284,7 @@ def test_batch_documents_are_the_bytes_they_always_were(devnet: Any) -> None:
             assert text == stdlib_json(json.loads(text))
         v1 = s.document_v1(config, req, states[req.account], report, s.GENESIS)
         assert v1 == stdlib_json(json.loads(v1))
-        assert s.compact(json.loads(v1)) == built
+        assert compact(json.loads(v1)) == built
         texts.append(built.text)
     assert "n\\u00e9ant \\u20ac\\u007f\\n\\u0001 \\ud83d\\ude00" in texts[1]  # a warning
 
@@ -325,7 +329,7 @@ def test_spliced_documents_are_the_canonical_dump(
             assert not isinstance(report, Exception)
             built = s.document(config, req, states[req.account], report, s.GENESIS)
             v1 = s.document_v1(config, req, states[req.account], report, s.GENESIS)
-            assert s.compact(json.loads(v1)) == built
+            assert compact(json.loads(v1)) == built
             assert built.text == stdlib_json(json.loads(built.text))
             texts.append(built.text)
     assert '"n\\u00e9ant\\u007f\\n\\"\\\\ \\ud83d\\ude00"' in texts[0]
@@ -398,13 +402,13 @@ EXPANDED = st.fixed_dictionaries(
 def test_compact_and_expand_are_inverse(doc: dict[str, Any]) -> None:
     """Whatever the inputs, splitting a document into its own part and blobs and putting
     it back gives the same document; the id names every blob by its hash."""
-    built = s.compact(doc)
+    built = compact(doc)
     stored = json.loads(built.text)
-    assert set(s.blob_refs(stored)) == set(built.blobs)
-    assert all(s.digest(text) == sha for sha, text in built.blobs.items())
-    full = s.expand(stored, built.blobs)
-    assert s.canonical({**full, "v": "1"}) == s.canonical(doc)
-    assert s.compact(json.loads(s.canonical({**full, "v": "1"}))) == built
+    assert set(blob_refs(stored)) == set(built.blobs)
+    assert all(digest(text) == sha for sha, text in built.blobs.items())
+    full = expand(stored, built.blobs)
+    assert canonical({**full, "v": "1"}) == canonical(doc)
+    assert compact(json.loads(canonical({**full, "v": "1"}))) == built
 
 
 def test_a_config_stored_before_a_field_was_added_keeps_its_hash(devnet: Any) -> None:
@@ -415,16 +419,16 @@ def test_a_config_stored_before_a_field_was_added_keeps_its_hash(devnet: Any) ->
     old = json.loads(risk_document(devnet.config))
     del old["risk"]["local_health_warn"]  # not in the schema before METHOD v1.1 §12
     text = json.dumps(old, separators=(",", ":"))
-    loaded = s.replay_config(text)
-    assert config_hash(loaded) == s.digest(text) != config_hash(devnet.config)
+    loaded = replay_config(text)
+    assert config_hash(loaded) == digest(text) != config_hash(devnet.config)
     changed = loaded.model_copy(update={"risk": loaded.risk.model_copy(update={"kappa": 0.25})})
-    assert config_hash(changed) == s.digest(risk_document(changed))  # another config now
+    assert config_hash(changed) == digest(risk_document(changed))  # another config now
 
     req = s.Request("margin", devnet.demo_accounts["bob"], "arbitrum", None)
     states = read_states(devnet, "bob")
-    report = s.compute(loaded, states, req)
-    assert report.parameters.config_hash == s.digest(text)
+    report = compute(loaded, states, req)
+    assert report.parameters.config_hash == digest(text)
     built = s.document(loaded, req, states, report, s.GENESIS)
-    again = s.replay(s.replay_config(text), json.loads(built.text), built.blobs)
-    full = s.expand(json.loads(built.text), built.blobs)
-    assert again == (s.canonical(full["inputs"]["parameters"]), s.canonical(full["outputs"]))
+    again = replay(replay_config(text), json.loads(built.text), built.blobs)
+    full = expand(json.loads(built.text), built.blobs)
+    assert again == (canonical(full["inputs"]["parameters"]), canonical(full["outputs"]))

@@ -20,10 +20,12 @@ from api.audit import verify
 from api.store import Item, Store
 from api.store.db import HEAD
 from api.store.tables import update_rows
+from crossmargin.core.canonical import digest
 from crossmargin.core.config import config_hash, risk_document
 from crossmargin.engine import Engine
 from crossmargin.pipeline import snapshot as s
-from crossmargin.pipeline.snapshot import GENESIS, digest
+from crossmargin.pipeline.figures import compute
+from crossmargin.pipeline.snapshot import GENESIS
 
 
 def doc(tag: str) -> Callable[[str], str]:
@@ -269,7 +271,7 @@ def test_upgrade_of_a_store_of_version_1_documents(devnet: Any, database: str) -
 
     def append(store: Store, req: s.Request, v1: bool) -> Any:
         st = states[req.account]
-        report = s.compute(config, st, req)
+        report = compute(config, st, req)
         make = s.document_v1 if v1 else s.document
         return store.append(
             req.account,

@@ -21,7 +21,7 @@ from api.store import Item, Store, normalise_url, tlog
 from api.tlog.heads import Signer, TreeHead, generate_key
 from crossmargin.cli import main as cli
 from crossmargin.cli.main import EXIT_ERROR
-from crossmargin.pipeline.snapshot import digest
+from crossmargin.core.canonical import digest
 
 ACCOUNTS = ["0xtl0", "0xtl1", "0xtl2"]
 

@@ -21,13 +21,17 @@ import pytest
 from eth_abi.abi import decode
 from eth_utils.abi import function_signature_to_4byte_selector
 
+from crossmargin.core.canonical import canonical
 from crossmargin.core.config import Config
 from crossmargin.engine import Engine
 from crossmargin.pipeline import snapshot as s
 from crossmargin.pipeline.capacity import capacity_report
+from crossmargin.pipeline.figures import compute
 from crossmargin.pipeline.margin import margin_report
 from crossmargin.pipeline.read import ChainState
 from crossmargin.pipeline.report import CapacityReport, MarginReport, ProtocolAccount, fixed6
+from crossmargin.pipeline.state_codec import decode_states
+from crossmargin.pipeline.stored import compact, expand, replay
 from crossmargin.pipeline.value import assess
 from devnet import BackgroundDevnet
 from tests.jsonrpc import rpc_call
@@ -192,14 +196,14 @@ def test_protocol_reads_replay(devnet: Any, name: str, target: str) -> None:
     if name == "frank":
         assert any(p.morpho is not None for st in states for p in st.protocols)
     req = s.Request("margin", user, target)
-    report = s.compute(config, states, req)
+    report = compute(config, states, req)
     built = s.document(config, req, states, report, s.GENESIS)
     doc = json.loads(built.text)
-    full = s.expand(doc, built.blobs)
-    assert s.decode_states(config, full["inputs"]["chains"]) == states
-    _, outputs = s.replay(config, doc, built.blobs)
-    assert outputs == s.canonical(report.model_dump(mode="json"))
-    assert s.compact(full) == built
+    full = expand(doc, built.blobs)
+    assert decode_states(config, full["inputs"]["chains"]) == states
+    _, outputs = replay(config, doc, built.blobs)
+    assert outputs == canonical(report.model_dump(mode="json"))
+    assert compact(full) == built
 
 
 def test_interest_accrual_read_at_pin(tmp_path: Path) -> None:
