@@ -29,22 +29,22 @@ def decimal_str(value: float) -> str:
     return format(Decimal(repr(float(value))), "f")
 
 
-_LEAF = frozenset({str, bool, type(None)})  # exact types `plain` keeps as they are
+LEAF_TYPES = frozenset({str, bool, type(None)})  # exact types `plain` keeps as they are
 
 
 def plain(value: Any) -> Any:
     """JSON-ready value with every number as a decimal string."""
     t = type(value)  # the exact builtin types first: a document has ~10^3 values
-    if t in _LEAF:
+    if t in LEAF_TYPES:
         return value
     # containers test their leaves inline: most values are strings, no call for them
     if t is dict:
         return {
-            k if type(k) is str else str(k): v if type(v) in _LEAF else plain(v)
+            k if type(k) is str else str(k): v if type(v) in LEAF_TYPES else plain(v)
             for k, v in value.items()
         }
     if t is list:
-        return [v if type(v) in _LEAF else plain(v) for v in value]
+        return [v if type(v) in LEAF_TYPES else plain(v) for v in value]
     if t is int:
         return str(value)
     return _plain_other(value)
@@ -65,10 +65,10 @@ def _plain_other(value: Any) -> Any:
 
 
 def canonical(value: Any) -> str:
-    return _dumps(plain(value))
+    return dumps(plain(value))
 
 
-def _dumps(value: Any) -> str:
+def dumps(value: Any) -> str:
     """Canonical JSON of a value `plain` already (every number a string).
 
     orjson writes it, byte for byte as `json.dumps(sort_keys, compact, ensure_ascii)`
@@ -99,16 +99,16 @@ class _Keys(dict[str, str]):
     are a few fixed names)."""
 
     def __missing__(self, name: str) -> str:
-        text = self[name] = _dumps(name) + ":"
+        text = self[name] = dumps(name) + ":"
         return text
 
 
 _KEY = _Keys()
 
 
-def _members(texts: Mapping[str, str]) -> str:
+def members(texts: Mapping[str, str]) -> str:
     """The canonical text of an object from its members' canonical texts (keys sorted,
-    as `_dumps` sorts them): a document is spliced from pieces encoded once each, not
+    as `dumps` sorts them): a document is spliced from pieces encoded once each, not
     dumped whole for every account (`test_batch_documents_are_the_bytes_they_always_were`
     compares with the whole dump)."""
     return "{" + ",".join([_KEY[k] + texts[k] for k in sorted(texts)]) + "}"

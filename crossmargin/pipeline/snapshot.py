@@ -30,7 +30,7 @@ from pydantic import BaseModel
 
 from adapters.evm import BlockPin
 from adapters.prover import BlockProof
-from crossmargin.core.canonical import _dumps, _members, canonical, digest, plain
+from crossmargin.core.canonical import canonical, digest, dumps, members, plain
 from crossmargin.core.config import Config, config_hash
 from crossmargin.core.memo import IdentityMemo
 from crossmargin.pipeline.figures import Report
@@ -38,7 +38,7 @@ from crossmargin.pipeline.figures import Request as Request
 from crossmargin.pipeline.protocol_read import ProtocolRead
 from crossmargin.pipeline.read import ChainState
 from crossmargin.pipeline.risk import asset_sigma, correlation, margin_params
-from crossmargin.pipeline.state_codec import _lean, _plain_encoded, encode, encode_states
+from crossmargin.pipeline.state_codec import encode, encode_states, lean, plain_encoded
 from oracle.estimation import RiskEstimates
 from oracle.validity import FeedReading, SequencerState
 
@@ -101,7 +101,7 @@ class Built:
         return digest(self.text)
 
 
-def _blob(value: Any) -> tuple[str, str]:
+def blob(value: Any) -> tuple[str, str]:
     text = canonical(value)
     return digest(text), text
 
@@ -138,7 +138,7 @@ def _shared_blob_by_blocks(report: Report, prices: tuple[object, ...]) -> tuple[
     key = (tuple(map(id, prices)), id(params), as_of)
     hit = _SHARED.get(key)
     if hit is None or hit[1] is not params or any(map(operator.is_not, hit[0], prices)):
-        sha, text = _blob(report.model_dump(mode="json", include=set(SHARED_OUTPUTS)))
+        sha, text = blob(report.model_dump(mode="json", include=set(SHARED_OUTPUTS)))
         if len(_SHARED) >= 64:
             _SHARED.clear()
         hit = _SHARED[key] = (prices, params, sha, text)
@@ -162,7 +162,7 @@ def _chain_blob(
     """A batch's accounts share one pin, feeds and tokens per chain (and in verified
     mode, §13, the header and the tokens' account proofs): encoded once."""
     proof = {} if block_proof is None else {"block_proof": encode(block_proof)}
-    return _blob(
+    return blob(
         {
             **proof,
             "chain": chain,
@@ -220,8 +220,8 @@ def _state_blob(state: ChainState) -> tuple[str, str]:
 def _protocol_entry(read: ProtocolRead) -> dict[str, Any]:
     """A protocol read as a document records it (plain, lean). Read-only: documents
     share it (an account without a position in a market reads what the others read)."""
-    lean: dict[str, Any] = _lean(_plain_encoded(read))
-    return lean
+    out: dict[str, Any] = lean(plain_encoded(read))
+    return out
 
 
 ENTRY_KEY_FIELDS = frozenset(
@@ -237,7 +237,7 @@ def _chain_entry(state: ChainState) -> tuple[str, tuple[tuple[str, str], ...]]:
     balances are the very objects of every other empty account's), one pin, feed list
     and protocol read per market state: the entry is found by the identity of what it
     is made of (kept alive in the entry, so an id is never reused while it is a key),
-    and encoded (`_split_chain`, `_dumps`) once per distinct entry."""
+    and encoded (`_split_chain`, `dumps`) once per distinct entry."""
     # every field of ChainState (ENTRY_KEY_FIELDS: a test keeps the two lists alike)
     balances, protocols = state.balances, state.protocols
     shared = (state.pin, state.feeds, state.sequencer, state.block_proof, state.holder_proof)
@@ -247,7 +247,7 @@ def _chain_entry(state: ChainState) -> tuple[str, tuple[tuple[str, str], ...]]:
     if hit is not None:
         return hit[1], hit[2]
     blobs: dict[str, str] = {}
-    text = _dumps(_split_chain(state, blobs))
+    text = dumps(_split_chain(state, blobs))
     if len(_ENTRIES) >= 1024:
         _ENTRIES.clear()
     refs = tuple(blobs.items())
@@ -273,7 +273,7 @@ def _split_chain(state: ChainState, blobs: dict[str, str]) -> dict[str, Any]:
     if state.has_code is not None:
         entry["has_code"] = state.has_code
     if state.holder_proof is not None:  # §13: the account's proofs, a blob of their own
-        p_sha, p_text = _blob(encode(state.holder_proof))
+        p_sha, p_text = blob(encode(state.holder_proof))
         blobs[p_sha] = p_text
         entry["proof"] = p_sha
     return entry
@@ -284,7 +284,7 @@ _PARAMS: IdentityMemo[tuple[str, str]] = IdentityMemo(64)
 
 def _parameters_blob(config: Config, estimates: RiskEstimates | None) -> tuple[str, str]:
     """Parameters of a (config, estimates) pair, encoded once per pair of objects."""
-    return _PARAMS.get((config, estimates), (), lambda: _blob(parameters(config, estimates)))
+    return _PARAMS.get((config, estimates), (), lambda: blob(parameters(config, estimates)))
 
 
 _OUTPUTS: dict[tuple[Any, ...], tuple[tuple[object, ...], str, str]] = {}
@@ -349,13 +349,13 @@ def _integer_fields(model: type[BaseModel]) -> tuple[str, ...] | None:
 
 
 def _fragment(value: Any) -> str:
-    """Canonical text of a report field's value, as in the report's whole dump (`_dumps`
+    """Canonical text of a report field's value, as in the report's whole dump (`dumps`
     of `plain` of `model_dump`): a model or a list encoded once per object, for reports
     share many (every empty account's chain summaries, target, warnings; each chain's
     summary of the accounts with nothing on it). Kept alive in the entry, so an id is
     never reused while it is a key; reports are frozen."""
     if type(value) is str:
-        return _dumps(value)
+        return dumps(value)
     if type(value) is list:
         if not value:
             return "[]"
@@ -376,9 +376,9 @@ def _fragment(value: Any) -> str:
             for name in numbers:
                 if type(dump[name]) is int:
                     dump[name] = str(dump[name])
-        text = _dumps(dump)
+        text = dumps(dump)
     else:
-        return _dumps(plain(value))
+        return dumps(plain(value))
     if len(_FRAGMENTS) >= 4096:
         _FRAGMENTS.clear()
     _FRAGMENTS[id(value)] = (value, text)
@@ -397,10 +397,10 @@ def _own_outputs(report: Report) -> str:
         names = _own_names(type(report))
         if names is None:  # not spliced: the whole dump, as `plain` gives it
             own = plain(report.model_dump(mode="json", exclude=set(SHARED_OUTPUTS)))
-            return _dumps(own)
+            return dumps(own)
         texts = dict(zip(names, map(_fragment, held), strict=True))
         # a NUL is never in canonical text (escaped): it marks where the account goes
-        head, tail = _members({**texts, "account": "\x00"}).split("\x00")
+        head, tail = members({**texts, "account": "\x00"}).split("\x00")
         if len(_OUTPUTS) >= 64:
             _OUTPUTS.clear()
         hit = _OUTPUTS[key] = (held, head, tail)
@@ -413,18 +413,18 @@ _ESTIMATES: IdentityMemo[tuple[str, str]] = IdentityMemo(64)
 def _estimates_blob(estimates: RiskEstimates) -> tuple[str, str]:
     """The §6 estimates' blob, encoded once per estimates object (frozen; a batch and the
     engine's cache share one)."""
-    return _ESTIMATES.get((estimates,), (), lambda: _blob(encode(estimates)))
+    return _ESTIMATES.get((estimates,), (), lambda: blob(encode(estimates)))
 
 
-# A version "2" document and its inputs as `_members` writes them, with a `%s` for each
+# A version "2" document and its inputs as `members` writes them, with a `%s` for each
 # member's text (in the keys' order, sorted; no key has a `%`)
-_DOCUMENT = _members(
+_DOCUMENT = members(
     dict.fromkeys(
         ("account", "inputs", "kind", "outputs", "prev", "request", "shared_outputs", "v"), "%s"
     )
 )
-_INPUTS = _members(dict.fromkeys(("chains", "estimates", "parameters"), "%s"))
-_VERSION = _dumps(VERSION)
+_INPUTS = members(dict.fromkeys(("chains", "estimates", "parameters"), "%s"))
+_VERSION = dumps(VERSION)
 REQUEST_KEY_FIELDS = frozenset({"kind", "account", "target", "asset", "at", "blocks", "addresses"})
 _REQUESTS: dict[tuple[object, ...], str] = {}
 
@@ -438,7 +438,7 @@ def _request_text(req: Request) -> str:
     if text is None:
         if len(_REQUESTS) >= 256:
             _REQUESTS.clear()
-        text = _REQUESTS[key] = _dumps(plain(req.as_json()))
+        text = _REQUESTS[key] = dumps(plain(req.as_json()))
     return text
 
 
@@ -468,15 +468,15 @@ def document(
         blobs.update(refs)
     o_sha, o_text = _shared_blob(report)
     blobs[o_sha] = o_text
-    inputs = _INPUTS % ("[" + ",".join(chains) + "]", _dumps(e_sha), _dumps(p_sha))
+    inputs = _INPUTS % ("[" + ",".join(chains) + "]", dumps(e_sha), dumps(p_sha))
     text = _DOCUMENT % (
-        _dumps(req.account),
+        dumps(req.account),
         inputs,
-        _dumps(req.kind),
+        dumps(req.kind),
         _own_outputs(report),
-        _dumps(prev),
+        dumps(prev),
         _request_text(req),
-        _dumps(o_sha),
+        dumps(o_sha),
         _VERSION,
     )
     return Built(text, blobs)

@@ -19,7 +19,7 @@ import typing
 from datetime import date
 from typing import Any
 
-from crossmargin.core.canonical import _LEAF, plain
+from crossmargin.core.canonical import LEAF_TYPES, plain
 from crossmargin.core.config import ChainConfig, Config, RepresentationConfig
 from crossmargin.core.errors import SnapshotError
 from crossmargin.pipeline.read import ChainState
@@ -58,18 +58,18 @@ def encode(value: Any) -> Any:
     return _encode_other(value)
 
 
-def _plain_encoded(value: Any) -> Any:
+def plain_encoded(value: Any) -> Any:
     """`plain(encode(value))` in one pass (a document's per-account inputs)."""
     t = type(value)
-    if t in _LEAF:
+    if t in LEAF_TYPES:
         return value
     if t is int:
         return str(value)
     if t is list or t is tuple:
-        return [_plain_encoded(v) for v in value]
+        return [plain_encoded(v) for v in value]
     names = _record_fields(t)
     if names is not None:
-        return {name: _plain_encoded(getattr(value, name)) for name in names}
+        return {name: plain_encoded(getattr(value, name)) for name in names}
     return plain(encode(value))
 
 
@@ -97,7 +97,7 @@ _FLOAT = re.compile(r"^-?[0-9]{1,400}(\.[0-9]{1,400})?$")
 Decoder = typing.Callable[[Config, Any, Any, str], Any]
 
 
-def _decode(config: Config, tp: Any, v: Any, where: str) -> Any:
+def decode(config: Config, tp: Any, v: Any, where: str) -> Any:
     """`v` (canonical JSON, numbers as strings) as a value of type `tp`; strict."""
     origin = typing.get_origin(tp)
     if origin in (types.UnionType, typing.Union):
@@ -119,14 +119,14 @@ def _decode_union(config: Config, tp: Any, v: Any, where: str) -> Any:
     arms = [a for a in args if a is not type(None)]
     if len(arms) != 1:
         raise SnapshotError(f"{where}: cannot decode a {tp}")
-    return _decode(config, arms[0], v, where)
+    return decode(config, arms[0], v, where)
 
 
 def _decode_sequence(config: Config, tp: Any, v: Any, where: str) -> Any:
     origin, args = typing.get_origin(tp), typing.get_args(tp)
     if not isinstance(v, list) or (origin is tuple and args[-1] is not Ellipsis):
         raise SnapshotError(f"{where}: expected a list")
-    items = [_decode(config, args[0], x, f"{where}.{i}") for i, x in enumerate(v)]
+    items = [decode(config, args[0], x, f"{where}.{i}") for i, x in enumerate(v)]
     return items if origin is list else tuple(items)
 
 
@@ -137,10 +137,10 @@ def _decode_bool(_config: Config, _tp: Any, v: Any, where: str) -> bool:
 
 
 def _decode_int(_config: Config, _tp: Any, v: Any, where: str) -> int:
-    return _int(v, where)
+    return json_int(v, where)
 
 
-def _int(v: Any, where: str) -> int:
+def json_int(v: Any, where: str) -> int:
     if not isinstance(v, str) or not _INT.match(v):
         raise SnapshotError(f"{where}: expected a decimal integer string")
     return int(v)
@@ -153,25 +153,25 @@ def _decode_float(_config: Config, _tp: Any, v: Any, where: str) -> float:
 
 
 def _decode_text(_config: Config, _tp: Any, v: Any, where: str) -> str:
-    return _decode_str(v, where)
+    return decode_str(v, where)
 
 
 def _decode_date(_config: Config, _tp: Any, v: Any, where: str) -> date:
     try:
-        return date.fromisoformat(_decode_str(v, where))
+        return date.fromisoformat(decode_str(v, where))
     except ValueError:
         raise SnapshotError(f"{where}: expected an ISO date") from None
 
 
 def _decode_chain(config: Config, _tp: Any, v: Any, where: str) -> ChainConfig:
     try:
-        return config.chain(_decode_str(v, where))
+        return config.chain(decode_str(v, where))
     except KeyError:
         raise SnapshotError(f"{where}: chain {v!r} is not in the config") from None
 
 
 def _decode_rep(config: Config, _tp: Any, v: Any, where: str) -> RepresentationConfig:
-    ref = _obj(v, where)
+    ref = json_obj(v, where)
     for rep in config.representations:
         if (rep.chain, rep.address, rep.symbol) == (
             ref.get("chain"),
@@ -183,13 +183,13 @@ def _decode_rep(config: Config, _tp: Any, v: Any, where: str) -> RepresentationC
 
 
 def _decode_record(config: Config, tp: type, v: Any, where: str) -> Any:
-    d = _obj(v, where)
+    d = json_obj(v, where)
     hints = typing.get_type_hints(tp)
     fields = _field_names(tp)
     if set(d) - set(fields):
         raise SnapshotError(f"{where}: unknown fields {sorted(set(d) - set(fields))}")
     kwargs = {
-        name: _decode(config, hints[name], d[name], f"{where}.{name}")
+        name: decode(config, hints[name], d[name], f"{where}.{name}")
         for name in fields
         if name in d  # absent: a field newer than the document; its default applies
     }
@@ -216,25 +216,25 @@ def _field_names(tp: type) -> list[str]:
     return list(getattr(tp, "_fields", ()))
 
 
-def _obj(v: Any, where: str) -> dict[str, Any]:
+def json_obj(v: Any, where: str) -> dict[str, Any]:
     if not isinstance(v, dict):
         raise SnapshotError(f"{where}: expected an object")
     return v
 
 
-def _list(v: Any, where: str) -> list[Any]:
+def json_list(v: Any, where: str) -> list[Any]:
     if not isinstance(v, list):
         raise SnapshotError(f"{where}: expected a list")
     return v
 
 
-def _decode_str(v: Any, where: str) -> str:
+def decode_str(v: Any, where: str) -> str:
     if not isinstance(v, str):
         raise SnapshotError(f"{where}: expected a string")
     return v
 
 
-def _opt_str(v: Any, where: str) -> str | None:
+def json_opt_str(v: Any, where: str) -> str | None:
     if v is not None and not isinstance(v, str):
         raise SnapshotError(f"{where}: expected a string or null")
     return v
@@ -251,7 +251,7 @@ def encode_states(states: list[ChainState]) -> list[Any]:
         if not d["protocols"]:
             del d["protocols"]
         else:
-            d["protocols"] = [_lean(p) for p in d["protocols"]]
+            d["protocols"] = [lean(p) for p in d["protocols"]]
         for key in OWN_OPTIONAL:
             if d[key] is None:
                 del d[key]
@@ -259,12 +259,12 @@ def encode_states(states: list[ChainState]) -> list[Any]:
 
 
 def decode_states(config: Config, data: Any) -> list[ChainState]:
-    states = _decode(config, list[ChainState], data, "inputs.chains")
+    states = decode(config, list[ChainState], data, "inputs.chains")
     assert all(isinstance(s, ChainState) for s in states)
     return list(states)
 
 
-def _lean(read: dict[str, Any]) -> dict[str, Any]:
+def lean(read: dict[str, Any]) -> dict[str, Any]:
     """A protocol read without its empty optional fields (their defaults on decoding):
     an account's own part of a document is most of what each account adds."""
     return {k: v for k, v in read.items() if k in ("kind", "pool") or v not in (None, [])}

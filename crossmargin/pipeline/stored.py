@@ -27,18 +27,18 @@ from crossmargin.pipeline.snapshot import (
     V1,
     VERSION,
     Built,
-    _blob,
+    blob,
     parameters,
 )
 from crossmargin.pipeline.state_codec import (
     OWN_OPTIONAL,
-    _decode,
-    _decode_str,
-    _int,
-    _list,
-    _obj,
-    _opt_str,
+    decode,
     decode_states,
+    decode_str,
+    json_int,
+    json_list,
+    json_obj,
+    json_opt_str,
 )
 from oracle.estimation import RiskEstimates
 
@@ -56,8 +56,8 @@ def blob_refs(doc: dict[str, Any]) -> list[str]:
     """The blob hashes a document names (none for a version "1" document)."""
     if doc.get("v") != VERSION:
         return []
-    inputs = _obj(doc.get("inputs"), "inputs")
-    chains = [_obj(c, "inputs.chains.*") for c in _list(inputs.get("chains"), "chains")]
+    inputs = json_obj(doc.get("inputs"), "inputs")
+    chains = [json_obj(c, "inputs.chains.*") for c in json_list(inputs.get("chains"), "chains")]
     refs = [c.get(k) for c in chains for k in ("state", "proof")]
     refs += [inputs.get("estimates"), inputs.get("parameters"), doc.get("shared_outputs")]
     return [r for r in refs if isinstance(r, str)]
@@ -88,23 +88,23 @@ _CHECKED_BLOBS: IdentityMemo[bool] = IdentityMemo(4096)
 
 
 def _join_chain(blobs: Mapping[str, str], entry: Any, where: str) -> dict[str, Any]:
-    entry = _obj(entry, where)
+    entry = json_obj(entry, where)
     if set(entry) - {"protocols", "proof", *OWN_OPTIONAL} != {"state", "balances"}:
         raise SnapshotError(f"{where}: expected state and balances (and protocols, address, proof)")
     protocols = {k: entry[k] for k in ("protocols", *OWN_OPTIONAL) if k in entry}
     if "proof" in entry:
         protocols["holder_proof"] = _load_blob(blobs, entry["proof"], f"{where}.proof")
-    shared = _obj(_load_blob(blobs, entry["state"], f"{where}.state"), f"{where}.state")
-    tokens = _list(shared.pop("tokens", None), f"{where}.state.tokens")
-    own = _list(entry["balances"], f"{where}.balances")
+    shared = json_obj(_load_blob(blobs, entry["state"], f"{where}.state"), f"{where}.state")
+    tokens = json_list(shared.pop("tokens", None), f"{where}.state.tokens")
+    own = json_list(entry["balances"], f"{where}.balances")
     if len(tokens) != len(own):
         raise SnapshotError(f"{where}: {len(own)} balances for {len(tokens)} tokens")
     balances = []
     for i, (token, mine) in enumerate(zip(tokens, own, strict=True)):
-        mine = _list(mine, f"{where}.balances.{i}")
+        mine = json_list(mine, f"{where}.balances.{i}")
         if len(mine) != len(ACCOUNT_FIELDS):
             raise SnapshotError(f"{where}.balances.{i}: expected {len(ACCOUNT_FIELDS)} values")
-        token = _obj(token, f"{where}.state.tokens.{i}")
+        token = json_obj(token, f"{where}.state.tokens.{i}")
         balances.append({**token, **dict(zip(ACCOUNT_FIELDS, mine, strict=True))})
     return {**shared, "balances": balances, **protocols}
 
@@ -119,13 +119,13 @@ def expand(doc: dict[str, Any], blobs: Mapping[str, str]) -> dict[str, Any]:
         return doc
     if v != VERSION:
         raise SnapshotError(f"v: unknown document version {v!r}")
-    inputs = _obj(doc.get("inputs"), "inputs")
+    inputs = json_obj(doc.get("inputs"), "inputs")
     if set(inputs) != {"chains", "estimates", "parameters"}:
         raise SnapshotError("inputs: expected chains, estimates and parameters")
-    chains = _list(inputs["chains"], "inputs.chains")
+    chains = json_list(inputs["chains"], "inputs.chains")
     est = inputs["estimates"]
-    own = _obj(doc.get("outputs"), "outputs")
-    shared = _obj(_load_blob(blobs, doc.get("shared_outputs"), "shared_outputs"), "outputs")
+    own = json_obj(doc.get("outputs"), "outputs")
+    shared = json_obj(_load_blob(blobs, doc.get("shared_outputs"), "shared_outputs"), "outputs")
     if set(shared) - set(SHARED_OUTPUTS) or set(own) & set(SHARED_OUTPUTS):
         raise SnapshotError("outputs: sections in the wrong place")
     rest = {k: v for k, v in doc.items() if k != "shared_outputs"}
@@ -142,7 +142,7 @@ def expand(doc: dict[str, Any], blobs: Mapping[str, str]) -> dict[str, Any]:
 
 def _split_outputs(outputs: Any) -> tuple[dict[str, Any], dict[str, Any]]:
     """(the account's own outputs, those every account of a batch has alike)."""
-    outputs = _obj(outputs, "outputs")
+    outputs = json_obj(outputs, "outputs")
     own = {k: v for k, v in outputs.items() if k not in SHARED_OUTPUTS}
     return own, {k: v for k, v in outputs.items() if k in SHARED_OUTPUTS}
 
@@ -150,24 +150,28 @@ def _split_outputs(outputs: Any) -> tuple[dict[str, Any], dict[str, Any]]:
 def compact(doc: dict[str, Any]) -> Built:
     """The inverse of `expand`: a document in the expanded shape (JSON as `expand` gives
     it) as a version "2" document and its blobs."""
-    inputs = _obj(doc.get("inputs"), "inputs")
+    inputs = json_obj(doc.get("inputs"), "inputs")
     blobs: dict[str, str] = {}
 
     def put(value: Any) -> str:
-        sha, text = _blob(value)
+        sha, text = blob(value)
         blobs[sha] = text
         return sha
 
     chains = []
-    for i, c in enumerate(_list(inputs.get("chains"), "inputs.chains")):
+    for i, c in enumerate(json_list(inputs.get("chains"), "inputs.chains")):
         per_account = (
             "balances",
             "protocols",
             "holder_proof",
             *OWN_OPTIONAL,
         )  # beside the shared state
-        shared = {k: v for k, v in _obj(c, f"inputs.chains.{i}").items() if k not in per_account}
-        own = [_obj(b, f"inputs.chains.{i}.balances.*") for b in _list(c.get("balances"), "b")]
+        shared = {
+            k: v for k, v in json_obj(c, f"inputs.chains.{i}").items() if k not in per_account
+        }
+        own = [
+            json_obj(b, f"inputs.chains.{i}.balances.*") for b in json_list(c.get("balances"), "b")
+        ]
         shared["tokens"] = [{k: v for k, v in b.items() if k not in ACCOUNT_FIELDS} for b in own]
         balances = [[b.get(k) for k in ACCOUNT_FIELDS] for b in own]
         entry: dict[str, Any] = {"state": put(shared), "balances": balances}
@@ -200,22 +204,20 @@ def request_of(doc: dict[str, Any]) -> Request:
     kind = doc.get("kind")
     if kind not in REPORTS:
         raise SnapshotError(f"kind: unknown {kind!r}")
-    r = _obj(doc.get("request"), "request")
+    r = json_obj(doc.get("request"), "request")
     if set(r) - {"target_chain", "asset", "at", "blocks", "addresses"}:
         raise SnapshotError("request: unknown fields")
     at = r.get("at")
-    blocks = _obj(r.get("blocks", {}), "request.blocks")
-    addresses = _obj(r.get("addresses", {}), "request.addresses")
+    blocks = json_obj(r.get("blocks", {}), "request.blocks")
+    addresses = json_obj(r.get("addresses", {}), "request.addresses")
     return Request(
         kind=kind,
-        account=_decode_str(doc.get("account"), "account"),
-        target=_opt_str(r.get("target_chain"), "request.target_chain"),
-        asset=_opt_str(r.get("asset"), "request.asset"),
-        at=None if at is None else _int(at, "request.at"),
-        blocks=tuple((c, _int(n, f"request.blocks.{c}")) for c, n in blocks.items()),
-        addresses=tuple(
-            (c, _decode_str(a, f"request.addresses.{c}")) for c, a in addresses.items()
-        ),
+        account=decode_str(doc.get("account"), "account"),
+        target=json_opt_str(r.get("target_chain"), "request.target_chain"),
+        asset=json_opt_str(r.get("asset"), "request.asset"),
+        at=None if at is None else json_int(at, "request.at"),
+        blocks=tuple((c, json_int(n, f"request.blocks.{c}")) for c, n in blocks.items()),
+        addresses=tuple((c, decode_str(a, f"request.addresses.{c}")) for c, a in addresses.items()),
     )
 
 
@@ -231,11 +233,11 @@ def replay(
     if blobs is not None:
         doc = expand(doc, blobs)
     req = request_of(doc)
-    inputs = _obj(doc.get("inputs"), "inputs")
+    inputs = json_obj(doc.get("inputs"), "inputs")
     states = decode_states(config, inputs.get("chains"))
     if "estimates" not in inputs:
         raise SnapshotError("inputs.estimates: missing")
-    estimates = _decode(config, RiskEstimates | None, inputs["estimates"], "inputs.estimates")
+    estimates = decode(config, RiskEstimates | None, inputs["estimates"], "inputs.estimates")
     report = compute(config, states, req, estimates)
     params = canonical(parameters(config, estimates))
     return params, canonical(report.model_dump(mode="json"))
@@ -247,7 +249,7 @@ def report_of(doc: dict[str, Any]) -> Report:
     if doc.get("v") == VERSION and "shared_outputs" in doc:
         raise SnapshotError("a version 2 document: expand it with its blobs first")
     model = REPORTS[request_of(doc).kind]
-    report = model.model_validate(_obj(doc.get("outputs"), "outputs"))
+    report = model.model_validate(json_obj(doc.get("outputs"), "outputs"))
     assert isinstance(report, MarginReport | CapacityReport | StressReport)
     return report
 
@@ -258,6 +260,6 @@ REPLAY_URL = "http://replay.invalid"  # a stored config has no endpoints; replay
 def replay_config(text: str) -> Config:
     """A config rebuilt from its stored `risk_document` (endpoints are not stored)."""
     raw = json.loads(text)
-    for chain in _list(_obj(raw, "config").get("chains"), "config.chains"):
-        _obj(chain, "config.chains.*")["rpc_urls"] = [REPLAY_URL]
+    for chain in json_list(json_obj(raw, "config").get("chains"), "config.chains"):
+        json_obj(chain, "config.chains.*")["rpc_urls"] = [REPLAY_URL]
     return stored_config(text, raw)

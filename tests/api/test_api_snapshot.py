@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from crossmargin.core.canonical import _dumps, canonical, decimal_str, digest, plain
+from crossmargin.core.canonical import canonical, decimal_str, digest, dumps, plain
 from crossmargin.core.config import config_hash, risk_document
 from crossmargin.core.errors import SnapshotError
 from crossmargin.engine import Engine
@@ -93,9 +93,9 @@ def test_canonical_text_is_the_standard_librarys_byte_for_byte() -> None:
     for c in range(0x800):
         ch = chr(c)
         value = {f"k{ch}": [ch, f"a{ch}b", {ch: None}], "z": True}
-        assert _dumps(value) == stdlib_json(value), hex(c)
+        assert dumps(value) == stdlib_json(value), hex(c)
     for odd in ({"a": "\ud800"}, {"a": [2**70, -(2**64)]}, ["x" * 10_000, "é"]):
-        assert _dumps(odd) == stdlib_json(odd)
+        assert dumps(odd) == stdlib_json(odd)
 
 
 @given(st.floats(allow_nan=False, allow_infinity=False))
