@@ -37,10 +37,9 @@ from crossmargin.core.config import Config
 from crossmargin.core.errors import InputConflict
 from crossmargin.core.inputs import parse_blocks, parse_pairs, parse_time
 from crossmargin.engine import Engine
-from crossmargin.pipeline.figures import Kind
+from crossmargin.pipeline.figures import Kind, Request
 from crossmargin.pipeline.report import CapacityReport, MarginReport, StressReport
 from crossmargin.pipeline.risk import asset_sigma
-from crossmargin.pipeline.snapshot import Request
 
 log = logging.getLogger("api")
 

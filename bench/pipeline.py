@@ -216,7 +216,7 @@ def engine_run(
     has its engine, as the single engine was timed after `Engine.connect`."""
     from api.store import Store
     from crossmargin.core.config import config_hash, risk_document
-    from crossmargin.pipeline.snapshot import Request
+    from crossmargin.pipeline.figures import Request
     from crossmargin.workers import WorkerPool
 
     store = Store.open(db)
@@ -247,7 +247,8 @@ def split_times(config: Any, accounts: Sequence[str]) -> dict[str, float]:
     read (the adapters, timed in (a)), compute (`Engine.evaluate_many`), document (the
     snapshot's canonical JSON, its shared blobs not counted)."""
     from crossmargin.engine import Engine
-    from crossmargin.pipeline.snapshot import Request, document
+    from crossmargin.pipeline.figures import Request
+    from crossmargin.pipeline.snapshot import document
 
     async def go() -> dict[str, float]:
         async with Engine.connect(config) as engine:

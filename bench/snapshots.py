@@ -42,12 +42,12 @@ from api.store import Item, Store, normalise_url
 from crossmargin.core.config import Config, config_hash, risk_document
 from crossmargin.engine import Engine
 from crossmargin.pipeline import snapshot as s
-from crossmargin.pipeline.figures import compute
+from crossmargin.pipeline.figures import Request, compute
 
 Make = Callable[[str], s.Built | str]
 
 
-def workload(config: Config, demo: list[str], n: int) -> list[tuple[s.Request, Make, Make]]:
+def workload(config: Config, demo: list[str], n: int) -> list[tuple[Request, Make, Make]]:
     """(request, v1 build, v2 build) per account, all read at one pin per chain."""
     accounts = [*demo, *(f"0x{i:040x}" for i in range(1, n - len(demo) + 1))][:n]
 
@@ -58,14 +58,14 @@ def workload(config: Config, demo: list[str], n: int) -> list[tuple[s.Request, M
     states = asyncio.run(read())
     out = []
     for account in accounts:
-        req = s.Request("margin", account, "base")
+        req = Request("margin", account, "base")
         st = states[account]
         report = compute(config, st, req)
 
-        def v1(prev: str, st: Any = st, req: s.Request = req, report: Any = report) -> str:
+        def v1(prev: str, st: Any = st, req: Request = req, report: Any = report) -> str:
             return s.document_v1(config, req, st, report, prev)
 
-        def v2(prev: str, st: Any = st, req: s.Request = req, report: Any = report) -> s.Built:
+        def v2(prev: str, st: Any = st, req: Request = req, report: Any = report) -> s.Built:
             return s.document(config, req, st, report, prev)
 
         out.append((req, v1, v2))

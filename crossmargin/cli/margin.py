@@ -145,7 +145,7 @@ async def from_engine(
 ) -> Answer:
     """Both reports from one read of every chain (a batch of two requests)."""
     from crossmargin.engine import Engine, parse_account
-    from crossmargin.pipeline.snapshot import Request
+    from crossmargin.pipeline.figures import Request
 
     asked = AsOf.of(args)
     async with Engine.connect(config, history) as engine:

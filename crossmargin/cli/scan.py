@@ -61,8 +61,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from crossmargin.core.config import Config, checksummed
 from crossmargin.core.errors import CrossmarginError
 from crossmargin.engine import Engine, Result, target_name
+from crossmargin.pipeline.figures import Request
 from crossmargin.pipeline.report import MarginReport
-from crossmargin.pipeline.snapshot import Request
 from crossmargin.workers import WorkerPool, usable_cores
 
 if TYPE_CHECKING:

@@ -33,8 +33,7 @@ from adapters.prover import BlockProof
 from crossmargin.core.canonical import canonical, digest, dumps, members, plain
 from crossmargin.core.config import Config, config_hash
 from crossmargin.core.memo import IdentityMemo
-from crossmargin.pipeline.figures import Report
-from crossmargin.pipeline.figures import Request as Request
+from crossmargin.pipeline.figures import Report, Request
 from crossmargin.pipeline.protocol_read import ProtocolRead
 from crossmargin.pipeline.read import ChainState
 from crossmargin.pipeline.risk import asset_sigma, correlation, margin_params

@@ -22,8 +22,8 @@ from crossmargin.core.canonical import canonical, digest
 from crossmargin.core.config import config_hash
 from crossmargin.core.errors import SnapshotError
 from crossmargin.engine import Engine
-from crossmargin.pipeline.figures import compute
-from crossmargin.pipeline.snapshot import Built, Request, document
+from crossmargin.pipeline.figures import Request, compute
+from crossmargin.pipeline.snapshot import Built, document
 from crossmargin.pipeline.stored import compact, expand
 
 

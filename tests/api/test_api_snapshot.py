@@ -20,7 +20,7 @@ from crossmargin.core.config import config_hash, risk_document
 from crossmargin.core.errors import SnapshotError
 from crossmargin.engine import Engine
 from crossmargin.pipeline import snapshot as s
-from crossmargin.pipeline.figures import compute, compute_many
+from crossmargin.pipeline.figures import Request, compute, compute_many
 from crossmargin.pipeline.read import ChainState
 from crossmargin.pipeline.state_codec import decode_states, encode_states
 from crossmargin.pipeline.stored import blob_refs, compact, expand, replay, replay_config, report_of
@@ -136,7 +136,7 @@ def test_replay_is_byte_identical(
 ) -> None:
     config = devnet.config
     states = read_states(devnet, name)
-    req = s.Request(kind, devnet.demo_accounts[name], target, asset)
+    req = Request(kind, devnet.demo_accounts[name], target, asset)
     report = compute(config, states, req)
     built = s.document(config, req, states, report, s.GENESIS)
     text = built.text
@@ -170,7 +170,7 @@ def test_replay_is_byte_identical(
 def v2_doc(devnet: Any, name: str) -> tuple[dict[str, Any], dict[str, str]]:
     config = devnet.config
     states = read_states(devnet, name)
-    req = s.Request("margin", devnet.demo_accounts[name], "base")
+    req = Request("margin", devnet.demo_accounts[name], "base")
     built = s.document(config, req, states, compute(config, states, req), s.GENESIS)
     return json.loads(built.text), built.blobs
 
@@ -244,7 +244,7 @@ def test_accounts_read_together_share_their_blobs(devnet: Any) -> None:
 
     texts, shared = [], set()
     for account, states in zip(accounts, asyncio.run(run()), strict=True):
-        req = s.Request("margin", account, "base")
+        req = Request("margin", account, "base")
         built = s.document(config, req, states, compute(config, states, req), s.GENESIS)
         texts.append(built.text)
         shared.add(frozenset(built.blobs))
@@ -273,7 +273,7 @@ def test_batch_documents_are_the_bytes_they_always_were(devnet: Any) -> None:
     odd = read[1][2]
     read[1][2] = ChainState(odd.chain, error="chain down: n\u00e9ant \u20ac\x7f\n\x01 \U0001f600")
     states = dict(zip(accounts, read, strict=True))
-    reqs = [s.Request("margin", a, "base") for a in accounts]
+    reqs = [Request("margin", a, "base") for a in accounts]
     reports = compute_many(config, reqs, states)
     texts = []
     for req, report in zip(reqs, reports, strict=True):
@@ -320,7 +320,7 @@ def test_spliced_documents_are_the_canonical_dump(
     read[0][0] = dataclasses.replace(odd, balances=balances)
     read[1][0] = dataclasses.replace(read[1][0], address="0x" + "ab" * 20, has_code=True)
     states = dict(zip(accounts, read, strict=True))
-    reqs = [s.Request(kind, a, target, asset) for a in accounts]
+    reqs = [Request(kind, a, target, asset) for a in accounts]
     reports = compute_many(config, reqs, states)
     texts = []
     for _ in range(2):
@@ -342,7 +342,7 @@ def test_encoded_parts_are_found_by_every_field() -> None:
     identity), `_request_text` a request's by each Request field: a field added to
     either must be added to its key too."""
     assert {f.name for f in dataclasses.fields(ChainState)} == s.ENTRY_KEY_FIELDS
-    assert {f.name for f in dataclasses.fields(s.Request)} == s.REQUEST_KEY_FIELDS
+    assert {f.name for f in dataclasses.fields(Request)} == s.REQUEST_KEY_FIELDS
 
 
 DECIMAL = st.integers(min_value=0, max_value=2**256).map(str)
@@ -424,7 +424,7 @@ def test_a_config_stored_before_a_field_was_added_keeps_its_hash(devnet: Any) ->
     changed = loaded.model_copy(update={"risk": loaded.risk.model_copy(update={"kappa": 0.25})})
     assert config_hash(changed) == digest(risk_document(changed))  # another config now
 
-    req = s.Request("margin", devnet.demo_accounts["bob"], "arbitrum", None)
+    req = Request("margin", devnet.demo_accounts["bob"], "arbitrum", None)
     states = read_states(devnet, "bob")
     report = compute(loaded, states, req)
     assert report.parameters.config_hash == digest(text)

@@ -24,7 +24,7 @@ from crossmargin.core.canonical import digest
 from crossmargin.core.config import config_hash, risk_document
 from crossmargin.engine import Engine
 from crossmargin.pipeline import snapshot as s
-from crossmargin.pipeline.figures import compute
+from crossmargin.pipeline.figures import Request, compute
 from crossmargin.pipeline.snapshot import GENESIS
 
 
@@ -264,12 +264,12 @@ def test_upgrade_of_a_store_of_version_1_documents(devnet: Any, database: str) -
 
     states = asyncio.run(read())
     requests = [
-        s.Request("margin", alice, "base"),
-        s.Request("stress", alice),
-        s.Request("capacity", bob, "arbitrum", "USDC"),
+        Request("margin", alice, "base"),
+        Request("stress", alice),
+        Request("capacity", bob, "arbitrum", "USDC"),
     ]
 
-    def append(store: Store, req: s.Request, v1: bool) -> Any:
+    def append(store: Store, req: Request, v1: bool) -> Any:
         st = states[req.account]
         report = compute(config, st, req)
         make = s.document_v1 if v1 else s.document

@@ -17,8 +17,8 @@ from hypothesis import strategies as st
 from crossmargin.core.config import Config, load_config
 from crossmargin.core.errors import InputError
 from crossmargin.engine import Engine
+from crossmargin.pipeline.figures import Request
 from crossmargin.pipeline.report import MarginReport
-from crossmargin.pipeline.snapshot import Request
 
 CONFIG: Config = load_config(
     Path(__file__).resolve().parents[2] / "configs" / "devnet.toml", env={}

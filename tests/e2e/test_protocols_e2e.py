@@ -26,7 +26,7 @@ from crossmargin.core.config import Config
 from crossmargin.engine import Engine
 from crossmargin.pipeline import snapshot as s
 from crossmargin.pipeline.capacity import capacity_report
-from crossmargin.pipeline.figures import compute
+from crossmargin.pipeline.figures import Request, compute
 from crossmargin.pipeline.margin import margin_report
 from crossmargin.pipeline.read import ChainState
 from crossmargin.pipeline.report import CapacityReport, MarginReport, ProtocolAccount, fixed6
@@ -195,7 +195,7 @@ def test_protocol_reads_replay(devnet: Any, name: str, target: str) -> None:
     assert any(st.protocols for st in states)
     if name == "frank":
         assert any(p.morpho is not None for st in states for p in st.protocols)
-    req = s.Request("margin", user, target)
+    req = Request("margin", user, target)
     report = compute(config, states, req)
     built = s.document(config, req, states, report, s.GENESIS)
     doc = json.loads(built.text)
