@@ -9,7 +9,7 @@ up by (kind, account, target, asset, method, pinned blocks, §6 estimates):
    results (`store`). The store is not trusted (METHOD.md §10): a document is served
    only if its id is the sha256 of its content and its request (kind, account, target,
    asset, method and config, every pin, the §6 estimates) is this one
-   (`stored_mismatch`); otherwise it is logged, counted
+   (`stored_check`); otherwise it is logged, counted
    (`crossmargin_store_rejected_total{reason}`) and the result computed afresh;
 3. else the chains are read at the pins through the engine (reads shared across kinds
    and targets; concurrent reads share multicalls at the seam, `CoalescingReader`), and
@@ -92,7 +92,7 @@ def _pin_key(pins: Mapping[str, Pinned]) -> PinKey:
     )
 
 
-def stored_mismatch(
+def stored_check(
     sid: str,
     text: str,
     req: Request,
@@ -100,26 +100,14 @@ def stored_mismatch(
     pins: PinKey,
     est_key: str,
     blobs: Mapping[str, str] | None = None,
-) -> str | None:
-    """Why a stored document found by cache key may not answer `req`, or None.
+) -> tuple[str | None, dict[str, Any]]:
+    """Why a stored document found by cache key may not answer `req` (None: it may),
+    and the document as expanded to check it, served from when it may (expanding is
+    most of a stored result's cost).
 
     `config_hash` names the method too (one config per method); `pins` and `est_key`
     are the request's pinned blocks and §6 estimates, as in its cache key; `blobs` the
     stored blobs the document names (checked against their hashes by `expand`)."""
-    return _stored_check(sid, text, req, config_hash, pins, est_key, blobs)[0]
-
-
-def _stored_check(
-    sid: str,
-    text: str,
-    req: Request,
-    config_hash: str,
-    pins: PinKey,
-    est_key: str,
-    blobs: Mapping[str, str] | None,
-) -> tuple[str | None, dict[str, Any]]:
-    """`stored_mismatch`'s reason, and the document it expanded to check it (served
-    from when the reason is None: expanding is most of a stored result's cost)."""
     if not text.isascii() or digest(text) != sid:
         return "id_mismatch", {}
     try:
@@ -332,11 +320,11 @@ class Service:
     def _stored(
         self, req: Request, found: Found, config_hash: str, pins: PinKey, est_key: str
     ) -> Served | None:
-        """In a worker thread: the stored result, if it passes `stored_mismatch`; else
+        """In a worker thread: the stored result, if it passes `stored_check`; else
         None (logged, counted)."""
         sid, text, leaf = found
         blobs = self.store.blobs_for(text)
-        reason, doc = _stored_check(sid, text, req, config_hash, pins, est_key, blobs)
+        reason, doc = stored_check(sid, text, req, config_hash, pins, est_key, blobs)
         if reason is None:
             try:
                 body = report_of(doc).model_dump_json().encode()

@@ -16,7 +16,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import create_engine, text
 
 from api.app import create_app
-from api.service import stored_mismatch
+from api.service import stored_check
 from api.store import Store, normalise_url
 from crossmargin.core.canonical import canonical, digest
 from crossmargin.core.config import config_hash
@@ -196,7 +196,8 @@ def test_what_a_stored_document_must_match(
         except SnapshotError:  # not even a document's shape: stored as it stands
             built = Built(canonical(full), blobs)
         text_, blobs = built.text, built.blobs  # a well-formed document with a correct id
-    assert stored_mismatch(digest(text_), text_, req, cfg_hash, pins, "config", blobs) == reason
+    got, _ = stored_check(digest(text_), text_, req, cfg_hash, pins, "config", blobs)
+    assert got == reason
 
 
 def test_a_document_must_be_its_id_and_canonical(devnet: Any, stored: Stored) -> None:
@@ -205,9 +206,12 @@ def test_a_document_must_be_its_id_and_canonical(devnet: Any, stored: Stored) ->
     cfg_hash = config_hash(devnet.config)
 
     def mismatch(sid: str, text_: str, cfg: str, est: str, blobs: dict[str, str]) -> str | None:
-        return stored_mismatch(sid, text_, req, cfg, pins, est, blobs)
+        return stored_check(sid, text_, req, cfg, pins, est, blobs)[0]
 
     assert mismatch(digest(text_), text_, cfg_hash, "config", blobs) is None
+    # what is served from: the document as expand gives it, expanded once for both
+    _, served = stored_check(digest(text_), text_, req, cfg_hash, pins, "config", blobs)
+    assert served == expand(json.loads(text_), blobs)
     assert mismatch("f" * 64, text_, cfg_hash, "config", blobs) == "id_mismatch"
     spaced = json.dumps(json.loads(text_), sort_keys=True)  # same content, not canonical
     assert mismatch(digest(spaced), spaced, cfg_hash, "config", blobs) == "malformed"
