@@ -323,7 +323,7 @@ class Service:
         """In a worker thread: the stored result, if it passes `stored_check`; else
         None (logged, counted)."""
         sid, text, leaf = found
-        blobs = self.store.blobs_for(text)
+        blobs = self.store.blobs_for(text, remembered=True)
         reason, doc = stored_check(sid, text, req, config_hash, pins, est_key, blobs)
         if reason is None:
             try:

@@ -171,9 +171,10 @@ class Store:
         self._busy = 0  # connections in use (`connect`), which close() waits for
         self._idle = threading.Condition()
         self.log = tlog.Log(self._tx)  # the transparency log's reads
-        # blobs are content-addressed and never rewritten: a hash read once is not
-        # queried again (every served stored result names the same few pins, feeds and
-        # parameters); the reader still checks each text against its hash
+        # blobs are content-addressed and never rewritten: for serving
+        # (`blobs(remembered=True)`) a hash read once is not queried again (every served
+        # stored result names the same few pins, feeds and parameters); the reader
+        # still checks each text against its hash
         self._blob_memo: dict[str, str] = {}
         self.has_log = True  # False on a store kept at a revision before the log
 
@@ -415,9 +416,12 @@ class Store:
         if swapped != len(moved):
             raise IntegrityError("head moved", None, Exception("head moved"))
 
-    def blobs(self, hashes: Iterable[str]) -> dict[str, str]:
-        """The stored blobs among `hashes` (a missing one is simply absent)."""
-        memo = self._blob_memo
+    def blobs(self, hashes: Iterable[str], *, remembered: bool = False) -> dict[str, str]:
+        """The stored blobs among `hashes` (a missing one is simply absent). With
+        `remembered`, a blob read before comes from memory: for serving, which checks
+        each text against its hash; never for an audit or a snapshot shown to one,
+        which must see what the database holds now."""
+        memo = self._blob_memo if remembered else {}
         found: dict[str, str] = {}
         wanted: list[str] = []
         for h in sorted(set(hashes)):
@@ -434,20 +438,21 @@ class Store:
                     BLOB.c.hash.in_(wanted[i : i + CHUNK])
                 )
                 found.update({str(h): str(d) for h, d in conn.execute(q)})
-        if len(memo) > BLOB_MEMO:
-            memo.clear()  # bounded; refilled by the next reads
-        memo.update((h, found[h]) for h in wanted if h in found)
+        if remembered:
+            if len(memo) > BLOB_MEMO:
+                memo.clear()  # bounded; refilled by the next reads
+            memo.update((h, found[h]) for h in wanted if h in found)
         return found
 
-    def blobs_for(self, text: str) -> dict[str, str]:
-        """The stored blobs a document names; {} for a document that does not parse
-        (whoever reads it finds that out, and says so)."""
+    def blobs_for(self, text: str, *, remembered: bool = False) -> dict[str, str]:
+        """The stored blobs a document names (`blobs`); {} for a document that does not
+        parse (whoever reads it finds that out, and says so)."""
         try:
             doc = json.loads(text)
             refs = blob_refs(doc) if isinstance(doc, dict) else []
         except (ValueError, CrossmarginError):
             return {}
-        return self.blobs(refs) if refs else {}
+        return self.blobs(refs, remembered=remembered) if refs else {}
 
     def all_blobs(self) -> Iterator[tuple[str, str]]:
         """Every stored blob (hash, text), for the audit."""

@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 
 from api.audit import verify
 from api.store import Item, Store
-from api.store.db import HEAD
+from api.store.db import BLOB, HEAD
 from api.store.tables import update_rows
 from crossmargin.core.canonical import digest
 from crossmargin.core.config import config_hash, risk_document
@@ -125,6 +125,22 @@ def test_cache_key_lookup_and_pages(database: str) -> None:
 
 def blob_count(store: Store) -> int:
     return len(list(store.all_blobs()))
+
+
+def test_only_serving_reads_blobs_from_memory(database: str) -> None:
+    """A blob changed in the database after it was read: serving (`remembered`) keeps
+    the text it read (its hash still names it), an audit's read sees the change."""
+    store = Store.open(database)
+    try:
+        store.append_many([Item("0xblob", "margin", lambda prev: built_doc(prev, "b"))])
+        sha = digest(SHARED_BLOBS[0])
+        assert store.blobs([sha], remembered=True) == {sha: SHARED_BLOBS[0]}
+        with store.engine.begin() as conn:
+            update_rows(conn, BLOB, ("document",), ("hash",), [("{}", sha)])
+        assert store.blobs([sha], remembered=True) == {sha: SHARED_BLOBS[0]}
+        assert store.blobs([sha]) == {sha: "{}"}
+    finally:
+        store.close()
 
 
 def test_append_many_in_one_transaction(database: str) -> None:
