@@ -6,15 +6,16 @@ Why not SO_REUSEPORT: the kernel then gives each connection to a worker by a has
 its address, blind to load. A client's keep-alive connections stay where they land:
 of bench/api.py's 50, one worker could hold half again as many as the other and run
 at its one core (the GIL) while the other idled; two single-request runs of the same
-code gave 495 and 736 uncached accounts/s. Here the supervisor
-makes one listening socket and every worker waits on it; the counts of held
-connections and of connections accepted sit in shared memory (`counts`: held[0..N),
-then accepted[0..N); each worker writes its own two only).
+code gave 495 and 736 uncached accounts/s. Here the supervisor makes one listening
+socket and every worker waits on it; the counts of held connections and of
+connections accepted sit in shared memory (`counts`: held[0..N), then
+accepted[0..N); each worker writes its own two only).
 
-A worker holding more than the least of the others steps aside for DEFER_S and looks
-again; after MAX_DEFERRALS it takes the connection anyway, so a peer that is busy,
-restarting or gone delays a new connection by at most ~MAX_DEFERRALS * DEFER_S. A
-worker not (yet) serving has the count ABSENT, so nobody waits for it.
+A worker behind which another comes first (it holds fewer; or as many, having
+accepted fewer) steps aside for DEFER_S and looks again; after MAX_DEFERRALS it takes
+the connection anyway, so a peer that is busy, restarting or gone delays a new
+connection by at most ~MAX_DEFERRALS * DEFER_S. A worker not (yet) serving holds
+ABSENT, so nobody waits for it.
 """
 
 from __future__ import annotations
