@@ -58,7 +58,9 @@ Source = Literal["hit", "coalesced", "store", "miss"]
 PinKey = tuple[tuple[str, int, str] | tuple[str, None, None], ...]
 ResultKey = tuple[Request, str, PinKey, str]
 Found = tuple[str, str, int | None]  # a stored result: id, document, transparency-log leaf
-_Finds = list[tuple[str, str, "asyncio.Future[Found | None]"]]
+Check = tuple[Request, str, PinKey, str]  # what a stored result must answer: request,
+# config hash, pins, estimates key (`stored_check`)
+_Finds = list[tuple[str, Check, "asyncio.Future[Served | None]"]]
 _Reads = list[tuple[Request, "asyncio.Future[list[ChainState]]"]]
 ESTIMATES_TTL_S = 1.0  # how long the current §6 estimates are reused
 READ_CACHE = 512  # states of recent reads (many objects: kept few, for the GC's sake)
@@ -165,7 +167,7 @@ class Service:
         self._tasks: set[asyncio.Task[list[Served | BaseException]]] = set()
         self._finds: _Finds = []  # store lookups waiting to go out together
         self._finding = False
-        self._find_tasks: set[asyncio.Task[dict[str, Found]]] = set()
+        self._find_tasks: set[asyncio.Task[dict[str, Served | None]]] = set()
         self._reads_due: dict[PinKey, tuple[Mapping[str, Pinned], _Reads]] = {}
         self._read_tasks: set[asyncio.Task[dict[str, list[ChainState]]]] = set()
 
@@ -258,12 +260,10 @@ class Service:
         cache_key = None
         if complete:
             cache_key = self._cache_key(req, method, pin_key, est_key)
-            found = await self._find_cached_soon(cache_key, req.account)
-            if found is not None:
-                check = (req, found, self.hashes[method], pin_key, est_key)
-                served = await asyncio.to_thread(self._stored, *check)
-                if served is not None:
-                    return served
+            check = (req, self.hashes[method], pin_key, est_key)
+            served = await self._stored_soon(cache_key, check)
+            if served is not None:
+                return served
         states, outcome = await self.reads.get(
             (req.account, req.addresses, pin_key),
             lambda: self._read(req, pins, pin_key),
@@ -274,13 +274,15 @@ class Service:
         self.metrics.snapshots.inc()
         return served
 
-    async def _find_cached_soon(self, cache_key: str, account: str) -> Found | None:
-        """`Store.find_cached`, with the lookups of requests arriving meanwhile asked
-        together in one worker thread and one query (`find_cached_many`), as the
-        computations are (`_compute_and_store_soon`)."""
-        future: asyncio.Future[Found | None]
+    async def _stored_soon(self, cache_key: str, check: Check) -> Served | None:
+        """The stored result under `cache_key` if it passes `check`, else None; the
+        lookups of requests arriving meanwhile go together, into one worker thread that
+        finds them in one query (`find_cached_many`) and checks each hit there too (one
+        hop to a thread per request, not two), as the computations go together
+        (`_compute_and_store_soon`)."""
+        future: asyncio.Future[Served | None]
         future = asyncio.get_running_loop().create_future()
-        self._finds.append((cache_key, account, future))
+        self._finds.append((cache_key, check, future))
         if not self._finding:
             self._finding = True
             asyncio.get_running_loop().call_soon(self._flush_finds)
@@ -288,21 +290,24 @@ class Service:
 
     def _flush_finds(self) -> None:
         todo, self._finds = self._finds, []
-        work = asyncio.to_thread(self._find_many, [(k, a) for k, a, _ in todo])
+        work = asyncio.to_thread(self._stored_many, {k: c for k, c, _ in todo})
         task = asyncio.get_running_loop().create_task(work)
         self._find_tasks.add(task)
         task.add_done_callback(self._find_tasks.discard)
         task.add_done_callback(lambda t: self._deliver_finds(t, todo))
 
-    def _find_many(self, wanted: list[tuple[str, str]]) -> dict[str, Found]:
-        """In a worker thread: the stored results of these (cache key, account) pairs,
-        each with its log leaf, in two queries for all of them (not one more per hit)."""
-        found = self.store.find_cached_many(wanted)
+    def _stored_many(self, wanted: dict[str, Check]) -> dict[str, Served | None]:
+        """In a worker thread: per cache key found in the store, its result if it passes
+        its check (`_stored`); each hit's log leaf comes from one query for them all."""
+        found = self.store.find_cached_many([(k, c[0].account) for k, c in wanted.items()])
         ids = [sid for sid, _ in found.values()]
         leaves = self.store.log.leaf_indices(ids) if ids and self.store.has_log else {}
-        return {k: (sid, text, leaves.get(sid)) for k, (sid, text) in found.items()}
+        return {
+            k: self._stored((sid, text, leaves.get(sid)), *wanted[k])
+            for k, (sid, text) in found.items()
+        }
 
-    def _deliver_finds(self, task: asyncio.Task[dict[str, Found]], todo: _Finds) -> None:
+    def _deliver_finds(self, task: asyncio.Task[dict[str, Served | None]], todo: _Finds) -> None:
         for key, _, future in todo:
             _settle(future, task, operator.methodcaller("get", key))
         if self._finds:
@@ -318,7 +323,7 @@ class Service:
         return digest(canonical([*parts, est_key, pin_key, *(past if past[0] else [])]))
 
     def _stored(
-        self, req: Request, found: Found, config_hash: str, pins: PinKey, est_key: str
+        self, found: Found, req: Request, config_hash: str, pins: PinKey, est_key: str
     ) -> Served | None:
         """In a worker thread: the stored result, if it passes `stored_check`; else
         None (logged, counted)."""
@@ -500,22 +505,20 @@ class Service:
         est_key: str,
     ) -> dict[str, Served]:
         """A batch's uncached requests: looked up in the store (with the lookups of every
-        request meanwhile, `_find_cached_soon`), those not found read together, computed
+        request meanwhile, `_stored_soon`), those not found read together, computed
         and stored by the shared batcher; each result cached. An account the engine gives
         a problem is left out (`batch` serves it alone). The store first, then the
         chains: under `serve --workers N` a result is often in the store (computed by
         another worker), and reading it from the chains too cost more than waiting for
         the one lookup query."""
         keys = [self._cache_key(r, method, pin_key, est_key) for r in reqs]
-        finds = (self._find_cached_soon(k, r.account) for k, r in zip(keys, reqs, strict=True))
-        found = await asyncio.gather(*finds)
-        results: list[Served | None] = [None] * len(reqs)
-        hits = [(i, f) for i, f in enumerate(found) if f is not None]
-        if hits:
-            checks = [(reqs[i], f, self.hashes[method], pin_key, est_key) for i, f in hits]
-            stored = await asyncio.to_thread(lambda: [self._stored(*c) for c in checks])
-            for (i, _), served in zip(hits, stored, strict=True):
-                results[i] = served
+        config = self.hashes[method]
+        results: list[Served | None] = await asyncio.gather(
+            *(
+                self._stored_soon(k, (r, config, pin_key, est_key))
+                for k, r in zip(keys, reqs, strict=True)
+            )
+        )
         todo = [i for i, served in enumerate(results) if served is None]
         states = await self._read_many([reqs[i] for i in todo], pins) if todo else {}
         computed = await asyncio.gather(
