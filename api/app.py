@@ -33,6 +33,7 @@ from api.docs import add_docs_routes
 from api.handlers import ENGINE, SERVICE, operations
 from api.metrics import Metrics
 from api.openapi import Operation, bind, spec
+from api.peers import Peers
 from api.problems import Scrubber, error_middleware, serve_protocol_errors
 from api.security import Gate
 from api.service import Service
@@ -89,11 +90,13 @@ def create_app(
     database: str | None = None,
     history: HistoryStore | None = None,
     worker: Worker | None = None,
+    peers: Peers | None = None,
 ) -> web.Application:
     """The whole API for `config`. `database` overrides the snapshot store's URL (else
     $CROSSMARGIN_DATABASE_URL, else `api.database_url`); `history`, the price-history
     store, makes sigma and rho estimates from it (METHOD.md §6) instead of config.
-    `worker`: this app is one of several processes on one port (module docstring)."""
+    `worker`: this app is one of several processes on one port (module docstring);
+    `peers`: the other processes, which share computed results (api/peers.py)."""
     app: web.Application
 
     def adapters() -> Mapping[str, EvmAdapter]:
@@ -142,7 +145,7 @@ def create_app(
                 # The read seam: every computation reads through the engine's readers;
                 # a coalescing reader (adapters/) wraps `adapters` here, in this one line.
                 app[ENGINE] = engine = Engine(config, adapters, history)
-                service = Service(config, engine, adapters, store, metrics)
+                service = Service(config, engine, adapters, store, metrics, peers)
                 app[SERVICE] = service
                 app[WATCH_STORE] = watches = WatchStore(store)
                 try:

@@ -24,6 +24,7 @@ tries the chain again.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import json
 import logging
@@ -38,6 +39,7 @@ from pydantic import ValidationError
 from adapters.evm import BlockPin, EvmAdapter
 from api.cache import Coalescer
 from api.metrics import Metrics
+from api.peers import Peers
 from api.pins import Pinned, Pins
 from api.problems import Scrubber, as_of_type, problem_body
 from api.store import Item, Store
@@ -145,8 +147,12 @@ class Service:
         adapters: Mapping[str, EvmAdapter],
         store: Store,
         metrics: Metrics,
+        peers: Peers | None = None,
     ) -> None:
+        """`peers`: the other worker processes of `serve --workers N` (api/peers.py),
+        which get the results computed here and give theirs."""
         self.config = config
+        self.peers = peers
         self.engine = engine
         self.adapters = adapters
         self.store = store
@@ -175,8 +181,30 @@ class Service:
         """Store the configs snapshots will name (one per method), for replay."""
         for cfg in self.methods.values():
             await asyncio.to_thread(self.store.put_config, config_hash(cfg), risk_document(cfg))
+        if self.peers is not None:
+            self.peers.open(self._from_peer)
+
+    def _share(self, key: ResultKey, served: Served) -> None:
+        """A result this worker computed or found, to the other workers' caches, with
+        the config it answers to."""
+        if self.peers is not None:
+            self.peers.send((self.hashes[key[1]], key, served))
+
+    def _from_peer(self, message: object) -> None:
+        """Another worker's result, kept if it answers to this worker's config of its
+        method (a worker restarted on a changed config file differs): its key holds
+        the request, the method, every pin and the §6 estimates, as ours do."""
+        if not (isinstance(message, tuple) and len(message) == 3):
+            return
+        config, key, served = message
+        if not (isinstance(key, tuple) and len(key) == 4 and isinstance(served, Served)):
+            return
+        if config == self.hashes.get(key[1]):
+            self.results.put(key, dataclasses.replace(served, stored=True))
 
     async def close(self) -> None:
+        if self.peers is not None:
+            self.peers.close()
         if self.store_probe is not None:
             self.store_probe.cancel()
         for _, future in self._pending:
@@ -251,6 +279,8 @@ class Service:
         )
         source: Source = "store" if outcome == "miss" and served.stored else outcome
         self.metrics.cache.labels("result", source).inc()
+        if outcome == "miss" and complete:
+            self._share(key, served)
         return served, source
 
     async def _compute(
@@ -539,7 +569,8 @@ class Service:
         for req, served in zip(reqs, results, strict=True):
             if served is None:
                 continue
-            self.results.put((req, method, pin_key, est_key), served)
+            self.results.put(key := (req, method, pin_key, est_key), served)
+            self._share(key, served)
             done[req.account] = served
             self.metrics.cache.labels("result", "store" if served.stored else "miss").inc()
             if not served.stored:

@@ -35,6 +35,7 @@ from multiprocessing.process import BaseProcess
 from types import FrameType
 from typing import TYPE_CHECKING
 
+from api.peers import mailboxes
 from crossmargin.cli.accept import ABSENT, BalancedSite, Counts, listening_socket
 from crossmargin.core.errors import CrossmarginError
 from crossmargin.workers import die_with_parent
@@ -124,7 +125,13 @@ class WorkerSpec:
     parent: int
 
 
-def worker_main(spec: WorkerSpec, sock: socket.socket, counts: Counts, ready: Connection) -> None:
+def worker_main(
+    spec: WorkerSpec,
+    sock: socket.socket,
+    counts: Counts,
+    mail: tuple[socket.socket, list[socket.socket]],
+    ready: Connection,
+) -> None:
     """A worker process: the whole app on the shared port. Ctrl-C reaches the whole
     process group; the supervisor forwards it as SIGTERM, so the worker ignores SIGINT
     (no KeyboardInterrupt traceback half-way through start-up). The supervisor's death
@@ -134,6 +141,7 @@ def worker_main(spec: WorkerSpec, sock: socket.socket, counts: Counts, ready: Co
     if watch.gone:  # the supervisor died before the kernel was asked: no signal will come
         sys.exit(0)
     from api.app import Worker, create_app
+    from api.peers import Peers
     from crossmargin.cli.main import _config, open_history
     from crossmargin.engine import collect_less
 
@@ -148,6 +156,7 @@ def worker_main(spec: WorkerSpec, sock: socket.socket, counts: Counts, ready: Co
                 database=spec.url,
                 history=history,
                 worker=Worker(spec.index, spec.count),
+                peers=Peers(*mail),
             )
             asyncio.run(
                 serve_app(
@@ -205,6 +214,9 @@ class Supervisor:
         # held, then accepted, connections per worker (accept.py); held is ABSENT
         # until a worker serves
         self.counts: Counts = self._ctx.RawArray("i", [ABSENT] * count + [0] * count)
+        # each worker's inbox of the others' results (api/peers.py), made before any
+        # starts, kept here so a restarted worker reads the same one
+        self._mail = mailboxes(count)
         self.procs: list[BaseProcess | None] = [None] * count
         self._ready: list[Connection | None] = [None] * count
         self._restarts: list[float] = []
@@ -214,7 +226,7 @@ class Supervisor:
         reader, writer = self._ctx.Pipe(duplex=False)
         proc = self._ctx.Process(
             target=worker_main,
-            args=(self._make_spec(index), self._sock, self.counts, writer),
+            args=(self._make_spec(index), self._sock, self.counts, self._mailbox(index), writer),
             name=f"crossmargin-worker-{index}",
         )
         proc.start()
@@ -223,6 +235,11 @@ class Supervisor:
         if old is not None:
             old.close()
         self.procs[index], self._ready[index] = proc, reader
+
+    def _mailbox(self, index: int) -> tuple[socket.socket, list[socket.socket]]:
+        """Worker `index`'s inbox and the other workers' outboxes."""
+        others = [out for j, (_, out) in enumerate(self._mail) if j != index]
+        return self._mail[index][0], others
 
     def start(self) -> list[str]:
         """Start every worker and wait until all listen; their URLs (worker 0's)."""
@@ -297,6 +314,9 @@ class Supervisor:
         for conn in self._ready:
             if conn is not None:
                 conn.close()
+        for inbox, outbox in self._mail:
+            inbox.close()
+            outbox.close()
 
 
 def run_workers(

@@ -25,6 +25,9 @@ from crossmargin.core.config import ApiConfig, ApiKeyConfig
 
 WORKER_PIDS = re.compile(r"^workers: 2 \(pids (\d+), (\d+)\)$", re.M)  # the supervisor's
 WORKER_INFO = re.compile(r'^crossmargin_worker_info\{pid="(\d+)",worker="(\d+)"\} 1\.0$', re.M)
+RESULT_LOOKUPS = re.compile(
+    r'^crossmargin_cache_lookups_total\{layer="result",outcome="(\w+)"\} ([0-9.]+)$', re.M
+)
 
 
 def _children(pid: int) -> set[int]:
@@ -79,6 +82,19 @@ async def _held_open(host: str, port: int, count: int) -> list[str]:
     return workers
 
 
+async def _result_lookups(base: str) -> dict[str, dict[str, float]]:
+    """Per worker, its result-cache lookups by outcome (hit, coalesced, store, miss)."""
+    seen: dict[str, dict[str, float]] = {}
+    for _ in range(200):
+        status, _, text = await _fresh(base, "/metrics")
+        assert status == 200
+        (worker,) = {w for _, w in WORKER_INFO.findall(text)}
+        seen[worker] = {k: float(v) for k, v in RESULT_LOOKUPS.findall(text)}
+        if len(seen) == 2:
+            break
+    return seen
+
+
 async def _workers_seen(base: str, want: int, tries: int = 200) -> dict[str, int]:
     """worker index -> pid, from /metrics scraped on fresh connections."""
     seen: dict[str, int] = {}
@@ -109,7 +125,7 @@ def test_two_workers_serve_one_port(devnet: Any, tmp_path: Path) -> None:
     alice = devnet.demo_accounts["alice"]
     try:
 
-        async def drive() -> tuple[dict[str, int], set[str], set[str]]:
+        async def drive() -> tuple[dict[str, int], set[str], set[str], dict[str, float]]:
             async with aiohttp.ClientSession() as session:
                 await wait_up(session, base)
             workers = await _workers_seen(base, 2)
@@ -125,13 +141,18 @@ def test_two_workers_serve_one_port(devnet: Any, tmp_path: Path) -> None:
                 ids.add(headers["Snapshot-Id"])
                 if len(answered) == 2:
                     break
-            return workers, answered, ids
+            lookups = await _result_lookups(base)
+            total = {o: sum(w.get(o, 0.0) for w in lookups.values()) for o in ("miss", "store")}
+            return workers, answered, ids, total
 
-        workers, answered, ids = asyncio.run(drive())
+        workers, answered, ids, lookups = asyncio.run(drive())
         assert set(workers) == {"0", "1"}, log.read_text()
         assert set(workers.values()) <= _children(proc.pid)  # + multiprocessing's tracker
         assert answered == {"0", "1"}
-        assert len(ids) == 1  # the same pinned blocks: one computation, found by the other
+        assert len(ids) == 1  # the same pinned blocks: one computation, served by both
+        # the other worker had it from the one that computed it (api/peers.py), in memory:
+        # not from the snapshot store
+        assert lookups == {"miss": 1.0, "store": 0.0}, lookups
 
         # a worker killed is restarted (same index, a new pid); the port keeps answering
         os.kill(workers["1"], signal.SIGKILL)
