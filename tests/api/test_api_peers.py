@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from types import SimpleNamespace
 
 import pytest
 
+from api.cache import Coalescer
 from api.peers import Peers, mailboxes
+from api.service import Served, Service
 
 
 @pytest.mark.asyncio
@@ -56,3 +59,27 @@ async def test_a_full_inbox_drops_instead_of_blocking() -> None:
         for inbox, outbox in boxes:
             inbox.close()
             outbox.close()
+
+
+@pytest.mark.asyncio
+async def test_a_peer_result_is_kept_only_under_this_workers_config() -> None:
+    """`Service._from_peer`: a result is kept under its key when it answers to this
+    worker's config hash of its method (a worker restarted on a changed config file has
+    another), marked as not computed here; anything else is dropped."""
+    service = SimpleNamespace(hashes={"var": "cfg-var", "es": "cfg-es"}, results=Coalescer(8))
+    served = Served(b"{}", "a" * 64, False, 7)
+    key = ("request", "var", (("ethereum", 1, "0x01"),), "config")
+    Service._from_peer(service, ("cfg-es", key, served))  # type: ignore[arg-type]
+    Service._from_peer(service, ("cfg-var", ("request", "var"), served))  # type: ignore[arg-type]
+    Service._from_peer(service, ("cfg-var", key, "not a result"))  # type: ignore[arg-type]
+    Service._from_peer(service, "garbage")  # type: ignore[arg-type]
+    assert len(service.results) == 0
+    Service._from_peer(service, ("cfg-var", key, served))  # type: ignore[arg-type]
+    assert key in service.results
+
+    async def not_computed_here() -> Served:
+        raise AssertionError("a kept result is served from memory")
+
+    kept, outcome = await service.results.get(key, not_computed_here)
+    assert outcome == "hit"
+    assert (kept.body, kept.snapshot_id, kept.stored, kept.leaf_index) == (b"{}", "a" * 64, True, 7)
