@@ -22,6 +22,7 @@ from api_helpers import CROSSMARGIN, ROOT, free_port, wait_up
 
 from api.security import Gate
 from crossmargin.core.config import ApiConfig, ApiKeyConfig
+from tests.processes import running
 
 WORKER_PIDS = re.compile(r"^workers: 2 \(pids (\d+), (\d+)\)$", re.M)  # the supervisor's
 WORKER_INFO = re.compile(r'^crossmargin_worker_info\{pid="(\d+)",worker="(\d+)"\} 1\.0$', re.M)
@@ -44,14 +45,6 @@ def _children(pid: int) -> set[int]:
         if int(fields[1]) == pid and fields[0] != "Z":
             out.add(int(entry.name))
     return out
-
-
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 async def _fresh(base: str, path: str) -> tuple[int, dict[str, str], str]:
@@ -177,9 +170,9 @@ def test_two_workers_serve_one_port(devnet: Any, tmp_path: Path) -> None:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(60) == 0, log.read_text()
         deadline = time.monotonic() + 10
-        while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+        while any(running(p) for p in pids) and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert not any(_alive(p) for p in pids)
+        assert not any(running(p) for p in pids)
         text = log.read_text()
         assert f"listening on {base}" in text
         assert "workers: 2" in text
@@ -211,13 +204,13 @@ def test_a_killed_supervisor_leaves_no_worker(tmp_path: Path) -> None:
             assert time.monotonic() < deadline, log.read_text()
             time.sleep(0.2)
         pids = [int(p) for p in found.groups()]
-        assert all(_alive(p) for p in pids)
+        assert all(running(p) for p in pids)
         proc.kill()
         proc.wait()
         deadline = time.monotonic() + 10
-        while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+        while any(running(p) for p in pids) and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert not any(_alive(p) for p in pids), "a worker outlived its killed supervisor"
+        assert not any(running(p) for p in pids), "a worker outlived its killed supervisor"
         assert "Traceback" not in log.read_text(), log.read_text()
     finally:
         if proc.poll() is None:

@@ -21,6 +21,7 @@ from cli_helpers import CLI, run, sigint_default
 
 from crossmargin.cli import main
 from crossmargin.cli.scan import CSV_COLUMNS, parse_input
+from tests.processes import running
 
 BAD = ["0x1234", "0xC02aaA39b223FE8D0A0e5C4F27eAD9083C756cc2", "[red]bob[/red]"]
 
@@ -416,15 +417,6 @@ def test_resume_streams_a_huge_output(tmp_path: Path, devnet: Any) -> None:
 def children(pid: int) -> list[int]:
     text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
     return [int(p) for p in text.split()]
-
-
-def running(pid: int) -> bool:
-    """Not exited (a zombie waiting for init to reap it has exited)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def test_workers_write_the_same_bytes(tmp_path: Path, devnet: Any, big: tuple[Path, bytes]) -> None:

@@ -23,6 +23,7 @@ import pytest
 from crossmargin.core.config import Config, config_hash, load_config
 from crossmargin.engine import Engine, Result
 from crossmargin.workers import WorkerError, WorkerPool, choose_start_method, vm_hwm_kib
+from tests.processes import running
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG: Config = load_config(ROOT / "configs" / "devnet.toml", env={})
@@ -46,19 +47,10 @@ def _unpicklable(engine: Engine, results: list[Result], extra: Any) -> Any:
     return lambda: None
 
 
-def alive(pid: int) -> bool:
-    """Running (a zombie, exited but not yet reaped, is not)."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-    return state != "Z"
-
-
 def gone(pids: list[int], within_s: float = 10.0) -> bool:
     deadline = time.monotonic() + within_s
     while time.monotonic() < deadline:
-        if not any(alive(p) for p in pids):
+        if not any(running(p) for p in pids):
             return True
         time.sleep(0.05)
     return False
